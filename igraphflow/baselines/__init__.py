@@ -1,0 +1,30 @@
+r"""Conditional generative baselines for graph signals ``X | Y``.
+
+All share one interface (scikit-learn style: ``__init__`` stores settings, ``fit`` returns
+``self``)::
+
+    model = Baseline(edge_index, num_nodes, num_features, num_classes, seed=0, **settings)
+    model.fit(X, Y, max_time=None, max_epochs=..., validation=..., progress=True)
+    model.sample(Y)          # [N, V, C], one signal per label-pattern row
+    model.log_prob(X, Y)     # [N], natural log-density (likelihood models only)
+
+- :class:`NSFBaseline`: a zuko neural spline flow on the flattened signal.
+- :class:`CINNBaseline`: a FrEIA conditional INN of GLOW affine couplings.
+- :class:`CGANBaseline`: a conditional GAN with ChebConv graph networks (no ``log_prob``).
+
+They need the ``baselines`` extra (zuko, FrEIA).
+
+Example:
+    >>> import torch
+    >>> from igraphflow.baselines import NSFBaseline
+    >>> X, Y = torch.randn(32, 2, 1), torch.randint(2, (32, 2))
+    >>> model = NSFBaseline(torch.tensor([[0, 1], [1, 0]]), 2, 1, 2, seed=0)
+    >>> model.fit(X, Y, max_epochs=1, progress=False).sample(Y).shape
+    torch.Size([32, 2, 1])
+"""
+
+from .cgan import CGANBaseline
+from .cinn import CINNBaseline
+from .nsf import NSFBaseline
+
+__all__ = ["NSFBaseline", "CINNBaseline", "CGANBaseline"]

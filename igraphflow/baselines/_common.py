@@ -1,0 +1,458 @@
+r"""Machinery shared by the baselines: input checks, standardisation, seeding, training loop.
+
+Every baseline derives from :class:`ConditionalBaseline`, which owns the common interface
+(``__init__`` stores settings, ``fit`` returns ``self``, learned state ends in ``_``). A
+likelihood model derives from :class:`LikelihoodBaseline` and only says how to build its
+network, how to evaluate a log-density and how to sample, in standardised coordinates.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConditionalBaseline",
+    "LikelihoodBaseline",
+    "batched_edge_index",
+    "train_loop",
+]
+
+import contextlib
+import copy
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    r"""Runs a block under ``torch.manual_seed(seed)`` and NumPy's ``seed`` without changing
+    the global random states outside the block. Does nothing when ``seed`` is None."""
+    if seed is None:
+        yield
+        return
+    np_state = np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+
+
+def batched_edge_index(edge_index: Tensor, num_nodes: int, batch_size: int) -> Tensor:
+    r"""Edge indices of ``batch_size`` disjoint copies of one graph (a block-diagonal graph).
+
+    Copy ``b`` holds nodes ``b * num_nodes`` to ``(b + 1) * num_nodes - 1``, so a batch of
+    signals ``[B, V, C]`` reshaped to ``[B * V, C]`` lines up with it.
+
+    Example:
+        >>> batched_edge_index(torch.tensor([[0], [1]]), num_nodes=2, batch_size=3)
+        tensor([[0, 2, 4],
+                [1, 3, 5]])
+    """
+    offsets = torch.arange(batch_size, device=edge_index.device) * num_nodes
+    return (edge_index[:, None, :] + offsets[None, :, None]).reshape(2, -1)
+
+
+def train_loop(
+    step: Callable[[Tensor], float],
+    evaluate: Callable[[], float] | None,
+    module: nn.Module,
+    *,
+    num_samples: int,
+    batch_size: int,
+    max_epochs: int,
+    max_time: float | None,
+    patience: int | None,
+    generator: torch.Generator,
+    progress: bool,
+    desc: str,
+    early_stopping: bool = True,
+) -> tuple[list[dict[str, float]], int]:
+    r"""Mini-batch training with a time cap, early stopping and restore of the best state.
+
+    Arguments:
+        step: Takes the indices of a batch of training samples, updates the parameters and
+            returns the training loss of the batch.
+        evaluate: Returns the validation loss (lower is better), or None for no validation;
+            with validation, the state of ``module`` with the lowest validation loss is
+            restored at the end and training stops after ``patience`` epochs without
+            improvement.
+        module: The module whose state is checkpointed.
+        num_samples: Number of training samples.
+        batch_size: Batch size.
+        max_epochs: Maximum number of passes over the training set.
+        max_time: Maximum training time in seconds (checked after every batch), or None.
+        patience: Epochs without improvement before stopping, or None to never stop early.
+        generator: Random generator of the batch order.
+        progress: Whether to show a progress bar.
+        desc: Label of the progress bar.
+        early_stopping: With False, the validation loss is only recorded: no early stop and
+            the last state is kept.
+
+    Returns:
+        The history (one dictionary per epoch, epoch 0 being the state before training) and
+        the epoch of the returned state.
+    """
+    start = time.perf_counter()
+    module.eval()
+    initial = evaluate() if evaluate is not None else None
+    history = [{"epoch": 0, "train_loss": math.nan, "val_loss": initial, "time": 0.0}]
+    best = initial if early_stopping else None
+    if best is not None and not math.isfinite(best):
+        best = math.inf
+    best_state = copy.deepcopy(module.state_dict()) if best is not None else None
+    best_epoch = 0
+    stale = 0
+    out_of_time = False
+
+    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        module.train()
+        order = torch.randperm(num_samples, generator=generator)
+        losses, sizes = [], []
+        for begin in range(0, num_samples, batch_size):
+            idx = order[begin : begin + batch_size]
+            losses.append(step(idx))
+            sizes.append(len(idx))
+            if max_time is not None and time.perf_counter() - start >= max_time:
+                out_of_time = True
+                break
+        module.eval()
+        train_loss = float(np.average(losses, weights=sizes))
+        val_loss = evaluate() if evaluate is not None else None
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "time": time.perf_counter() - start,
+            }
+        )
+        bar.set_postfix(train=f"{train_loss:.4g}", val="-" if val_loss is None else f"{val_loss:.4g}")
+
+        if not math.isfinite(train_loss) or (val_loss is not None and not math.isfinite(val_loss)):
+            warnings.warn(
+                f"{desc}: non-finite loss at epoch {epoch}; stopping"
+                + (f" and restoring epoch {best_epoch}" if best_state is not None else ""),
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            break
+        if best is not None:
+            if val_loss < best:
+                best, best_epoch, stale = val_loss, epoch, 0
+                best_state = copy.deepcopy(module.state_dict())
+            else:
+                stale += 1
+                if patience is not None and stale >= patience:
+                    break
+        else:
+            best_epoch = epoch
+        if out_of_time:
+            break
+    bar.close()
+
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history, best_epoch
+
+
+class ConditionalBaseline:
+    r"""Common interface of the conditional baselines for graph signals ``X | Y``.
+
+    Arguments:
+        edge_index: The graph, ``[2, E]`` node indices in ``[0, num_nodes)``.
+        num_nodes: Number of nodes V.
+        num_features: Number of features per node C.
+        num_classes: Number of node labels K.
+        seed: Seed of the initialisation, data split, batch order and sampling noise; None
+            uses (and advances) the global random state.
+        device: Device of the model (default CPU).
+        dtype: Floating-point type of the model (default float32).
+        standardize: Whether to model the signals standardised per node and feature with the
+            training mean and standard deviation (densities are reported in the original
+            units).
+        batch_size: Mini-batch size.
+        lr: Learning rate of Adam.
+        patience: Epochs without validation improvement before stopping (None: never).
+    """
+
+    #: Names of the settings shown by ``repr`` (subclasses extend it).
+    _settings: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        edge_index: Any,
+        num_nodes: int,
+        num_features: int,
+        num_classes: int,
+        *,
+        seed: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        standardize: bool = True,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        patience: int | None = 20,
+    ) -> None:
+        for name, value, low in (
+            ("num_nodes", num_nodes, 1),
+            ("num_features", num_features, 1),
+            ("num_classes", num_classes, 2),
+            ("batch_size", batch_size, 1),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point type, got {dtype}")
+        self.num_nodes = int(num_nodes)
+        self.num_features = int(num_features)
+        self.num_classes = int(num_classes)
+        self.edge_index = self._check_edge_index(edge_index)
+        self.seed = seed
+        self.device = torch.device("cpu" if device is None else device)
+        self.dtype = dtype
+        self.standardize = standardize
+        self.batch_size = int(batch_size)
+        self.lr = lr
+        self.patience = patience
+
+    def __repr__(self) -> str:
+        names = ("num_nodes", "num_features", "num_classes") + self._settings + ("seed",)
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+        return f"{type(self).__name__}({args})"
+
+    # Input checks ---------------------------------------------------------------------------
+
+    def _check_edge_index(self, edge_index: Any) -> Tensor:
+        ei = torch.as_tensor(edge_index)
+        if ei.dim() != 2 or ei.shape[0] != 2:
+            raise ValueError(f"edge_index must have shape [2, E], got {tuple(ei.shape)}")
+        if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
+            raise ValueError(f"edge_index must hold integer node indices, got {ei.dtype}")
+        ei = ei.long()
+        if ei.numel() and (ei.min() < 0 or ei.max() >= self.num_nodes):
+            raise ValueError(
+                f"edge_index must hold node indices in [0, num_nodes={self.num_nodes}), "
+                f"got values in [{int(ei.min())}, {int(ei.max())}]"
+            )
+        return ei
+
+    def _check_Y(self, Y: Any, name: str = "Y") -> Tensor:
+        Y = torch.as_tensor(Y)
+        V, K = self.num_nodes, self.num_classes
+        if Y.dim() != 2 or Y.shape[1] != V:
+            raise ValueError(f"{name} must have shape [N, V={V}], got {tuple(Y.shape)}")
+        if Y.is_floating_point():
+            if not torch.equal(Y, Y.round()):
+                raise ValueError(f"{name} must hold integer labels, got non-integer values")
+        elif Y.is_complex() or Y.dtype == torch.bool:
+            raise ValueError(f"{name} must hold integer labels, got {Y.dtype}")
+        if Y.numel() and (Y.min() < 0 or Y.max() >= K):
+            raise ValueError(
+                f"{name} must hold labels in [0, num_classes={K}), "
+                f"got values in [{Y.min().item():g}, {Y.max().item():g}]"
+            )
+        return Y.long().to(self.device)
+
+    def _check_X(self, X: Any, n: int, name: str = "X") -> Tensor:
+        X = torch.as_tensor(X)
+        V, C = self.num_nodes, self.num_features
+        if X.dim() != 3 or X.shape[1:] != (V, C) or X.shape[0] != n:
+            raise ValueError(
+                f"{name} must have shape [N={n}, V={V}, C={C}] (N as in Y), got {tuple(X.shape)}"
+            )
+        if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"{name} must hold real numbers, got {X.dtype}")
+        X = X.to(self.device, self.dtype)
+        if not torch.isfinite(X).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return X
+
+    def _check_XY(self, X: Any, Y: Any) -> tuple[Tensor, Tensor]:
+        Y = self._check_Y(Y)
+        return self._check_X(X, Y.shape[0]), Y
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "scale_"):
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit first")
+
+    # Shared pieces --------------------------------------------------------------------------
+
+    def _onehot(self, Y: Tensor) -> Tensor:
+        r"""One-hot labels ``[N, V, K]`` in the model's dtype."""
+        return F.one_hot(Y, self.num_classes).to(self.dtype)
+
+    def _generator(self, seed: int | None = None) -> torch.Generator:
+        r"""A CPU generator seeded with ``seed``, else the model's seed, else drawn from the
+        global random state (so that ``torch.manual_seed`` also makes runs reproducible).
+        Noise is drawn on the CPU and moved to the device: samples do not depend on it."""
+        seed = self.seed if seed is None else seed
+        if seed is None:
+            seed = int(torch.randint(2**62, ()))
+        return torch.Generator().manual_seed(seed)
+
+    def _fit_scaling(self, X: Tensor) -> None:
+        if self.standardize:
+            self.loc_ = X.mean(0)
+            self.scale_ = X.std(0).clamp_min(1e-6) if len(X) > 1 else torch.ones_like(X[0])
+        else:
+            self.loc_ = torch.zeros_like(X[0])
+            self.scale_ = torch.ones_like(X[0])
+
+    def _to_std(self, X: Tensor) -> Tensor:
+        return (X - self.loc_) / self.scale_
+
+    def _from_std(self, X: Tensor) -> Tensor:
+        return X * self.scale_ + self.loc_
+
+    def _split(
+        self, n: int, validation: float, generator: torch.Generator
+    ) -> tuple[Tensor, Tensor]:
+        r"""A random split of ``range(n)`` into training and validation indices."""
+        if not 0.0 <= validation < 1.0:
+            raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
+        n_val = int(round(validation * n))
+        if validation > 0 and n_val == 0:
+            n_val = 1
+        if n - n_val < 1:
+            raise ValueError(f"too few samples ({n}) for a validation fraction of {validation}")
+        perm = torch.randperm(n, generator=generator)
+        return perm[n_val:].sort().values, perm[:n_val].sort().values
+
+
+class LikelihoodBaseline(ConditionalBaseline):
+    r"""A conditional density model of ``X | Y`` trained by maximum likelihood.
+
+    Subclasses implement :meth:`_build` (the network, after which it is stored in
+    ``model_``), :meth:`_log_prob_std` and :meth:`_sample_std`, all on standardised signals
+    flattened to ``[N, V * C]``.
+    """
+
+    def _build(self) -> nn.Module:
+        raise NotImplementedError
+
+    def _log_prob_std(self, x: Tensor, Y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        X: Any,
+        Y: Any,
+        *,
+        max_time: float | None = None,
+        max_epochs: int = 500,
+        validation: float = 0.1,
+        progress: bool = True,
+    ) -> LikelihoodBaseline:
+        r"""Fits the model by maximum likelihood with early stopping.
+
+        A random fraction ``validation`` of the samples is held out; the parameters with the
+        best validation log-likelihood are kept, and training stops after ``patience`` epochs
+        without improvement. With ``validation=0`` the last parameters are kept.
+
+        Arguments:
+            X: Signals ``[N, V, C]`` (NumPy array or tensor).
+            Y: Labels ``[N, V]`` in ``[0, K)``.
+            max_time: Maximum training time in seconds, or None.
+            max_epochs: Maximum number of epochs.
+            validation: Fraction of the samples held out for early stopping.
+            progress: Whether to show a progress bar.
+
+        Returns:
+            ``self``, with ``model_``, ``history_`` (per-epoch losses, the negative
+            log-likelihood per sample) and ``best_epoch_`` set.
+        """
+        X, Y = self._check_XY(X, Y)
+        g = self._generator()
+        train, val = self._split(len(X), validation, g)
+        self._fit_scaling(X[train])
+        x = self._to_std(X).flatten(1)
+        with seeded(self.seed):
+            model = self._build()
+        self.model_ = model.to(self.device, self.dtype)
+        optimizer = torch.optim.Adam(self.model_.parameters(), lr=self.lr)
+
+        def step(idx: Tensor) -> float:
+            idx = train[idx]
+            loss = -self._log_prob_std(x[idx], Y[idx]).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            return loss.item()
+
+        def evaluate() -> float:
+            with torch.no_grad():
+                return -torch.cat(
+                    [
+                        self._log_prob_std(x[idx], Y[idx])
+                        for idx in val.split(max(self.batch_size, 1024))
+                    ]
+                ).mean().item()
+
+        self.history_, self.best_epoch_ = train_loop(
+            step,
+            evaluate if len(val) else None,
+            self.model_,
+            num_samples=len(train),
+            batch_size=self.batch_size,
+            max_epochs=max_epochs,
+            max_time=max_time,
+            patience=self.patience,
+            generator=g,
+            progress=progress,
+            desc=type(self).__name__,
+        )
+        return self
+
+    def log_prob(self, X: Any, Y: Any) -> Tensor:
+        r"""Log-density ``log p(X | Y)`` (natural logarithm) of each sample.
+
+        Arguments:
+            X: Signals ``[N, V, C]``.
+            Y: Labels ``[N, V]``.
+
+        Returns:
+            The log-densities ``[N]``, in the units of the original (unstandardised) signals.
+        """
+        self._check_fitted()
+        X, Y = self._check_XY(X, Y)
+        with torch.no_grad():
+            out = [
+                self._log_prob_std(self._to_std(X[i]).flatten(1), Y[i])
+                for i in torch.arange(len(X)).split(max(self.batch_size, 1024))
+            ]
+        return torch.cat(out) - self.scale_.log().sum()
+
+    def sample(self, Y: Any, *, seed: int | None = None) -> Tensor:
+        r"""Draws one signal for each row of label patterns.
+
+        Arguments:
+            Y: Labels ``[N, V]``.
+            seed: Seed of the noise; defaults to the model's ``seed``, so that with a seed the
+                same labels give the same signals at every call (as in scikit-learn).
+
+        Returns:
+            Signals ``[N, V, C]``.
+        """
+        self._check_fitted()
+        Y = self._check_Y(Y)
+        g = self._generator(seed)
+        with torch.no_grad():
+            x = self._sample_std(Y, g)
+        return self._from_std(x.reshape(len(Y), self.num_nodes, self.num_features))
