@@ -1,0 +1,63 @@
+r"""Input validation with messages that name the argument and the expected shape."""
+
+from __future__ import annotations
+
+__all__ = ["as_signals", "as_labels"]
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _as_tensor(value, name: str) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a tensor or an array, got {type(value).__name__}: {error}") from None
+
+
+def as_signals(X, num_nodes: int, num_features: int, *, name: str = "X", device=None) -> Tensor:
+    r"""Checks graph signals ``[N, V, C]`` (finite numbers) and returns them as ``float32``.
+
+    Example:
+        >>> as_signals([[[0.0], [1.0]]], num_nodes=2, num_features=1).shape
+        torch.Size([1, 2, 1])
+    """
+    X = _as_tensor(X, name)
+    if X.dim() != 3 or X.shape[1:] != (num_nodes, num_features):
+        raise ValueError(
+            f"{name} must have shape [N, num_nodes={num_nodes}, num_features={num_features}], got {list(X.shape)}"
+        )
+    if not (X.dtype.is_floating_point or X.dtype in (torch.int32, torch.int64)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    bad = ~torch.isfinite(X)
+    if bad.any():
+        first = bad.nonzero()[0].tolist()
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (first at index {first})")
+    return X.to(device=device, dtype=torch.float32)
+
+
+def as_labels(Y, num_nodes: int, num_classes: int, *, num_samples: int | None = None, name: str = "Y", device=None) -> Tensor:
+    r"""Checks node labels ``[N, V]`` with values in ``0..K-1`` and returns them as ``int64``.
+
+    Example:
+        >>> as_labels([[0, 2]], num_nodes=2, num_classes=3)
+        tensor([[0, 2]])
+    """
+    Y = _as_tensor(Y, name)
+    if Y.dim() != 2 or Y.size(1) != num_nodes or (num_samples is not None and Y.size(0) != num_samples):
+        rows = "N" if num_samples is None else f"N={num_samples}"
+        raise ValueError(f"{name} must have shape [{rows}, num_nodes={num_nodes}], got {list(Y.shape)}")
+    if Y.dtype.is_floating_point:
+        if not torch.isfinite(Y).all() or (Y != Y.round()).any():
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+    elif Y.dtype == torch.bool or Y.dtype.is_complex:
+        raise ValueError(f"{name} must hold integer class labels, got dtype {Y.dtype}")
+    Y = Y.long()
+    if Y.numel() and (Y.min() < 0 or Y.max() >= num_classes):
+        raise ValueError(
+            f"{name} holds labels in [{int(Y.min())}, {int(Y.max())}], outside [0, num_classes={num_classes})"
+        )
+    return Y.to(device)

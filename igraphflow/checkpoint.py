@@ -1,0 +1,57 @@
+r"""Atomic checkpoint files: a payload of tensors and plain settings, tagged with its kind."""
+
+from __future__ import annotations
+
+__all__ = ["save_atomic", "load_checked"]
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def save_atomic(payload: dict, path: str | os.PathLike, kind: str):
+    r"""Writes ``payload`` to ``path`` so that a reader sees either the old file or the new one.
+
+    The file is written beside its destination, flushed to disk, then renamed over it.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "state.pt"
+        >>> save_atomic({"step": 1}, path, kind="demo")
+        >>> load_checked(path, kind="demo")["step"]
+        1
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            torch.save({"kind": kind, **payload}, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
+    r"""Reads a file written by :func:`save_atomic`, checking that it holds a ``kind`` checkpoint.
+
+    Raises:
+        FileNotFoundError: When ``path`` does not exist.
+        ValueError: When the file is not a readable checkpoint, or one of another kind.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+    found = payload.get("kind") if isinstance(payload, dict) else None
+    if found != kind:
+        raise ValueError(f"{path} holds a checkpoint of {found or 'an unknown kind'!r}, not of {kind!r}")
+    return payload

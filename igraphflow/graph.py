@@ -1,0 +1,86 @@
+r"""Graph utilities: validation of ``edge_index`` and k-hop supports."""
+
+from __future__ import annotations
+
+__all__ = ["check_edge_index", "hop_supports"]
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+import numpy as np
+import scipy.sparse as sp
+from torch_geometric.utils import coalesce, remove_self_loops
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
+    r"""Validates a graph given as ``edge_index`` and returns it as ``int64`` ``[2, E]``.
+
+    Arguments:
+        edge_index: The edges, ``[2, E]``, integer.
+        num_nodes: The number of nodes ``V``.
+
+    Returns:
+        The edges as a contiguous ``int64`` tensor.
+
+    Raises:
+        ValueError: When the shape is not ``[2, E]``, the dtype is not integer, or a node
+            index lies outside ``[0, num_nodes)``.
+
+    Example:
+        >>> check_edge_index(torch.tensor([[0, 1], [1, 0]]), 2).shape
+        torch.Size([2, 2])
+    """
+    edge_index = torch.as_tensor(edge_index)
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
+    if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool:
+        raise ValueError(f"edge_index must hold integers, got dtype {edge_index.dtype}")
+    if num_nodes < 1:
+        raise ValueError(f"num_nodes must be positive, got {num_nodes}")
+    if edge_index.numel() > 0:
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= num_nodes:
+            raise ValueError(
+                f"edge_index holds node indices in [{low}, {high}], outside [0, {num_nodes}) "
+                f"for num_nodes={num_nodes}"
+            )
+    return edge_index.long().contiguous()
+
+
+def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> list[Tensor]:
+    r"""Pairs of nodes within ``m`` hops of each other, for each order ``m``.
+
+    The graph is taken as undirected. Order 0 is the diagonal. Each support is built by
+    sparse matrix products (on the CPU, once per model), so the cost grows with the size of
+    the neighbourhoods, never with ``V^2``.
+
+    Arguments:
+        edge_index: The edges, ``[2, E]``.
+        num_nodes: The number of nodes ``V``.
+        orders: The hop radii, e.g. ``(0, 1, 2)``.
+
+    Returns:
+        One ``[2, E_m]`` tensor of (neighbour, node) pairs per order, sorted by node.
+
+    Example:
+        >>> path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+        >>> [s.size(1) for s in hop_supports(path, 3, (0, 1, 2))]
+        [3, 7, 9]
+    """
+    if any(m < 0 for m in orders):
+        raise ValueError(f"orders must be non-negative, got {list(orders)}")
+    edge_index, _ = remove_self_loops(edge_index.cpu())
+    rows, cols = edge_index.numpy()
+    ones = np.ones(rows.size)
+    step = sp.coo_matrix((ones, (rows, cols)), shape=(num_nodes, num_nodes)).tocsr()
+    step = ((step + step.T + sp.identity(num_nodes, format="csr")) > 0).astype(np.float64)
+    reach, radius, supports = sp.identity(num_nodes, format="csr"), 0, {}
+    for m in sorted(set(orders)):
+        while radius < m:
+            reach = ((reach @ step) > 0).astype(np.float64)
+            radius += 1
+        # The relation is symmetric, so row j, column i reads as source j, target i.
+        pairs = reach.tocoo()
+        supports[m] = coalesce(torch.from_numpy(np.stack([pairs.col, pairs.row])).long(), num_nodes=num_nodes)
+    return [supports[m] for m in orders]

@@ -1,0 +1,8 @@
+r"""Graph layers and velocity fields."""
+
+__all__ = ["L3NetConv", "StaticChebConv", "StaticGCNConv", "GraphVelocityField", "make_conv"]
+
+from .cheb import StaticChebConv
+from .gcn import StaticGCNConv
+from .l3net import L3NetConv
+from .velocity import GraphVelocityField, make_conv

@@ -1,0 +1,57 @@
+r"""ChebNet convolution on a static graph, with its scaled Laplacian cached."""
+
+from __future__ import annotations
+
+__all__ = ["StaticChebConv"]
+
+import torch
+from torch import Tensor
+from torch_geometric.nn import ChebConv
+
+from ..graph import check_edge_index
+
+
+class StaticChebConv(ChebConv):
+    r"""PyG's :class:`~torch_geometric.nn.conv.ChebConv` bound to one static graph.
+
+    :math:`\sum_{k<K} T_k(\hat L) X \Theta_k`, with :math:`T_k` the Chebyshev polynomials of
+    the scaled Laplacian. PyG recomputes the normalised Laplacian at every call; inside an ODE
+    block that is several times per solver step, so it is computed once here and stored.
+
+    Arguments:
+        in_channels: Input channels per node.
+        out_channels: Output channels per node.
+        edge_index: The graph, ``[2, E]`` (taken as undirected).
+        num_nodes: The number of nodes ``V``.
+        K: The order of the Chebyshev polynomial (``K - 1`` hops).
+
+    Shapes:
+        input ``[*, V, in_channels]``, output ``[*, V, out_channels]``.
+
+    Example:
+        >>> edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+        >>> conv = StaticChebConv(2, 4, edge_index, num_nodes=3, K=3)
+        >>> conv(torch.randn(5, 3, 2)).shape
+        torch.Size([5, 3, 4])
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int, K: int = 3):
+        super().__init__(in_channels, out_channels, K=K, normalization="sym")
+        edge_index = check_edge_index(edge_index, num_nodes)
+        self.num_nodes = num_nodes
+        # The symmetric Laplacian needs both directions of every edge.
+        undirected = torch.cat([edge_index, edge_index.flip(0)], dim=1).unique(dim=1)
+        scaled_index, scaled_weight = super().__norm__(
+            undirected, num_nodes, None, "sym", lambda_max=2.0, dtype=torch.float32
+        )
+        self.register_buffer("scaled_index", scaled_index)
+        self.register_buffer("scaled_weight", scaled_weight)
+
+    def __norm__(self, edge_index, num_nodes, edge_weight, normalization, lambda_max=None, dtype=None, batch=None):
+        return self.scaled_index, self.scaled_weight.to(dtype or self.scaled_weight.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x, self.scaled_index)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, num_nodes={self.num_nodes}, K={len(self.lins)})"
