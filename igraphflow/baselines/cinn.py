@@ -2,7 +2,7 @@ r"""Conditional invertible neural network baseline (FrEIA affine couplings)."""
 
 from __future__ import annotations
 
-__all__ = ["CINNBaseline", "SubnetMLP"]
+__all__ = ["CINNBaseline", "SubnetMLP", "atan_clamp"]
 
 import functools
 import math
@@ -14,6 +14,12 @@ import torch
 from torch import Tensor, nn
 
 from ._common import LikelihoodBaseline
+
+
+def atan_clamp(u: Tensor) -> Tensor:
+    r"""FrEIA's default soft clamp ``0.636 * atan(u)`` as a named function: FrEIA's own is a
+    lambda, which would make the model impossible to pickle."""
+    return 0.636 * torch.atan(u)
 
 
 class SubnetMLP(nn.Sequential):
@@ -120,6 +126,7 @@ class CINNBaseline(LikelihoodBaseline):
                 cond_shape=(self.num_nodes * self.num_classes,),
                 subnet_constructor=subnet,
                 clamp=self.clamp,
+                clamp_activation=atan_clamp,
             )
             inn.append(Fm.PermuteRandom)  # draws from NumPy's state, seeded by fit
         return inn

@@ -1,0 +1,288 @@
+r"""Tests of the conditional baselines (NSF, cINN, cGAN) and their shared machinery."""
+
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from igraphflow.baselines import CGANBaseline, CINNBaseline, NSFBaseline
+from igraphflow.baselines._common import batched_edge_index, train_loop
+from igraphflow.baselines.cgan import ChebNet
+
+torch.set_num_threads(1)
+
+ALL = [NSFBaseline, CINNBaseline, CGANBaseline]
+DENSITY = [NSFBaseline, CINNBaseline]
+SMALL = {
+    NSFBaseline: dict(transforms=2, hidden_features=(16, 16)),
+    CINNBaseline: dict(blocks=3, hidden=16),
+    CGANBaseline: dict(hidden=8),
+}
+
+V, C, K = 3, 2, 3
+EDGES = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+
+
+def _data(n=96, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(K, (n, V), generator=g)
+    X = torch.randn(n, V, C, generator=g) + Y[..., None].float()
+    return X, Y
+
+
+def _model(cls, **kw):
+    return cls(EDGES, V, C, K, **{**SMALL[cls], "seed": 0, **kw})
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_shapes_and_interface(cls):
+    X, Y = _data()
+    model = _model(cls)
+    assert repr(model).startswith(f"{cls.__name__}(num_nodes=3")
+    assert model.fit(X, Y, max_epochs=2, progress=False) is model
+    assert model.sample(Y[:7]).shape == (7, V, C)
+    assert model.sample(Y[:7].numpy()).dtype == torch.float32
+    assert len(model.history_) == 3 and model.history_[0]["epoch"] == 0
+    if cls is CGANBaseline:
+        assert not hasattr(model, "log_prob")
+    else:
+        lp = model.log_prob(X[:7].numpy(), Y[:7].numpy())
+        assert lp.shape == (7,) and torch.isfinite(lp).all()
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_determinism(cls):
+    X, Y = _data()
+    a = _model(cls).fit(X, Y, max_epochs=2, progress=False)
+    b = _model(cls).fit(X, Y, max_epochs=2, progress=False)
+    c = _model(cls, seed=1).fit(X, Y, max_epochs=2, progress=False)
+    for (ka, va), (kb, vb) in zip(a.model_.state_dict().items(), b.model_.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    assert torch.equal(a.sample(Y), b.sample(Y))
+    assert torch.equal(a.sample(Y), a.sample(Y))  # a seeded model samples the same each call
+    assert not torch.equal(a.sample(Y), a.sample(Y, seed=5))
+    assert not torch.equal(a.sample(Y), c.sample(Y))
+    # The global random state is neither used nor changed by a seeded model.
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    _model(cls).fit(X, Y, max_epochs=1, progress=False).sample(Y)
+    assert torch.equal(torch.rand(3), before)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_pickle_round_trip(cls):
+    X, Y = _data()
+    model = _model(cls).fit(X, Y, max_epochs=1, progress=False)
+    copy = pickle.loads(pickle.dumps(model))
+    assert torch.equal(copy.sample(Y), model.sample(Y))
+    if cls is not CGANBaseline:
+        assert torch.equal(copy.log_prob(X, Y), model.log_prob(X, Y))
+
+
+def _gauss_1node(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(2, (n, 1), generator=g)
+    means = torch.tensor([[-2.0, 1.0], [2.0, 3.0]])
+    X = means[Y[:, 0]][:, None, :] + torch.tensor([0.5, 1.5]) * torch.randn(n, 1, 2, generator=g)
+    return X, Y
+
+
+@pytest.mark.parametrize("cls", DENSITY)
+def test_fit_improves_validation_likelihood(cls):
+    X, Y = _gauss_1node(1000, seed=0)
+    model = cls([[0], [0]], 1, 2, 2, seed=0, batch_size=64, **SMALL[cls]).fit(
+        X, Y, max_epochs=30, progress=False
+    )
+    initial = model.history_[0]["val_loss"]
+    best = model.history_[model.best_epoch_]["val_loss"]
+    assert best < initial - 0.5
+    # Close to the true conditional negative log-likelihood on fresh data.
+    Xt, Yt = _gauss_1node(1000, seed=1)
+    true_nll = -torch.distributions.Normal(
+        torch.tensor([[-2.0, 1.0], [2.0, 3.0]])[Yt[:, 0]], torch.tensor([0.5, 1.5])
+    ).log_prob(Xt[:, 0]).sum(1).mean()
+    assert -model.log_prob(Xt, Yt).mean() < true_nll + 0.15
+
+
+@pytest.mark.parametrize("cls", DENSITY)
+def test_log_prob_integrates_to_one(cls):
+    X, Y = _gauss_1node(400, seed=2)
+    model = cls([[0], [0]], 1, 2, 2, seed=0, **SMALL[cls]).fit(X, Y, max_epochs=5, progress=False)
+    h = 0.1
+    u = torch.arange(-8.0, 12.0, h)
+    grid = torch.cartesian_prod(u, u).reshape(-1, 1, 2)
+    for label in (0, 1):
+        lab = torch.full((len(grid), 1), label)
+        mass = model.log_prob(grid, lab).double().exp().sum() * h * h
+        assert mass == pytest.approx(1.0, abs=0.02)
+
+
+def _jacobian_log_density(forward, x):
+    r"""log N(f(x); 0, I) + log|det df/dx| with the Jacobian from autograd."""
+    z = forward(x)
+    J = torch.autograd.functional.jacobian(forward, x)
+    return torch.distributions.Normal(0.0, 1.0).log_prob(z).sum() + torch.linalg.slogdet(J)[1]
+
+
+@pytest.mark.parametrize("cls", DENSITY)
+def test_log_prob_against_autograd_jacobian(cls):
+    X, Y = _data(64)
+    X = X.double()
+    model = _model(cls, dtype=torch.float64, standardize=False)
+    model.fit(X, Y, max_epochs=3, progress=False)
+    for i in range(3):
+        x, c = X[i].flatten(), model._onehot(Y[i : i + 1]).flatten(1)
+        if cls is NSFBaseline:
+            forward = lambda v: model.model_(c).transform(v[None])[0]  # noqa: E731
+        else:
+            forward = lambda v: model.model_(v[None], c=[c])[0][0]  # noqa: E731
+        ref = _jacobian_log_density(forward, x)
+        assert model.log_prob(X[i : i + 1], Y[i : i + 1])[0].item() == pytest.approx(
+            ref.item(), abs=1e-8
+        )
+    # Standardisation changes coordinates; log_prob accounts for its Jacobian.
+    std = _model(cls, dtype=torch.float64).fit(X, Y, max_epochs=1, progress=False)
+    x0 = std._to_std(X[:1]).flatten(1)
+    direct = std._log_prob_std(x0, Y[:1]) - std.scale_.log().sum()
+    assert std.log_prob(X[:1], Y[:1]).item() == pytest.approx(direct.item(), abs=1e-10)
+
+
+@pytest.mark.parametrize("cls", DENSITY)
+def test_sample_is_the_inverse_map(cls):
+    # sample(Y, seed=s) pushes the standard normal draw randn(N, V * C) of a generator seeded
+    # with s through the inverse flow: the forward flow must give that draw back.
+    X, Y = _data()
+    model = _model(cls, dtype=torch.float64).fit(X.double(), Y, max_epochs=2, progress=False)
+    S = model.sample(Y, seed=7)
+    x, c = model._to_std(S).flatten(1), model._onehot(Y).flatten(1)
+    if cls is NSFBaseline:
+        z = model.model_(c).transform(x)
+    else:
+        z = model.model_(x, c=[c])[0]
+    eps = torch.randn(len(Y), V * C, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    assert torch.allclose(z, eps, atol=1e-6)
+    assert torch.isfinite(model.log_prob(S, Y)).all()
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize(
+    "X, Y, match",
+    [
+        (torch.zeros(10, V, C + 1), torch.zeros(10, V, dtype=torch.long), r"X must have shape"),
+        (torch.zeros(9, V, C), torch.zeros(10, V, dtype=torch.long), r"X must have shape"),
+        (torch.zeros(10, V, C), torch.zeros(10, V + 1, dtype=torch.long), r"Y must have shape"),
+        (torch.zeros(10, V, C), torch.full((10, V), K), r"labels in \[0, num_classes=3\)"),
+        (torch.zeros(10, V, C), torch.full((10, V), -1), r"labels in \[0, num_classes=3\)"),
+        (torch.zeros(10, V, C), torch.full((10, V), 0.5), r"integer labels"),
+        (torch.full((10, V, C), math.nan), torch.zeros(10, V, dtype=torch.long), r"X contains NaN"),
+    ],
+)
+def test_bad_inputs(cls, X, Y, match):
+    with pytest.raises(ValueError, match=match):
+        _model(cls).fit(X, Y, max_epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_bad_settings_and_unfitted(cls):
+    with pytest.raises(ValueError, match="edge_index must hold node indices"):
+        cls([[0, 5], [1, 0]], V, C, K)
+    with pytest.raises(ValueError, match=r"edge_index must have shape \[2, E\]"):
+        cls(torch.zeros(3, 4, dtype=torch.long), V, C, K)
+    with pytest.raises(ValueError, match="num_classes"):
+        cls(EDGES, V, C, 1)
+    X, Y = _data(20)
+    with pytest.raises(ValueError, match="validation"):
+        _model(cls).fit(X, Y, validation=1.0, progress=False)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        _model(cls).sample(Y)
+    model = _model(cls).fit(X, Y, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="Y must hold labels"):
+        model.sample(Y + K)
+    if cls is not CGANBaseline:
+        with pytest.raises(ValueError, match="X must have shape"):
+            model.log_prob(X[:, :2], Y)
+
+
+def test_cinn_needs_two_dimensions():
+    with pytest.raises(ValueError, match="at least 2"):
+        CINNBaseline([[0], [0]], 1, 1, 2)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_max_time(cls):
+    X, Y = _data(200)
+    model = _model(cls, batch_size=16).fit(X, Y, max_time=0.0, max_epochs=50, progress=False)
+    assert len(model.history_) == 2  # the state before training and one (cut) epoch
+
+
+class _Scalar(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+
+
+def test_train_loop_early_stopping_restores_best():
+    module = _Scalar()
+    val_losses = iter([5.0, 4.0, 3.0, 3.5, 3.2, 3.1, 9.0])
+
+    def step(idx):
+        with torch.no_grad():
+            module.w += 1.0
+        return 0.0
+
+    history, best_epoch = train_loop(
+        step,
+        lambda: next(val_losses),
+        module,
+        num_samples=4,
+        batch_size=4,
+        max_epochs=100,
+        max_time=None,
+        patience=3,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        desc="test",
+    )
+    assert best_epoch == 2 and module.w.item() == 2.0  # the state after epoch 2 is restored
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3, 4, 5]  # 3 epochs without improvement
+    assert history[0]["val_loss"] == 5.0
+
+
+def test_train_loop_stops_on_nan():
+    module = _Scalar()
+
+    def step(idx):
+        with torch.no_grad():
+            module.w += 1.0
+        return math.nan
+
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        history, best_epoch = train_loop(
+            step,
+            lambda: 1.0,
+            module,
+            num_samples=4,
+            batch_size=2,
+            max_epochs=10,
+            max_time=None,
+            patience=None,
+            generator=torch.Generator().manual_seed(0),
+            progress=False,
+            desc="test",
+        )
+    assert len(history) == 2 and best_epoch == 0 and module.w.item() == 0.0
+
+
+def test_chebnet_batch_equals_one_graph_at_a_time():
+    torch.manual_seed(0)
+    net = ChebNet(3, 5, layers=2, num_nodes=V).double()
+    x = torch.randn(4, V, 3, dtype=torch.float64)
+    batched = net(x, EDGES)
+    single = torch.stack([net(x[b : b + 1], EDGES)[0] for b in range(4)])
+    assert torch.allclose(batched, single, atol=1e-12)
+    ei = batched_edge_index(EDGES, V, 2)
+    assert ei.tolist() == [[0, 1, 1, 2, 3, 4, 4, 5], [1, 0, 2, 1, 4, 3, 5, 4]]

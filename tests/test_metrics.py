@@ -1,0 +1,199 @@
+r"""Tests of igraphflow.metrics against direct formulas written out here."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from igraphflow.metrics import (
+    accuracy,
+    classifier_two_sample_test,
+    conditional_metric,
+    energy_distance,
+    mmd,
+    mmd_median,
+    nll_per_dim,
+)
+
+torch.set_num_threads(1)
+
+
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed).normal(size=shape)
+
+
+def _sq(a, b):
+    return sum((ai - bi) ** 2 for ai, bi in zip(a, b))
+
+
+def _mmd_loops(X, Y, alpha, biased):
+    k = lambda a, b: math.exp(-alpha * _sq(a, b))  # noqa: E731
+    n, m = len(X), len(Y)
+    if biased:
+        kxx = sum(k(X[i], X[j]) for i in range(n) for j in range(n)) / n**2
+        kyy = sum(k(Y[i], Y[j]) for i in range(m) for j in range(m)) / m**2
+    else:
+        kxx = sum(k(X[i], X[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+        kyy = sum(k(Y[i], Y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    kxy = sum(k(X[i], Y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return kxx + kyy - 2 * kxy
+
+
+def _energy_loops(X, Y, biased):
+    d = lambda a, b: math.sqrt(_sq(a, b))  # noqa: E731
+    n, m = len(X), len(Y)
+    exy = sum(d(X[i], Y[j]) for i in range(n) for j in range(m)) / (n * m)
+    exx = sum(d(X[i], X[j]) for i in range(n) for j in range(n))
+    eyy = sum(d(Y[i], Y[j]) for i in range(m) for j in range(m))
+    exx /= n * n if biased else n * (n - 1)
+    eyy /= m * m if biased else m * (m - 1)
+    return 2 * exy - exx - eyy
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_mmd_matches_double_loop(biased):
+    X, Y = _rand(6, 3, seed=1), _rand(5, 3, seed=2) + 0.3
+    alphas = (0.1, 1.0, 5.0, 10.0)
+    got = mmd(X, Y, alphas, biased=biased)
+    assert list(got) == list(alphas)
+    for a in alphas:
+        assert got[a] == pytest.approx(_mmd_loops(X, Y, a, biased), abs=1e-12)
+
+
+def test_mmd_flattens_graph_signals_and_accepts_tensors():
+    X, Y = _rand(6, 2, 3, seed=3), _rand(7, 2, 3, seed=4)
+    flat = mmd(X.reshape(6, 6), Y.reshape(7, 6), 1.0)
+    assert mmd(torch.tensor(X), torch.tensor(Y).float(), 1.0)[1.0] == pytest.approx(
+        flat[1.0], abs=1e-6
+    )
+
+
+def test_mmd_chunking(monkeypatch):
+    import igraphflow.metrics as metrics
+
+    X, Y = _rand(50, 4, seed=5), _rand(40, 4, seed=6)
+    whole = mmd(X, Y)
+    monkeypatch.setattr(metrics, "_CHUNK", 7)
+    chunked = mmd(X, Y)
+    for a in whole:
+        assert chunked[a] == pytest.approx(whole[a], abs=1e-12)
+
+
+def test_mmd_identical_vs_shifted():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 4, generator=g)
+    X2 = torch.randn(400, 4, generator=g)
+    for a, v in mmd(X, X, biased=True).items():
+        assert abs(v) < 1e-12
+    same = mmd(X, X2)
+    shifted = mmd(X, X2 + 1.0)
+    for a in same:
+        assert abs(same[a]) < 0.01
+        assert shifted[a] > 5 * abs(same[a])
+    assert shifted[0.1] > 0.02 and shifted[1.0] > 0.02
+
+
+def test_mmd_median_matches_double_loop():
+    X, Y = _rand(5, 2, seed=7), _rand(6, 2, seed=8) + 1.0
+    Z = np.concatenate([X, Y])
+    dists = [math.sqrt(_sq(Z[i], Z[j])) for i in range(len(Z)) for j in range(i + 1, len(Z))]
+    h = float(np.median(dists))
+    assert mmd_median(X, Y) == pytest.approx(_mmd_loops(X, Y, 1 / (2 * h * h), False), abs=1e-12)
+    g = torch.Generator().manual_seed(1)
+    A, B = torch.randn(2, 300, 3, generator=g)
+    assert abs(mmd_median(A, B)) < 0.01 < mmd_median(A, B + 1.5)
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_energy_matches_double_loop(biased):
+    X, Y = _rand(6, 3, seed=9), _rand(4, 3, seed=10) - 0.5
+    assert energy_distance(X, Y, biased=biased) == pytest.approx(
+        _energy_loops(X, Y, biased), abs=1e-12
+    )
+
+
+def test_energy_identical_vs_shifted():
+    g = torch.Generator().manual_seed(2)
+    X, X2 = torch.randn(2, 300, 3, generator=g)
+    assert abs(energy_distance(X, X2)) < 0.05
+    assert energy_distance(X, X2 + 1.0) > 0.5
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="same dimension"):
+        mmd(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        energy_distance(np.full((3, 2), np.nan), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="at least 2"):
+        mmd(np.zeros((1, 2)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="alphas"):
+        mmd(np.zeros((3, 2)), np.zeros((3, 2)), alphas=(-1.0,))
+
+
+def test_conditional_metric_weighting():
+    # Patterns: A = [0, 1] x 4, B = [1, 0] x 2, C = [1, 1] x 1 (too rare), D = [0, 0] x 3.
+    Y = torch.tensor([[0, 1]] * 4 + [[1, 0]] * 2 + [[1, 1]] + [[0, 0]] * 3)
+    X_real = torch.zeros(10, 1)
+    shift = torch.tensor([1.0] * 4 + [2.0] * 2 + [100.0] + [3.0] * 3)[:, None]
+    X_gen = X_real + shift
+
+    def mean_gap(a, b):  # a toy metric with a known value per pattern
+        return (a.mean() - b.mean()).item()
+
+    value, details = conditional_metric(mean_gap, X_gen, X_real, Y, top_k=3, return_details=True)
+    assert [(d["pattern"], d["count"]) for d in details] == [
+        ([0, 1], 4),
+        ([0, 0], 3),
+        ([1, 0], 2),
+    ]
+    assert [d["value"] for d in details] == [1.0, 3.0, 2.0]
+    assert value == pytest.approx((4 * 1.0 + 3 * 3.0 + 2 * 2.0) / 9)
+    assert conditional_metric(mean_gap, X_gen, X_real, Y, top_k=1) == pytest.approx(1.0)
+    # A pattern seen once is skipped even if it would be among the top k.
+    assert conditional_metric(mean_gap, X_gen, X_real, Y, top_k=10) == pytest.approx(17 / 9)
+
+    # Dictionary-valued metrics are averaged key by key.
+    both = conditional_metric(lambda a, b: {"gap": mean_gap(a, b)}, X_gen, X_real, Y, top_k=2)
+    assert both == {"gap": pytest.approx((4 * 1.0 + 3 * 3.0) / 7)}
+
+
+def test_conditional_metric_with_mmd_and_bad_inputs():
+    g = torch.Generator().manual_seed(3)
+    Y = torch.randint(2, (200, 2), generator=g)
+    X = torch.randn(200, 2, 2, generator=g)
+    value = conditional_metric(mmd, X, torch.randn(200, 2, 2, generator=g), Y)
+    assert set(value) == {0.1, 1.0, 5.0, 10.0}
+    with pytest.raises(ValueError, match="X_real"):
+        conditional_metric(mmd, X, X[:10], Y)
+    with pytest.raises(ValueError, match="min_count"):
+        conditional_metric(mmd, X[:3], X[:3], torch.arange(6).reshape(3, 2))
+
+
+def test_nll_per_dim_and_accuracy():
+    lp = torch.tensor([-1.0, -2.0, -6.0])
+    assert nll_per_dim(lp, 3) == pytest.approx(sum([1.0, 2.0, 6.0]) / 3 / 3)
+    pred = torch.tensor([[0, 1, 2], [2, 2, 2]])
+    Y = torch.tensor([[0, 1, 1], [2, 0, 2]])
+    assert accuracy(pred, Y) == pytest.approx(4 / 6)
+    scores = torch.nn.functional.one_hot(pred, 3).float()
+    assert accuracy(scores, Y) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError, match="pred must have shape"):
+        accuracy(pred[:1], Y)
+
+
+def test_c2st_same_and_different():
+    g = torch.Generator().manual_seed(4)
+    n, V, C = 300, 3, 2
+    Y_a = torch.randint(2, (n, V), generator=g)
+    Y_b = torch.randint(2, (n, V), generator=g)
+    X_a = torch.randn(n, V, C, generator=g) + Y_a[..., None]
+    X_b = torch.randn(n, V, C, generator=g) + Y_b[..., None]
+    same = classifier_two_sample_test(X_a, Y_a, X_b, Y_b, seed=0)
+    assert abs(same - 0.5) < 0.1
+    # Same marginal of X, but the dependence on Y is reversed: only (X, Y) pairs tell them apart.
+    X_c = torch.randn(n, V, C, generator=g) + 4.0 * (1 - Y_b[..., None])
+    X_a4 = torch.randn(n, V, C, generator=g) + 4.0 * Y_a[..., None]
+    different = classifier_two_sample_test(X_a4, Y_a, X_c, Y_b, seed=0)
+    assert different > 0.95
+    assert classifier_two_sample_test(X_a, Y_a, X_b, Y_b, seed=0) == same  # deterministic
