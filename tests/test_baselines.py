@@ -3,7 +3,6 @@ r"""Tests of the conditional baselines (NSF, cINN, cGAN) and their shared machin
 import math
 import pickle
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -163,7 +162,8 @@ def test_sample_is_the_inverse_map(cls):
         z = model.model_(c).transform(x)
     else:
         z = model.model_(x, c=[c])[0]
-    eps = torch.randn(len(Y), V * C, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    g = torch.Generator().manual_seed(7)
+    eps = torch.randn(len(Y), V * C, generator=g, dtype=torch.float64)
     assert torch.allclose(z, eps, atol=1e-6)
     assert torch.isfinite(model.log_prob(S, Y)).all()
 

@@ -12,6 +12,7 @@ __all__ = [
     "ConditionalBaseline",
     "LikelihoodBaseline",
     "batched_edge_index",
+    "seeded",
     "train_loop",
 ]
 
@@ -137,7 +138,8 @@ def train_loop(
                 "time": time.perf_counter() - start,
             }
         )
-        bar.set_postfix(train=f"{train_loss:.4g}", val="-" if val_loss is None else f"{val_loss:.4g}")
+        shown = "-" if val_loss is None else f"{val_loss:.4g}"
+        bar.set_postfix(train=f"{train_loss:.4g}", val=shown)
 
         if not math.isfinite(train_loss) or (val_loss is not None and not math.isfinite(val_loss)):
             warnings.warn(
