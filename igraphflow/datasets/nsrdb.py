@@ -1,0 +1,159 @@
+r"""NSRDB PSM CSV downloads (one file per site) as a sensor graph with ramp labels.
+
+The National Solar Radiation Database (NREL) delivers PSM time series as CSV files with two
+metadata lines (keys such as ``Latitude``, ``Longitude``, then their values), a header row
+``Year,Month,Day,Hour,Minute,DHI,DNI,GHI,...`` and one row per time step. Each file becomes one
+node; sites are placed by an equirectangular projection of latitude/longitude (km) and joined
+by a symmetric k-nearest-neighbour graph. Labels follow the solar ramp rule of
+:mod:`igraphflow.datasets.solar`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ._base import GraphDataset, _open_text, knn_graph, lag_names, ramp_labels, read_numeric_csv, series_samples
+
+__all__ = ["nsrdb", "read_psm_csv"]
+
+_TIME_COLUMNS = ("Year", "Month", "Day", "Hour", "Minute")
+
+
+def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[str, str], np.ndarray, np.ndarray]:
+    r"""Reads one NSRDB PSM CSV file.
+
+    Arguments:
+        path: The file (optionally gzipped).
+        feature: The column to return (``DHI``, ``DNI``, ``GHI``, ...).
+
+    Returns:
+        ``(metadata, times, values)``: the metadata dict (first two lines), POSIX seconds
+        ``[T]`` (the stamps as written, read as UTC) and the feature ``[T]``.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: Naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"nsrdb: no such file {path} (expected an NSRDB PSM CSV download)")
+    with _open_text(path) as f:
+        head = [next(csv.reader([f.readline()]), []) for _ in range(2)]
+    keys, vals = ([c.strip() for c in row] for row in head)
+    meta = dict(zip(keys, vals))
+    for key in ("Latitude", "Longitude"):
+        try:
+            float(meta[key])
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"{path}: the two metadata lines must give a numeric {key} (NSRDB PSM CSV format)"
+            ) from None
+    columns, _, values = read_numeric_csv(path, skip_lines=2, required=_TIME_COLUMNS + (feature,), min_rows=3)
+    ix = [columns.index(c) for c in _TIME_COLUMNS]
+    try:
+        times = np.array(
+            [datetime(*(int(v) for v in row[ix]), tzinfo=timezone.utc).timestamp() for row in values]
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: invalid date in Year..Minute ({err})") from None
+    if np.any(np.diff(times) <= 0):
+        raise ValueError(f"{path}: time stamps must be strictly increasing")
+    return meta, times, values[:, columns.index(feature)]
+
+
+def nsrdb(
+    *,
+    seed: int = 0,
+    paths: Sequence[str | os.PathLike] | None = None,
+    feature: str = "DHI",
+    k: int = 4,
+    lags: int = 2,
+    horizon: int = 1,
+    ramp_threshold: float = 50.0,
+    daylight_only: bool = True,
+    test_fraction: float = 0.3,
+) -> GraphDataset:
+    r"""Sites of NSRDB PSM downloads as nodes, one irradiance component as the signal.
+
+    The time stamps common to all files are used. With ``daylight_only`` readings where the
+    feature is 0 at every site (night) are dropped, and no window spans them.
+
+    Arguments:
+        seed: Unused (the data are fixed).
+        paths: One PSM CSV per site (at least 2).
+        feature: The column used as signal.
+        k: Neighbours per site.
+        lags: ``C``, the readings per sample.
+        horizon: Steps ahead for the ramp label.
+        ramp_threshold: The ramp threshold (W/m2).
+        daylight_only: Drop night readings.
+        test_fraction: The last share of time used for testing.
+
+    Returns:
+        A :class:`GraphDataset` (positions in km from the sites' mean latitude/longitude).
+
+    Example:
+        >>> data = nsrdb(paths=["site1.csv", "site2.csv", "site3.csv"])  # doctest: +SKIP
+    """
+    if not paths or isinstance(paths, (str, os.PathLike)):
+        raise FileNotFoundError("nsrdb: give paths=[...] with one NSRDB PSM CSV file per site (at least 2)")
+    paths = [Path(p) for p in paths]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"nsrdb: missing files {missing} (expected NSRDB PSM CSV downloads)")
+    if len(paths) < 2:
+        raise ValueError("nsrdb: at least 2 sites (files) are needed for a graph")
+    sites = [read_psm_csv(p, feature) for p in paths]
+    common = sites[0][1]
+    for _, t, _ in sites[1:]:
+        common = np.intersect1d(common, t)
+    if common.size < lags + horizon + 2:
+        raise ValueError(f"nsrdb: the files share only {common.size} time stamps")
+    series = np.stack([v[np.searchsorted(t, common)] for _, t, v in sites], axis=1)
+    valid = (series > 0).any(axis=1) if daylight_only else None
+    out = series_samples(
+        series,
+        ramp_labels(series, horizon, ramp_threshold),
+        common,
+        lags=lags,
+        horizon=horizon,
+        test_fraction=test_fraction,
+        valid=valid,
+        source="nsrdb",
+    )
+    lat = np.array([float(m["Latitude"]) for m, _, _ in sites])
+    lon = np.array([float(m["Longitude"]) for m, _, _ in sites])
+    R = 6371.0
+    pos = np.stack([R * np.radians(lon - lon.mean()) * math.cos(math.radians(lat.mean())), R * np.radians(lat - lat.mean())], 1)
+    names = [str(m.get("Location ID") or p.stem) for (m, _, _), p in zip(sites, paths)]
+    if len(set(names)) < len(names):
+        names = [f"{n}_{i}" for i, n in enumerate(names)]
+    step = float(np.median(np.diff(common)))
+    return GraphDataset(
+        out["X_train"], out["X_test"], out["Y_train"], out["Y_test"],
+        edge_index=knn_graph(k, positions=pos),
+        num_classes=2,
+        name="nsrdb",
+        node_names=names,
+        positions=torch.tensor(pos, dtype=torch.float32),
+        feature_names=lag_names(feature.lower(), lags),
+        scaler=out["scaler"],
+        label_rule=(
+            f"Y_v = 1 iff |{feature}_v(t + {horizon}) - {feature}_v(t)| > {ramp_threshold:g} W/m2 "
+            f"(within {horizon * step / 60:g} min), t = time of the last feature reading (future ramp)"
+        ),
+        provenance=(
+            "NSRDB (NREL National Solar Radiation Database) PSM CSV files "
+            f"{', '.join(p.name for p in paths)}; {feature} standardised per node and lag with training statistics"
+        ),
+        time_train=out["time_train"],
+        time_test=out["time_test"],
+    )

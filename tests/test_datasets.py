@@ -1,0 +1,395 @@
+"""Tests of igraphflow.datasets: shapes, determinism, graphs, splits, densities, bad input."""
+
+import gzip
+import math
+import os
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pytest
+import scipy.integrate
+import scipy.stats
+import torch
+from torch_geometric.utils import contains_self_loops, is_undirected
+
+import igraphflow.datasets as D
+from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, moon_log_density, smoothing_operator
+
+torch.set_num_threads(1)
+
+SMALL = {
+    "three_moons": dict(num_train=200, num_test=100),
+    "three_node": dict(num_train=160, num_test=80),
+    "chordal": dict(num_train=60, num_test=30),
+    "linear_gaussian": dict(num_train=200, num_test=100),
+    "graph_moons": dict(num_train=200, num_test=100),
+    "solar_sim": dict(num_days=2, step_seconds=30.0),
+}
+SIMULATED = ["three_moons", "three_node", "chordal", "linear_gaussian", "graph_moons"]
+
+
+def shared_data() -> Path | None:
+    for root in (os.environ.get("IGRAPHFLOW_DATA"), Path(__file__).resolve().parents[1].parent / "shared" / "data"):
+        if root and all((Path(root) / f).is_file() for f in D.solar.HOPE_FILES):
+            return Path(root)
+    return None
+
+
+def check_graph(data):
+    ei, V = data.edge_index, data.num_nodes
+    assert ei.dtype == torch.int64 and ei.shape[0] == 2
+    assert is_undirected(ei, num_nodes=V)
+    assert not contains_self_loops(ei)
+    G = nx.Graph()
+    G.add_nodes_from(range(V))
+    G.add_edges_from(ei.t().tolist())
+    assert nx.is_connected(G)
+    assert len(set(map(tuple, ei.t().tolist()))) == ei.shape[1]  # no duplicate edges
+
+
+def check_basic(data):
+    N, Nt = data.X_train.shape[0], data.X_test.shape[0]
+    V, C = data.num_nodes, data.num_features
+    assert data.X_train.dtype == data.X_test.dtype == torch.float32
+    assert data.Y_train.dtype == data.Y_test.dtype == torch.int64
+    assert data.X_test.shape == (Nt, V, C) and data.Y_train.shape == (N, V) and data.Y_test.shape == (Nt, V)
+    assert torch.isfinite(data.X_train).all() and torch.isfinite(data.X_test).all()
+    assert int(data.Y_train.min()) >= 0 and int(data.Y_train.max()) < data.num_classes
+    assert set(data.Y_train.unique().tolist()) == set(range(data.num_classes))
+    assert set(data.Y_test.unique().tolist()) == set(range(data.num_classes))
+    assert len(data.node_names) == V and len(data.feature_names) == C
+    assert data.positions is None or data.positions.shape == (V, 2)
+    assert data.label_rule and data.provenance
+    check_graph(data)
+    text = repr(data)
+    assert data.name in text and len(text) < 300
+    assert data.label_rule in data.summary()
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_simulated_basic_and_deterministic(name):
+    a = D.load(name, seed=3, **SMALL[name])
+    b = D.load(name, seed=3, **SMALL[name])
+    c = D.load(name, seed=4, **SMALL[name])
+    check_basic(a)
+    for key in ("X_train", "X_test", "Y_train", "Y_test", "edge_index"):
+        assert torch.equal(getattr(a, key), getattr(b, key)), key
+    assert not torch.equal(a.X_train, c.X_train)
+    if name in SIMULATED:
+        assert a.X_train.shape[0] == SMALL[name]["num_train"]
+        assert a.X_test.shape[0] == SMALL[name]["num_test"]
+        assert a.scaler.is_identity and a.time_train is None
+        lp = a.true_log_prob(a.X_test, a.Y_test)
+        assert lp.shape == (a.X_test.shape[0],) and torch.isfinite(lp).all()
+        # batch shapes are kept
+        assert a.true_log_prob(a.X_test[:4].reshape(2, 2, a.num_nodes, -1), a.Y_test[:4].reshape(2, 2, -1)).shape == (2, 2)
+
+
+def test_available_and_defaults_are_fast():
+    assert D.available() == [
+        "three_moons", "three_node", "chordal", "linear_gaussian", "graph_moons",
+        "solar_sim", "solar_hope", "traffic", "nsrdb",
+    ]
+    data = D.load("three_moons")
+    assert data.num_nodes == 1 and data.edge_index.shape == (2, 0) and data.num_classes == 3
+    balance = data.label_balance()
+    assert balance[0] > balance[1] > balance[2] > 0.1
+    data = D.load("linear_gaussian")
+    assert data.X_train.shape == (4000, 12, 2) and data.X_test.shape == (2000, 12, 2)
+    assert abs(data.Y_train.float().mean().item() - 0.5) < 0.03
+
+
+# ----------------------------------------------------------------------------- exact densities
+
+
+def full_gaussian_logpdf(P, means, sigma, X, Y):
+    """Reference: X = (P kron I_C) z, z ~ N(means[Y], sigma^2 I) in the flattened (V*C) space."""
+    V, C = X.shape[-2:]
+    M = np.kron(P, np.eye(C))
+    out = []
+    for x, y in zip(X.double().numpy(), Y.numpy()):
+        mean = M @ means[y].reshape(-1)
+        out.append(scipy.stats.multivariate_normal(mean, sigma**2 * M @ M.T).logpdf(x.reshape(-1)))
+    return np.array(out)
+
+
+def test_three_node_operator_and_density():
+    data = D.load("three_node", num_train=16, num_test=24, num_features=2, sigma=0.5, mean_shift=1.0)
+    P = smoothing_operator(nx.path_graph(3), 0.0, self_loops=True).toarray()
+    np.testing.assert_allclose(P, [[1 / 2, 1 / 2, 0], [1 / 3, 1 / 3, 1 / 3], [0, 1 / 2, 1 / 2]])
+    assert np.linalg.det(P) == pytest.approx(-1 / 12)
+    # all 8 label patterns equally often
+    codes = (data.Y_train * torch.tensor([4, 2, 1])).sum(1)
+    assert torch.bincount(codes, minlength=8).tolist() == [2] * 8
+    means = np.array([[-1.0, -1.0], [1.0, 1.0]])
+    ref = full_gaussian_logpdf(P, means, 0.5, data.X_test, data.Y_test)
+    np.testing.assert_allclose(data.true_log_prob(data.X_test, data.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
+
+
+def test_linear_gaussian_density_against_scipy():
+    data = D.load("linear_gaussian", seed=2, num_nodes=5, num_features=2, num_train=10, num_test=20, smoothing=0.5)
+    G = nx.Graph()
+    G.add_nodes_from(range(5))
+    G.add_edges_from(data.edge_index.t().tolist())
+    A = nx.to_numpy_array(G, nodelist=range(5))
+    P = 0.5 * np.eye(5) + 0.5 * A / A.sum(1, keepdims=True)
+    means = np.array([[-1.0, -1.0], [1.0, 1.0]])
+    ref = full_gaussian_logpdf(P, means, 1.0, data.X_test, data.Y_test)
+    np.testing.assert_allclose(data.true_log_prob(data.X_test, data.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
+
+
+def test_chordal_graph_and_density():
+    data = D.load("chordal", num_train=4, num_test=6)
+    assert data.num_nodes == 503
+    assert (data.Y_train.sum(1) == 251).all()
+    check_graph(data)
+    lg = data.true_log_prob
+    G = nx.Graph(nx.chordal_cycle_graph(503))
+    G.remove_edges_from(list(nx.selfloop_edges(G)))
+    A = nx.to_numpy_array(G, nodelist=range(503))
+    P = 0.8 * np.eye(503) + 0.2 * A / A.sum(1, keepdims=True)
+    assert lg.log_abs_det == pytest.approx(np.linalg.slogdet(P)[1], rel=1e-9)
+    small = D.load("chordal", num_nodes=13, num_train=4, num_test=6, sigma=0.7)
+    G = nx.Graph(nx.chordal_cycle_graph(13))
+    G.remove_edges_from(list(nx.selfloop_edges(G)))
+    A = nx.to_numpy_array(G, nodelist=range(13))
+    P = 0.8 * np.eye(13) + 0.2 * A / A.sum(1, keepdims=True)
+    ref = full_gaussian_logpdf(P, np.array([[-1.0, -1.0], [1.0, 1.0]]), 0.7, small.X_test, small.Y_test)
+    np.testing.assert_allclose(small.true_log_prob(small.X_test, small.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("arcs,label", [(TWO_MOONS, 0), (TWO_MOONS, 1), (THREE_MOONS, 2)])
+def test_moon_density_normalises(arcs, label):
+    h = 0.01
+    xs = np.arange(-1.6, 4.1, h)
+    ys = np.arange(-1.1, 1.6, h)
+    xx, yy = np.meshgrid(xs, ys)
+    z = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1))
+    p = moon_log_density(z, torch.full((z.shape[0],), label), arcs, noise=0.1, num_points=512).exp()
+    assert float(p.sum()) * h * h == pytest.approx(1.0, abs=2e-3)
+
+
+def test_moon_density_against_adaptive_quadrature_and_samples():
+    noise = 0.1
+    z = np.array([[0.1, 0.95], [0.9, 0.4], [1.0, -0.45], [0.5, 0.0]])
+    for label in (0, 1):
+        cx, cy, start = TWO_MOONS[label]
+        lp = moon_log_density(torch.tensor(z), torch.full((4,), label), TWO_MOONS, noise).numpy()
+        for zi, l in zip(z, lp):
+            f = lambda th: math.exp(-((zi[0] - cx - math.cos(th)) ** 2 + (zi[1] - cy - math.sin(th)) ** 2) / (2 * noise**2))
+            val, _ = scipy.integrate.quad(f, start, start + math.pi, limit=200, epsabs=0, epsrel=1e-10)
+            ref = math.log(val / math.pi / (2 * math.pi * noise**2))
+            # the midpoint rule is exact to ~1e-10 where the arc passes near z, and within
+            # ~(h / noise^2)^2 / 24 relative where the density peaks at an end of the arc
+            assert l == pytest.approx(ref, abs=1e-8 if l > -5 else 5e-4)
+    # Monte Carlo: samples of graph_moons have E[log p] close to the entropy estimate from
+    # the density itself, and the density ranks true labels above swapped ones
+    data = D.load("graph_moons", num_nodes=6, num_train=10, num_test=400)
+    lp_true = data.true_log_prob(data.X_test, data.Y_test)
+    lp_swap = data.true_log_prob(data.X_test, 1 - data.Y_test)
+    assert (lp_true > lp_swap).float().mean() > 0.95
+
+
+def test_graph_moons_density_matches_unmixing():
+    data = D.load("graph_moons", seed=1, num_nodes=7, num_train=5, num_test=50, noise=0.15)
+    G = nx.Graph()
+    G.add_nodes_from(range(7))
+    G.add_edges_from(data.edge_index.t().tolist())
+    A = nx.to_numpy_array(G, nodelist=range(7))
+    P = 0.5 * np.eye(7) + 0.5 * A / A.sum(1, keepdims=True)
+    Z = np.einsum("uv,nvc->nuc", np.linalg.inv(P), data.X_test.double().numpy())
+    per_node = moon_log_density(torch.tensor(Z.reshape(-1, 2)), data.Y_test.reshape(-1), TWO_MOONS, 0.15)
+    ref = per_node.reshape(50, 7).sum(1) - 2 * np.linalg.slogdet(P)[1]
+    torch.testing.assert_close(data.true_log_prob(data.X_test, data.Y_test), ref, rtol=1e-6, atol=1e-4)
+    # the latents are moons: the upper one lies above the lower one on average
+    Zt = torch.tensor(Z)
+    assert Zt[..., 1][data.Y_test == 0].mean() > Zt[..., 1][data.Y_test == 1].mean() + 0.5
+
+
+# ----------------------------------------------------------------------------- time series
+
+
+def check_chronological(data):
+    assert data.time_train is not None and data.time_test is not None
+    assert data.time_train.shape == (data.X_train.shape[0], 2)
+    assert float(data.time_train[:, 1].max()) < float(data.time_test[:, 0].min())
+    assert (torch.diff(data.time_train[:, 0]) > 0).all() and (torch.diff(data.time_test[:, 0]) > 0).all()
+
+
+def test_solar_sim():
+    data = D.load("solar_sim", seed=1, num_days=2, step_seconds=20.0)
+    check_basic(data)
+    check_chronological(data)
+    ones = data.Y_train.float().mean().item()
+    assert 0.1 <= ones <= 0.5
+    # standardised with the training statistics only
+    assert data.X_train.mean(0).abs().max() < 1e-4
+    assert (data.X_train.std(0, unbiased=False) - 1).abs().max() < 1e-3
+    raw = data.scaler.inverse_transform(data.X_train)
+    assert raw.min() >= 0 and raw.max() < 1100  # W/m2
+    # windows never span the night: the two readings of a sample are one step apart
+    assert torch.allclose(data.time_train[:, 1] - data.time_train[:, 0], torch.tensor(40.0, dtype=torch.float64))
+
+
+def test_solar_sim_defaults():
+    data = D.load("solar_sim")
+    assert data.num_nodes == 30 and data.num_features == 2
+    assert 0.1 <= data.Y_train.float().mean().item() <= 0.5
+    assert 0.1 <= data.Y_test.float().mean().item() <= 0.5
+
+
+def test_traffic_embedded():
+    data = D.load("traffic")
+    check_basic(data)
+    check_chronological(data)
+    assert data.num_nodes == 22 and data.node_names[0] == "d1" and data.positions is None
+    assert 0.05 <= data.Y_train.float().mean().item() <= 0.5
+    first = 1713398400.0  # 2024-04-18 00:00, the first stamp of the file
+    assert float(data.time_train[:, 1].min()) >= first + 7 * 86400  # the days without history are dropped
+    assert "4 missing readings filled" in data.provenance
+    hourly = D.load("traffic", resolution=60, log1p=False, lags=3)
+    assert hourly.num_features == 3 and hourly.X_train.shape[0] < data.X_train.shape[0] / 3.5
+    raw = hourly.scaler.inverse_transform(hourly.X_train)
+    whole = ((raw - raw.round()).abs() < 1e-3).float().mean()
+    assert whole > 0.99  # hourly sums of whole counts, but for the hours with a filled quarter
+
+
+def test_traffic_has_no_leakage(tmp_path):
+    """Changing the last days changes nothing in the training split (labels, features, graph)."""
+    src = D.traffic.default_traffic_path()
+    with gzip.open(src, "rt") as f:
+        lines = f.read().splitlines()
+    rows = [line.split(",") for line in lines[1:]]
+    for r in rows[-3 * 96:]:
+        r[1:] = [str(int(float(c)) * 5 + 7) for c in r[1:]]
+    path = tmp_path / "counts.csv"
+    path.write_text("\n".join([lines[0]] + [",".join(r) for r in rows]) + "\n")
+    a, b = D.load("traffic"), D.load("traffic", path=path)
+    for key in ("X_train", "Y_train", "edge_index", "time_train"):
+        assert torch.equal(getattr(a, key), getattr(b, key)), key
+    assert not torch.equal(a.X_test, b.X_test)
+
+
+def test_nsrdb(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (lat, lon) in enumerate([(39.7, -105.2), (39.8, -105.1), (39.75, -105.0), (39.6, -105.3)]):
+        lines = [
+            "Source,Location ID,City,State,Country,Latitude,Longitude,Time Zone,Elevation",
+            f"NSRDB,{1000 + i},-,-,-,{lat},{lon},-7,1800",
+            "Year,Month,Day,Hour,Minute,DHI,DNI,GHI,Temperature",
+        ]
+        for day in range(1, 6):
+            for hour in range(24):
+                for minute in (0, 30):
+                    h = hour + minute / 60
+                    base = max(0.0, math.sin(math.pi * (h - 6) / 12)) * 300
+                    dhi = base * rng.uniform(0.3, 1.0) if base > 0 else 0.0
+                    lines.append(f"2020,6,{day},{hour},{minute},{dhi:.1f},{2 * base:.1f},{3 * base:.1f},20")
+        path = tmp_path / f"site{i}.csv"
+        path.write_text("\n".join(lines) + "\n")
+        paths.append(path)
+    data = D.load("nsrdb", paths=paths, k=2)
+    check_basic(data)
+    check_chronological(data)
+    assert data.node_names == ["1000", "1001", "1002", "1003"]
+    assert data.feature_names == ["dhi[t-1]", "dhi[t]"]
+    # positions in km: 0.1 degree of latitude is about 11 km
+    assert float(data.positions[1, 1] - data.positions[0, 1]) == pytest.approx(11.12, rel=1e-2)
+    # night readings (zero everywhere) are not used
+    raw = data.scaler.inverse_transform(data.X_train)
+    assert (raw.abs().sum((1, 2)) > 0).all()
+
+    # corrupt files
+    bad = tmp_path / "bad.csv"
+    text = paths[0].read_text().splitlines()
+    bad.write_text("\n".join(text[:10] + ["2020,6,9,1,0,abc,0,0,20"] + text[10:]) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.csv.*non-numeric"):
+        D.load("nsrdb", paths=[paths[1], bad])
+    bad.write_text("\n".join(text[:2] + ["Year,Month,Day,Hour,Minute,GHI"] + [",".join(r.split(",")[:5] + ["1"]) for r in text[3:]]))
+    with pytest.raises(ValueError, match=r"bad\.csv.*missing columns.*DHI"):
+        D.load("nsrdb", paths=[paths[1], bad])
+    bad.write_text("\n".join(text[:4]))
+    with pytest.raises(ValueError, match=r"bad\.csv.*too few rows"):
+        D.load("nsrdb", paths=[paths[1], bad])
+    bad.write_text("\n".join(["Source,City", "NSRDB,x"] + text[2:]))
+    with pytest.raises(ValueError, match=r"bad\.csv.*Latitude"):
+        D.load("nsrdb", paths=[paths[1], bad])
+    with pytest.raises(FileNotFoundError, match="missing"):
+        D.load("nsrdb", paths=[paths[1], tmp_path / "nope.csv"])
+    with pytest.raises(FileNotFoundError, match="PSM CSV"):
+        D.load("nsrdb")
+
+
+def test_solar_hope():
+    root = shared_data()
+    if root is None:
+        pytest.skip("the HOPE-Melpitz files are not available (set IGRAPHFLOW_DATA)")
+    data = D.load("solar_hope", path=root)
+    check_basic(data)
+    check_chronological(data)
+    assert data.num_nodes == 50 and data.node_names[0] == "s2"
+    assert 0.1 <= data.Y_train.float().mean().item() <= 0.5
+    small = D.load("solar_hope", path=root, stations=10, k=3, resample=5, lags=3)
+    check_basic(small)
+    assert small.num_nodes == 10 and small.num_features == 3
+    assert small.X_train.shape[0] > data.X_train.shape[0]
+    assert float(small.positions.norm(dim=1).max()) < float(data.positions.norm(dim=1).max())
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_names_and_options(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="available: three_moons.*traffic"):
+        D.load("moons3")
+    with pytest.raises(TypeError, match="'num_trian'"):
+        D.load("linear_gaussian", num_trian=10)
+    with pytest.raises(ValueError, match="p_one"):
+        D.load("linear_gaussian", p_one=1.5)
+    with pytest.raises(ValueError, match="stations"):
+        root = shared_data()
+        if root is None:
+            raise ValueError("stations")  # nothing to check without the files
+        D.load("solar_hope", path=root, stations="some")
+    monkeypatch.delenv("IGRAPHFLOW_DATA", raising=False)
+    with pytest.raises(FileNotFoundError, match="hope_melpitz_ghi_1s.csv.gz.*hope_melpitz_stations.csv"):
+        D.load("solar_hope")
+    with pytest.raises(FileNotFoundError, match="hope_melpitz_ghi_1s.csv.gz"):
+        D.load("solar_hope", path=tmp_path)
+    monkeypatch.setenv("IGRAPHFLOW_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="hope_melpitz_stations.csv"):
+        D.load("solar_hope")
+    with pytest.raises(FileNotFoundError, match="traffic_detector_counts_15min"):
+        D.load("traffic", path=tmp_path / "counts.csv")
+
+
+def test_bad_traffic_csv(tmp_path):
+    src = D.traffic.default_traffic_path()
+    with gzip.open(src, "rt") as f:
+        lines = f.read().splitlines()
+    path = tmp_path / "counts.csv"
+    path.write_text("\n".join(lines[:100] + [lines[100].rsplit(",", 1)[0] + ",n/a"] + lines[101:]))
+    with pytest.raises(ValueError, match=r"counts\.csv.*non-numeric cell 'n/a' in row 101, column 'd28'"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(["time," + lines[0].split(",", 1)[1]] + lines[1:]))
+    with pytest.raises(ValueError, match=r"counts\.csv.*missing columns \['timestamp'\]"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(lines[:4]))
+    with pytest.raises(ValueError, match=r"counts\.csv.*too few rows"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(lines[:96 * 3]))
+    with pytest.raises(ValueError, match=r"counts\.csv.*too few days"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(lines[:50] + [lines[51].split(",", 1)[0] + ",1"] + lines[52:]))
+    with pytest.raises(ValueError, match=r"counts\.csv.*row 51 has 2 cells"):
+        D.load("traffic", path=path)
+
+
+def test_scaler_roundtrip():
+    X = torch.randn(50, 4, 3) * 3 + 2
+    s = D.Scaler.fit(X)
+    assert s.mean.shape == (4, 3)
+    torch.testing.assert_close(s.inverse_transform(s.transform(X)), X)
+    assert D.Scaler.identity(4, 3).is_identity and not s.is_identity
