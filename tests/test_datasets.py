@@ -3,6 +3,7 @@
 import gzip
 import math
 import os
+import pickle
 from pathlib import Path
 
 import networkx as nx
@@ -14,7 +15,7 @@ import torch
 from torch_geometric.utils import contains_self_loops, is_undirected
 
 import igraphflow.datasets as D
-from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, moon_log_density, smoothing_operator
+from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
 
 torch.set_num_threads(1)
 
@@ -168,6 +169,14 @@ def test_moon_density_normalises(arcs, label):
     z = torch.tensor(np.stack([xx.ravel(), yy.ravel()], 1))
     p = moon_log_density(z, torch.full((z.shape[0],), label), arcs, noise=0.1, num_points=512).exp()
     assert float(p.sum()) * h * h == pytest.approx(1.0, abs=2e-3)
+    # Monte Carlo: the sampler puts the mass the density says into a few regions
+    n = 20000
+    samples = _sample_moons(np.random.default_rng(0), np.full(n, label), arcs, 0.1)
+    cx, cy, _ = arcs[label]
+    for region in (lambda x, y: x < cx - 0.5, lambda x, y: x > cx + 0.3, lambda x, y: np.abs(y - cy) < 0.4):
+        mass = float(p.numpy()[region(xx.ravel(), yy.ravel())].sum()) * h * h
+        freq = region(samples[:, 0], samples[:, 1]).mean()
+        assert abs(freq - mass) < 4 * math.sqrt(mass * (1 - mass) / n) + 2e-3
 
 
 def test_moon_density_against_adaptive_quadrature_and_samples():
@@ -183,8 +192,7 @@ def test_moon_density_against_adaptive_quadrature_and_samples():
             # the midpoint rule is exact to ~1e-10 where the arc passes near z, and within
             # ~(h / noise^2)^2 / 24 relative where the density peaks at an end of the arc
             assert l == pytest.approx(ref, abs=1e-8 if l > -5 else 5e-4)
-    # Monte Carlo: samples of graph_moons have E[log p] close to the entropy estimate from
-    # the density itself, and the density ranks true labels above swapped ones
+    # on graph_moons samples, the density ranks the true labels above the swapped ones
     data = D.load("graph_moons", num_nodes=6, num_train=10, num_test=400)
     lp_true = data.true_log_prob(data.X_test, data.Y_test)
     lp_swap = data.true_log_prob(data.X_test, 1 - data.Y_test)
@@ -385,6 +393,14 @@ def test_bad_traffic_csv(tmp_path):
     path.write_text("\n".join(lines[:50] + [lines[51].split(",", 1)[0] + ",1"] + lines[52:]))
     with pytest.raises(ValueError, match=r"counts\.csv.*row 51 has 2 cells"):
         D.load("traffic", path=path)
+
+
+@pytest.mark.parametrize("name", ["three_node", "graph_moons"])
+def test_pickle_roundtrip(name):
+    data = D.load(name, num_train=10, num_test=10)
+    copy = pickle.loads(pickle.dumps(data))
+    assert torch.equal(copy.X_test, data.X_test)
+    torch.testing.assert_close(copy.true_log_prob(copy.X_test, copy.Y_test), data.true_log_prob(data.X_test, data.Y_test))
 
 
 def test_scaler_roundtrip():

@@ -122,8 +122,9 @@ class GraphDataset:
         scaler: Undoes the standardisation of ``X`` (identity when ``X`` is not standardised).
         label_rule: How ``Y`` is defined, in words.
         provenance: Where the data comes from, its licence and how it was processed.
-        true_log_prob: ``(X, Y) -> Tensor[N]``, the natural log-density of the returned
-            (possibly standardised) ``X`` given ``Y``, or ``None`` when unknown.
+        true_log_prob: ``(X, Y) -> Tensor[N]`` (float64), the natural log-density of the
+            returned (possibly standardised) ``X`` given ``Y``, or ``None`` when unknown.
+            Leading batch dimensions are kept: ``X [..., V, C]``, ``Y [..., V]`` -> ``[...]``.
         time_train: For time series, ``[N_train, 2]`` float64 with the first and last time
             stamp (seconds) that each training sample touches (features and label);
             ``None`` for independent simulated samples.

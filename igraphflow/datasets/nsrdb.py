@@ -41,6 +41,11 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
     Raises:
         FileNotFoundError: If the file does not exist.
         ValueError: Naming the file and the problem.
+
+    Example:
+        >>> meta, times, dhi = read_psm_csv("nsrdb_site.csv", "DHI")  # doctest: +SKIP
+        >>> float(meta["Latitude"]), dhi.shape  # doctest: +SKIP
+        (39.74, (17520,))
     """
     path = Path(path)
     if not path.is_file():

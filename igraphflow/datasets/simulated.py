@@ -160,6 +160,13 @@ class GaussianLatentLogProb:
         logp = -0.5 * (r**2).sum(axis=(1, 2)) - V * C * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
         return torch.from_numpy(logp - C * self.log_abs_det).reshape(batch)
 
+    def __getstate__(self) -> dict:  # the LU factor cannot be pickled: rebuilt on load
+        return {k: v for k, v in self.__dict__.items() if k != "_lu"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.log_abs_det, self._lu = _log_abs_det(self.P)
+
     def __repr__(self) -> str:
         return f"GaussianLatentLogProb(V={self.P.shape[0]}, K={self.means.shape[0]}, sigma={self.sigma})"
 
@@ -234,6 +241,9 @@ class MoonLatentLogProb:
         Z = _unmix(self._lu, Xn)
         lp = moon_log_density(torch.from_numpy(Z.reshape(-1, 2)), torch.from_numpy(Yn.reshape(-1)), self.arcs, self.noise, self.num_points)
         return (lp.reshape(-1, V).sum(1) - 2 * self.log_abs_det).reshape(batch)
+
+    __getstate__ = GaussianLatentLogProb.__getstate__
+    __setstate__ = GaussianLatentLogProb.__setstate__
 
     def __repr__(self) -> str:
         return f"MoonLatentLogProb(V={self.P.shape[0]}, noise={self.noise}, num_points={self.num_points})"
