@@ -11,6 +11,8 @@ All share one interface (scikit-learn style: ``__init__`` stores settings, ``fit
 - :class:`NSFBaseline`: a zuko neural spline flow on the flattened signal.
 - :class:`CINNBaseline`: a FrEIA conditional INN of GLOW affine couplings.
 - :class:`CGANBaseline`: a conditional GAN with ChebConv graph networks (no ``log_prob``).
+- :class:`IGNNBaseline`: the discrete-time iGNN, contractive residual graph blocks with the
+  Gaussian-mixture latent (also ``predict``).
 
 They need the ``baselines`` extra (zuko, FrEIA).
 
@@ -25,6 +27,7 @@ Example:
 
 from .cgan import CGANBaseline
 from .cinn import CINNBaseline
+from .ignn import IGNNBaseline
 from .nsf import NSFBaseline
 
-__all__ = ["NSFBaseline", "CINNBaseline", "CGANBaseline"]
+__all__ = ["NSFBaseline", "CINNBaseline", "CGANBaseline", "IGNNBaseline"]

@@ -1,0 +1,125 @@
+r"""Tests of the discrete-time iGNN baseline: invertibility, log-determinants, interface."""
+
+import pytest
+import torch
+
+from igraphflow.baselines import IGNNBaseline
+from igraphflow.baselines.ignn import ContractiveGraphConv
+from igraphflow.nn import make_conv
+
+torch.set_num_threads(1)
+
+V, C, K = 3, 2, 2
+EDGES = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+
+
+def _data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(K, (n, V), generator=g)
+    X = torch.randn(n, V, C, generator=g, dtype=torch.float64) + 2.0 * Y[..., None]
+    return X, Y
+
+
+def _fitted(**kw):
+    X, Y = _data()
+    settings = dict(blocks=2, hidden=8, seed=0, dtype=torch.float64, **kw)
+    return IGNNBaseline(EDGES, V, C, K, **settings).fit(X, Y, max_epochs=2, progress=False), X, Y
+
+
+@pytest.mark.parametrize("conv", ["l3net", "cheb"])
+def test_inverse_of_forward(conv):
+    model, X, _ = _fitted(conv=conv, tol=1e-12)
+    net = model.model_
+    with torch.no_grad():
+        h, _ = net(X)
+    assert (h - X).abs().max() > 1e-3  # the map is not the identity
+    assert torch.allclose(net.inverse(h, tol=1e-12, max_iter=500), X, atol=1e-9)
+
+
+def test_residuals_are_contractive():
+    model, X, _ = _fitted(lipschitz=0.7)
+    block = model.model_.blocks[0]
+    a, b = X[:32], X[32:]
+    with torch.no_grad():
+        ratio = (block.residual(a) - block.residual(b)).flatten(1).norm(dim=1) / (a - b).flatten(1).norm(dim=1)
+    assert ratio.max() < 0.7 + 1e-6
+
+
+def test_contractive_conv_has_unit_norm():
+    torch.manual_seed(0)
+    layer = ContractiveGraphConv(make_conv("l3net", C, 4, EDGES, V, (0, 1, 2)), V, C, 4, init_iterations=100)
+    layer = layer.double().eval()
+    lin = lambda x: layer(x) - layer.conv.bias  # noqa: E731
+    matrix = torch.autograd.functional.jacobian(lin, torch.zeros(1, V, C, dtype=torch.float64))
+    assert torch.linalg.matrix_norm(matrix.reshape(V * 4, V * C), ord=2).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_exact_logdet_matches_autograd_jacobian():
+    model, X, _ = _fitted()
+    net = model.model_
+    x = X[:5]
+    _, _, logdet = net.logdet_exact(x)
+    for i in range(len(x)):
+        jac = torch.autograd.functional.jacobian(lambda z: net(z.reshape(1, V, C))[0].flatten(), x[i].flatten())
+        assert logdet[i].item() == pytest.approx(torch.linalg.slogdet(jac).logabsdet.item(), abs=1e-9)
+
+
+def test_series_estimate_is_close_to_exact():
+    model, X, _ = _fitted(lipschitz=0.5)
+    net = model.model_
+    x = X[:1]
+    exact = net.logdet_exact(x)[2].item()
+    torch.manual_seed(1)
+    estimate = net.logdet_series(x.expand(4000, V, C), terms=20)[2].mean().item()
+    assert estimate == pytest.approx(exact, abs=0.05)
+
+
+def test_log_prob_series_agrees_with_exact():
+    model, X, Y = _fitted(lipschitz=0.5, series_terms=20)
+    exact = model.log_prob(X[:8], Y[:8], exact=True)
+    torch.manual_seed(0)
+    series = torch.stack([model.log_prob(X[:8], Y[:8], exact=False) for _ in range(200)]).mean(0)
+    assert exact.shape == (8,) and torch.isfinite(exact).all()
+    assert torch.allclose(series, exact, atol=0.1)
+
+
+def test_shapes_and_interface():
+    X, Y = _data()
+    model = IGNNBaseline(EDGES, V, C, K, blocks=2, hidden=8, seed=0)
+    assert repr(model).startswith("IGNNBaseline(num_nodes=3")
+    assert model.fit(X.float(), Y, max_epochs=2, progress=False) is model
+    assert len(model.history_) == 3
+    assert model.sample(Y[:7]).shape == (7, V, C)
+    assert torch.equal(model.sample(Y[:7]), model.sample(Y[:7]))  # seeded
+    proba = model.predict_proba(X[:7])
+    assert proba.shape == (7, V, K) and torch.allclose(proba.sum(-1), torch.ones(7, V))
+    assert model.predict(X[:7]).shape == (7, V)
+    assert model.encode(X[:7]).shape == (7, V, C)
+
+
+def test_series_training_runs():
+    model, X, Y = _fitted(logdet="series", series_terms=3)
+    assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()
+    assert all(torch.isfinite(torch.tensor(h["val_loss"])) for h in model.history_)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="lipschitz"):
+        IGNNBaseline(EDGES, V, C, K, lipschitz=1.0)
+    with pytest.raises(ValueError, match="logdet"):
+        IGNNBaseline(EDGES, V, C, K, logdet="magic")
+    with pytest.raises(ValueError, match="blocks"):
+        IGNNBaseline(EDGES, V, C, K, blocks=0)
+    with pytest.raises(ValueError, match="edge_index"):
+        IGNNBaseline(torch.tensor([[0, 5], [5, 0]]), V, C, K)
+    model = IGNNBaseline(EDGES, V, C, K, blocks=1, hidden=4)
+    X, Y = _data(8)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.sample(Y)
+    with pytest.raises(ValueError, match="X must have shape"):
+        model.fit(X[:, :2], Y, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="labels in"):
+        model.fit(X, Y + 5, max_epochs=1, progress=False)
+    model.fit(X, Y, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="X must have shape"):
+        model.predict(X[:, :, :1])
