@@ -22,6 +22,7 @@ from .jko import BlockRecord, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField
 from .ode import DIVERGENCES, ODEBlock
+from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
 
@@ -32,7 +33,7 @@ def _resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
-class ConditionalGraphFlow(nn.Module):
+class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     r"""A conditional normalizing flow on graph signals, trained block by block (JKO).
 
     An invertible map :math:`F`, a chain of neural-ODE blocks whose velocity fields are graph

@@ -1,0 +1,418 @@
+r"""Uncertainty quantification: prediction sets for node labels and confidence regions in X space.
+
+Two kinds of node-label sets come from one fitted :class:`~igraphflow.ConditionalGraphFlow`:
+
+* **Gaussian confidence-region sets** (no calibration needed). Under the model,
+  :math:`H_v | Y_v = k \sim \mathcal{N}(\mu_k, \sigma^2 I_C)`, so
+  :math:`\|H_v - \mu_k\|^2 / \sigma^2 \sim \chi^2_C` and the set
+  :math:`\{k : \|H_v - \mu_k\|^2 / \sigma^2 \le \chi^2_{C, 1-\alpha}\}` contains the true label
+  with probability :math:`1 - \alpha` *if the flow is exact*. Sets may be empty (a point far
+  from every mean) or hold several labels (means closer than the ball radius).
+* **Split-conformal sets** (after :meth:`UncertaintyMixin.calibrate`). These hold the true label
+  with probability at least :math:`1 - \alpha` whatever the quality of the flow, provided the
+  calibration and test nodes are exchangeable.
+
+Conformal score. We use the LAC ("least ambiguous set-valued classifier") score
+:math:`s = 1 - P(Y_v = y | X)` of Sadinle, Lei and Wasserman: among all set-valued classifiers
+with marginal coverage :math:`1 - \alpha` it gives the smallest expected set size, which is
+what is compared against other classifiers. (APS gives better conditional coverage at the
+price of larger sets; with ``K = 2`` labels, the common case here, the two hardly differ.)
+The scores are stored as :math:`-\log P(Y_v = y | X)`, a monotone transform of
+:math:`1 - P` that yields exactly the same sets but does not round to ties when the
+probabilities saturate at 1 in floating point (ties would make coverage overshoot).
+
+Exchangeability is at the node level: the scores of all nodes of all calibration graphs are
+pooled, and the guarantee is *marginal over nodes* (a random node of a random test graph),
+not per node; nodes of one graph are dependent, which leaves the marginal guarantee intact but
+makes the empirical coverage of one test set fluctuate more than independent nodes would.
+With ``per_node=True`` each node gets its own quantile from its own ``n`` calibration scores:
+the guarantee then holds for every node separately, at the price of coarser quantiles.
+
+Uncertainty regions in X space are the preimages under :math:`F` of the confidence balls of
+:math:`H | Y`: :meth:`UncertaintyMixin.in_region` tests membership, and
+:meth:`UncertaintyMixin.region_boundary` traces the boundary for 2-D node features.
+
+References:
+    | Least Ambiguous Set-Valued Classifiers With Bounded Error Levels (Sadinle, Lei and
+      Wasserman, 2019)
+    | https://doi.org/10.1080/01621459.2017.1395341
+
+    | A Gentle Introduction to Conformal Prediction and Distribution-Free Uncertainty
+      Quantification (Angelopoulos and Bates, 2021)
+    | https://arxiv.org/abs/2107.07511
+
+    | Invertible Neural Networks for Graph Prediction (Xu, Cheng and Xie, 2022)
+    | https://arxiv.org/abs/2206.01163
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "UncertaintyMixin",
+    "conformal_quantile",
+    "conformal_scores",
+    "conformal_sets",
+    "chi2_quantile",
+    "set_coverage",
+]
+
+import math
+
+import torch
+from scipy.stats import chi2
+from torch import Tensor
+
+# The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
+# ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
+_STATE_VERSION = 1
+_HEADER = 5  # version, calibrated, alpha, per_node, scores per node (per_node) or in all
+
+
+def _uncalibrated_state() -> Tensor:
+    return torch.tensor([_STATE_VERSION, 0.0, math.nan, 0.0, 0.0], dtype=torch.float64)
+
+
+def _check_alpha(alpha: float, name: str = "alpha") -> float:
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1), got {alpha!r}") from None
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {alpha}")
+    return alpha
+
+
+def chi2_quantile(alpha: float, df: int) -> float:
+    r"""The :math:`1 - \alpha` quantile of the chi-square law with ``df`` degrees of freedom.
+
+    Example:
+        >>> round(chi2_quantile(0.05, 1), 4)  # 1.96 ** 2
+        3.8415
+    """
+    return float(chi2.ppf(1.0 - _check_alpha(alpha), df=int(df)))
+
+
+def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
+    r"""The split-conformal threshold: the :math:`\lceil (n+1)(1-\alpha) \rceil`-th smallest score.
+
+    With ``n`` calibration scores exchangeable with a test score :math:`s`,
+    :math:`P(s \le \hat q) \ge 1 - \alpha`. When :math:`\lceil (n+1)(1-\alpha) \rceil > n`
+    (too few scores for this ``alpha``) the threshold is :math:`+\infty`: the set of all labels.
+
+    Arguments:
+        sorted_scores: Scores sorted ascending along the last axis, ``[..., n]``.
+        alpha: The miscoverage level in ``(0, 1)``.
+
+    Returns:
+        The thresholds ``[...]``.
+
+    Example:
+        >>> scores = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+        >>> conformal_quantile(scores, 0.2)  # ceil(10 * 0.8) = 8th smallest
+        tensor(0.8000)
+        >>> conformal_quantile(scores, 0.05)  # ceil(10 * 0.95) = 10 > 9
+        tensor(inf)
+    """
+    alpha = _check_alpha(alpha)
+    n = sorted_scores.size(-1)
+    if n < 1:
+        raise ValueError("conformal_quantile needs at least one calibration score")
+    # A small tolerance keeps (n + 1)(1 - alpha) from rounding up past an exact integer.
+    rank = math.ceil((n + 1) * (1.0 - alpha) - 1e-9)
+    if rank > n:
+        return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype)
+    return sorted_scores[..., max(rank, 1) - 1]
+
+
+def conformal_scores(log_proba: Tensor, Y: Tensor) -> Tensor:
+    r"""LAC non-conformity scores :math:`-\log P(Y_v = y_v | X)` of the true labels, ``[N, V]``.
+
+    Arguments:
+        log_proba: Log-probabilities of the labels, ``[N, V, K]``.
+        Y: True labels ``[N, V]``.
+
+    Example:
+        >>> log_proba = torch.tensor([[[0.9, 0.1], [0.3, 0.7]]]).log()
+        >>> conformal_scores(log_proba, torch.tensor([[0, 0]])).exp()  # 1 / P(true label)
+        tensor([[1.1111, 3.3333]])
+    """
+    if log_proba.dim() != 3 or Y.shape != log_proba.shape[:2]:
+        raise ValueError(f"log_proba [N, V, K] and Y [N, V] do not match: {list(log_proba.shape)}, {list(Y.shape)}")
+    return -log_proba.gather(-1, Y.unsqueeze(-1)).squeeze(-1)
+
+
+def conformal_sets(log_proba: Tensor, threshold: Tensor | float) -> Tensor:
+    r"""The labels whose score :math:`-\log P(Y_v = k | X)` is at most ``threshold``, ``bool [N, V, K]``.
+
+    Arguments:
+        log_proba: Log-probabilities ``[N, V, K]``.
+        threshold: A number, or one threshold per node ``[V]``.
+
+    Example:
+        >>> log_proba = torch.tensor([[[0.9, 0.1], [0.6, 0.4]]]).log()
+        >>> conformal_sets(log_proba, -math.log(0.35))
+        tensor([[[ True, False],
+                 [ True,  True]]])
+    """
+    threshold = torch.as_tensor(threshold, dtype=log_proba.dtype, device=log_proba.device)
+    if threshold.dim() == 1:
+        threshold = threshold[:, None]
+    return -log_proba <= threshold
+
+
+def set_coverage(sets: Tensor, Y: Tensor) -> Tensor:
+    r"""Whether each node's set holds its true label, ``bool [N, V]``.
+
+    Example:
+        >>> sets = torch.tensor([[[True, False], [True, True]]])
+        >>> set_coverage(sets, torch.tensor([[1, 1]]))
+        tensor([[False,  True]])
+    """
+    if sets.dim() != 3 or Y.shape != sets.shape[:2]:
+        raise ValueError(f"sets [N, V, K] and Y [N, V] do not match: {list(sets.shape)}, {list(Y.shape)}")
+    return sets.gather(-1, Y.long().unsqueeze(-1).to(sets.device)).squeeze(-1)
+
+
+class UncertaintyMixin:
+    r"""Prediction sets and confidence regions for :class:`~igraphflow.ConditionalGraphFlow`.
+
+    The host class provides ``encode``, ``decode``, ``predict_proba``, ``latent``
+    (a :class:`~igraphflow.latent.GaussianMixtureLatent`), ``head``, ``num_nodes``,
+    ``num_features``, ``num_classes`` and the input checks ``_signals`` and ``_labels``.
+    The calibration is kept in the module's extra state, so it travels with ``state_dict``,
+    :meth:`save` and :meth:`load`. Fitting the model again does not reset it: calibrate again
+    after a new fit.
+
+    Example:
+        >>> from igraphflow import ConditionalGraphFlow
+        >>> _ = torch.manual_seed(0)
+        >>> Y = torch.randint(0, 2, (80, 1))
+        >>> X = torch.randn(80, 1, 2) + 3.0 * Y.unsqueeze(-1)
+        >>> empty = torch.empty(2, 0, dtype=torch.long)
+        >>> model = ConditionalGraphFlow(empty, 1, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0)
+        >>> model = model.fit(X[:40], Y[:40], progress=False).calibrate(X[40:60], Y[40:60], alpha=0.1)
+        >>> model.prediction_sets(X[60:]).shape, model.in_region(X[60:], Y[60:]).shape
+        (torch.Size([20, 1, 2]), torch.Size([20]))
+    """
+
+    # Calibration state -------------------------------------------------------------------
+
+    @property
+    def is_calibrated(self) -> bool:
+        r"""Whether :meth:`calibrate` has stored conformal scores."""
+        return getattr(self, "_calibration_scores", None) is not None
+
+    @property
+    def calibration_scores_(self) -> Tensor | None:
+        r"""The sorted calibration scores :math:`-\log P(Y_v = y_v | X)`: ``[n]`` pooled over
+        nodes, ``[V, n]`` per node, ``None`` before :meth:`calibrate`."""
+        return getattr(self, "_calibration_scores", None)
+
+    @property
+    def calibration_alpha_(self) -> float | None:
+        r"""The default ``alpha`` of :meth:`prediction_sets`, set by :meth:`calibrate`."""
+        return getattr(self, "_calibration_alpha", None)
+
+    def _log_proba(self, X) -> Tensor:
+        r""":math:`\log P(Y_v = k | X)`, ``[N, V, K]``: the log of :meth:`predict_proba`, computed
+        without passing through probabilities (which saturate at 1 in float32)."""
+        self._check_fitted()
+        h = self.encode(X)
+        with torch.no_grad():
+            if self.head is not None:
+                return torch.log_softmax(self.head(h), dim=-1)
+            latent = self.latent
+            return torch.log_softmax(latent.log_prior + latent.class_log_likelihood(h), dim=-1)
+
+    @torch.no_grad()
+    def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):
+        r"""Split-conformal calibration on held-out graphs (not the training samples).
+
+        Stores the sorted LAC scores of the true labels of every node, so that
+        :meth:`prediction_sets` can serve any ``alpha`` afterwards with the finite-sample
+        guarantee :math:`P(y_v \in \mathcal{C}(X)_v) \ge 1 - \alpha`.
+
+        Arguments:
+            X_cal: Calibration signals ``[n, V, C]``, exchangeable with the test signals and
+                not used for fitting.
+            Y_cal: Their labels ``[n, V]``.
+            alpha: The default miscoverage level of :meth:`prediction_sets`.
+            per_node: Pool the scores of all nodes (``False``: coverage marginal over nodes,
+                ``n V`` scores) or keep one quantile per node (``True``: coverage for every
+                node, ``n`` scores each).
+
+        Returns:
+            The model itself.
+        """
+        alpha = _check_alpha(alpha)
+        X_cal = self._signals(X_cal, name="X_cal")
+        Y_cal = self._labels(Y_cal, num_samples=X_cal.size(0), name="Y_cal")
+        if X_cal.size(0) < 1:
+            raise ValueError("calibrate needs at least one calibration graph")
+        scores = conformal_scores(self._log_proba(X_cal), Y_cal).double().cpu()  # [n, V]
+        scores = scores.T.contiguous() if per_node else scores.flatten()
+        self._calibration_scores = scores.sort(dim=-1).values
+        self._calibration_alpha = alpha
+        return self
+
+    def conformal_threshold(self, alpha: float | None = None) -> Tensor:
+        r"""The conformal threshold on :math:`-\log P(Y_v = k | X)`: a scalar, or ``[V]`` per node.
+
+        ``alpha`` defaults to the level given to :meth:`calibrate`.
+        """
+        if not self.is_calibrated:
+            raise RuntimeError("this model is not calibrated: call calibrate(X_cal, Y_cal) first")
+        alpha = self._calibration_alpha if alpha is None else alpha
+        return conformal_quantile(self._calibration_scores, alpha)
+
+    # Prediction sets ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def prediction_sets(self, X, alpha: float | None = None) -> Tensor:
+        r"""Sets of node labels with coverage :math:`1 - \alpha`, ``bool [N, V, K]``.
+
+        After :meth:`calibrate`, the split-conformal LAC sets
+        :math:`\{k : -\log P(Y_v = k | X) \le \hat q_\alpha\}`; any ``alpha`` is served from
+        the stored scores (default: the calibration level). Without calibration, the Gaussian
+        confidence-region sets :math:`\{k : \|H_v - \mu_k\|^2 / \sigma^2 \le \chi^2_{C, 1-\alpha}\}`
+        (default ``alpha = 0.1``), whose coverage holds only as far as the flow is exact. Sets
+        may be empty; an empty set counts as a miss.
+
+        Arguments:
+            X: Signals ``[N, V, C]``.
+            alpha: The miscoverage level in ``(0, 1)``.
+
+        Returns:
+            ``sets[n, v, k]`` is True when label ``k`` is in the set of node ``v`` of graph ``n``.
+        """
+        if alpha is not None:
+            alpha = _check_alpha(alpha)
+        if self.is_calibrated:
+            threshold = self.conformal_threshold(alpha).to(self.device)
+            return conformal_sets(self._log_proba(X), threshold)
+        return self.gaussian_sets(X, 0.1 if alpha is None else alpha)
+
+    @torch.no_grad()
+    def gaussian_sets(self, X, alpha: float = 0.1) -> Tensor:
+        r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``."""
+        alpha = _check_alpha(alpha)
+        self._check_fitted()
+        distance = self._squared_distances(self.encode(X))
+        return distance <= chi2_quantile(alpha, self.num_features)
+
+    def _squared_distances(self, h: Tensor) -> Tensor:
+        r""":math:`\|h_v - \mu_k\|^2 / \sigma^2` for every node and label, ``[N, V, K]``."""
+        means = self.latent.means.detach()
+        return (h.unsqueeze(-2) - means).square().sum(-1) / self.latent.sigma**2
+
+    # Regions in X space ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def in_region(self, X, Y, alpha: float = 0.1, joint: bool = True) -> Tensor:
+        r"""Whether ``X`` lies in the :math:`1 - \alpha` uncertainty region of ``X | Y``.
+
+        The region is the preimage under :math:`F` of a confidence ball of :math:`H | Y`.
+
+        Arguments:
+            X: Signals ``[N, V, C]``.
+            Y: Labels ``[N, V]``.
+            alpha: The miscoverage level in ``(0, 1)``.
+            joint: ``True``: the joint region of all ``V C`` coordinates,
+                :math:`\sum_v \|H_v - \mu_{Y_v}\|^2 / \sigma^2 \le \chi^2_{VC, 1-\alpha}`,
+                one answer per graph ``[N]``. ``False``: the node-wise regions
+                :math:`\|H_v - \mu_{Y_v}\|^2 / \sigma^2 \le \chi^2_{C, 1-\alpha}`, ``[N, V]``.
+
+        Returns:
+            ``bool [N]`` (joint) or ``bool [N, V]`` (node-wise). For samples of the model itself
+            (:meth:`sample`) the fraction inside is :math:`1 - \alpha` in both cases.
+        """
+        alpha = _check_alpha(alpha)
+        self._check_fitted()
+        X = self._signals(X)
+        Y = self._labels(Y, num_samples=X.size(0))
+        h = self.encode(X)
+        distance = (h - self.latent.means.detach()[Y]).square().sum(-1) / self.latent.sigma**2  # [N, V]
+        if joint:
+            return distance.sum(-1) <= chi2_quantile(alpha, self.num_nodes * self.num_features)
+        return distance <= chi2_quantile(alpha, self.num_features)
+
+    @torch.no_grad()
+    def region_boundary(
+        self, label: int, alpha: float = 0.1, num_points: int = 200, node: int = 0, labels=None
+    ) -> Tensor:
+        r"""The boundary of the :math:`1 - \alpha` uncertainty region of node ``node`` given ``label``.
+
+        The circle :math:`\mu_{label} + \sigma \sqrt{\chi^2_{2, 1-\alpha}} (\cos t, \sin t)` in the
+        latent of node ``node`` is decoded by :math:`F^{-1}`. On a one-node graph this is the
+        boundary of the region exactly; on a larger graph the other nodes are held at the means
+        of their labels (``labels``, by default ``label`` everywhere), so the curve is a slice.
+
+        Arguments:
+            label: The class ``k`` of node ``node``.
+            alpha: The miscoverage level in ``(0, 1)``.
+            num_points: Points on the curve (the first and last coincide).
+            node: The node whose region is drawn.
+            labels: Labels of all nodes ``[V]`` for the other nodes; its entry at ``node`` is
+                replaced by ``label``.
+
+        Returns:
+            The closed curve in the features of node ``node``, ``[num_points, 2]``.
+        """
+        alpha = _check_alpha(alpha)
+        if self.num_features != 2:
+            raise ValueError(f"region_boundary needs 2 features per node, the model has {self.num_features}")
+        self._check_fitted()
+        if not 0 <= int(label) < self.num_classes:
+            raise ValueError(f"label must be in [0, num_classes={self.num_classes}), got {label}")
+        if not 0 <= int(node) < self.num_nodes:
+            raise ValueError(f"node must be in [0, num_nodes={self.num_nodes}), got {node}")
+        if int(num_points) < 2:
+            raise ValueError(f"num_points must be at least 2, got {num_points}")
+        if labels is None:
+            labels = torch.full((self.num_nodes,), int(label), dtype=torch.long)
+        labels = self._labels(torch.as_tensor(labels).reshape(1, -1), num_samples=1, name="labels")[0].clone()
+        labels[int(node)] = int(label)
+        means = self.latent.means.detach()
+        radius = self.latent.sigma * math.sqrt(chi2_quantile(alpha, 2))
+        angle = torch.linspace(0.0, 2.0 * math.pi, int(num_points), device=self.device)
+        circle = means[int(label)] + radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
+        h = means[labels].expand(int(num_points), -1, -1).clone()
+        h[:, int(node)] = circle
+        return self.decode(h)[:, int(node)]
+
+    # Saving ------------------------------------------------------------------------------
+
+    def get_extra_state(self) -> Tensor:
+        r"""The calibration as one float64 tensor (a header, then the sorted scores), so that it
+        goes through ``state_dict``, ``.cpu()`` and ``torch.load(weights_only=True)``."""
+        scores = getattr(self, "_calibration_scores", None)
+        if scores is None:
+            return _uncalibrated_state()
+        per_node = float(scores.dim() == 2)
+        header = torch.tensor(
+            [_STATE_VERSION, 1.0, self._calibration_alpha, per_node, scores.size(-1)], dtype=torch.float64
+        )
+        return torch.cat([header, scores.flatten().double().cpu()])
+
+    def set_extra_state(self, state):
+        r"""Restores the calibration written by :meth:`get_extra_state`."""
+        state = torch.as_tensor(state, dtype=torch.float64).cpu()
+        if state.dim() != 1 or state.numel() < _HEADER or int(state[0]) != _STATE_VERSION:
+            raise RuntimeError(f"unreadable calibration state of shape {list(state.shape)}")
+        if not bool(state[1]):
+            self._calibration_scores, self._calibration_alpha = None, None
+            return
+        per_node, n = bool(state[3]), int(state[4])
+        scores = state[_HEADER:]
+        rows = self.num_nodes if per_node else 1
+        if scores.numel() != rows * n:
+            raise RuntimeError(f"calibration state holds {scores.numel()} scores, expected {rows} x {n}")
+        self._calibration_scores = scores.reshape(rows, n) if per_node else scores.clone()
+        self._calibration_alpha = float(state[2])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Checkpoints written before calibration existed have no extra state: load them as
+        # uncalibrated instead of failing the strict key check.
+        state_dict.setdefault(prefix + "_extra_state", _uncalibrated_state())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+

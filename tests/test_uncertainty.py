@@ -1,0 +1,262 @@
+import math
+
+import pytest
+import torch
+from scipy.stats import chi2
+from torch import nn
+
+from igraphflow import ConditionalGraphFlow
+from igraphflow.uncertainty import (
+    chi2_quantile,
+    conformal_quantile,
+    conformal_scores,
+    conformal_sets,
+    set_coverage,
+)
+
+torch.set_num_threads(1)
+
+PATH3 = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+NO_EDGES = torch.empty(2, 0, dtype=torch.long)
+
+
+def _blobs(num_samples: int, num_nodes: int, seed: int, shift: float = 2.0):
+    r"""Two overlapping Gaussian classes per node (accuracy about 90 %, so sets are non-trivial)."""
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(0, 2, (num_samples, num_nodes), generator=g)
+    X = torch.randn(num_samples, num_nodes, 2, generator=g) + shift * Y.unsqueeze(-1)
+    return X, Y
+
+
+def _tiny(edge_index, num_nodes, X, Y, num_classes=2):
+    model = ConditionalGraphFlow(edge_index, num_nodes, 2, num_classes, num_blocks=2, max_epochs=3, hidden=16, seed=0)
+    return model.fit(X, Y, progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_node():
+    X, Y = _blobs(1500, 1, seed=1)
+    return _tiny(NO_EDGES, 1, X, Y)
+
+
+@pytest.fixture(scope="module")
+def three_nodes():
+    X, Y = _blobs(600, 3, seed=2)
+    return _tiny(PATH3, 3, X, Y)
+
+
+def _identity_flow(means, sigma):
+    r"""A model whose flow is the identity (no blocks), so ``H = X`` and the latent is hand-made."""
+    num_classes, num_features = means.shape
+    model = ConditionalGraphFlow(NO_EDGES, 1, num_features, num_classes, num_blocks=1, sigma=sigma, seed=0)
+    model.blocks = nn.ModuleList()
+    with torch.no_grad():
+        model.latent.means.copy_(means)
+    model.fitted.fill_(True)
+    return model
+
+
+# Conformal machinery on hand-made numbers --------------------------------------------------
+
+
+def test_conformal_quantile_matches_direct_order_statistic():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(19, generator=g, dtype=torch.float64)
+    ordered = scores.sort().values
+    n = scores.numel()
+    for alpha in (0.05, 0.1, 0.2, 0.5, 0.9):
+        k = math.ceil((n + 1) * (1 - alpha))  # 1-based rank
+        assert conformal_quantile(ordered, alpha).item() == ordered[k - 1].item()
+    # alpha = 0.05 with 19 scores: rank 19, the largest; below 1 / (n + 1): +inf (all labels).
+    assert conformal_quantile(ordered, 0.05).item() == ordered[-1].item()
+    assert math.isinf(conformal_quantile(ordered, 0.04).item())
+    # Exact integer ranks are not rounded up: n = 9, alpha = 0.2 gives rank 8; n = 19, alpha = 0.1 rank 18.
+    nine = torch.arange(1.0, 10.0)
+    assert conformal_quantile(nine, 0.2).item() == 8.0
+    assert conformal_quantile(torch.arange(1.0, 20.0), 0.1).item() == 18.0
+    # Row-wise (per node) thresholds.
+    rows = torch.stack([nine, 10 * nine])
+    assert conformal_quantile(rows, 0.2).tolist() == [8.0, 80.0]
+
+
+def test_scores_sets_and_coverage_by_hand():
+    proba = torch.tensor([[[0.7, 0.2, 0.1], [0.4, 0.35, 0.25]]])
+    Y = torch.tensor([[1, 2]])
+    scores = conformal_scores(proba.log(), Y)
+    torch.testing.assert_close(scores, -torch.tensor([[0.2, 0.25]]).log())
+    sets = conformal_sets(proba.log(), -math.log(0.22))  # keep labels with P >= 0.22
+    assert sets.tolist() == [[[True, False, False], [True, True, True]]]
+    assert set_coverage(sets, Y).tolist() == [[False, True]]
+    per_node = conformal_sets(proba.log(), torch.tensor([-math.log(0.5), -math.log(0.3)]))
+    assert per_node.tolist() == [[[True, False, False], [True, True, False]]]
+
+
+# Calibrated sets ---------------------------------------------------------------------------
+
+
+def test_calibrated_coverage_on_simulated_nodes(one_node):
+    X_cal, Y_cal = _blobs(2000, 1, seed=10)
+    X_test, Y_test = _blobs(4000, 1, seed=11)
+    model = one_node.calibrate(X_cal, Y_cal, alpha=0.1)
+    assert model.is_calibrated and model.calibration_scores_.shape == (2000,)
+    for alpha in (0.05, 0.1, 0.2):
+        sets = model.prediction_sets(X_test, alpha)
+        coverage = set_coverage(sets, Y_test).float().mean().item()
+        # Standard deviation of the coverage is about 0.008 here: 0.03 is a safe slack.
+        assert 1 - alpha - 0.03 <= coverage <= 1 - alpha + 0.04, (alpha, coverage)
+        assert sets.sum(-1).float().mean() < 2
+    # The default alpha is the calibration level.
+    assert torch.equal(model.prediction_sets(X_test[:50]), model.prediction_sets(X_test[:50], 0.1))
+
+
+def test_calibrated_sets_are_the_one_minus_probability_sets(three_nodes):
+    X_cal, Y_cal = _blobs(200, 3, seed=20)
+    X, _ = _blobs(100, 3, seed=21)
+    model = three_nodes.calibrate(X_cal, Y_cal, alpha=0.2)
+    proba = model.predict_proba(X)
+    torch.testing.assert_close(model._log_proba(X).exp(), proba, atol=1e-5, rtol=1e-4)
+    # Direct computation with the score 1 - P: the same order statistic of the pooled scores.
+    scores = 1 - model.predict_proba(X_cal).gather(-1, Y_cal.unsqueeze(-1)).flatten().double()
+    n = scores.numel()
+    q = scores.sort().values[math.ceil((n + 1) * 0.8) - 1]
+    direct = (1 - proba.double()) <= q
+    sets = model.prediction_sets(X)
+    clear = ((1 - proba.double()) - q).abs() > 1e-5  # away from float round-off at the threshold
+    assert torch.equal(sets[clear], direct[clear])
+
+
+def test_per_node_calibration(three_nodes):
+    X_cal, Y_cal = _blobs(200, 3, seed=30)
+    model = three_nodes.calibrate(X_cal, Y_cal, alpha=0.1, per_node=True)
+    assert model.calibration_scores_.shape == (3, 200)
+    assert model.conformal_threshold().shape == (3,)
+    assert model.prediction_sets(X_cal[:5], 0.3).shape == (5, 3, 2)
+
+
+# Gaussian regions --------------------------------------------------------------------------
+
+
+def test_gaussian_sets_match_direct_chi_square():
+    means = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
+    model = _identity_flow(means, sigma=0.8)
+    assert not model.is_calibrated
+    g = torch.Generator().manual_seed(3)
+    X = 4 * torch.rand(500, 1, 2, generator=g) - 1
+    for alpha in (0.05, 0.1, 0.5):
+        distance = ((X[:, :, None, :] - means) ** 2).sum(-1) / 0.8**2
+        direct = distance <= chi2.ppf(1 - alpha, df=2)
+        assert torch.equal(model.prediction_sets(X, alpha), direct)
+    # The boundary of the region is the circle of radius sigma * sqrt(chi2) around the mean.
+    curve = model.region_boundary(2, alpha=0.1, num_points=50)
+    radius = (curve - means[2]).norm(dim=-1)
+    torch.testing.assert_close(radius, torch.full((50,), 0.8 * math.sqrt(chi2.ppf(0.9, 2))))
+    assert chi2_quantile(0.1, 2) == pytest.approx(chi2.ppf(0.9, 2))
+
+
+def test_in_region_holds_one_minus_alpha_of_model_samples(three_nodes):
+    g = torch.Generator().manual_seed(4)
+    Y = torch.randint(0, 2, (3000, 3), generator=g)
+    X = three_nodes.sample(Y, seed=5)
+    for alpha in (0.1, 0.3):
+        joint = three_nodes.in_region(X, Y, alpha)
+        nodes = three_nodes.in_region(X, Y, alpha, joint=False)
+        assert joint.shape == (3000,) and nodes.shape == (3000, 3)
+        # Standard deviations about 0.006 and 0.004.
+        assert joint.float().mean().item() == pytest.approx(1 - alpha, abs=0.03)
+        assert nodes.float().mean().item() == pytest.approx(1 - alpha, abs=0.03)
+
+
+def test_region_boundary_is_the_preimage_of_the_circle(one_node):
+    curve = one_node.region_boundary(1, alpha=0.2, num_points=40)
+    assert curve.shape == (40, 2)
+    h = one_node.encode(curve.unsqueeze(1))[:, 0]
+    radius = (h - one_node.latent.means[1]).norm(dim=-1) / one_node.latent.sigma
+    torch.testing.assert_close(radius, torch.full((40,), math.sqrt(chi2.ppf(0.8, 2))), atol=1e-2, rtol=1e-2)
+
+
+def test_region_boundary_on_a_graph_node(three_nodes):
+    curve = three_nodes.region_boundary(0, alpha=0.1, num_points=30, node=2, labels=[1, 1, 1])
+    assert curve.shape == (30, 2) and torch.isfinite(curve).all()
+
+
+# Saving ------------------------------------------------------------------------------------
+
+
+def test_save_load_keeps_calibration(three_nodes, tmp_path):
+    X_cal, Y_cal = _blobs(100, 3, seed=40)
+    X, _ = _blobs(50, 3, seed=41)
+    for per_node in (False, True):
+        three_nodes.calibrate(X_cal, Y_cal, alpha=0.15, per_node=per_node)
+        path = tmp_path / f"model_{per_node}.pt"
+        three_nodes.save(path)
+        loaded = ConditionalGraphFlow.load(path)
+        assert loaded.is_calibrated and loaded.calibration_alpha_ == pytest.approx(0.15)
+        assert torch.equal(loaded.calibration_scores_, three_nodes.calibration_scores_)
+        for alpha in (None, 0.05, 0.3):
+            assert torch.equal(loaded.prediction_sets(X, alpha), three_nodes.prediction_sets(X, alpha))
+
+
+def test_save_load_uncalibrated(tmp_path):
+    X, Y = _blobs(60, 3, seed=50)
+    model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0).fit(X, Y, progress=False)
+    model.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert not loaded.is_calibrated
+    assert torch.equal(loaded.prediction_sets(X, 0.1), model.prediction_sets(X, 0.1))
+    # A state dict without the calibration entry (older checkpoints) loads as uncalibrated.
+    state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    loaded.calibrate(X, Y).load_state_dict(state)
+    assert not loaded.is_calibrated
+    # A calibrated state overrides an uncalibrated one and the reverse.
+    model.calibrate(X, Y, alpha=0.2)
+    loaded.load_state_dict(model.state_dict())
+    assert loaded.is_calibrated and torch.equal(loaded.calibration_scores_, model.calibration_scores_)
+
+
+# Errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5, float("nan"), "a"])
+def test_bad_alpha_raises(three_nodes, alpha):
+    X, Y = _blobs(10, 3, seed=60)
+    with pytest.raises(ValueError, match="alpha"):
+        three_nodes.calibrate(X, Y, alpha=alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        three_nodes.prediction_sets(X, alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        three_nodes.in_region(X, Y, alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        three_nodes.region_boundary(0, alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        conformal_quantile(torch.arange(5.0), alpha)
+
+
+def test_bad_shapes_raise(three_nodes):
+    X, Y = _blobs(10, 3, seed=70)
+    with pytest.raises(ValueError, match="X_cal"):
+        three_nodes.calibrate(X[:, :2], Y)
+    with pytest.raises(ValueError, match="Y_cal"):
+        three_nodes.calibrate(X, Y[:5])
+    with pytest.raises(ValueError, match="Y_cal"):
+        three_nodes.calibrate(X, Y + 2)
+    with pytest.raises(ValueError, match="X"):
+        three_nodes.prediction_sets(X[..., 0])
+    with pytest.raises(ValueError, match="Y"):
+        three_nodes.in_region(X, Y[:, :2])
+    with pytest.raises(ValueError, match="label"):
+        three_nodes.region_boundary(5)
+    with pytest.raises(ValueError, match="node"):
+        three_nodes.region_boundary(0, node=3)
+    with pytest.raises(ValueError, match="sets"):
+        set_coverage(torch.ones(2, 3, 2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.long))
+
+
+def test_unfitted_and_uncalibrated_errors():
+    model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, seed=0)
+    X, Y = _blobs(10, 3, seed=80)
+    with pytest.raises(RuntimeError, match="fit"):
+        model.calibrate(X, Y)
+    with pytest.raises(RuntimeError, match="calibrate"):
+        model.conformal_threshold(0.1)
+    with pytest.raises(ValueError, match="2 features"):
+        ConditionalGraphFlow(PATH3, 3, 1, 2, num_blocks=1, seed=0).region_boundary(0)
