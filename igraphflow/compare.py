@@ -1,0 +1,423 @@
+r"""The comparison of the papers: our flow against iGNN, cINN, NSF and cGAN on one dataset.
+
+Every method is trained on the same training split with the same time budget, then generates
+one signal for the label pattern of every test graph. Reported (``metrics.json``):
+
+- ``mmd`` (squared MMD, Gaussian kernel :math:`\alpha = 1`; all of
+  :data:`~igraphflow.metrics.DEFAULT_ALPHAS` under ``mmd_alpha``) and ``energy`` (energy
+  statistic) between generated and real test signals (flattened), by the protocol of the iGNN
+  paper: within each of the 3 most frequent test label patterns, averaged with weights
+  proportional to the pattern counts. When patterns rarely repeat (many nodes) that leaves too
+  few samples; if any of the 3 most frequent patterns has fewer than ``min_pattern_count``
+  (20) test samples, the statistics are computed on the whole test split instead (one
+  generated signal per test label pattern, so the generated set follows the test label mix).
+  The protocol used is recorded as ``protocol`` (``"top3_patterns"`` or ``"whole_test"``);
+  the whole-test values are always recorded too (``mmd_whole``, ``energy_whole``).
+- ``nll``: test negative log-likelihood per dimension (nats), exact log-determinant when
+  ``D = V * C <= exact_max_dim`` (128), else Hutchinson / power-series estimates; ``None`` for
+  the cGAN. At most ``max_eval`` (1000) test samples, a fixed random subset, enter it.
+- ``acc``: node-label accuracy of ``predict`` (our flow and iGNN), else ``None``.
+- ``train_s``: wall time of ``fit``.
+
+Figures (``samples.png``, ``pca.png``, ``training.png``) go next to ``metrics.json``.
+
+Example:
+    >>> import tempfile
+    >>> from igraphflow.datasets import load
+    >>> data = load("three_node", num_train=64, num_test=64)
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = compare(data, ["ignn"], max_time=1.0, seed=0, out_dir=out, figures=False)
+    >>> {"mmd", "energy", "nll", "acc", "train_s"} <= set(result["methods"]["ignn"])
+    True
+"""
+
+from __future__ import annotations
+
+__all__ = ["METHODS", "compare", "evaluate", "make_model", "main"]
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import metrics as M
+from .datasets import GraphDataset, load
+
+METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
+
+# Every model runs with its defaults; the baselines get an epoch cap that the time budget
+# reaches first, so the budget (or early stopping) ends their training.
+_LABELS = {"jko": "JKO-iGNN (ours)", "ignn": "iGNN", "cinn": "cINN", "nsf": "NSF", "cgan": "cGAN"}
+
+
+def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> Any:
+    r"""Builds an unfitted model of ``method`` for the graph of ``data``.
+
+    Arguments:
+        method: One of :data:`METHODS`.
+        data: The dataset (its graph and sizes).
+        seed: The seed of the model.
+        settings: Extra constructor arguments.
+    """
+    args = (data.edge_index, data.num_nodes, data.num_features, data.num_classes)
+    if method == "jko":
+        from .flow import ConditionalGraphFlow
+
+        return ConditionalGraphFlow(*args, seed=seed, device="cpu", **settings)
+    from . import baselines
+
+    classes = {
+        "ignn": baselines.IGNNBaseline,
+        "cinn": baselines.CINNBaseline,
+        "nsf": baselines.NSFBaseline,
+        "cgan": baselines.CGANBaseline,
+    }
+    if method not in classes:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    return classes[method](*args, seed=seed, **settings)
+
+
+def _fit(model: Any, method: str, data: GraphDataset, max_time: float | None) -> float:
+    start = time.perf_counter()
+    if method == "jko":
+        model.fit(data.X_train, data.Y_train, max_time=max_time, progress=False)
+    else:
+        model.fit(data.X_train, data.Y_train, max_time=max_time, max_epochs=100_000, progress=False)
+    return time.perf_counter() - start
+
+
+def _log_prob(model: Any, method: str, X: Tensor, Y: Tensor, exact: bool) -> Tensor | None:
+    if method == "cgan" or not hasattr(model, "log_prob"):
+        return None
+    if method in ("jko", "ignn"):
+        return model.log_prob(X, Y, exact=exact)
+    return model.log_prob(X, Y)
+
+
+def _distances(gen: Tensor, real: Tensor) -> dict[str, float]:
+    values = {f"mmd_{a:g}": v for a, v in M.mmd(gen, real).items()}
+    return {**values, "energy": M.energy_distance(gen, real)}
+
+
+def _split_alphas(values: dict[str, float]) -> dict[str, float]:
+    return {key[len("mmd_"):]: v for key, v in values.items() if key.startswith("mmd_")}
+
+
+def evaluate(
+    data: GraphDataset,
+    generated: Tensor,
+    *,
+    top_k: int = 3,
+    min_pattern_count: int = 20,
+) -> dict[str, Any]:
+    r"""Sample-quality metrics of ``generated`` (one signal per test label pattern).
+
+    Returns:
+        ``{"protocol", "patterns", "mmd", "mmd_alpha", "energy", "mmd_whole", "energy_whole"}``,
+        see the module docstring for the protocol.
+    """
+    real, Y = data.X_test, data.Y_test
+    whole = _distances(generated, real)
+    out: dict[str, Any] = {"mmd_whole": whole["mmd_1"], "energy_whole": whole["energy"]}
+    groups = M._frequent_patterns(Y, top_k, 2)
+    if len(groups) == top_k and all(len(rows) >= min_pattern_count for _, rows in groups):
+        value, details = M.conditional_metric(_distances, generated, real, Y, top_k, return_details=True)
+        out.update(
+            protocol="top3_patterns",
+            patterns=[{"pattern": d["pattern"], "count": d["count"]} for d in details],
+            mmd_alpha=_split_alphas(value),
+            energy=value["energy"],
+        )
+    else:
+        out.update(protocol="whole_test", patterns=None, mmd_alpha=_split_alphas(whole), energy=whole["energy"])
+    out["mmd"] = out["mmd_alpha"]["1"]
+    return out
+
+
+def _curve(model: Any, method: str) -> list[float]:
+    r"""The validation (else training) loss per epoch of a model's history, if it has one."""
+    history = getattr(model, "history_", None) or []
+    curve: list[float] = []
+    for record in history:
+        if isinstance(record, dict):
+            value = record.get("val_loss")
+            value = record.get("train_loss") if value is None else value
+            if value is not None and math.isfinite(value):
+                curve.append(float(value))
+        else:  # a JKO block record: one objective per epoch
+            curve.extend(float(v) for v in getattr(record, "val_loss", []))
+    return curve
+
+
+def compare(
+    dataset: GraphDataset,
+    methods: Sequence[str] | str = METHODS,
+    *,
+    max_time: float = 60.0,
+    seed: int = 0,
+    out_dir: str | os.PathLike | None = None,
+    settings: dict[str, dict[str, Any]] | None = None,
+    exact_max_dim: int = 128,
+    max_eval: int = 1000,
+    figures: bool = True,
+) -> dict[str, Any]:
+    r"""Trains and evaluates ``methods`` on ``dataset``; writes ``metrics.json`` and figures.
+
+    Arguments:
+        dataset: The dataset; every method trains on ``X_train, Y_train`` and is evaluated on
+            the test split.
+        methods: Names from :data:`METHODS` (a list or a comma-separated string).
+        max_time: The training budget of each method in seconds.
+        seed: The seed of every model and of the generated samples.
+        out_dir: Where ``metrics.json`` and the figures go (nothing is written if None).
+        settings: Extra constructor arguments per method, e.g. ``{"ignn": {"blocks": 4}}``.
+        exact_max_dim: The largest ``D = V * C`` whose test likelihood is computed exactly.
+        max_eval: The most test samples used for the likelihood.
+        figures: Whether to draw the figures.
+
+    Returns:
+        ``{"dataset": name, "methods": {method: {"mmd", "energy", "nll", "acc", "train_s",
+        ...}}, ...}``, as written to ``metrics.json``.
+    """
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if not max_time > 0:
+        raise ValueError(f"max_time must be positive, got {max_time!r}")
+    settings = settings or {}
+    data = dataset
+    D = data.num_nodes * data.num_features
+    exact = D <= exact_max_dim
+    g = torch.Generator().manual_seed(seed)
+    n_eval = min(max_eval, len(data.X_test))
+    eval_rows = torch.randperm(len(data.X_test), generator=g)[:n_eval].sort().values
+    X_eval, Y_eval = data.X_test[eval_rows], data.Y_test[eval_rows]
+
+    result: dict[str, Any] = {
+        "dataset": data.name,
+        "methods": {},
+        "num_nodes": data.num_nodes,
+        "num_features": data.num_features,
+        "num_train": len(data.X_train),
+        "num_test": len(data.X_test),
+        "max_time": max_time,
+        "seed": seed,
+        "nll_exact": exact,
+        "nll_num_samples": n_eval,
+    }
+    if data.true_log_prob is not None:
+        with torch.no_grad():
+            result["true_nll"] = M.nll_per_dim(data.true_log_prob(X_eval, Y_eval), D)
+    generated: dict[str, Tensor] = {}
+    curves: dict[str, list[float]] = {}
+    for method in methods:
+        model = make_model(method, data, seed, **settings.get(method, {}))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            train_s = _fit(model, method, data, max_time)
+        start = time.perf_counter()
+        sample = model.sample(data.Y_test, seed=seed).detach().cpu().float()
+        if not torch.isfinite(sample).all():
+            sample = torch.nan_to_num(sample, nan=0.0, posinf=1e6, neginf=-1e6)
+        row: dict[str, Any] = evaluate(data, sample)
+        lp = _log_prob(model, method, X_eval, Y_eval, exact)
+        row["nll"] = None if lp is None else M.nll_per_dim(lp.detach().cpu(), D)
+        row["acc"] = M.accuracy(model.predict(data.X_test).cpu(), data.Y_test) if hasattr(model, "predict") else None
+        row["train_s"] = train_s
+        row["eval_s"] = time.perf_counter() - start
+        row["label"] = _LABELS[method]
+        if method == "jko":
+            row["num_blocks"] = model.num_blocks
+        result["methods"][method] = {k: row[k] for k in sorted(row)}
+        generated[method] = sample
+        curves[method] = _curve(model, method)
+
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "metrics.json", result)
+        if figures:
+            plot_samples(data, generated, out / "samples.png")
+            plot_pca(data, generated, out / "pca.png")
+            plot_curves(curves, out / "training.png")
+    return result
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, allow_nan=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# Figures ------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _panel_points(X: Tensor, node: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The two coordinates plotted for ``node``: its first two features, else its feature
+    and the next node's."""
+    X = X.double().numpy()
+    if X.shape[2] >= 2:
+        return X[:, node, 0], X[:, node, 1]
+    return X[:, node, 0], X[:, (node + 1) % X.shape[1], 0]
+
+
+def plot_samples(data: GraphDataset, generated: dict[str, Tensor], path: Path, max_nodes: int = 3) -> None:
+    r"""Generated against real node features within the most frequent test label patterns (the
+    papers' scatter figures): one row per pattern, one column per method; real signals as
+    circles, generated as crosses, one colour per node (the first ``max_nodes`` nodes)."""
+    plt = _pyplot()
+    groups = M._frequent_patterns(data.Y_test, 3, 2) or [(None, torch.arange(len(data.Y_test)))]
+    methods = list(generated)
+    nodes = range(min(max_nodes, data.num_nodes))
+    fig, axes = plt.subplots(len(groups), len(methods), figsize=(2.6 * len(methods), 2.4 * len(groups)),
+                             squeeze=False, sharex="row", sharey="row")
+    colours = plt.get_cmap("tab10")
+    for r, (pattern, rows) in enumerate(groups):
+        for c, method in enumerate(methods):
+            ax = axes[r, c]
+            for v in nodes:
+                ax.scatter(*_panel_points(data.X_test[rows], v), s=4, alpha=0.35, color=colours(v), marker="o")
+                ax.scatter(*_panel_points(generated[method][rows], v), s=6, alpha=0.6, color=colours(v), marker="x")
+            if r == 0:
+                ax.set_title(_LABELS.get(method, method), fontsize=9)
+            if c == 0:
+                name = "all" if pattern is None else "".join(map(str, pattern.tolist()[:12]))
+                ax.set_ylabel(f"Y={name}\n(n={len(rows)})", fontsize=8)
+            ax.tick_params(labelsize=6)
+    fig.suptitle(f"{data.name}: real (o) vs generated (x), nodes 0-{len(nodes) - 1}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def plot_pca(data: GraphDataset, generated: dict[str, Tensor], path: Path) -> None:
+    r"""Real and generated test signals projected on the first two principal components of the
+    real ones (NumPy SVD), one panel per method."""
+    plt = _pyplot()
+    real = data.X_test.flatten(1).double().numpy()
+    mean = real.mean(0)
+    _, _, vt = np.linalg.svd(real - mean, full_matrices=False)
+    basis = vt[:2].T if vt.shape[0] >= 2 else np.eye(real.shape[1], 2)
+    methods = list(generated)
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods), 2.6), squeeze=False,
+                             sharex=True, sharey=True)
+    for c, method in enumerate(methods):
+        ax = axes[0, c]
+        r = (real - mean) @ basis
+        f = (generated[method].flatten(1).double().numpy() - mean) @ basis
+        ax.scatter(r[:, 0], r[:, 1], s=3, alpha=0.3, label="real", color="tab:blue")
+        ax.scatter(f[:, 0], f[:, 1], s=3, alpha=0.3, label="generated", color="tab:red")
+        ax.set_title(_LABELS.get(method, method), fontsize=9)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].legend(fontsize=6, markerscale=3)
+    fig.suptitle(f"{data.name}: PCA of real vs generated test signals", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
+    r"""The validation loss per epoch of each method (JKO: the blocks one after the other)."""
+    plt = _pyplot()
+    methods = [m for m in curves if curves[m]]
+    if not methods:
+        return
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.6 * len(methods), 2.2), squeeze=False)
+    for c, method in enumerate(methods):
+        ax = axes[0, c]
+        ax.plot(curves[method], lw=1)
+        ax.set_title(_LABELS.get(method, method), fontsize=9)
+        ax.set_xlabel("epoch", fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].set_ylabel("validation loss", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=70)
+    plt.close(fig)
+
+
+# Command line -------------------------------------------------------------------------------
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    for parse in (int, float):
+        try:
+            return key, parse(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def main(argv: list[str] | None = None) -> int:
+    r"""``igraphflow compare --dataset NAME --out DIR [--data PATH] [--methods ...]
+    [--max-time SECONDS] [--seed N] [--option KEY=VALUE ...]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", required=True, help="dataset name, see igraphflow.datasets.available()")
+    parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
+    parser.add_argument("--data", default=None, help="data folder of datasets that need files (solar_hope)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
+    parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", type=_option, default=[],
+                        help="dataset option KEY=VALUE (e.g. num_train=500), repeatable")
+    parser.add_argument("--no-figures", action="store_true")
+    args = parser.parse_args(argv)
+    options = dict(args.option)
+    if args.data is not None:
+        options["path"] = args.data
+    try:
+        data = load(args.dataset, seed=args.seed, **options)
+        result = compare(data, args.methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
+                         figures=not args.no_figures)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        parser.exit(2, f"igraphflow compare: error: {error}\n")
+    print(format_table(result))
+    return 0
+
+
+def format_table(result: dict[str, Any]) -> str:
+    r"""A Markdown table of a :func:`compare` result."""
+
+    def cell(value: Any, digits: int = 4) -> str:
+        return "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "| method | MMD (a=1) | MMD a=0.1 / 5 / 10 | energy | NLL/dim | acc | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method, row in result["methods"].items():
+        alphas = " / ".join(cell(row["mmd_alpha"].get(a), 3) for a in ("0.1", "5", "10"))
+        lines.append(
+            f"| {row.get('label', method)} | {cell(row['mmd'])} | {alphas} | {cell(row['energy'])} | "
+            f"{cell(row['nll'])} | {cell(row['acc'], 3)} | {cell(row['train_s'], 3)} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,54 @@
+r"""Smoke test of the comparison: every method trains briefly and metrics.json is complete."""
+
+import json
+
+import pytest
+import torch
+
+from igraphflow.compare import compare, evaluate, main
+from igraphflow.datasets import load
+
+torch.set_num_threads(1)
+
+REQUIRED = {"mmd", "energy", "nll", "acc", "train_s"}
+
+
+def test_smoke_all_methods(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--dataset", "three_node", "--out", str(out), "--max-time", "1.5", "--seed", "0",
+                 "--option", "num_train=200", "--option", "num_test=240"]) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["dataset"] == "three_node"
+    assert set(result["methods"]) == {"jko", "ignn", "cinn", "nsf", "cgan"}
+    for method, row in result["methods"].items():
+        assert REQUIRED <= set(row), method
+        assert row["mmd"] == row["mmd_alpha"]["1"]
+        assert set(row["mmd_alpha"]) == {"0.1", "1", "5", "10"}
+        assert row["protocol"] == "top3_patterns" and len(row["patterns"]) == 3
+        assert row["train_s"] < 30
+    assert result["methods"]["cgan"]["nll"] is None and result["methods"]["cgan"]["acc"] is None
+    assert result["methods"]["nsf"]["acc"] is None
+    for method in ("jko", "ignn"):
+        assert 0.0 <= result["methods"][method]["acc"] <= 1.0
+        assert isinstance(result["methods"][method]["nll"], float)
+    for figure in ("samples.png", "pca.png", "training.png"):
+        assert (out / figure).stat().st_size > 1000
+
+
+def test_protocol_falls_back_to_whole_test():
+    data = load("three_node", num_train=8, num_test=30)
+    real = evaluate(data, data.X_test)
+    assert real["protocol"] == "whole_test" and real["patterns"] is None
+    assert real["mmd"] == real["mmd_whole"]
+    data = load("three_node", num_train=8, num_test=400)
+    shifted = evaluate(data, data.X_test + 1.0)
+    assert shifted["protocol"] == "top3_patterns" and all(p["count"] >= 20 for p in shifted["patterns"])
+    assert shifted["mmd"] > evaluate(data, data.X_test)["mmd"]
+
+
+def test_bad_arguments(tmp_path):
+    data = load("three_node", num_train=8, num_test=8)
+    with pytest.raises(ValueError, match="unknown methods"):
+        compare(data, "jko,vae", max_time=1.0)
+    with pytest.raises(SystemExit):
+        main(["--dataset", "nope", "--out", str(tmp_path)])
