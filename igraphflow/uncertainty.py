@@ -213,7 +213,7 @@ class UncertaintyMixin:
         r"""The default ``alpha`` of :meth:`prediction_sets`, set by :meth:`calibrate`."""
         return getattr(self, "_calibration_alpha", None)
 
-    def _log_proba(self, X) -> Tensor:
+    def predict_log_proba(self, X) -> Tensor:
         r""":math:`\log P(Y_v = k | X)`, ``[N, V, K]``: the log of :meth:`predict_proba`, computed
         without passing through probabilities (which saturate at 1 in float32)."""
         self._check_fitted()
@@ -249,7 +249,7 @@ class UncertaintyMixin:
         Y_cal = self._labels(Y_cal, num_samples=X_cal.size(0), name="Y_cal")
         if X_cal.size(0) < 1:
             raise ValueError("calibrate needs at least one calibration graph")
-        scores = conformal_scores(self._log_proba(X_cal), Y_cal).double().cpu()  # [n, V]
+        scores = conformal_scores(self.predict_log_proba(X_cal), Y_cal).double().cpu()  # [n, V]
         scores = scores.T.contiguous() if per_node else scores.flatten()
         self._calibration_scores = scores.sort(dim=-1).values
         self._calibration_alpha = alpha
@@ -289,7 +289,7 @@ class UncertaintyMixin:
             alpha = _check_alpha(alpha)
         if self.is_calibrated:
             threshold = self.conformal_threshold(alpha).to(self.device)
-            return conformal_sets(self._log_proba(X), threshold)
+            return conformal_sets(self.predict_log_proba(X), threshold)
         return self.gaussian_sets(X, 0.1 if alpha is None else alpha)
 
     @torch.no_grad()

@@ -114,7 +114,7 @@ def test_calibrated_sets_are_the_one_minus_probability_sets(three_nodes):
     X, _ = _blobs(100, 3, seed=21)
     model = three_nodes.calibrate(X_cal, Y_cal, alpha=0.2)
     proba = model.predict_proba(X)
-    torch.testing.assert_close(model._log_proba(X).exp(), proba, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.predict_log_proba(X).exp(), proba, atol=1e-5, rtol=1e-4)
     # Direct computation with the score 1 - P: the same order statistic of the pooled scores.
     scores = 1 - model.predict_proba(X_cal).gather(-1, Y_cal.unsqueeze(-1)).flatten().double()
     n = scores.numel()
