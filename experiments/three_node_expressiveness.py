@@ -1,0 +1,79 @@
+r"""L3Net against ChebNet on the symmetric 3-node path: MMD of X | Y per label pattern.
+
+On the path 0 - 1 - 2 the two end nodes are exchanged by the graph's symmetry, and a
+polynomial of the Laplacian (ChebNet) treats them alike, while the data ``X = D^-1 (A + I) Z``
+(with node-dependent degrees) and the labels need node-specific filters; L3Net's learnable local
+filters can tell the nodes apart. The same flow (our JKO flow, and the discrete iGNN) is trained
+with either convolution and the squared MMD (alpha = 1) is reported for every label pattern.
+
+Usage (from the repository root)::
+
+    python experiments/three_node_expressiveness.py --max-time 45 --out experiments/results/three_node_expressiveness
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from igraphflow.compare import _pyplot, make_model
+from igraphflow.datasets import load
+from igraphflow.metrics import conditional_metric, energy_distance, mmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-time", type=float, default=45.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", default="jko,ignn")
+    parser.add_argument("--out", default="experiments/results/three_node_expressiveness")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    data = load("three_node", seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, generated = {}, {}
+    for method in args.methods.split(","):
+        for conv in ("l3net", "cheb"):
+            model = make_model(method, data, args.seed, conv=conv)
+            if method == "jko":
+                model.fit(data.X_train, data.Y_train, max_time=args.max_time, progress=False)
+            else:
+                model.fit(data.X_train, data.Y_train, max_time=args.max_time, max_epochs=100_000, progress=False)
+            sample = model.sample(data.Y_test, seed=args.seed).detach().float()
+            value, details = conditional_metric(lambda a, b: mmd(a, b, 1.0)[1.0], sample, data.X_test,
+                                                data.Y_test, top_k=8, return_details=True)
+            energy = conditional_metric(energy_distance, sample, data.X_test, data.Y_test, top_k=8)
+            key = f"{method}/{conv}"
+            rows[key] = {"mmd_weighted": value, "energy_weighted": energy,
+                         "mmd_per_pattern": {"".join(map(str, d["pattern"])): d["value"] for d in details}}
+            generated[key] = sample
+            print(key, json.dumps(rows[key]), flush=True)
+    (out / "metrics.json").write_text(json.dumps({"dataset": "three_node", "max_time": args.max_time,
+                                                  "results": rows}, indent=2) + "\n")
+    # Figure: node 0 and node 2 (the symmetric pair) features for pattern 100 vs 001.
+    plt = _pyplot()
+    patterns = [torch.tensor(p) for p in ([1, 0, 0], [0, 0, 1])]
+    fig, axes = plt.subplots(len(patterns), len(generated) + 1, figsize=(2.4 * (len(generated) + 1), 4.6),
+                             squeeze=False, sharex=True, sharey=True)
+    for r, pattern in enumerate(patterns):
+        rows_ = (data.Y_test == pattern).all(1)
+        sets = {"real": data.X_test[rows_], **{k: v[rows_] for k, v in generated.items()}}
+        for c, (name, X) in enumerate(sets.items()):
+            ax = axes[r, c]
+            for v, colour in ((0, "tab:blue"), (1, "tab:green"), (2, "tab:red")):
+                ax.scatter(X[:, v, 0], X[:, v, 1], s=3, alpha=0.4, color=colour, label=f"node {v}")
+            ax.set_title(f"{name}  Y={''.join(map(str, pattern.tolist()))}", fontsize=8)
+            ax.tick_params(labelsize=6)
+    axes[0, 0].legend(fontsize=6, markerscale=3)
+    fig.tight_layout()
+    fig.savefig(out / "patterns.png", dpi=70)
+    plt.close(fig)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
