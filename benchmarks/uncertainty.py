@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +47,16 @@ from igraphflow.uncertainty import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 ALPHAS = (0.05, 0.1, 0.2)
+SIMULATED = ("linear_gaussian", "graph_moons")
+NOTES = """
+Notes. The fits are capped in wall-clock time, so on a loaded machine the flow trains fewer
+blocks (the block counts above) and its numbers move from run to run; the ChebNet classifier is
+cheap and converges within its cap. On the simulated graphs the calibration and test graphs are
+exchangeable and coverage lands on target. The real series are split chronologically (test
+after train), so calibration and test nodes are not exchangeable and the conformal guarantee
+does not formally apply: deviations from 1 - alpha there measure the drift between periods,
+and they are shared by both classifiers.
+"""
 ALPHA_GRID = tuple(np.round(np.linspace(0.02, 0.3, 15), 3))
 DATASETS = {
     "linear_gaussian": {},
@@ -279,10 +288,12 @@ def write_markdown(results: list[dict], moons: dict, path: Path, command: str, e
         for a in ALPHAS:
             f, c = r["flow"][a], r["cheb"][a]
             ok = 1 - a - 0.02 <= f["coverage"] <= 1 - a + 0.04
+            band = ("yes" if ok else "no") if r["name"] in SIMULATED else "n/a (real)"
             lines.append(
                 f"| {r['name']} | {a} | {f['coverage']:.3f} | {f['size']:.3f} | {f['empty']:.3f} | "
-                f"{c['coverage']:.3f} | {c['size']:.3f} | {c['empty']:.3f} | {'yes' if ok else 'no'} |"
+                f"{c['coverage']:.3f} | {c['size']:.3f} | {c['empty']:.3f} | {band} |"
             )
+    lines += NOTES.splitlines()
     lines += [
         "",
         "## Per-node coverage: pooled vs per-node calibration (flow)",
