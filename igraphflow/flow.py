@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -61,7 +62,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         barrier_weight: The weight of the log-barrier on the means.
         classifier: ``"bayes"`` (the Bayes rule of the latent mixture) or ``"linear"`` (a
-            softmax layer on :math:`H_v`, trained by cross-entropy).
+            softmax layer on :math:`H_v`, fitted by cross-entropy on the final latent).
         divergence: The divergence estimator used in training, ``"hutchinson"`` or
             ``"finite_difference"`` (``"exact"`` is possible for small graphs).
         batch_size: Samples per training step.
@@ -211,7 +212,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         bar = tqdm(total=len(self.blocks), desc="JKO blocks", disable=not progress, unit="block")
         for index, block in enumerate(self.blocks):
             record = train_block(
-                index, block, self.latent, self.head, (x, y), (x_val, y_val),
+                index, block, self.latent, (x, y), (x_val, y_val),
                 divergence=c["divergence"], batch_size=c["batch_size"], lr=c["lr"], max_epochs=c["max_epochs"],
                 patience=c["patience"], barrier_weight=c["barrier_weight"], deadline=deadline,
                 generator=generator,
@@ -232,9 +233,25 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 del self.blocks[index + 1 :]
                 break
         bar.close()
+        if self.head is not None:
+            self._fit_head(x, y)
         self.config["num_blocks"] = len(self.blocks)
         self.fitted.fill_(True)
         return self
+
+    def _fit_head(self, h: Tensor, y: Tensor, max_iter: int = 200):
+        # Multinomial logistic regression on the final latent: convex, so full-batch L-BFGS
+        # reaches its optimum in a few dozen steps; H is detached, so the flow is unchanged.
+        optimizer = torch.optim.LBFGS(self.head.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
+        features, targets = h.detach().flatten(0, 1), y.flatten()
+
+        def closure():
+            optimizer.zero_grad()
+            loss = F.cross_entropy(self.head(features), targets) + 1e-4 * self.head.weight.square().sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
 
     # Inference --------------------------------------------------------------------------
 

@@ -18,10 +18,10 @@ __all__ = ["BlockRecord", "jko_objective", "train_block"]
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .divergence import rademacher
@@ -71,7 +71,6 @@ def train_block(
     index: int,
     block: ODEBlock,
     latent: GaussianMixtureLatent,
-    head: nn.Module | None,
     train: tuple[Tensor, Tensor],
     val: tuple[Tensor, Tensor],
     *,
@@ -84,9 +83,9 @@ def train_block(
     clip: float = 10.0,
     deadline: float = math.inf,
     generator: torch.Generator | None = None,
-    on_epoch=None,
+    on_epoch: Callable[[BlockRecord], None] | None = None,
 ) -> BlockRecord:
-    r"""Trains one block (with the latent means and the head) on samples pushed through the blocks before it.
+    r"""Trains one block (with the latent means) on samples pushed through the blocks before it.
 
     Early stopping watches the objective on the validation samples, evaluated with one fixed
     probe per sample; the best state of the block, the means and the head is restored.
@@ -95,8 +94,6 @@ def train_block(
         index: The block's position, for the record.
         block: The block to train.
         latent: The latent; its means are trained jointly.
-        head: An optional classifier on the block's output, trained jointly by cross-entropy
-            on the detached output (it does not shape the flow).
         train: ``(X, Y)`` pushed through the blocks before this one.
         val: Validation ``(X, Y)``, pushed likewise.
         divergence: The estimator used in training.
@@ -105,7 +102,7 @@ def train_block(
         on_epoch: Called as ``on_epoch(record)`` after each epoch.
     """
     record = BlockRecord(block=index, step_size=block.step_size)
-    modules = [m for m in (block, latent, head) if m is not None]
+    modules = [block, latent]
     parameters = [p for m in modules for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameters, lr=lr)
     x_train, y_train = train
@@ -120,10 +117,8 @@ def train_block(
         for batch in order.split(batch_size):
             x, y = x_train[batch], y_train[batch]
             noise = rademacher(x.shape, like=x, generator=generator).to(device)
-            objective, out, _ = jko_objective(block, latent, x, y, divergence=divergence, noise=noise)
+            objective = jko_objective(block, latent, x, y, divergence=divergence, noise=noise)[0]
             loss = objective.mean() + barrier_weight * latent.barrier() / x[0].numel()
-            if head is not None:
-                loss = loss + F.cross_entropy(head(out.detach()).flatten(0, 1), y.flatten())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(parameters, clip)

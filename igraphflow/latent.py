@@ -98,15 +98,24 @@ class GaussianMixtureLatent(nn.Module):
         return -torch.log((self.pairwise_distances() - self.min_distance) / self.sigma).sum()
 
     @torch.no_grad()
-    def project_(self, margin: float = 1e-3):
-        r"""Pushes apart, symmetrically, any pair of means closer than ``c`` (plus a margin)."""
+    def project_(self, margin: float = 1e-3, max_sweeps: int = 100):
+        r"""Pushes apart, symmetrically, any pair of means closer than ``c`` (plus a margin).
+
+        Moving one pair may bring another closer, so the sweeps repeat until every pair is
+        feasible.
+        """
         target = self.min_distance + margin * self.sigma
-        for i in range(self.num_classes):
-            for j in range(i + 1, self.num_classes):
-                diff = self.means[i] - self.means[j]
-                distance = diff.norm()
-                if distance < target:
-                    direction = diff / distance if distance > 0 else torch.eye(self.num_features)[0].to(diff)
-                    shift = 0.5 * (target - distance) * direction
-                    self.means[i] += shift
-                    self.means[j] -= shift
+        for _ in range(max_sweeps):
+            feasible = True
+            for i in range(self.num_classes):
+                for j in range(i + 1, self.num_classes):
+                    diff = self.means[i] - self.means[j]
+                    distance = diff.norm()
+                    if distance < target:
+                        feasible = False
+                        direction = diff / distance if distance > 0 else torch.eye(self.num_features)[0].to(diff)
+                        shift = (0.5 * (target - distance) + 1e-6 * self.sigma) * direction
+                        self.means[i] += shift
+                        self.means[j] -= shift
+            if feasible:
+                return

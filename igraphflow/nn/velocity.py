@@ -46,10 +46,12 @@ def make_conv(conv: str, in_channels: int, out_channels: int, edge_index: Tensor
 class GraphVelocityField(nn.Module):
     r"""A time-dependent velocity field on graph signals, :math:`f(x, t)`.
 
-    Two graph convolutions mix neighbouring nodes, a node-wise layer mixes channels, and the
-    time ``t`` enters every layer as an extra channel; activations are smooth (SiLU) so that
-    the divergence is well defined. The last layer starts small, so a new block starts close
-    to the identity map.
+    A graph convolution gathers the neighbourhood of each node, node-wise layers mix
+    channels, and a second graph convolution spreads the output over the neighbourhood again
+    (so one evaluation reaches twice the hop radius). The convolutions sit where the channels
+    are few (input and output), which keeps the neighbour sums cheap. Time ``t`` enters every
+    layer as an extra channel; activations are smooth (SiLU) so the divergence is well
+    defined. The last layer starts small, so a new block starts close to the identity.
 
     Arguments:
         edge_index: The graph, ``[2, E]``.
@@ -60,7 +62,7 @@ class GraphVelocityField(nn.Module):
         orders: Hop radii of the convolution.
 
     Shapes:
-        ``x [N, V, C]`` and a scalar ``t``; output ``[N, V, C]``.
+        a scalar ``t`` and ``x [N, V, C]``; output ``[N, V, C]``.
 
     Example:
         >>> edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
@@ -80,13 +82,13 @@ class GraphVelocityField(nn.Module):
     ):
         super().__init__()
         self.conv_in = make_conv(conv, num_features + 1, hidden, edge_index, num_nodes, orders)
-        self.conv_hidden = make_conv(conv, hidden + 1, hidden, edge_index, num_nodes, orders)
         self.node_hidden = nn.Linear(hidden + 1, hidden)
-        self.node_out = nn.Linear(hidden, num_features)
+        self.conv_out = make_conv(conv, hidden + 1, num_features, edge_index, num_nodes, orders)
         self.activation = nn.SiLU()
         with torch.no_grad():
-            self.node_out.weight.mul_(0.1)
-            self.node_out.bias.zero_()
+            for name, parameter in self.conv_out.named_parameters():
+                if not name.startswith("filters"):
+                    parameter.mul_(0.1)
 
     @staticmethod
     def _with_time(t: Tensor, h: Tensor) -> Tensor:
@@ -94,6 +96,5 @@ class GraphVelocityField(nn.Module):
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         h = self.activation(self.conv_in(self._with_time(t, x)))
-        h = self.activation(self.conv_hidden(self._with_time(t, h)))
         h = self.activation(self.node_hidden(self._with_time(t, h)))
-        return self.node_out(h)
+        return self.conv_out(self._with_time(t, h))

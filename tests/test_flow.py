@@ -1,0 +1,159 @@
+import numpy as np
+import pytest
+import torch
+from scipy.stats import multivariate_normal
+from torch import nn
+
+from igraphflow import ConditionalGraphFlow
+from igraphflow.checkpoint import save_atomic
+from igraphflow.ode import ODEBlock
+
+EDGES = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+SMALL = dict(num_blocks=2, hidden=8, max_epochs=10, batch_size=64, lr=5e-3, seed=0)
+
+
+def toy(n=256, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(0, 2, (n, 4), generator=g)
+    X = torch.randn(n, 4, 2, generator=g) + 2.0 * Y.unsqueeze(-1)
+    return X, Y
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, Y = toy()
+    return ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
+
+
+class LinearField(nn.Module):
+    def __init__(self, A):
+        super().__init__()
+        self.register_buffer("A", A)
+
+    def forward(self, t, x):
+        return (x.flatten(1) @ self.A.T).view_as(x)
+
+
+def test_log_prob_of_a_linear_flow_is_the_closed_form_gaussian():
+    torch.manual_seed(0)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, sigma=0.8, seed=0)
+    A = 0.4 * torch.randn(8, 8)
+    model.blocks = nn.ModuleList([ODEBlock(LinearField(A), 0.0, 1.0, steps=32)])
+    model.fitted.fill_(True)
+    X, Y = toy(6)
+    # H = M X with M = expm(A), H | Y ~ N(mu_Y, sigma^2 I)  =>  X | Y ~ N(M^-1 mu_Y, sigma^2 M^-1 M^-T).
+    M_inv = torch.linalg.inv(torch.linalg.matrix_exp(A.double()))
+    expected = [
+        multivariate_normal(M_inv @ model.latent.means[y].detach().double().flatten(), 0.64 * M_inv @ M_inv.T).logpdf(x.flatten())
+        for x, y in zip(X.double(), Y)
+    ]
+    assert np.allclose(model.log_prob(X, Y).numpy(), expected, atol=1e-3)
+
+
+def test_fit_improves_likelihood_and_keeps_history(fitted):
+    X, Y = toy(seed=1)
+    untrained = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
+    untrained.fitted.fill_(True)
+    assert fitted.log_prob(X, Y).mean() > untrained.log_prob(X, Y).mean() + 1.0
+    assert len(fitted.history_) == 2 and all(np.isfinite(r.w2) for r in fitted.history_)
+
+
+def test_encode_decode_round_trip(fitted):
+    X, _ = toy(32, seed=2)
+    assert torch.allclose(fitted.decode(fitted.encode(X)), X, atol=1e-4)
+
+
+def test_hutchinson_log_prob_is_close_to_exact_on_average(fitted):
+    X, Y = toy(512, seed=3)
+    exact = fitted.log_prob(X, Y).mean()
+    estimate = fitted.log_prob(X, Y, exact=False).mean()
+    assert abs(exact - estimate) / 8 < 0.01
+
+
+def test_predictions_and_samples(fitted):
+    X, Y = toy(64, seed=4)
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (64, 4, 2) and torch.allclose(proba.sum(-1), torch.ones(64, 4))
+    assert (fitted.predict(X) == Y).float().mean() > 0.8
+    assert torch.equal(fitted.sample(Y, seed=3), fitted.sample(Y, seed=3))
+    assert fitted.sample(Y).shape == (64, 4, 2)
+
+
+def test_seed_makes_fit_reproducible():
+    X, Y = toy(128)
+    a = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
+    b = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
+    assert torch.equal(a.log_prob(X[:8], Y[:8]), b.log_prob(X[:8], Y[:8]))
+
+
+def test_max_time_leaves_a_usable_invertible_model():
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=5, hidden=8, max_epochs=50, seed=0)
+    model.fit(X, Y, max_time=0.5, progress=False)
+    assert 1 <= model.num_blocks < 5
+    assert torch.isfinite(model.log_prob(X[:8], Y[:8])).all()
+    assert torch.allclose(model.decode(model.encode(X[:8])), X[:8], atol=1e-4)
+
+
+def test_linear_classifier_head():
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, classifier="linear").fit(X, Y, progress=False)
+    assert (model.predict(X) == Y).float().mean() > 0.8
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    X, Y = toy(16, seed=5)
+    fitted.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert torch.equal(loaded.log_prob(X, Y), fitted.log_prob(X, Y))
+    assert torch.equal(loaded.sample(Y, seed=1), fitted.sample(Y, seed=1))
+    assert [r.w2 for r in loaded.history_] == [r.w2 for r in fitted.history_]
+
+
+def test_load_rejects_other_checkpoints(tmp_path):
+    save_atomic({"weights": torch.zeros(2)}, tmp_path / "other.pt", kind="some.OtherModel")
+    with pytest.raises(ValueError, match="OtherModel"):
+        ConditionalGraphFlow.load(tmp_path / "other.pt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="unknown kind"):
+        ConditionalGraphFlow.load(tmp_path / "plain.pt")
+    (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        ConditionalGraphFlow.load(tmp_path / "corrupt.pt")
+    with pytest.raises(FileNotFoundError):
+        ConditionalGraphFlow.load(tmp_path / "missing.pt")
+
+
+@pytest.mark.parametrize(
+    "X, Y, message",
+    [
+        (torch.randn(8, 3, 2), torch.zeros(8, 4, dtype=torch.long), "X must have shape"),
+        (torch.randn(8, 4, 2), torch.zeros(8, 3, dtype=torch.long), "Y must have shape"),
+        (torch.randn(8, 4, 2), torch.zeros(7, 4, dtype=torch.long), "Y must have shape"),
+        (torch.randn(8, 4, 2), torch.full((8, 4), 2), r"outside \[0, num_classes=2\)"),
+        (torch.randn(8, 4, 2), torch.full((8, 4), -1), "outside"),
+        (torch.full((8, 4, 2), float("nan")), torch.zeros(8, 4, dtype=torch.long), "NaN"),
+        (torch.randn(8, 4, 2), torch.full((8, 4), 0.5), "integer class labels"),
+    ],
+)
+def test_bad_input_raises_clear_errors(X, Y, message):
+    with pytest.raises(ValueError, match=message):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
+
+
+def test_bad_construction_raises_clear_errors(fitted):
+    with pytest.raises(ValueError, match="outside"):
+        ConditionalGraphFlow(torch.tensor([[0, 9], [9, 0]]), 4, 2, 2)
+    with pytest.raises(ValueError, match="conv must be one of"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, conv="gat")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2).sample(torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match="H must have shape"):
+        fitted.decode(torch.randn(2, 5, 2))
+
+
+@pytest.mark.parametrize("conv", ["cheb", "gcn"])
+def test_other_convolutions_fit(conv):
+    X, Y = toy(128)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, conv=conv).fit(X, Y, progress=False)
+    assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()

@@ -1,0 +1,97 @@
+import networkx as nx
+import pytest
+import torch
+from torch_geometric.nn import ChebConv
+from torch_geometric.utils import to_networkx
+
+from igraphflow.graph import check_edge_index, hop_supports
+from igraphflow.nn import GraphVelocityField, L3NetConv, StaticChebConv, make_conv
+
+pytestmark = pytest.mark.usefixtures("float64")
+
+
+@pytest.fixture
+def graph():
+    g = nx.connected_watts_strogatz_graph(9, 4, 0.3, seed=1)
+    edges = torch.tensor(list(g.edges)).T
+    return torch.cat([edges, edges.flip(0)], dim=1), 9
+
+
+def test_hop_supports_match_networkx_distances(graph):
+    edge_index, n = graph
+    g = to_networkx(torch_geometric_data(edge_index, n), to_undirected=True)
+    dist = dict(nx.all_pairs_shortest_path_length(g))
+    for order, support in zip((0, 1, 2, 3), hop_supports(edge_index, n, (0, 1, 2, 3))):
+        expected = {(j, i) for i in range(n) for j in range(n) if dist[i].get(j, n + 1) <= order}
+        assert set(map(tuple, support.T.tolist())) == expected
+
+
+def torch_geometric_data(edge_index, n):
+    from torch_geometric.data import Data
+
+    return Data(edge_index=edge_index, num_nodes=n)
+
+
+def test_l3net_matches_dense_reference(graph):
+    edge_index, n = graph
+    conv = L3NetConv(3, 5, edge_index, n, orders=(0, 1, 2))
+    for w in conv.filters:
+        w.data.normal_()
+    x = torch.randn(4, n, 3)
+    # Dense reference: sum_m B_m X W_m with B_m[i, j] the weight of pair (j -> i).
+    weights = conv.lin.weight  # aggregate-first: [out, M * in]
+    expected = conv.bias.expand(4, n, 5).clone()
+    for m, (w, support) in enumerate(zip(conv.filters, conv.supports())):
+        B = torch.zeros(n, n)
+        B[support[1], support[0]] = w
+        expected = expected + (B @ x) @ weights[:, 3 * m : 3 * (m + 1)].T
+    assert torch.allclose(conv(x), expected)
+
+
+def test_l3net_mix_first_equals_aggregate_first(graph):
+    edge_index, n = graph
+    wide = L3NetConv(6, 2, edge_index, n)  # mixes channels first
+    assert not wide.aggregate_first
+    x = torch.randn(3, n, 6)
+    parts = wide.lin.weight.chunk(3, dim=0)
+    expected = sum(
+        torch.zeros(3, n, 2).index_add(-2, s[1], w[:, None] * (x @ W.T)[:, s[0]])
+        for w, s, W in zip(wide.filters, wide.supports(), parts)
+    )
+    assert torch.allclose(wide(x), expected + wide.bias)
+
+
+def test_l3net_batched_equals_one_by_one(graph):
+    edge_index, n = graph
+    conv = L3NetConv(2, 4, edge_index, n)
+    x = torch.randn(5, n, 2)
+    assert torch.allclose(conv(x), torch.stack([conv(xi) for xi in x]))
+
+
+def test_static_cheb_equals_pyg_chebconv(graph):
+    edge_index, n = graph
+    static = StaticChebConv(3, 4, edge_index, n, K=3)
+    reference = ChebConv(3, 4, K=3, normalization="sym")
+    reference.load_state_dict({k: v for k, v in static.state_dict().items() if not k.startswith("scaled")})
+    x = torch.randn(n, 3)
+    assert torch.allclose(static(x), reference(x, edge_index, lambda_max=2.0), atol=1e-6)
+    assert torch.allclose(static(x.expand(2, n, 3))[1], static(x))
+
+
+def test_velocity_field_starts_small_and_takes_time(graph):
+    edge_index, n = graph
+    f = GraphVelocityField(edge_index, n, 2, hidden=16)
+    x = torch.randn(8, n, 2)
+    assert f(torch.tensor(0.0), x).abs().mean() < 0.5 * x.abs().mean()
+    assert not torch.allclose(f(torch.tensor(0.0), x), f(torch.tensor(1.0), x))
+
+
+def test_bad_graphs_and_names():
+    with pytest.raises(ValueError, match="outside"):
+        check_edge_index(torch.tensor([[0, 5], [1, 0]]), 3)
+    with pytest.raises(ValueError, match=r"\[2, E\]"):
+        check_edge_index(torch.tensor([0, 1]), 3)
+    with pytest.raises(ValueError, match="integers"):
+        check_edge_index(torch.tensor([[0.0], [1.0]]), 3)
+    with pytest.raises(ValueError, match="conv must be one of"):
+        make_conv("gat", 2, 2, torch.tensor([[0], [1]]), 2, (0, 1))
