@@ -4,11 +4,13 @@ from __future__ import annotations
 
 __all__ = ["ConditionalGraphFlow"]
 
+import copy
 import dataclasses
 import math
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -22,10 +24,23 @@ from .graph import check_edge_index
 from .jko import BlockRecord, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField
+from .divergence import rademacher
 from .ode import DIVERGENCES, ODEBlock
 from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
+
+
+@dataclasses.dataclass
+class _FitData:
+    r"""The training and validation samples of one fit, its random source and a data fingerprint."""
+
+    x: Tensor
+    y: Tensor
+    x_val: Tensor
+    y_val: Tensor
+    generator: torch.Generator
+    fingerprint: Tensor
 
 
 def _resolve_device(device) -> torch.device:
@@ -50,7 +65,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         num_features: Features per node ``C``.
         num_classes: The number of node labels ``K``.
         conv: The graph convolution of the velocity fields: ``"l3net"``, ``"cheb"`` or ``"gcn"``.
-        num_blocks: The number of ODE blocks (JKO steps).
+        num_blocks: The number of ODE blocks (JKO steps), or ``"auto"``: add blocks until the
+            newest moves the samples by less than ``w2_tolerance``.
+        max_blocks: The most blocks ``"auto"`` adds.
+        w2_tolerance: The stopping threshold of ``"auto"``: the mean squared movement
+            :math:`\mathbb{E}\|T_k(x) - x\|^2` of the newest block, per dimension.
         hidden: Hidden channels of the velocity fields.
         sigma: The standard deviation of the latent components.
         orders: Hop radii of the convolutions (L3Net bases; ChebNet uses the largest).
@@ -92,7 +111,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         num_classes: int,
         *,
         conv: Literal["l3net", "cheb", "gcn"] = "l3net",
-        num_blocks: int = 6,
+        num_blocks: int | Literal["auto"] = 6,
+        max_blocks: int = 16,
+        w2_tolerance: float = 2e-3,
         hidden: int = 32,
         sigma: float = 1.0,
         orders: Sequence[int] = (0, 1, 2),
@@ -112,7 +133,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         seed: int | None = None,
     ):
         super().__init__()
-        for name, value in (("num_nodes", num_nodes), ("num_features", num_features), ("num_blocks", num_blocks)):
+        if num_blocks != "auto" and (not isinstance(num_blocks, int) or num_blocks < 1):
+            raise ValueError(f"num_blocks must be a positive integer or 'auto', got {num_blocks!r}")
+        for name, value in (("num_nodes", num_nodes), ("num_features", num_features), ("max_blocks", max_blocks)):
             if int(value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if num_classes < 1:
@@ -127,7 +150,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"first_step and step_growth must be positive, got {first_step}, {step_growth}")
         self.config = dict(
             num_nodes=int(num_nodes), num_features=int(num_features), num_classes=int(num_classes), conv=conv,
-            num_blocks=int(num_blocks), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
+            num_blocks=num_blocks, max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
             steps=int(steps), first_step=float(first_step), step_growth=float(step_growth),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
             divergence=divergence, batch_size=int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
@@ -141,17 +164,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 torch.manual_seed(seed)
             self.latent = GaussianMixtureLatent(num_classes, num_features, sigma, separation)
             self.head = nn.Linear(num_features, num_classes) if classifier == "linear" else None
-            self.blocks = nn.ModuleList(self._make_block(t0, t1) for t0, t1 in self._intervals(num_blocks))
+        self.blocks = nn.ModuleList()
+        for _ in range(0 if num_blocks == "auto" else num_blocks):
+            self._append_block()
         self.register_buffer("fitted", torch.tensor(False))
         self.history_: list[BlockRecord] = []
         self.to(_resolve_device(device))
 
     # Construction -----------------------------------------------------------------------
-
-    def _intervals(self, num_blocks: int) -> list[tuple[float, float]]:
-        steps = [self.config["first_step"] * self.config["step_growth"] ** k for k in range(num_blocks)]
-        ends = [sum(steps[: k + 1]) for k in range(num_blocks)]
-        return list(zip([0.0] + ends[:-1], ends))
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config
@@ -177,66 +197,229 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     # Training ---------------------------------------------------------------------------
 
-    def fit(self, X, Y, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
+    def fit(
+        self,
+        X,
+        Y,
+        *,
+        max_time: float | None = None,
+        progress: bool = True,
+        checkpoint_dir: str | os.PathLike | None = None,
+    ) -> ConditionalGraphFlow:
         r"""Trains the flow block by block on graph signals ``X [N, V, C]`` with labels ``Y [N, V]``.
 
         A fraction ``validation`` of the samples is held out for early stopping. Each block is
-        trained on the samples pushed through the blocks before it, without gradients.
+        trained on the samples pushed through the blocks before it, without gradients. With
+        ``num_blocks="auto"``, blocks are added until the newest one moves the samples by less
+        than ``w2_tolerance`` (mean squared distance per dimension), at most ``max_blocks``.
 
         Arguments:
             X: Node features, numpy or torch, ``[N, V, C]``.
             Y: Node labels in ``0..K-1``, ``[N, V]``.
-            max_time: A cap on the training time in seconds. When it is reached the block in
-                training keeps its best state and the blocks not yet trained are dropped, so
-                the model stays invertible and usable.
+            max_time: A cap on the training time in seconds, shared equally among the blocks
+                still to train. A block whose share runs out keeps its best state; blocks that
+                get no time at all are dropped, so the model stays invertible and usable.
             progress: Show a progress bar.
+            checkpoint_dir: Write a checkpoint there after every finished block (atomically);
+                a fit started again with the same settings, data and directory resumes after
+                the last finished block and ends with the same model as an uninterrupted fit.
 
         Returns:
             The fitted model.
         """
+        data = self._split(X, Y)
+        self.latent.set_prior(data.y)
+        self.history_ = []
+        start = 0
+        if checkpoint_dir is not None:
+            start = self._resume(Path(checkpoint_dir) / "fit.pt", data)
+        self._train_blocks(data, start, max_time, progress, checkpoint_dir)
+        return self
+
+    def _split(self, X, Y) -> _FitData:
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         if X.size(0) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {X.size(0)}")
-        c = self.config
         generator = torch.Generator()
         generator.manual_seed(self.seed if self.seed is not None else int(torch.randint(2**31, ())))
         order = torch.randperm(X.size(0), generator=generator).to(self.device)
-        num_val = max(1, int(round(c["validation"] * X.size(0))))
+        num_val = max(1, int(round(self.config["validation"] * X.size(0))))
         val, train = order[:num_val], order[num_val:]
-        x, y, x_val, y_val = X[train], Y[train], X[val], Y[val]
-        self.latent.set_prior(y)
+        fingerprint = torch.stack([X.double().sum(), X.double().square().sum(), Y.double().sum()]).cpu()
+        return _FitData(X[train], Y[train], X[val], Y[val], generator, fingerprint)
+
+    def _auto_depth(self) -> bool:
+        return self.config["num_blocks"] == "auto"
+
+    def _append_block(self):
+        c = self.config
+        index = len(self.blocks)
+        start = float(self.blocks[-1].interval[1]) if index else 0.0
+        step = c["first_step"] * c["step_growth"] ** index
+        # Each block's initialisation depends on (seed, index) alone, however it is created.
+        with torch.random.fork_rng(devices=[]):
+            if self.seed is not None:
+                torch.manual_seed(self.seed * 1009 + index)
+            self.blocks.append(self._make_block(start, start + step).to(self.edge_index.device))
+
+    def _train_blocks(self, data: _FitData, start: int, max_time, progress: bool, checkpoint_dir, retrain: bool = False) -> None:
+        r"""Trains blocks ``start, start + 1, ...`` on ``data`` pushed through the blocks before them.
+
+        When time runs out, blocks never trained are dropped; with ``retrain``, every block was
+        trained before, so all are kept.
+        """
+        c = self.config
         deadline = time.monotonic() + (max_time if max_time is not None else math.inf)
-        self.history_ = []
-        val_logdet = torch.zeros(x_val.size(0), device=self.device)
-        bar = tqdm(total=len(self.blocks), desc="JKO blocks", disable=not progress, unit="block")
-        for index, block in enumerate(self.blocks):
+        dims = self.num_nodes * self.num_features
+        x, x_val, val_logdet = data.x, data.x_val, torch.zeros(data.x_val.size(0), device=self.device)
+        for block in self.blocks[:start]:
+            x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
+        total = c["max_blocks"] if self._auto_depth() else len(self.blocks)
+        bar = tqdm(total=total, initial=start, desc="JKO blocks", disable=not progress, unit="block")
+        index = start
+        while index < total:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if index == len(self.blocks):
+                self._append_block()
+            block = self.blocks[index]
+            # Share what is left of the time budget equally among the blocks still to train.
             record = train_block(
-                index, block, self.latent, (x, y), (x_val, y_val),
+                index, block, self.latent, (x, data.y), (x_val, data.y_val),
                 divergence=c["divergence"], batch_size=c["batch_size"], lr=c["lr"], max_epochs=c["max_epochs"],
-                patience=c["patience"], barrier_weight=c["barrier_weight"], deadline=deadline,
-                generator=generator,
+                patience=c["patience"], barrier_weight=c["barrier_weight"],
+                deadline=now + (deadline - now) / (total - index), generator=data.generator,
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),
             )
-            with torch.no_grad():
-                moved = block(x)
-                record.w2 = (moved - x).square().flatten(1).sum(1).mean().item()
-                x = moved
-                x_val, logdet = block.transform(x_val, divergence="hutchinson")
-                val_logdet += logdet
-                nll = -(self.latent.log_prob(x_val, y_val) + val_logdet).mean().item()
-                record.val_nll_per_dim = nll / (self.num_nodes * self.num_features)
+            x, x_val, val_logdet, record.w2 = self._push(block, x, x_val, val_logdet)
+            record.val_nll_per_dim = -(self.latent.log_prob(x_val, data.y_val) + val_logdet).mean().item() / dims
             self.history_.append(record)
             bar.set_postfix(w2=f"{record.w2:.3g}", val_nll=f"{record.val_nll_per_dim:.4f}")
             bar.update()
-            if record.stopped_by_time:
-                del self.blocks[index + 1 :]
+            index += 1
+            if checkpoint_dir is not None:
+                self._checkpoint(Path(checkpoint_dir) / "fit.pt", index, data)
+            if self._auto_depth() and record.w2 / dims < c["w2_tolerance"]:
                 break
         bar.close()
+        if not retrain:
+            del self.blocks[index:]
+        self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
         if self.head is not None:
-            self._fit_head(x, y)
-        self.config["num_blocks"] = len(self.blocks)
+            self._fit_head(x, data.y)
         self.fitted.fill_(True)
+
+    @torch.no_grad()
+    def _push(self, block: ODEBlock, x: Tensor, x_val: Tensor, val_logdet: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
+        moved = block(x)
+        w2 = (moved - x).square().flatten(1).sum(1).mean().item()
+        # A fixed probe, so that a resumed fit tracks the same validation likelihood.
+        probe = rademacher(x_val.shape, like=x_val, generator=torch.Generator().manual_seed(len(self.history_)))
+        x_val, logdet = block.transform(x_val, divergence="hutchinson", noise=probe.to(x_val.device))
+        return moved, x_val, val_logdet + logdet, w2
+
+    def _checkpoint(self, path: Path, finished: int, data: _FitData):
+        payload = self._payload()
+        payload.update(finished=finished, generator=data.generator.get_state(), fingerprint=data.fingerprint)
+        save_atomic(payload, path, CHECKPOINT_KIND)
+
+    def _resume(self, path: Path, data: _FitData) -> int:
+        if not path.is_file():
+            return 0
+        payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
+        saved = {k: v for k, v in payload["config"].items() if k != "num_blocks"}
+        ours = {k: v for k, v in self.config.items() if k != "num_blocks"}
+        if saved != ours:
+            changed = sorted(k for k in ours if saved.get(k) != ours[k])
+            raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
+        if not torch.equal(payload["fingerprint"], data.fingerprint) or not torch.equal(payload["edge_index"], self.edge_index.cpu()):
+            raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
+        while len(self.blocks) < payload["finished"]:
+            self._append_block()
+        self._restore(payload)
+        data.generator.set_state(payload["generator"])
+        return int(payload["finished"])
+
+    # Trajectory tools ------------------------------------------------------------------
+
+    @torch.no_grad()
+    def w2_per_block(self, X, Y=None) -> list[float]:
+        r"""The movement :math:`\mathbb{E}\|T_k(x) - x\|^2` of each block on ``X`` pushed through the blocks before it.
+
+        The JKO trajectory converges to the latent, so the movement shrinks along the flow.
+        ``Y`` is accepted for symmetry with the other methods (checked, not used): the flow
+        does not depend on labels.
+        """
+        x = self._signals(X)
+        if Y is not None:
+            self._labels(Y, num_samples=x.size(0))
+        out = []
+        for block in self.blocks:
+            moved = block(x)
+            out.append((moved - x).square().flatten(1).sum(1).mean().item())
+            x = moved
+        return out
+
+    def _set_step_sizes(self, steps: list[float]):
+        start = 0.0
+        for block, step in zip(self.blocks, steps):
+            block.set_interval(start, start + step)
+            start += step
+
+    def reparameterize(self, X, Y, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
+        r"""Resets the step sizes so every block moves the same distance, then retrains warm-started.
+
+        A block's movement :math:`W_k = \mathbb{E}\|T_k(x) - x\|^2` grows like :math:`h_k^2`, so
+        :math:`h_k \leftarrow h_k \sqrt{\bar W / W_k}` evens them out; the total time is kept.
+        Each block is then retrained (JKO objective, warm start) on the data pushed through the
+        retrained blocks before it.
+
+        Arguments:
+            X: The training signals, ``[N, V, C]``.
+            Y: Their labels, ``[N, V]``.
+            max_time: A cap on the retraining time in seconds.
+            progress: Show a progress bar.
+        """
+        self._check_fitted()
+        movement = torch.tensor(self.w2_per_block(X, Y)).clamp_min(1e-12)
+        steps = torch.tensor([b.step_size for b in self.blocks]) * (movement.mean() / movement).sqrt()
+        total = sum(b.step_size for b in self.blocks)
+        self._set_step_sizes((steps * total / steps.sum()).tolist())
+        return self._retrain(X, Y, max_time, progress)
+
+    def refine(self, X, Y, factor: int = 2, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
+        r"""Splits every block's interval into ``factor`` sub-intervals (``factor`` times the blocks) and retrains.
+
+        Each sub-block starts as a copy of its parent: the velocity field depends on absolute
+        time, so the refined chain starts as the same map, integrated more finely; each
+        sub-block is then retrained with its own, shorter JKO step.
+
+        Arguments:
+            X: The training signals, ``[N, V, C]``.
+            Y: Their labels, ``[N, V]``.
+            factor: Sub-intervals per block.
+            max_time: A cap on the retraining time in seconds.
+            progress: Show a progress bar.
+        """
+        self._check_fitted()
+        if not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        refined = nn.ModuleList()
+        for parent in self.blocks:
+            t0, h = float(parent.interval[0]), parent.step_size / factor
+            for part in range(factor):
+                child = copy.deepcopy(parent)
+                child.set_interval(t0 + part * h, t0 + (part + 1) * h)
+                refined.append(child)
+        self.blocks = refined
+        return self._retrain(X, Y, max_time, progress)
+
+    def _retrain(self, X, Y, max_time, progress) -> ConditionalGraphFlow:
+        data = self._split(X, Y)
+        self.history_ = []
+        self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
 
     def _fit_head(self, h: Tensor, y: Tensor, max_iter: int = 200):
@@ -328,15 +511,24 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     # Saving -----------------------------------------------------------------------------
 
-    def save(self, path: str | os.PathLike):
-        r"""Writes the model (settings, graph, weights, training history) to ``path``, atomically."""
-        payload = dict(
+    def _payload(self) -> dict:
+        return dict(
             config=self.config,
             edge_index=self.edge_index.cpu(),
             state_dict={k: v.cpu() for k, v in self.state_dict().items()},
             history=[dataclasses.asdict(r) for r in self.history_],
         )
-        save_atomic(payload, path, CHECKPOINT_KIND)
+
+    def _restore(self, payload: dict):
+        try:
+            self.load_state_dict(payload["state_dict"])
+        except RuntimeError as error:
+            raise ValueError(f"the saved weights do not match the saved settings: {error}") from None
+        self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
+
+    def save(self, path: str | os.PathLike):
+        r"""Writes the model (settings, graph, weights, training history) to ``path``, atomically."""
+        save_atomic(self._payload(), path, CHECKPOINT_KIND)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> ConditionalGraphFlow:
@@ -349,11 +541,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         config = dict(payload["config"])
         dims = [config.pop(k) for k in ("num_nodes", "num_features", "num_classes")]
         model = cls(payload["edge_index"], *dims, **config, device="cpu")
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as error:
-            raise ValueError(f"{path}: the weights do not match the saved settings: {error}") from None
-        model.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
+        model._restore(payload)
         return model.to(_resolve_device(device))
 
     def extra_repr(self) -> str:

@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -157,3 +159,77 @@ def test_other_convolutions_fit(conv):
     X, Y = toy(128)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, conv=conv).fit(X, Y, progress=False)
     assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()
+
+
+def test_auto_depth_stops_when_blocks_stop_moving():
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": "auto"}, max_blocks=6, w2_tolerance=0.05)
+    model.fit(X, Y, progress=False)
+    movement = model.w2_per_block(X, Y)
+    assert model.num_blocks == len(movement) == len(model.history_) <= 6
+    if model.num_blocks < 6:
+        assert movement[-1] / 8 < 0.05 * 2  # the newest block barely moves (measured on all data)
+    assert all(b0.interval[1] == b1.interval[0] for b0, b1 in zip(model.blocks, model.blocks[1:]))
+    assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()
+
+
+def test_auto_depth_model_round_trips(tmp_path):
+    X, Y = toy(128)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": "auto"}, max_blocks=3).fit(X, Y, progress=False)
+    model.save(tmp_path / "auto.pt")
+    assert torch.equal(ConditionalGraphFlow.load(tmp_path / "auto.pt").log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+
+
+def test_reparameterize_keeps_total_time_and_evens_steps(fitted):
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 3}).fit(X, Y, progress=False)
+    total = model.blocks[-1].interval[1].item()
+    before = model.w2_per_block(X, Y)
+    steps = [b.step_size for b in model.blocks]
+    model.reparameterize(X, Y, progress=False)
+    assert abs(model.blocks[-1].interval[1].item() - total) < 1e-5
+    expected = torch.tensor(steps) * (torch.tensor(before).mean() / torch.tensor(before)).sqrt()
+    assert torch.allclose(torch.tensor([b.step_size for b in model.blocks]), expected * total / expected.sum(), atol=1e-5)
+
+
+def test_refine_splits_blocks_and_starts_from_the_same_map():
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 2}).fit(X, Y, progress=False)
+    H = model.encode(X[:16])
+    split_only = copy.deepcopy(model).refine(X, Y, factor=3, max_time=0.0, progress=False)  # no time to retrain
+    assert split_only.num_blocks == 6
+    assert torch.allclose(split_only.encode(X[:16]), H, atol=1e-3)
+    model.refine(X, Y, factor=2, progress=False)
+    assert model.num_blocks == 4 and len(model.history_) == 4
+    assert model.blocks[0].step_size == pytest.approx(model.blocks[1].step_size)
+    assert torch.allclose(model.decode(model.encode(X[:8])), X[:8], atol=1e-4)
+
+
+def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
+    import igraphflow.flow as flow_module
+
+    X, Y = toy(256)
+    settings = {**SMALL, "num_blocks": 3}
+    reference = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
+
+    calls = {"n": 0}
+    original = flow_module.train_block
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "train_block", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    monkeypatch.setattr(flow_module, "train_block", original)
+    resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
+    assert len(resumed.history_) == 3
+
+    with pytest.raises(ValueError, match="other data"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X + 1, Y, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="other settings"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
