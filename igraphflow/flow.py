@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from ._checks import as_labels, as_signals
 from .checkpoint import load_checked, save_atomic
 from .graph import check_edge_index
-from .jko import BlockRecord, train_block
+from .jko import BlockRecord, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField
 from .divergence import rademacher
@@ -299,7 +299,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             bar.set_postfix(w2=f"{record.w2:.3g}", val_nll=f"{record.val_nll_per_dim:.4f}")
             bar.update()
             index += 1
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None and data_parallel_rank()[0] == 0:
                 self._checkpoint(Path(checkpoint_dir) / "fit.pt", index, data)
             if self._auto_depth() and record.w2 / dims < c["w2_tolerance"]:
                 break

@@ -13,7 +13,7 @@ with depth.
 
 from __future__ import annotations
 
-__all__ = ["BlockRecord", "jko_objective", "train_block"]
+__all__ = ["BlockRecord", "data_parallel_rank", "jko_objective", "train_block"]
 
 import copy
 import math
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from .divergence import rademacher
@@ -63,6 +64,22 @@ def jko_objective(
     return (transport - latent.log_prob(out, y) - logdet) / x[0].numel(), out, logdet
 
 
+def data_parallel_rank() -> tuple[int, int]:
+    r"""``(rank, world size)`` of this process when ``torch.distributed`` is initialised (e.g. by ``torchrun``), else ``(0, 1)``."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(parameters: list[nn.Parameter], world: int):
+    # What DistributedDataParallel does after backward; done by hand because a block is
+    # trained through ``transform``, not its ``forward``, which DDP's hooks watch.
+    for parameter in parameters:
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad /= world
+
+
 def _snapshot(modules: list[nn.Module]) -> list[dict]:
     return [copy.deepcopy(m.state_dict()) for m in modules]
 
@@ -88,7 +105,10 @@ def train_block(
     r"""Trains one block (with the latent means) on samples pushed through the blocks before it.
 
     Early stopping watches the objective on the validation samples, evaluated with one fixed
-    probe per sample; the best state of the block, the means and the head is restored.
+    probe per sample; the best state of the block and the means is restored. Under
+    ``torch.distributed`` (one process per device, e.g. launched by ``torchrun``), every
+    process holds the data, takes its share of each batch, and gradients are averaged across
+    processes, so the result matches one process up to floating-point rounding.
 
     Arguments:
         index: The block's position, for the record.
@@ -110,17 +130,23 @@ def train_block(
     device = x_train.device
     val_noise = rademacher(x_val.shape, like=x_val, generator=generator).to(device)
     best, best_state, stale, started = math.inf, _snapshot(modules), 0, time.monotonic()
+    rank, world = data_parallel_rank()
     for epoch in range(max_epochs):
         block.train()
         order = torch.randperm(x_train.size(0), generator=generator).to(device)
         losses = []
         for batch in order.split(batch_size):
+            # Every process draws the same batch and probes, so their random streams stay in
+            # step; each then takes its own share of the batch.
+            noise = rademacher((len(batch), *x_train.shape[1:]), like=x_train, generator=generator).to(device)
+            batch, noise = batch[rank::world], noise[rank::world]
             x, y = x_train[batch], y_train[batch]
-            noise = rademacher(x.shape, like=x, generator=generator).to(device)
             objective = jko_objective(block, latent, x, y, divergence=divergence, noise=noise)[0]
             loss = objective.mean() + barrier_weight * latent.barrier() / x[0].numel()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if world > 1:
+                _average_gradients(parameters, world)
             nn.utils.clip_grad_norm_(parameters, clip)
             optimizer.step()
             latent.project_()
