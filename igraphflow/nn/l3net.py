@@ -90,8 +90,13 @@ class L3NetConv(nn.Module):
             nn.init.zeros_(self.bias)
 
     def _filter(self, x: Tensor, weights: Tensor, support: Tensor) -> Tensor:
-        messages = weights.unsqueeze(-1) * x.index_select(-2, support[0])
-        return torch.zeros_like(x).index_add(-2, support[1], messages)
+        # Node-major rows [V, batch * channels]: gathering and adding whole contiguous rows is
+        # about twice as fast as indexing the node dimension in place.
+        lead, (num_nodes, channels) = x.shape[:-2], x.shape[-2:]
+        rows = x.reshape(-1, num_nodes, channels).transpose(0, 1).reshape(num_nodes, -1)
+        messages = weights.unsqueeze(-1) * rows.index_select(0, support[0])
+        out = torch.zeros_like(rows).index_add(0, support[1], messages)
+        return out.reshape(num_nodes, -1, channels).transpose(0, 1).reshape(*lead, num_nodes, channels)
 
     def forward(self, x: Tensor) -> Tensor:
         pairs = zip(self.filters, self.supports())
