@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser):
         p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
         p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--exact-max-dim", type=int, default=256,
+        p.add_argument("--exact-max-dim", type=int, default=32,
                        help="use the exact log-likelihood when V*C is at most this (else Hutchinson)")
 
     train = commands.add_parser("train", help="fit a model and write model.pt and summary.json")
