@@ -338,7 +338,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
         while len(self.blocks) < payload["finished"]:
             self._append_block()
-        self._restore(payload)
+        self._restore(payload, path)
         data.generator.set_state(payload["generator"])
         return int(payload["finished"])
 
@@ -519,11 +519,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             history=[dataclasses.asdict(r) for r in self.history_],
         )
 
-    def _restore(self, payload: dict):
+    def _restore(self, payload: dict, source: str | os.PathLike):
         try:
             self.load_state_dict(payload["state_dict"])
         except RuntimeError as error:
-            raise ValueError(f"the saved weights do not match the saved settings: {error}") from None
+            raise ValueError(f"{source}: the saved weights do not match the saved settings: {error}") from None
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
 
     def save(self, path: str | os.PathLike):
@@ -541,7 +541,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         config = dict(payload["config"])
         dims = [config.pop(k) for k in ("num_nodes", "num_features", "num_classes")]
         model = cls(payload["edge_index"], *dims, **config, device="cpu")
-        model._restore(payload)
+        model._restore(payload, path)
         return model.to(_resolve_device(device))
 
     def extra_repr(self) -> str:

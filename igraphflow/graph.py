@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["check_edge_index", "hop_supports"]
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -52,8 +53,9 @@ def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> l
     r"""Pairs of nodes within ``m`` hops of each other, for each order ``m``.
 
     The graph is taken as undirected. Order 0 is the diagonal. Each support is built by
-    sparse matrix products (on the CPU, once per model), so the cost grows with the size of
-    the neighbourhoods, never with ``V^2``.
+    sparse matrix products on the CPU, so the cost grows with the size of the neighbourhoods,
+    never with ``V^2``. Results are cached: every layer of a model on the same graph shares
+    one copy (treat them as read-only).
 
     Arguments:
         edge_index: The edges, ``[2, E]``.
@@ -70,7 +72,20 @@ def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> l
     """
     if any(m < 0 for m in orders):
         raise ValueError(f"orders must be non-negative, got {list(orders)}")
-    edge_index, _ = remove_self_loops(edge_index.cpu())
+    edges = edge_index.detach().cpu().long().contiguous()
+    key = (hashlib.sha1(edges.numpy().tobytes()).hexdigest(), num_nodes, tuple(int(m) for m in orders))
+    if key not in _SUPPORTS:
+        if len(_SUPPORTS) >= 8:
+            _SUPPORTS.pop(next(iter(_SUPPORTS)))
+        _SUPPORTS[key] = _compute_supports(edges, num_nodes, key[2])
+    return list(_SUPPORTS[key])
+
+
+_SUPPORTS: dict[tuple, tuple[Tensor, ...]] = {}
+
+
+def _compute_supports(edge_index: Tensor, num_nodes: int, orders: tuple[int, ...]) -> tuple[Tensor, ...]:
+    edge_index, _ = remove_self_loops(edge_index)
     rows, cols = edge_index.numpy()
     ones = np.ones(rows.size)
     step = sp.coo_matrix((ones, (rows, cols)), shape=(num_nodes, num_nodes)).tocsr()
@@ -83,4 +98,4 @@ def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> l
         # The relation is symmetric, so row j, column i reads as source j, target i.
         pairs = reach.tocoo()
         supports[m] = coalesce(torch.from_numpy(np.stack([pairs.col, pairs.row])).long(), num_nodes=num_nodes)
-    return [supports[m] for m in orders]
+    return tuple(supports[m] for m in orders)
