@@ -107,9 +107,24 @@ class ODEBlock(nn.Module):
         r"""Maps ``x`` to :math:`x(t_1)`."""
         return self._solve(_Dynamics(self.field), x)[-1]
 
-    def inverse(self, y: Tensor) -> Tensor:
-        r"""Maps :math:`x(t_1)` back to :math:`x(t_0)`, integrating backwards."""
-        return self._solve(_Dynamics(self.field), y, backward=True)[-1]
+    def inverse(self, y: Tensor, corrections: int = 1) -> Tensor:
+        r"""Maps :math:`x(t_1)` back to :math:`x(t_0)`: the exact inverse of :meth:`forward`.
+
+        Integrating backwards, :math:`B`, inverts the ODE only up to the solver's error
+        :math:`e(x) = B(T(x)) - x`, where :math:`T` is :meth:`forward`. Each correction
+        :math:`x \leftarrow x + B(y) - B(T(x))` solves :math:`T(x) = y` by a fixed-point
+        iteration that contracts by the (tiny) Lipschitz constant of :math:`e`.
+
+        Arguments:
+            y: The output, ``[N, V, C]``.
+            corrections: Fixed-point corrections after the backward integration.
+        """
+        dynamics = _Dynamics(self.field)
+        backward = self._solve(dynamics, y, backward=True)[-1]
+        x = backward
+        for _ in range(corrections):
+            x = x + backward - self._solve(dynamics, self._solve(dynamics, x)[-1], backward=True)[-1]
+        return x
 
     def transform(
         self,
