@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     python experiments/compare_all.py --max-time 40 --out experiments/results
     python experiments/compare_all.py --datasets three_node,traffic --max-time 40
+    python experiments/compare_all.py --datasets traffic --methods jko --option hidden=64 --out /tmp/h64
 
 Writes ``OUT/<dataset>/metrics.json`` and the figures of :func:`igraphflow.compare.compare`,
 and prints one Markdown table per dataset. NSF is skipped on ``chordal`` (1006 dimensions: its
@@ -17,7 +18,7 @@ import time
 
 import torch
 
-from igraphflow.compare import METHODS, compare, format_table
+from igraphflow.compare import METHODS, _option, compare, format_table, method_settings
 from igraphflow.datasets import load
 
 DATASETS = ("three_moons", "three_node", "chordal", "solar_sim", "solar_hope", "traffic")
@@ -34,14 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--exact-max-dim", type=int, default=16,
                         help="exact test likelihood up to this D = V * C, Hutchinson above")
+    parser.add_argument("--option", action="append", type=_option, default=[],
+                        help="model setting KEY=VALUE of our flow, or METHOD.KEY=VALUE; repeatable")
     args = parser.parse_args(argv)
+    settings = method_settings(args.option)
     torch.set_num_threads(1)
     for name in args.datasets.split(","):
         start = time.perf_counter()
         data = load(name, seed=args.seed, **OPTIONS.get(name, {}))
         methods = [m for m in args.methods.split(",") if m not in SKIP.get(name, ())]
         result = compare(data, methods, max_time=args.max_time, seed=args.seed, out_dir=f"{args.out}/{name}",
-                         exact_max_dim=args.exact_max_dim)
+                         exact_max_dim=args.exact_max_dim, settings=settings)
         protocol = next(iter(result["methods"].values()))["protocol"]
         print(f"\n## {name} (V={data.num_nodes}, C={data.num_features}, protocol={protocol}, "
               f"{time.perf_counter() - start:.0f} s)\n")

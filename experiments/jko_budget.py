@@ -1,11 +1,10 @@
 r"""Diagnosis: how the JKO flow spends a fixed time budget.
 
-``ConditionalGraphFlow.fit(max_time=...)`` trains the blocks one after the other, each up to
-``max_epochs`` (40) epochs with early stopping, and drops the blocks not reached when time runs
-out. Under a 40 s budget on one CPU thread the first block takes the whole budget, so the flow
-that is evaluated has one short block (``h_1 = 0.25``) and cannot carry the data to the latent.
-This script trains the same flow with fewer epochs per block (``max_epochs``) so that every
-block is trained within the same budget, and with a longer budget.
+Earlier, ``ConditionalGraphFlow.fit(max_time=...)`` trained the blocks one after the other,
+each up to ``max_epochs`` (40) epochs with early stopping, and dropped the blocks not reached
+when time ran out, so under a 40 s budget the first block took the whole budget. ``fit`` now
+shares the budget equally among the blocks; this script still compares the default with a cap
+on the epochs per block (``max_epochs``) under the same budget.
 
 Usage (from the repository root)::
 

@@ -16,6 +16,7 @@ one signal for the label pattern of every test graph. Reported (``metrics.json``
 - ``nll``: test negative log-likelihood per dimension (nats), exact log-determinant when
   ``D = V * C <= exact_max_dim`` (128), else Hutchinson / power-series estimates; ``None`` for
   the cGAN. At most ``max_eval`` (1000) test samples, a fixed random subset, enter it.
+  ``nll_train`` is the same on as many training samples (a gap shows overfitting).
 - ``acc``: node-label accuracy of ``predict`` (our flow and iGNN), else ``None``.
 - ``train_s``: wall time of ``fit``.
 
@@ -33,9 +34,10 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "compare", "evaluate", "make_model", "main"]
+__all__ = ["METHODS", "compare", "evaluate", "make_model", "method_settings", "main"]
 
 import argparse
+import ast
 import json
 import math
 import os
@@ -159,6 +161,26 @@ def _curve(model: Any, method: str) -> list[float]:
     return curve
 
 
+def _block_summary(model: Any) -> list[dict[str, Any]]:
+    r"""Per JKO block: step size, epochs run, best epoch, whether the time share ended it,
+    seconds, movement W2 (per dimension) and validation NLL per dimension after the block."""
+    dims = model.num_nodes * model.num_features
+    return [
+        {
+            "step_size": r.step_size,
+            "epochs": len(r.val_loss),
+            "best_epoch": r.best_epoch,
+            "stopped_by_time": r.stopped_by_time,
+            "seconds": r.seconds,
+            "w2_per_dim": r.w2 / dims,
+            "val_nll_per_dim": r.val_nll_per_dim,
+            "train_loss": r.train_loss[-1] if r.train_loss else None,
+            "val_loss": min(r.val_loss) if r.val_loss else None,
+        }
+        for r in getattr(model, "history_", [])
+    ]
+
+
 def compare(
     dataset: GraphDataset,
     methods: Sequence[str] | str = METHODS,
@@ -204,6 +226,8 @@ def compare(
     n_eval = min(max_eval, len(data.X_test))
     eval_rows = torch.randperm(len(data.X_test), generator=g)[:n_eval].sort().values
     X_eval, Y_eval = data.X_test[eval_rows], data.Y_test[eval_rows]
+    fit_rows = torch.randperm(len(data.X_train), generator=g)[:n_eval].sort().values
+    X_fit, Y_fit = data.X_train[fit_rows], data.Y_train[fit_rows]
 
     result: dict[str, Any] = {
         "dataset": data.name,
@@ -216,6 +240,7 @@ def compare(
         "seed": seed,
         "nll_exact": exact,
         "nll_num_samples": n_eval,
+        "settings": {m: dict(v) for m, v in settings.items()},
     }
     if data.true_log_prob is not None:
         with torch.no_grad():
@@ -234,12 +259,18 @@ def compare(
         row: dict[str, Any] = evaluate(data, sample)
         lp = _log_prob(model, method, X_eval, Y_eval, exact)
         row["nll"] = None if lp is None else M.nll_per_dim(lp.detach().cpu(), D)
+        if lp is not None:  # the same on training samples: the gap shows overfitting
+            lp_train = _log_prob(model, method, X_fit, Y_fit, exact)
+            row["nll_train"] = M.nll_per_dim(lp_train.detach().cpu(), D)
         row["acc"] = M.accuracy(model.predict(data.X_test).cpu(), data.Y_test) if hasattr(model, "predict") else None
         row["train_s"] = train_s
         row["eval_s"] = time.perf_counter() - start
         row["label"] = _LABELS[method]
         if method == "jko":
             row["num_blocks"] = model.num_blocks
+            row["blocks"] = _block_summary(model)
+            row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
+                k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
         result["methods"][method] = {k: row[k] for k in sorted(row)}
         generated[method] = sample
         curves[method] = _curve(model, method)
@@ -361,21 +392,42 @@ def plot_curves(curves: dict[str, list[float]], path: Path) -> None:
 # Command line -------------------------------------------------------------------------------
 
 
+def _value(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    for parse in (int, float):
-        try:
-            return key, parse(value)
-        except ValueError:
-            pass
-    return key, value
+    return key, _value(value)
+
+
+def method_settings(options: Sequence[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    r"""Model settings per method from ``(KEY, VALUE)`` pairs: ``KEY`` sets an argument of
+    our flow (``jko``), ``METHOD.KEY`` one of ``METHOD``.
+
+    Example:
+        >>> method_settings([("hidden", 64), ("ignn.blocks", 4)])
+        {'jko': {'hidden': 64}, 'ignn': {'blocks': 4}}
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in options:
+        method, dot, name = key.partition(".")
+        method, name = (method, name) if dot else ("jko", key)
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r} in option {key!r}; choose from {', '.join(METHODS)}")
+        out.setdefault(method, {})[name] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     r"""``igraphflow compare --dataset NAME --out DIR [--data PATH] [--methods ...]
-    [--max-time SECONDS] [--seed N] [--option KEY=VALUE ...]``; returns the exit status."""
+    [--max-time SECONDS] [--seed N] [--option [METHOD.]KEY=VALUE ...]
+    [--data-option KEY=VALUE ...]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="dataset name, see igraphflow.datasets.available()")
     parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
@@ -384,16 +436,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", type=_option, default=[],
+                        help="model setting KEY=VALUE of our flow (e.g. hidden=64, orders=(0,1,2,3)), "
+                             "or METHOD.KEY=VALUE for another method (e.g. ignn.blocks=4); repeatable")
+    parser.add_argument("--data-option", action="append", type=_option, default=[],
                         help="dataset option KEY=VALUE (e.g. num_train=500), repeatable")
+    parser.add_argument("--exact-max-dim", type=int, default=128,
+                        help="exact test likelihood up to this D = V * C, estimates above")
     parser.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
-    options = dict(args.option)
+    options = dict(args.data_option)
     if args.data is not None:
         options["path"] = args.data
     try:
+        settings = method_settings(args.option)
         data = load(args.dataset, seed=args.seed, **options)
         result = compare(data, args.methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
-                         figures=not args.no_figures)
+                         settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures)
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.exit(2, f"igraphflow compare: error: {error}\n")
     print(format_table(result))

@@ -16,7 +16,8 @@ REQUIRED = {"mmd", "energy", "nll", "acc", "train_s"}
 def test_smoke_all_methods(tmp_path):
     out = tmp_path / "run"
     assert main(["--dataset", "three_node", "--out", str(out), "--max-time", "1.5", "--seed", "0",
-                 "--option", "num_train=200", "--option", "num_test=240"]) == 0
+                 "--data-option", "num_train=200", "--data-option", "num_test=240",
+                 "--option", "num_blocks=2", "--option", "orders=(0,1)", "--option", "ignn.blocks=2"]) == 0
     result = json.loads((out / "metrics.json").read_text())
     assert result["dataset"] == "three_node"
     assert set(result["methods"]) == {"jko", "ignn", "cinn", "nsf", "cgan"}
@@ -31,6 +32,10 @@ def test_smoke_all_methods(tmp_path):
     for method in ("jko", "ignn"):
         assert 0.0 <= result["methods"][method]["acc"] <= 1.0
         assert isinstance(result["methods"][method]["nll"], float)
+    jko = result["methods"]["jko"]
+    assert jko["num_blocks"] <= 2 and len(jko["blocks"]) == jko["num_blocks"]
+    assert jko["settings"]["orders"] == [0, 1] and result["settings"]["ignn"] == {"blocks": 2}
+    assert {"epochs", "stopped_by_time", "w2_per_dim", "val_nll_per_dim"} <= set(jko["blocks"][0])
     for figure in ("samples.png", "pca.png", "training.png"):
         assert (out / figure).stat().st_size > 1000
 
@@ -52,3 +57,5 @@ def test_bad_arguments(tmp_path):
         compare(data, "jko,vae", max_time=1.0)
     with pytest.raises(SystemExit):
         main(["--dataset", "nope", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        main(["--dataset", "three_node", "--out", str(tmp_path), "--option", "vae.hidden=3"])
