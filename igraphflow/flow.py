@@ -84,7 +84,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             softmax layer on :math:`H_v`, fitted by cross-entropy on the final latent).
         divergence: The divergence estimator used in training, ``"hutchinson"`` or
             ``"finite_difference"`` (``"exact"`` is possible for small graphs).
-        batch_size: Samples per training step.
+        batch_size: Samples per training step; ``"auto"`` takes a sixteenth of the training
+            samples, between 32 and 256, so that small datasets still get many steps per block.
         lr: The Adam learning rate.
         max_epochs: The most epochs per block.
         patience: Epochs without validation improvement before a block stops.
@@ -124,7 +125,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear"] = "bayes",
         divergence: Literal["hutchinson", "finite_difference", "exact"] = "hutchinson",
-        batch_size: int = 256,
+        batch_size: int | Literal["auto"] = "auto",
         lr: float = 2e-3,
         max_epochs: int = 40,
         patience: int = 5,
@@ -153,7 +154,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks=num_blocks, max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
             steps=int(steps), first_step=float(first_step), step_growth=float(step_growth),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
-            divergence=divergence, batch_size=int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
+            divergence=divergence, batch_size=batch_size if batch_size == "auto" else int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
             patience=int(patience), validation=float(validation), seed=seed,
         )
         self.num_nodes, self.num_features, self.num_classes = int(num_nodes), int(num_features), int(num_classes)
@@ -276,6 +277,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         for block in self.blocks[:start]:
             x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
         total = c["max_blocks"] if self._auto_depth() else len(self.blocks)
+        batch_size = c["batch_size"] if c["batch_size"] != "auto" else min(256, max(32, x.size(0) // 16))
         bar = tqdm(total=total, initial=start, desc="JKO blocks", disable=not progress, unit="block")
         index = start
         while index < total:
@@ -288,7 +290,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             # Share what is left of the time budget equally among the blocks still to train.
             record = train_block(
                 index, block, self.latent, (x, data.y), (x_val, data.y_val),
-                divergence=c["divergence"], batch_size=c["batch_size"], lr=c["lr"], max_epochs=c["max_epochs"],
+                divergence=c["divergence"], batch_size=batch_size, lr=c["lr"], max_epochs=c["max_epochs"],
                 patience=c["patience"], barrier_weight=c["barrier_weight"],
                 deadline=now + (deadline - now) / (total - index), generator=data.generator,
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),

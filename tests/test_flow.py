@@ -1,4 +1,5 @@
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -90,9 +91,11 @@ def test_seed_makes_fit_reproducible():
 
 def test_max_time_leaves_a_usable_invertible_model():
     X, Y = toy(256)
-    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=5, hidden=8, max_epochs=50, seed=0)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=5, hidden=8, max_epochs=500, patience=500, seed=0)
+    started = time.monotonic()
     model.fit(X, Y, max_time=0.5, progress=False)
-    assert 1 <= model.num_blocks < 5
+    assert time.monotonic() - started < 10  # 500 epochs per block would take minutes
+    assert 1 <= model.num_blocks <= 5
     assert torch.isfinite(model.log_prob(X[:8], Y[:8])).all()
     assert torch.allclose(model.decode(model.encode(X[:8])), X[:8], atol=1e-4)
 
