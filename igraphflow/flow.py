@@ -43,6 +43,11 @@ class _FitData:
     fingerprint: Tensor
 
 
+def _in_batches(function, x: Tensor, batch_size: int = 1024) -> Tensor:
+    # Bounds the memory of evaluation passes over whole datasets.
+    return torch.cat([function(part) for part in x.split(batch_size)])
+
+
 def _resolve_device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -315,7 +320,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     @torch.no_grad()
     def _push(self, block: ODEBlock, x: Tensor, x_val: Tensor, val_logdet: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
-        moved = block(x)
+        moved = _in_batches(block, x)
         w2 = (moved - x).square().flatten(1).sum(1).mean().item()
         # A fixed probe, so that a resumed fit tracks the same validation likelihood.
         probe = rademacher(x_val.shape, like=x_val, generator=torch.Generator().manual_seed(len(self.history_)))
@@ -359,7 +364,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self._labels(Y, num_samples=x.size(0))
         out = []
         for block in self.blocks:
-            moved = block(x)
+            moved = _in_batches(block, x)
             out.append((moved - x).square().flatten(1).sum(1).mean().item())
             x = moved
         return out
@@ -447,7 +452,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def encode(self, X) -> Tensor:
         r"""The latent :math:`H = F(X)`, ``[N, V, C]``."""
-        h = self._signals(X)
+        return _in_batches(self._forward_all, self._signals(X))
+
+    def _forward_all(self, h: Tensor) -> Tensor:
         for block in self.blocks:
             h = block(h)
         return h
@@ -455,7 +462,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def decode(self, H) -> Tensor:
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
-        x = self._signals(H, name="H")
+        return _in_batches(self._inverse_all, self._signals(H, name="H"))
+
+    def _inverse_all(self, x: Tensor) -> Tensor:
         for block in reversed(self.blocks):
             x = block.inverse(x)
         return x

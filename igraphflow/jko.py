@@ -38,7 +38,7 @@ class BlockRecord:
     step_size: float
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
-    best_epoch: int = 0
+    best_epoch: int = -1  # -1: no epoch beat the starting state, which was kept
     w2: float = math.nan
     val_nll_per_dim: float = math.nan
     seconds: float = 0.0
@@ -129,7 +129,16 @@ def train_block(
     x_val, y_val = val
     device = x_train.device
     val_noise = rademacher(x_val.shape, like=x_val, generator=generator).to(device)
-    best, best_state, stale, started = math.inf, _snapshot(modules), 0, time.monotonic()
+    started = time.monotonic()
+
+    def validation_objective() -> float:
+        block.eval()
+        with torch.no_grad():
+            return jko_objective(block, latent, x_val, y_val, divergence=divergence, noise=val_noise)[0].mean().item()
+
+    # The starting state competes too: a warm-started block (refine, reparameterize) is
+    # never replaced by an epoch that made it worse.
+    best, best_state, stale = validation_objective(), _snapshot(modules), 0
     rank, world = data_parallel_rank()
     for epoch in range(max_epochs):
         block.train()
@@ -153,9 +162,7 @@ def train_block(
             losses.append(loss.item())
             if time.monotonic() > deadline:
                 break
-        block.eval()
-        with torch.no_grad():
-            val_loss = jko_objective(block, latent, x_val, y_val, divergence=divergence, noise=val_noise)[0].mean().item()
+        val_loss = validation_objective()
         record.train_loss.append(sum(losses) / len(losses))
         record.val_loss.append(val_loss)
         if val_loss < best:
