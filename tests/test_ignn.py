@@ -123,3 +123,14 @@ def test_bad_inputs():
     model.fit(X, Y, max_epochs=1, progress=False)
     with pytest.raises(ValueError, match="X must have shape"):
         model.predict(X[:, :, :1])
+
+
+def test_exact_logdet_in_chunks_matches_one_sample_at_a_time():
+    model, X, _ = _fitted()
+    net = model.model_
+    x = X[: 4096 // X[0].numel() + 7]  # more copies than one chunk holds
+    h, cost, logdet = net.logdet_exact(x)
+    singles = [net.logdet_exact(xi.unsqueeze(0)) for xi in x[:3]]
+    assert h.shape == x.shape and cost.shape == logdet.shape == (len(x),)
+    assert torch.allclose(logdet[:3], torch.cat([s[2] for s in singles]))
+    assert torch.allclose(h[:3], torch.cat([s[0] for s in singles]))

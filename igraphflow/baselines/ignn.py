@@ -189,6 +189,9 @@ class IGNNNet(nn.Module):
         each sample's Jacobian are ``D`` vector-Jacobian products, taken at once on ``D``
         copies of the batch, then :func:`torch.linalg.slogdet`. Cost: ``D`` forward passes."""
         N, D = x.shape[0], x[0].numel()
+        if N * D > 4096 and N > 1:  # bound the D copies of the batch held at once
+            parts = [self.logdet_exact(part) for part in x.split(max(1, 4096 // D))]
+            return tuple(torch.cat(column) for column in zip(*parts))
         copies = x.unsqueeze(1).expand(N, D, *x.shape[1:]).reshape(N * D, *x.shape[1:])
         copies = copies.detach().clone().requires_grad_(True)
         h, cost = self(copies)
