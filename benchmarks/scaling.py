@@ -4,7 +4,7 @@ Every operation is sparse in the graph, so time and memory per iteration should 
 with the number of edges. Each measurement runs in a fresh subprocess, so that its peak
 resident memory (VmHWM) is its own.
 
-* ``sweep``: one JKO training step (default velocity field, batch of 8 graph signals with 2
+* ``sweep``: one JKO training step (default velocity field, batch of 2 graph signals with 2
   features) on grid graphs and networkx chordal-cycle graphs with about 100, 1k, 10k and 100k
   nodes; median time over 3 steps after a warm-up, peak RSS; log-log slope of time against
   the number of edges from 1k to 100k nodes.
@@ -64,7 +64,7 @@ def child_step(kind: str, size: int) -> dict:
     model = ConditionalGraphFlow(edge_index, n, 2, 2, num_blocks=1, seed=0, device="cpu")
     block, latent = model.blocks[0], model.latent
     optimizer = torch.optim.Adam(list(block.parameters()) + list(latent.parameters()), lr=1e-3)
-    x, y = torch.randn(8, n, 2), torch.randint(0, 2, (8, n))
+    x, y = torch.randn(2, n, 2), torch.randint(0, 2, (2, n))
     times = []
     for _ in range(4):
         started = time.perf_counter()
@@ -134,7 +134,7 @@ def main():
     if not args.quick:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text("# Scaling with graph size\n\n`python benchmarks/scaling.py` (CPU, 1 thread, one subprocess per row).\n"
-                           "One iteration = one JKO training step on a batch of 8 signals, 2 features, Hutchinson divergence.\n\n" + text + "\n")
+                           "One iteration = one JKO training step on a batch of 2 signals, 2 features, Hutchinson divergence.\n\n" + text + "\n")
 
 
 if __name__ == "__main__":
