@@ -16,6 +16,7 @@ __all__ = [
     "train_loop",
 ]
 
+import abc
 import contextlib
 import copy
 import math
@@ -335,7 +336,7 @@ class ConditionalBaseline:
         return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-class LikelihoodBaseline(ConditionalBaseline):
+class LikelihoodBaseline(ConditionalBaseline, abc.ABC):
     r"""A conditional density model of ``X | Y`` trained by maximum likelihood.
 
     Subclasses implement :meth:`_build` (the network, after which it is stored in
@@ -343,14 +344,17 @@ class LikelihoodBaseline(ConditionalBaseline):
     flattened to ``[N, V * C]``.
     """
 
+    @abc.abstractmethod
     def _build(self) -> nn.Module:
-        raise NotImplementedError
+        r"""The network of the subclass."""
 
+    @abc.abstractmethod
     def _log_prob_std(self, x: Tensor, Y: Tensor) -> Tensor:
-        raise NotImplementedError
+        r"""``log p(x | Y)`` of standardised, flattened signals ``[N, V * C]``."""
 
+    @abc.abstractmethod
     def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
-        raise NotImplementedError
+        r"""Standardised, flattened samples ``[N, V * C]`` for label patterns ``Y``."""
 
     def fit(
         self,
