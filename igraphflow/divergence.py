@@ -48,7 +48,7 @@ def exact_divergence(f: Field, x: Tensor, *, create_graph: bool = False, chunk_s
     """
     with torch.enable_grad():
         x = _requiring_grad(x)
-        n, shape, dims = x.size(0), x.shape[1:], x[0].numel()
+        n, dims = x.size(0), x[0].numel()
         fx, total = None, x.new_zeros(n)
         for start in range(0, dims, chunk_size):
             index = torch.arange(start, min(start + chunk_size, dims), device=x.device)

@@ -163,7 +163,6 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             patience=int(patience), validation=float(validation), seed=seed,
         )
         self.num_nodes, self.num_features, self.num_classes = int(num_nodes), int(num_features), int(num_classes)
-        self.seed = seed
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -248,7 +247,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if X.size(0) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {X.size(0)}")
         generator = torch.Generator()
-        generator.manual_seed(self.seed if self.seed is not None else int(torch.randint(2**31, ())))
+        seed = self.config["seed"]
+        generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
         order = torch.randperm(X.size(0), generator=generator).to(self.device)
         num_val = max(1, int(round(self.config["validation"] * X.size(0))))
         val, train = order[:num_val], order[num_val:]
@@ -265,8 +265,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         step = c["first_step"] * c["step_growth"] ** index
         # Each block's initialisation depends on (seed, index) alone, however it is created.
         with torch.random.fork_rng(devices=[]):
-            if self.seed is not None:
-                torch.manual_seed(self.seed * 1009 + index)
+            if c["seed"] is not None:
+                torch.manual_seed(c["seed"] * 1009 + index)
             self.blocks.append(self._make_block(start, start + step).to(self.edge_index.device))
 
     def _train_blocks(self, data: _FitData, start: int, max_time, progress: bool, checkpoint_dir, retrain: bool = False) -> None:

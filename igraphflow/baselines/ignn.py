@@ -4,7 +4,6 @@ from __future__ import annotations
 
 __all__ = ["IGNNBaseline", "LipSwish", "ContractiveGraphConv", "ResidualGraphBlock", "IGNNNet"]
 
-import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
