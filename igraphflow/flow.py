@@ -6,6 +6,7 @@ __all__ = ["ConditionalGraphFlow"]
 
 import copy
 import dataclasses
+import itertools
 import math
 import os
 import time
@@ -13,18 +14,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import as_labels, as_signals
+from ._chunks import chunk_size, in_chunks
 from .checkpoint import load_checked, save_atomic
+from .divergence import rademacher
 from .graph import check_edge_index
 from .jko import BlockRecord, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField
-from .divergence import rademacher
 from .ode import DIVERGENCES, ODEBlock
 from .uncertainty import UncertaintyMixin
 
@@ -41,11 +44,6 @@ class _FitData:
     y_val: Tensor
     generator: torch.Generator
     fingerprint: Tensor
-
-
-def _in_batches(function, x: Tensor, batch_size: int = 1024) -> Tensor:
-    # Bounds the memory of evaluation passes over whole datasets.
-    return torch.cat([function(part) for part in x.split(batch_size)])
 
 
 def _resolve_device(device) -> torch.device:
@@ -320,11 +318,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     @torch.no_grad()
     def _push(self, block: ODEBlock, x: Tensor, x_val: Tensor, val_logdet: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
-        moved = _in_batches(block, x)
+        moved = in_chunks(block, x)
         w2 = (moved - x).square().flatten(1).sum(1).mean().item()
         # A fixed probe, so that a resumed fit tracks the same validation likelihood.
         probe = rademacher(x_val.shape, like=x_val, generator=torch.Generator().manual_seed(len(self.history_)))
-        x_val, logdet = block.transform(x_val, divergence="hutchinson", noise=probe.to(x_val.device))
+        x_val, logdet = in_chunks(
+            lambda x, noise: block.transform(x, divergence="hutchinson", noise=noise), x_val, probe.to(x_val.device)
+        )
         return moved, x_val, val_logdet + logdet, w2
 
     def _checkpoint(self, path: Path, finished: int, data: _FitData):
@@ -364,24 +364,24 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self._labels(Y, num_samples=x.size(0))
         out = []
         for block in self.blocks:
-            moved = _in_batches(block, x)
+            moved = in_chunks(block, x)
             out.append((moved - x).square().flatten(1).sum(1).mean().item())
             x = moved
         return out
 
-    def _set_step_sizes(self, steps: list[float]):
-        start = 0.0
-        for block, step in zip(self.blocks, steps):
-            block.set_interval(start, start + step)
-            start += step
-
     def reparameterize(self, X, Y, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
-        r"""Resets the step sizes so every block moves the same distance, then retrains warm-started.
+        r"""Moves the block boundaries so that every block moves the same distance, then retrains warm-started.
 
-        A block's movement :math:`W_k = \mathbb{E}\|T_k(x) - x\|^2` grows like :math:`h_k^2`, so
-        :math:`h_k \leftarrow h_k \sqrt{\bar W / W_k}` evens them out; the total time is kept.
-        Each block is then retrained (JKO objective, warm start) on the data pushed through the
-        retrained blocks before it.
+        The trained flow is a path :math:`x(t)`, :math:`t \in [0, T]`. Its length
+        :math:`L(t)`, the root-mean-square movement summed over the solver's grid, is
+        measured on ``X``; the new boundaries :math:`s_k` split it into equal lengths,
+        :math:`L(s_k) = k L(T) / B`, so each block's movement
+        :math:`W_k = \mathbb{E}\|T_k(x) - x\|^2 \approx (L(T) / B)^2` is the same. Resizing
+        each step alone, :math:`h_k \propto h_k / \sqrt{W_k}`, would ignore that a block's
+        movement depends on where the blocks before it stop. The total time is kept. Each new
+        block starts as a copy of the old block holding its interval's midpoint (the field
+        depends on absolute time, so that is the same field there) and is retrained (JKO
+        objective) on the data pushed through the retrained blocks before it.
 
         Arguments:
             X: The training signals, ``[N, V, C]``.
@@ -390,10 +390,30 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
-        movement = torch.tensor(self.w2_per_block(X, Y)).clamp_min(1e-12)
-        steps = torch.tensor([b.step_size for b in self.blocks]) * (movement.mean() / movement).sqrt()
-        total = sum(b.step_size for b in self.blocks)
-        self._set_step_sizes((steps * total / steps.sum()).tolist())
+        x = self._signals(X)
+        self._labels(Y, num_samples=x.size(0))
+        times, lengths = [torch.zeros(1)], [torch.zeros(1)]
+        with torch.no_grad():
+            for block in self.blocks:
+                grid = block.trajectory(x[:1])[0].cpu()
+                path = in_chunks(lambda part, block=block: block.trajectory(part)[1].transpose(0, 1), x)
+                segments = (path[:, 1:] - path[:, :-1]).square().flatten(2).sum(2).mean(0).sqrt().cpu()
+                times.append(grid[1:])
+                lengths.append(lengths[-1][-1] + segments.cumsum(0))
+                x = path[:, -1]
+        times, lengths = torch.cat(times).double().numpy(), torch.cat(lengths).double().numpy()
+        # A tiny share of time in the length keeps it strictly increasing where the flow stands
+        # still, so that its piecewise-linear inverse is a function and no block is empty.
+        lengths = lengths + 1e-6 * lengths[-1] * times / times[-1]
+        bounds = np.interp(np.linspace(0.0, lengths[-1], len(self.blocks) + 1), lengths, times)
+        ends = [float(b.interval[1]) for b in self.blocks]
+        blocks = nn.ModuleList()
+        for start, end in itertools.pairwise(bounds):
+            parent = self.blocks[min(int(np.searchsorted(ends, (start + end) / 2)), len(ends) - 1)]
+            child = copy.deepcopy(parent)
+            child.set_interval(float(start), float(end))
+            blocks.append(child)
+        self.blocks = blocks
         return self._retrain(X, Y, max_time, progress)
 
     def refine(self, X, Y, factor: int = 2, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
@@ -452,7 +472,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def encode(self, X) -> Tensor:
         r"""The latent :math:`H = F(X)`, ``[N, V, C]``."""
-        return _in_batches(self._forward_all, self._signals(X))
+        return in_chunks(self._forward_all, self._signals(X))
 
     def _forward_all(self, h: Tensor) -> Tensor:
         for block in self.blocks:
@@ -462,7 +482,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def decode(self, H) -> Tensor:
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
-        return _in_batches(self._inverse_all, self._signals(H, name="H"))
+        return in_chunks(self._inverse_all, self._signals(H, name="H"))
 
     def _inverse_all(self, x: Tensor) -> Tensor:
         for block in reversed(self.blocks):
@@ -485,6 +505,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         Y = self._labels(Y, num_samples=X.size(0))
         divergence = "exact" if exact else "hutchinson"
         # The exact trace batches D copies of the input, so take fewer samples at once.
+        batch_size = min(batch_size, chunk_size(X))
         if exact:
             batch_size = max(1, batch_size // min(64, X[0].numel()))
         out = []

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from ._chunks import TRAIN_SCALARS, chunk_size, in_chunks
 from .divergence import rademacher
 from .latent import GaussianMixtureLatent
 from .ode import Divergence, ODEBlock
@@ -134,11 +135,16 @@ def train_block(
     def validation_objective() -> float:
         block.eval()
         with torch.no_grad():
-            return jko_objective(block, latent, x_val, y_val, divergence=divergence, noise=val_noise)[0].mean().item()
+            objective = in_chunks(
+                lambda x, y, noise: jko_objective(block, latent, x, y, divergence=divergence, noise=noise)[0],
+                x_val, y_val, val_noise,
+            )
+            return objective.mean().item()
 
     # The starting state competes too: a warm-started block (refine, reparameterize) is
     # never replaced by an epoch that made it worse.
     best, best_state, stale = validation_objective(), _snapshot(modules), 0
+    chunk = chunk_size(x_train, TRAIN_SCALARS)
     rank, world = data_parallel_rank()
     for epoch in range(max_epochs):
         block.train()
@@ -149,17 +155,24 @@ def train_block(
             # step; each then takes its own share of the batch.
             noise = rademacher((len(batch), *x_train.shape[1:]), like=x_train, generator=generator).to(device)
             batch, noise = batch[rank::world], noise[rank::world]
-            x, y = x_train[batch], y_train[batch]
-            objective = jko_objective(block, latent, x, y, divergence=divergence, noise=noise)[0]
-            loss = objective.mean() + barrier_weight * latent.barrier() / x[0].numel()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            barrier = barrier_weight * latent.barrier() / x_train[0].numel()
+            if barrier.requires_grad:
+                barrier.backward()
+            loss = barrier.item()
+            # Gradients accumulate over chunks of the batch: the same step as one pass over the
+            # batch, with memory bounded on large graphs.
+            for part, part_noise in zip(batch.split(chunk), noise.split(chunk)):
+                objective = jko_objective(block, latent, x_train[part], y_train[part], divergence=divergence, noise=part_noise)[0]
+                part_loss = objective.sum() / len(batch)
+                part_loss.backward()
+                loss += part_loss.item()
             if world > 1:
                 _average_gradients(parameters, world)
             nn.utils.clip_grad_norm_(parameters, clip)
             optimizer.step()
             latent.project_()
-            losses.append(loss.item())
+            losses.append(loss)
             if time.monotonic() > deadline:
                 break
         val_loss = validation_objective()

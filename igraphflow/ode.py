@@ -107,6 +107,11 @@ class ODEBlock(nn.Module):
         r"""Maps ``x`` to :math:`x(t_1)`."""
         return self._solve(_Dynamics(self.field), x)[-1]
 
+    def trajectory(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The states at the solver's grid: ``(times [steps + 1], states [steps + 1, N, V, C])``."""
+        grid = self._grid()
+        return grid, self._solve(_Dynamics(self.field), x)
+
     def inverse(self, y: Tensor, corrections: int = 1) -> Tensor:
         r"""Maps :math:`x(t_1)` back to :math:`x(t_0)`: the exact inverse of :meth:`forward`.
 

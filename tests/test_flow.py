@@ -1,4 +1,5 @@
 import copy
+import itertools
 import time
 
 import numpy as np
@@ -183,16 +184,22 @@ def test_auto_depth_model_round_trips(tmp_path):
     assert torch.equal(ConditionalGraphFlow.load(tmp_path / "auto.pt").log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
 
 
-def test_reparameterize_keeps_total_time_and_evens_steps(fitted):
-    X, Y = toy(256)
-    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 3}).fit(X, Y, progress=False)
-    total = model.blocks[-1].interval[1].item()
-    before = model.w2_per_block(X, Y)
-    steps = [b.step_size for b in model.blocks]
+def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
+    # Under dx/dt = -x, x(t) = x0 exp(-t): the path length is L(t) = |x0| (1 - exp(-t)), so
+    # B equal lengths end at s_k = -log(1 - k (1 - exp(-T)) / B).
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=3, seed=0)
+    minus_identity = -torch.eye(8)
+    steps = [0.2, 0.5, 1.3]
+    bounds = np.cumsum([0.0, *steps])
+    model.blocks = nn.ModuleList(ODEBlock(LinearField(minus_identity), a, b, steps=32) for a, b in itertools.pairwise(bounds))
+    model.fitted.fill_(True)
+    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, *args: self)
     model.reparameterize(X, Y, progress=False)
-    assert abs(model.blocks[-1].interval[1].item() - total) < 1e-5
-    expected = torch.tensor(steps) * (torch.tensor(before).mean() / torch.tensor(before)).sqrt()
-    assert torch.allclose(torch.tensor([b.step_size for b in model.blocks]), expected * total / expected.sum(), atol=1e-5)
+    expected = -np.log(1 - np.arange(4) * (1 - np.exp(-bounds[-1])) / 3)
+    got = [0.0] + [b.interval[1].item() for b in model.blocks]
+    np.testing.assert_allclose(got, expected, atol=2e-3)
+    assert all(a.interval[1] == b.interval[0] for a, b in zip(model.blocks[:-1], model.blocks[1:]))
 
 
 def test_refine_splits_blocks_and_starts_from_the_same_map():

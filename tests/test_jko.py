@@ -1,0 +1,43 @@
+import copy
+
+import torch
+
+from igraphflow import ConditionalGraphFlow, jko
+from igraphflow._chunks import chunk_size, in_chunks
+
+EDGES = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+
+
+def one_epoch(model, X, Y):
+    block, latent = copy.deepcopy(model.blocks[0]), copy.deepcopy(model.latent)
+    jko.train_block(0, block, latent, (X, Y), (X[:8], Y[:8]), batch_size=32, max_epochs=1, patience=1,
+                    generator=torch.Generator().manual_seed(0))
+    return torch.cat([p.detach().flatten() for p in [*block.parameters(), *latent.parameters()]])
+
+
+def test_a_training_step_in_chunks_is_the_step_on_the_whole_batch(float64, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(0, 2, (64, 4), generator=g)
+    X = torch.randn(64, 4, 2, generator=g) + Y.unsqueeze(-1)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, hidden=8, seed=0)
+    whole = one_epoch(model, X, Y)
+    monkeypatch.setattr(jko, "TRAIN_SCALARS", 5 * 8)  # chunks of 5 signals: 7 per batch of 32
+    chunked = one_epoch(model, X, Y)
+    start = torch.cat([p.detach().flatten() for p in [*model.blocks[0].parameters(), *model.latent.parameters()]])
+    assert not torch.allclose(whole, start)  # the epoch did train
+    torch.testing.assert_close(chunked, whole, rtol=1e-9, atol=1e-11)
+
+
+def test_in_chunks_concatenates_tuples_and_bounds_the_chunk():
+    x = torch.arange(24.0).view(6, 2, 2)
+    assert chunk_size(x, scalars=9) == 2 and chunk_size(x, scalars=1) == 1
+    calls = []
+
+    def double_and_sum(a):
+        calls.append(len(a))
+        return 2 * a, a.sum((1, 2))
+
+    doubled, sums = in_chunks(double_and_sum, x, scalars=9)
+    assert calls == [2, 2, 2]
+    torch.testing.assert_close(doubled, 2 * x)
+    torch.testing.assert_close(sums, x.sum((1, 2)))
