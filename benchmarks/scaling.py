@@ -30,19 +30,11 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import torch
+from _memory import peak_rss_mb
 from torch_geometric.utils import from_networkx
 
 RESULTS = Path(__file__).parent / "results" / "scaling.md"
 PRIMES = {100: 101, 1000: 1009, 10000: 10007, 100000: 100003}
-
-
-def peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def make_graph(kind: str, size: int) -> tuple[torch.Tensor, int]:

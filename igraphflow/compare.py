@@ -34,7 +34,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "compare", "evaluate", "make_model", "method_settings", "main"]
+__all__ = ["METHODS", "compare", "evaluate", "fit_method", "main", "make_model", "method_log_prob", "method_settings"]
 
 import argparse
 import ast
@@ -57,8 +57,6 @@ from .datasets import GraphDataset, load
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
 
-# Every model runs with its defaults; the baselines get an epoch cap that the time budget
-# reaches first, so the budget (or early stopping) ends their training.
 _LABELS = {"jko": "JKO-iGNN (ours)", "ignn": "iGNN", "cinn": "cINN", "nsf": "NSF", "cgan": "cGAN"}
 
 
@@ -89,7 +87,12 @@ def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> A
     return classes[method](*args, seed=seed, **settings)
 
 
-def _fit(model: Any, method: str, data: GraphDataset, max_time: float | None) -> float:
+def fit_method(model: Any, method: str, data: GraphDataset, max_time: float | None) -> float:
+    r"""Fits ``model`` (built by :func:`make_model`) on the training split; returns the seconds taken.
+
+    Every method runs with its defaults; the baselines get an epoch cap that the time budget
+    reaches first, so the budget (or their early stopping) ends their training.
+    """
     start = time.perf_counter()
     if method == "jko":
         model.fit(data.X_train, data.Y_train, max_time=max_time, progress=False)
@@ -98,7 +101,11 @@ def _fit(model: Any, method: str, data: GraphDataset, max_time: float | None) ->
     return time.perf_counter() - start
 
 
-def _log_prob(model: Any, method: str, X: Tensor, Y: Tensor, exact: bool) -> Tensor | None:
+def method_log_prob(model: Any, method: str, X: Tensor, Y: Tensor, exact: bool) -> Tensor | None:
+    r"""``log p(X | Y)`` per signal, ``[N]``, or ``None`` for a method without a likelihood (the cGAN).
+
+    ``exact`` chooses the exact Jacobian trace over an estimate for the methods that have both.
+    """
     if method == "cgan" or not hasattr(model, "log_prob"):
         return None
     if method in ("jko", "ignn"):
@@ -251,16 +258,16 @@ def compare(
         model = make_model(method, data, seed, **settings.get(method, {}))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            train_s = _fit(model, method, data, max_time)
+            train_s = fit_method(model, method, data, max_time)
         start = time.perf_counter()
         sample = model.sample(data.Y_test, seed=seed).detach().cpu().float()
         if not torch.isfinite(sample).all():
             sample = torch.nan_to_num(sample, nan=0.0, posinf=1e6, neginf=-1e6)
         row: dict[str, Any] = evaluate(data, sample)
-        lp = _log_prob(model, method, X_eval, Y_eval, exact)
+        lp = method_log_prob(model, method, X_eval, Y_eval, exact)
         row["nll"] = None if lp is None else M.nll_per_dim(lp.detach().cpu(), D)
         if lp is not None:  # the same on training samples: the gap shows overfitting
-            lp_train = _log_prob(model, method, X_fit, Y_fit, exact)
+            lp_train = method_log_prob(model, method, X_fit, Y_fit, exact)
             row["nll_train"] = M.nll_per_dim(lp_train.detach().cpu(), D)
         row["acc"] = M.accuracy(model.predict(data.X_test).cpu(), data.Y_test) if hasattr(model, "predict") else None
         row["train_s"] = train_s

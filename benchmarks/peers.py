@@ -1,0 +1,93 @@
+r"""Quality, training time and peak memory against the peers, on simulated graphs with known density.
+
+Every method (igraphflow's ``jko``, zuko's conditional NSF, FrEIA's conditional INN, the
+discrete iGNN) trains with its defaults on the same training split, under the same time cap,
+in a fresh subprocess so that its peak resident memory is its own. Quality is the gap of the
+test NLL per dimension to the truth (the datasets' ``true_log_prob``); exact likelihoods
+throughout (D <= 64).
+
+Usage::
+
+    python benchmarks/peers.py                      # writes benchmarks/results/peers.md
+    python benchmarks/peers.py --quick              # small smoke run, printed only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from _memory import peak_rss_mb
+
+RESULTS = Path(__file__).parent / "results" / "peers.md"
+DATASETS = ("linear_gaussian", "graph_moons", "three_node")
+METHODS = ("jko", "nsf", "cinn", "ignn")
+
+
+def child(dataset: str, method: str, max_time: float, seed: int, quick: bool) -> dict:
+    from igraphflow.compare import fit_method, make_model, method_log_prob
+    from igraphflow.datasets import load
+
+    data = load(dataset, seed=seed, **(dict(num_train=400, num_test=200) if quick else {}))
+    dims = data.num_nodes * data.num_features
+    true_nll = -data.true_log_prob(data.X_test, data.Y_test).mean().item() / dims
+    model = make_model(method, data, seed)
+    train_s = fit_method(model, method, data, max_time)
+    nll = -method_log_prob(model, method, data.X_test, data.Y_test, exact=True).mean().item() / dims
+    return dict(dataset=dataset, method=method, dims=dims, true_nll=true_nll, nll=nll, gap=nll - true_nll,
+                train_s=train_s, peak_mb=peak_rss_mb())
+
+
+def run_child(*args: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark child {args} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | D | method | test NLL/dim | true NLL/dim | gap | train s | peak RSS MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['dataset']} | {r['dims']} | {r['method']} | {r['nll']:.4f} | {r['true_nll']:.4f} | "
+                     f"**{r['gap']:.4f}** | {r['train_s']:.0f} | {r['peak_mb']:.0f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-time", type=float, default=300.0, help="training cap of every method, seconds")
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.child:
+        dataset, method, max_time, seed, quick = args.child
+        print(json.dumps(child(dataset, method, float(max_time), int(seed), quick == "1")))
+        return
+    max_time = 5.0 if args.quick else args.max_time
+    started = time.monotonic()
+    rows = []
+    for dataset in args.datasets.split(","):
+        for method in args.methods.split(","):
+            rows.append(run_child(dataset, method, str(max_time), str(args.seed), "1" if args.quick else "0"))
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
+    text = (f"`python benchmarks/peers.py --max-time {max_time:g}` (CPU, 1 thread, one subprocess per row, "
+            f"{(time.monotonic() - started) / 60:.0f} min). Gap = test NLL - true NLL, nats per dimension, "
+            "exact likelihoods.\n\n" + table(rows) + "\n")
+    print(text)
+    if not args.quick:
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text("# Quality against the peers on simulated graphs with known density\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
