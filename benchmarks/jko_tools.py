@@ -236,6 +236,8 @@ def speed_jko(data, split, X_eval, Y_eval, budget: float, every: float, probes: 
 
 def speed_cnf(data, split, X_eval, Y_eval, budget: float, every: float, probes: int) -> dict:
     r"""The same chain of ODE blocks trained end to end with Adam on the likelihood, to the time cap."""
+    from igraphflow.jko import auto_batch_size
+
     model = make_flow(data)
     model.latent.set_prior(split.y)
     c = model.config
@@ -246,9 +248,10 @@ def speed_cnf(data, split, X_eval, Y_eval, budget: float, every: float, probes: 
     snaps = Snapshots(every)
     epochs = 0
     done = False
+    batch_size = auto_batch_size(x_train.size(0)) if c["batch_size"] == "auto" else c["batch_size"]
     while not done:
         order = torch.randperm(x_train.size(0), generator=generator)
-        for batch in order.split(c["batch_size"]):
+        for batch in order.split(batch_size):
             snaps.maybe(lambda: copy.deepcopy(model.state_dict()))
             loss = end_to_end_loss(model.blocks, model.latent, x_train[batch], y_train[batch], generator,
                                    barrier_weight=c["barrier_weight"])

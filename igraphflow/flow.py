@@ -25,7 +25,7 @@ from ._chunks import chunk_size, in_chunks
 from .checkpoint import load_checked, save_atomic
 from .divergence import rademacher
 from .graph import check_edge_index
-from .jko import BlockRecord, data_parallel_rank, train_block
+from .jko import BlockRecord, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField
 from .ode import DIVERGENCES, ODEBlock
@@ -280,7 +280,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         for block in self.blocks[:start]:
             x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
         total = c["max_blocks"] if self._auto_depth() else len(self.blocks)
-        batch_size = c["batch_size"] if c["batch_size"] != "auto" else min(256, max(32, x.size(0) // 16))
+        batch_size = auto_batch_size(x.size(0)) if c["batch_size"] == "auto" else c["batch_size"]
         bar = tqdm(total=total, initial=start, desc="JKO blocks", disable=not progress, unit="block")
         index = start
         while index < total:

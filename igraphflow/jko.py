@@ -13,7 +13,7 @@ with depth.
 
 from __future__ import annotations
 
-__all__ = ["BlockRecord", "data_parallel_rank", "jko_objective", "train_block"]
+__all__ = ["BlockRecord", "auto_batch_size", "data_parallel_rank", "jko_objective", "train_block"]
 
 import copy
 import math
@@ -44,6 +44,15 @@ class BlockRecord:
     val_nll_per_dim: float = math.nan
     seconds: float = 0.0
     stopped_by_time: bool = False
+
+
+def auto_batch_size(num_samples: int) -> int:
+    r"""The batch size ``"auto"``: a sixteenth of the training samples, between 32 and 256.
+
+    Under a time budget, more (smaller) steps per block beat fewer large ones on the real
+    series (``experiments/RESULTS.md``); 256 caps the cost of a step on large datasets.
+    """
+    return min(256, max(32, num_samples // 16))
 
 
 def jko_objective(
