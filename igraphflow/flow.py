@@ -85,6 +85,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         barrier_weight: The weight of the log-barrier on the means.
         classifier: ``"bayes"`` (the Bayes rule of the latent mixture) or ``"linear"`` (a
             softmax layer on :math:`H_v`, fitted by cross-entropy on the final latent).
+        classification_weight: The weight of the cross-entropy of the mixture's Bayes rule added
+            to every block's JKO objective (0: a purely generative fit), see
+            :func:`~igraphflow.jko.jko_objective`.
         divergence: The divergence estimator used in training, ``"hutchinson"`` or
             ``"finite_difference"`` (``"exact"`` is possible for small graphs).
         batch_size: Samples per training step; ``"auto"`` takes a sixteenth of the training
@@ -127,6 +130,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         separation: float = 0.0,
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear"] = "bayes",
+        classification_weight: float = 0.0,
         divergence: Literal["hutchinson", "finite_difference", "exact"] = "hutchinson",
         batch_size: int | Literal["auto"] = "auto",
         lr: float = 2e-3,
@@ -157,6 +161,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks=num_blocks, max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
             steps=int(steps), first_step=float(first_step), step_growth=float(step_growth),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
+            classification_weight=float(classification_weight),
             divergence=divergence, batch_size=batch_size if batch_size == "auto" else int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
             patience=int(patience), validation=float(validation), seed=seed,
         )
@@ -295,6 +300,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 index, block, self.latent, (x, data.y), (x_val, data.y_val),
                 divergence=c["divergence"], batch_size=batch_size, lr=c["lr"], max_epochs=c["max_epochs"],
                 patience=c["patience"], barrier_weight=c["barrier_weight"],
+                classification_weight=c["classification_weight"],
                 deadline=now + (deadline - now) / (total - index), generator=data.generator,
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),
             )

@@ -63,15 +63,25 @@ def jko_objective(
     *,
     divergence: Divergence,
     noise: Tensor | None = None,
+    classification_weight: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""The JKO objective of ``block`` per sample, divided by the dimension ``D = V * C``.
+
+    With ``classification_weight`` :math:`\lambda > 0`, the cross-entropy of the mixture's
+    Bayes rule on the block's output, :math:`-\lambda \sum_v \log P(Y_v = y_v | H_v)`, is
+    added (the classification loss of the iGNN objective): it pushes each :math:`H_v` away
+    from the other classes' means as well as towards its own.
 
     Returns:
         ``(objective [N], output [N, V, C], log-determinant [N])``.
     """
     out, logdet = block.transform(x, divergence=divergence, noise=noise)
     transport = (out - x).square().flatten(1).sum(1) / (2 * block.step_size)
-    return (transport - latent.log_prob(out, y) - logdet) / x[0].numel(), out, logdet
+    objective = transport - latent.log_prob(out, y) - logdet
+    if classification_weight:
+        log_posterior = torch.log_softmax(latent.log_prior + latent.class_log_likelihood(out), dim=-1)
+        objective = objective - classification_weight * log_posterior.gather(-1, y.unsqueeze(-1)).flatten(1).sum(1)
+    return objective / x[0].numel(), out, logdet
 
 
 def data_parallel_rank() -> tuple[int, int]:
@@ -107,6 +117,7 @@ def train_block(
     max_epochs: int = 40,
     patience: int = 5,
     barrier_weight: float = 1e-2,
+    classification_weight: float = 0.0,
     clip: float = 10.0,
     deadline: float = math.inf,
     generator: torch.Generator | None = None,
@@ -127,6 +138,7 @@ def train_block(
         train: ``(X, Y)`` pushed through the blocks before this one.
         val: Validation ``(X, Y)``, pushed likewise.
         divergence: The estimator used in training.
+        classification_weight: The weight of the classification loss, see :func:`jko_objective`.
         deadline: A ``time.monotonic()`` instant after which training stops.
         generator: Random source of batches and probes.
         on_epoch: Called as ``on_epoch(record)`` after each epoch.
@@ -145,7 +157,8 @@ def train_block(
         block.eval()
         with torch.no_grad():
             objective = in_chunks(
-                lambda x, y, noise: jko_objective(block, latent, x, y, divergence=divergence, noise=noise)[0],
+                lambda x, y, noise: jko_objective(block, latent, x, y, divergence=divergence, noise=noise,
+                                        classification_weight=classification_weight)[0],
                 x_val, y_val, val_noise,
             )
             return objective.mean().item()
@@ -172,7 +185,8 @@ def train_block(
             # Gradients accumulate over chunks of the batch: the same step as one pass over the
             # batch, with memory bounded on large graphs.
             for part, part_noise in zip(batch.split(chunk), noise.split(chunk)):
-                objective = jko_objective(block, latent, x_train[part], y_train[part], divergence=divergence, noise=part_noise)[0]
+                objective = jko_objective(block, latent, x_train[part], y_train[part], divergence=divergence, noise=part_noise,
+                                          classification_weight=classification_weight)[0]
                 part_loss = objective.sum() / len(batch)
                 part_loss.backward()
                 loss += part_loss.item()

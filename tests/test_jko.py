@@ -41,3 +41,18 @@ def test_in_chunks_concatenates_tuples_and_bounds_the_chunk():
     assert calls == [2, 2, 2]
     torch.testing.assert_close(doubled, 2 * x)
     torch.testing.assert_close(sums, x.sum((1, 2)))
+
+
+def test_classification_weight_adds_the_cross_entropy_of_the_bayes_rule(float64):
+    g = torch.Generator().manual_seed(1)
+    Y = torch.randint(0, 2, (5, 4), generator=g)
+    X = torch.randn(5, 4, 2, generator=g)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, hidden=8, seed=0)
+    block, latent = model.blocks[0], model.latent
+    with torch.no_grad():
+        latent.means.copy_(torch.tensor([[-1.0, 0.5], [1.0, 0.0]]))
+    plain, out, _ = jko.jko_objective(block, latent, X, Y, divergence="exact")
+    weighted = jko.jko_objective(block, latent, X, Y, divergence="exact", classification_weight=0.7)[0]
+    posterior = latent.posterior(out)  # softmax of the mixture's Bayes rule
+    cross_entropy = -posterior.gather(-1, Y.unsqueeze(-1)).log().sum((1, 2))
+    torch.testing.assert_close(weighted, plain + 0.7 * cross_entropy / 8)
