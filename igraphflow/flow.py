@@ -154,6 +154,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if not 0.0 < validation < 1.0:
             raise ValueError(f"validation must be a fraction in (0, 1), got {validation}")
+        if not classification_weight >= 0:
+            raise ValueError(f"classification_weight must be >= 0, got {classification_weight}")
         if first_step <= 0 or step_growth <= 0:
             raise ValueError(f"first_step and step_growth must be positive, got {first_step}, {step_growth}")
         self.config = dict(

@@ -152,6 +152,8 @@ def test_bad_construction_raises_clear_errors(fitted):
         ConditionalGraphFlow(torch.tensor([[0, 9], [9, 0]]), 4, 2, 2)
     with pytest.raises(ValueError, match="conv must be one of"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, conv="gat")
+    with pytest.raises(ValueError, match="classification_weight"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, classification_weight=-1.0)
     with pytest.raises(RuntimeError, match="not fitted"):
         ConditionalGraphFlow(EDGES, 4, 2, 2).sample(torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="H must have shape"):
