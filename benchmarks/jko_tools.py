@@ -231,7 +231,7 @@ def speed_jko(data, split, X_eval, Y_eval, budget: float, every: float, probes: 
     curve.append(dict(seconds=seconds, steps=snaps.steps, nll=final, blocks=model.num_blocks))
     epochs = [len(r.train_loss) for r in model.history_]
     return dict(method="JKO (block-wise)", curve=curve, final=final, seconds=seconds, steps=snaps.steps,
-                detail=f"{model.num_blocks} blocks, epochs per block {epochs}", model=model)
+                detail=f"{model.num_blocks} blocks, epochs per block {epochs}")
 
 
 def speed_cnf(data, split, X_eval, Y_eval, budget: float, every: float, probes: int) -> dict:
@@ -380,7 +380,7 @@ def ratio(w2: list[float]) -> float:
     return max(w2) / max(min(w2), 1e-12)
 
 
-def run_trajectory(cfg: dict, fitted: dict) -> dict:
+def run_trajectory(cfg: dict) -> dict:
     from igraphflow.datasets import load
 
     out = {}
@@ -405,13 +405,10 @@ def run_trajectory(cfg: dict, fitted: dict) -> dict:
             log(f"trajectory {name} {label}: blocks={row['blocks']} W2 max/min={row['ratio']:.2f} NLL/dim={nll} "
                 f"(train {seconds:.0f} s, scoring {time.monotonic() - started:.0f} s)")
 
-        if name in fitted:
-            model, seconds = fitted[name]["model"], fitted[name]["seconds"]
-        else:
-            model = make_flow(data)
-            started = time.monotonic()
-            model.fit(data.X_train, data.Y_train, max_time=caps["fit"], progress=False)
-            seconds = time.monotonic() - started
+        model = make_flow(data)
+        started = time.monotonic()
+        model.fit(data.X_train, data.Y_train, max_time=caps["fit"], progress=False)
+        seconds = time.monotonic() - started
         record("default fit", model, seconds)
         for round_ in range(1, cfg["max_rounds"] + 1):
             started = time.monotonic()
@@ -513,8 +510,7 @@ def report(cfg, trajectory, memory, speed, seconds, load_avg, command) -> str:
         "40 epochs/patience 5 per block) under a time cap, then `reparameterize` (repeated, up to 3 "
         "rounds, while the max/min W2 ratio is above 2), then `refine(factor=2)`. W2 = `w2_per_block` on "
         "the training data, divided by D = V*C. Test NLL per dimension by `log_prob` (exact trace, "
-        "D <= 64) on a fixed random subset of the test samples, the same at every stage. On `solar_sim` "
-        "the default fit is the (time-capped) JKO run of section 3.",
+        "D <= 64) on a fixed random subset of the test samples, the same at every stage.",
         "",
     ]
     for name, result in trajectory.items():
@@ -590,7 +586,7 @@ def report(cfg, trajectory, memory, speed, seconds, load_avg, command) -> str:
         "validation log-det holds 1024 * D copies of the inputs at once, ~14 GB on `solar_sim`, and was killed "
         "by the OOM killer on this shared machine), best validation epoch restored). CNF: the 6 blocks of a default "
         "`ConditionalGraphFlow` (same initialisation as the JKO run) trained jointly with Adam "
-        "(lr 2e-3, batch 256, gradient clip 10, same barrier on the means) on "
+        "(lr 2e-3, the same automatic batch size as the JKO run, gradient clip 10, same barrier on the means) on "
         "`-(log p(F(x)|y) + sum_k logdet_k)/D`, no early stopping, the last state kept. Steps = optimizer "
         "steps (counted by wrapping the training step). Wall time = time since the start of `fit` "
         "(includes each method's own validation passes; parameter snapshots cost milliseconds; scoring of "
@@ -645,8 +641,8 @@ def config(quick: bool) -> dict:
         speed_datasets=["solar_sim", "traffic"], speed_budget={"solar_sim": 100, "traffic": 60},
         snapshot_every={"solar_sim": 10.0, "traffic": 5.0}, speed_eval=300, probes=2,
         trajectory_datasets={"linear_gaussian": {}, "solar_sim": {}},
-        trajectory_caps={"linear_gaussian": dict(fit=45, reparameterize=35, refine=45),
-                         "solar_sim": dict(fit=100, reparameterize=50, refine=75)},
+        trajectory_caps={"linear_gaussian": dict(fit=60, reparameterize=45, refine=90),
+                         "solar_sim": dict(fit=240, reparameterize=120, refine=180)},
         trajectory_eval={"linear_gaussian": 500, "solar_sim": 128}, max_rounds=3, caveats=caveats,
     )
 
@@ -654,6 +650,8 @@ def config(quick: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 2 min), written under /tmp/jko_tools_quick")
+    parser.add_argument("--only", action="append", choices=("memory", "speed", "trajectory"),
+                        help="rerun this part only (repeatable); the others are read from results/jko_tools.json")
     parser.add_argument("--memory-child", nargs=5, metavar=("METHOD", "BLOCKS", "DATA", "BATCH", "ITERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -662,28 +660,23 @@ def main() -> None:
         memory_child(method, int(blocks), path, int(batch), int(iters))
         return
     cfg = config(args.quick)
+    out = Path("/tmp/jko_tools_quick") if args.quick else HERE
+    saved = out / "results" / "jko_tools.json"
+    parts = json.loads(saved.read_text()) if args.only else {}
     started = time.monotonic()
     load_start = os.getloadavg()[0]
-    memory = run_memory(cfg)
-    log(f"memory: {json.dumps(memory)}")
-    speed = run_speed(cfg)
-    # The JKO fit of the speed run on solar_sim is the default (time-capped) fit of the trajectory study.
-    fitted = {}
-    for name, result in speed.items():
-        jko = result["results"][0]
-        if name in cfg["trajectory_datasets"]:
-            fitted[name] = dict(model=jko["model"], seconds=jko["seconds"])
-        for r in result["results"]:
-            r.pop("model", None)
-    log(f"speed: {json.dumps(speed)}")
-    trajectory = run_trajectory(cfg, fitted)
-    log(f"trajectory: {json.dumps(trajectory)}")
+    runners = {"memory": run_memory, "speed": run_speed, "trajectory": run_trajectory}
+    for part, runner in runners.items():
+        if not args.only or part in args.only:
+            parts[part] = runner(cfg)
+            log(f"{part}: {json.dumps(parts[part])}")
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(parts))
+    memory, speed, trajectory = parts["memory"], parts["speed"], parts["trajectory"]
     seconds = time.monotonic() - started
-    command = "python benchmarks/jko_tools.py" + (" --quick" if args.quick else "")
-    out = Path("/tmp/jko_tools_quick") if args.quick else HERE
+    command = "python benchmarks/jko_tools.py" + (" --quick" if args.quick else "") + "".join(f" --only {p}" for p in args.only or [])
     figures(trajectory, memory, speed, out / "figures")
     text = report(cfg, trajectory, memory, speed, seconds, (load_start, os.getloadavg()[0]), command)
-    (out / "results").mkdir(parents=True, exist_ok=True)
     (out / "results" / "jko_tools.md").write_text(text)
     print(text)
     log(f"done in {seconds / 60:.1f} min; written under {out}")
