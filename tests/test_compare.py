@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from igraphflow.compare import compare, evaluate, main
+from igraphflow.compare import compare, evaluate, format_table, main, reference_signals
 from igraphflow.datasets import load
 
 torch.set_num_threads(1)
@@ -36,6 +36,8 @@ def test_smoke_all_methods(tmp_path):
     assert jko["num_blocks"] <= 2 and len(jko["blocks"]) == jko["num_blocks"]
     assert jko["settings"]["orders"] == [0, 1] and result["settings"]["ignn"] == {"blocks": 2}
     assert {"epochs", "stopped_by_time", "w2_per_dim", "val_nll_per_dim"} <= set(jko["blocks"][0])
+    assert result["reference"]["label"] == "training data (reference)" and "energy" in result["reference"]
+    assert format_table(result).splitlines()[-1].startswith("| training data (reference) |")
     for figure in ("samples.png", "pca.png", "training.png"):
         assert (out / figure).stat().st_size > 1000
 
@@ -49,6 +51,15 @@ def test_protocol_falls_back_to_whole_test():
     shifted = evaluate(data, data.X_test + 1.0)
     assert shifted["protocol"] == "top3_patterns" and all(p["count"] >= 20 for p in shifted["patterns"])
     assert shifted["mmd"] > evaluate(data, data.X_test)["mmd"]
+
+
+def test_reference_signals_are_training_signals_with_the_test_patterns():
+    data = load("three_node", num_train=64, num_test=40)  # all 8 patterns appear in training
+    reference = reference_signals(data, seed=0)
+    train_rows = [(data.X_train == x).flatten(1).all(1).nonzero().flatten() for x in reference]
+    assert all(len(rows) == 1 for rows in train_rows)
+    matched = torch.cat(train_rows)
+    assert torch.equal(data.Y_train[matched], data.Y_test)
 
 
 def test_bad_arguments(tmp_path):
