@@ -60,6 +60,10 @@ def test_reference_signals_are_training_signals_with_the_test_patterns():
     assert all(len(rows) == 1 for rows in train_rows)
     matched = torch.cat(train_rows)
     assert torch.equal(data.Y_train[matched], data.Y_test)
+    assert len(matched.unique()) == len(matched)  # no training signal twice
+    rare = load("three_node", num_train=16, num_test=40)  # some patterns run out: others fill in
+    rows = torch.cat([(rare.X_train == x).flatten(1).all(1).nonzero().flatten() for x in reference_signals(rare)])
+    assert len(rows) == 40 and len(rows.unique()) == 16
 
 
 def test_bad_arguments(tmp_path):
