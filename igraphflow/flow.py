@@ -406,10 +406,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
         with torch.no_grad():
             for block in self.blocks:
-                grid = block.trajectory(x[:1])[0].cpu()
-                path = in_chunks(lambda part, block=block: block.trajectory(part)[1].transpose(0, 1), x)
+                path = in_chunks(lambda part, block=block: block.trajectory(part).transpose(0, 1), x)
                 segments = (path[:, 1:] - path[:, :-1]).square().flatten(2).sum(2).mean(0).sqrt().cpu()
-                times.append(grid[1:])
+                times.append(block.grid()[1:].cpu())
                 lengths.append(lengths[-1][-1] + segments.cumsum(0))
                 x = path[:, -1]
         times, lengths = torch.cat(times).double().numpy(), torch.cat(lengths).double().numpy()

@@ -93,24 +93,24 @@ class ODEBlock(nn.Module):
             raise ValueError(f"an ODE block needs end > start, got [{start}, {end}]")
         self.interval.copy_(torch.tensor([float(start), float(end)]))
 
-    def _grid(self, backward: bool = False) -> Tensor:
+    def grid(self, backward: bool = False) -> Tensor:
+        r"""The solver's time points, ``[steps + 1]``, from :math:`t_0` to :math:`t_1` (reversed if ``backward``)."""
         grid = torch.linspace(float(self.interval[0]), float(self.interval[1]), self.steps + 1)
         return (grid.flip(0) if backward else grid).to(self.interval)
 
     def _solve(self, dynamics: nn.Module, state, backward: bool = False):
-        grid = self._grid(backward)
+        grid = self.grid(backward)
         if self.adjoint and torch.is_grad_enabled():
             return odeint_adjoint(dynamics, state, grid, method="rk4", adjoint_params=tuple(self.field.parameters()))
         return odeint(dynamics, state, grid, method="rk4")
 
     def forward(self, x: Tensor) -> Tensor:
         r"""Maps ``x`` to :math:`x(t_1)`."""
-        return self._solve(_Dynamics(self.field), x)[-1]
+        return self.trajectory(x)[-1]
 
-    def trajectory(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The states at the solver's grid: ``(times [steps + 1], states [steps + 1, N, V, C])``."""
-        grid = self._grid()
-        return grid, self._solve(_Dynamics(self.field), x)
+    def trajectory(self, x: Tensor) -> Tensor:
+        r"""The states at the solver's time points :meth:`grid`, ``[steps + 1, N, V, C]``."""
+        return self._solve(_Dynamics(self.field), x)
 
     def inverse(self, y: Tensor, corrections: int = 1) -> Tensor:
         r"""Maps :math:`x(t_1)` back to :math:`x(t_0)`: the exact inverse of :meth:`forward`.
