@@ -80,6 +80,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         first_step: The time step :math:`h_1` of the first block.
         step_growth: The ratio :math:`h_{k+1} / h_k` of the geometric schedule; the JKO
             trajectory converges exponentially, so later blocks take longer steps.
+        max_step: The largest time step of the schedule: ``steps`` RK4 steps across a longer
+            interval would integrate the field (and its log-determinant) too coarsely.
         separation: The minimum distance of the latent means in units of ``sigma``, see
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         barrier_weight: The weight of the log-barrier on the means.
@@ -127,6 +129,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         steps: int = 4,
         first_step: float = 0.25,
         step_growth: float = 1.5,
+        max_step: float = 2.0,
         separation: float = 0.0,
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear"] = "bayes",
@@ -156,12 +159,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"validation must be a fraction in (0, 1), got {validation}")
         if not classification_weight >= 0:
             raise ValueError(f"classification_weight must be >= 0, got {classification_weight}")
-        if first_step <= 0 or step_growth <= 0:
-            raise ValueError(f"first_step and step_growth must be positive, got {first_step}, {step_growth}")
+        if first_step <= 0 or step_growth <= 0 or max_step <= 0:
+            raise ValueError(f"first_step, step_growth and max_step must be positive, got {first_step}, {step_growth}, {max_step}")
         self.config = dict(
             num_nodes=int(num_nodes), num_features=int(num_features), num_classes=int(num_classes), conv=conv,
             num_blocks=num_blocks, max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
-            steps=int(steps), first_step=float(first_step), step_growth=float(step_growth),
+            steps=int(steps), first_step=float(first_step), step_growth=float(step_growth), max_step=float(max_step),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
             classification_weight=float(classification_weight),
             divergence=divergence, batch_size=batch_size if batch_size == "auto" else int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
@@ -267,7 +270,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         c = self.config
         index = len(self.blocks)
         start = float(self.blocks[-1].interval[1]) if index else 0.0
-        step = c["first_step"] * c["step_growth"] ** index
+        step = min(c["max_step"], c["first_step"] * c["step_growth"] ** index)
         # Each block's initialisation depends on (seed, index) alone, however it is created.
         with torch.random.fork_rng(devices=[]):
             if c["seed"] is not None:

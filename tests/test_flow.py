@@ -147,11 +147,21 @@ def test_bad_input_raises_clear_errors(X, Y, message):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
 
 
+def test_step_schedule_is_geometric_up_to_max_step():
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=12, first_step=0.25, step_growth=1.5, max_step=2.0)
+    expected = [min(2.0, 0.25 * 1.5**k) for k in range(12)]
+    np.testing.assert_allclose([b.step_size for b in model.blocks], expected, rtol=1e-6)
+    starts = [b.interval[0].item() for b in model.blocks]
+    np.testing.assert_allclose(starts, np.cumsum([0.0, *expected[:-1]]), rtol=1e-6)
+
+
 def test_bad_construction_raises_clear_errors(fitted):
     with pytest.raises(ValueError, match="outside"):
         ConditionalGraphFlow(torch.tensor([[0, 9], [9, 0]]), 4, 2, 2)
     with pytest.raises(ValueError, match="conv must be one of"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, conv="gat")
+    with pytest.raises(ValueError, match="max_step"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, max_step=0.0)
     with pytest.raises(ValueError, match="classification_weight"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, classification_weight=-1.0)
     with pytest.raises(RuntimeError, match="not fitted"):
