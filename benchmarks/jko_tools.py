@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import torch
+from _memory import peak_rss_mb
 
 HERE = Path(__file__).resolve().parent
 
@@ -105,16 +106,6 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
-def vm_hwm_mib() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return math.nan
-
-
 # ----------------------------------------------------------------------------------------------
 # 2. Memory: one child process per (method, depth)
 # ----------------------------------------------------------------------------------------------
@@ -145,7 +136,7 @@ def memory_child(method: str, blocks: int, data_path: str, batch_size: int, iter
         trained, steps = len(model.blocks), iterations
     print(json.dumps(dict(
         method=method, blocks=blocks, trained=trained, steps=steps, base_mib=base,
-        peak_mib=peak_rss_mib(), vmhwm_mib=vm_hwm_mib(), seconds=time.monotonic() - started,
+        peak_mib=peak_rss_mib(), vmhwm_mib=peak_rss_mb(), seconds=time.monotonic() - started,
     )), flush=True)
 
 

@@ -132,6 +132,12 @@ def size_at_coverage(report: dict, coverage: float) -> float:
     return float(np.interp(coverage, [c for c, _ in points], [s for _, s in points]))
 
 
+def equal_coverage_cells(report: dict, cheb: dict) -> str:
+    r"""Table cells: the ChebNet's coverage and size, the flow's size at that coverage, whether it is no larger."""
+    size = size_at_coverage(report, cheb["coverage"])
+    return f"{cheb['coverage']:.3f} | {cheb['size']:.3f} | {size:.3f} | {'yes' if size <= cheb['size'] + 1e-9 else 'no'}"
+
+
 def summarize(sets: Tensor, Y: Tensor) -> dict:
     covered = set_coverage(sets, Y).float()
     size = sets.sum(-1).float()
@@ -323,10 +329,7 @@ def write_markdown(results: list[dict], moons: dict, path: Path, command: str, e
     ]
     for r in results:
         for a in ALPHAS:
-            c = r["cheb"][a]
-            size = size_at_coverage(r["flow"], c["coverage"])
-            lines.append(f"| {r['name']} | {a} | {c['coverage']:.3f} | {c['size']:.3f} | {size:.3f} | "
-                         f"{'yes' if size <= c['size'] + 1e-9 else 'no'} |")
+            lines.append(f"| {r['name']} | {a} | {equal_coverage_cells(r['flow'], r['cheb'][a])} |")
     lines += [
         "",
         "Flows trained with the classification loss (`classification_weight`, the cross-entropy of the",
@@ -338,10 +341,7 @@ def write_markdown(results: list[dict], moons: dict, path: Path, command: str, e
     for r in results:
         for weight, w in r["weighted"].items():
             for a in ALPHAS:
-                c = r["cheb"][a]
-                size = size_at_coverage(w["report"], c["coverage"])
-                lines.append(f"| {r['name']} | {weight:g} | {w['acc']:.3f} | {a} | {c['coverage']:.3f} | {c['size']:.3f} | "
-                             f"{size:.3f} | {'yes' if size <= c['size'] + 1e-9 else 'no'} |")
+                lines.append(f"| {r['name']} | {weight:g} | {w['acc']:.3f} | {a} | {equal_coverage_cells(w['report'], r['cheb'][a])} |")
     lines += [
         "",
         "## Per-node coverage: pooled vs per-node calibration (flow)",
