@@ -9,6 +9,7 @@ with either convolution and the squared MMD (alpha = 1) is reported for every la
 Usage (from the repository root)::
 
     python experiments/three_node_expressiveness.py --max-time 45 --out experiments/results/three_node_expressiveness
+    python experiments/three_node_expressiveness.py --methods jko --max-time 240 --option num_blocks=12
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from igraphflow.compare import _pyplot, make_model
+from igraphflow.compare import _option, _pyplot, make_model, method_settings
 from igraphflow.datasets import load
 from igraphflow.metrics import conditional_metric, energy_distance, mmd
 
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default="jko,ignn")
     parser.add_argument("--out", default="experiments/results/three_node_expressiveness")
+    parser.add_argument("--option", action="append", type=_option, default=[],
+                        help="model setting KEY=VALUE of our flow, or METHOD.KEY=VALUE; repeatable")
     args = parser.parse_args(argv)
+    settings = method_settings(args.option)
     torch.set_num_threads(1)
     data = load("three_node", seed=args.seed)
     out = Path(args.out)
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, generated = {}, {}
     for method in args.methods.split(","):
         for conv in ("l3net", "cheb"):
-            model = make_model(method, data, args.seed, conv=conv)
+            model = make_model(method, data, args.seed, **(settings.get(method, {}) | {"conv": conv}))
             if method == "jko":
                 model.fit(data.X_train, data.Y_train, max_time=args.max_time, progress=False)
             else:
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             generated[key] = sample
             print(key, json.dumps(rows[key]), flush=True)
     (out / "metrics.json").write_text(json.dumps({"dataset": "three_node", "max_time": args.max_time,
-                                                  "results": rows}, indent=2) + "\n")
+                                                  "settings": settings, "results": rows}, indent=2) + "\n")
     # Figure: node 0 and node 2 (the symmetric pair) features for pattern 100 vs 001.
     plt = _pyplot()
     patterns = [torch.tensor(p) for p in ([1, 0, 0], [0, 0, 1])]

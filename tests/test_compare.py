@@ -66,6 +66,18 @@ def test_reference_signals_are_training_signals_with_the_test_patterns():
     assert len(rows) == 40 and len(rows.unique()) == 16
 
 
+def test_reference_signals_fall_back_to_the_nearest_label_pattern():
+    data = load("three_node", num_train=64, num_test=40)
+    ones = (data.Y_train == 1).all(1)
+    data.Y_train[ones] = torch.tensor([1, 1, 0])  # the pattern (1, 1, 1) is no longer in training
+    reference = reference_signals(data, seed=1)
+    rows = torch.cat([(data.X_train == x).flatten(1).all(1).nonzero().flatten() for x in reference])
+    mismatch = (data.Y_train[rows] != data.Y_test).sum(1)
+    wanted = (data.Y_test == 1).all(1)
+    assert wanted.any() and (mismatch[wanted] == 1).all()  # one node off: the nearest there is
+    assert (mismatch[~wanted] == 0).all()
+
+
 def test_bad_arguments(tmp_path):
     data = load("three_node", num_train=8, num_test=8)
     with pytest.raises(ValueError, match="unknown methods"):
