@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from igraphflow.compare import METHODS, _option, compare, format_table, method_settings
+from igraphflow.compare import METHODS, add_option_argument, compare, format_table, method_settings
 from igraphflow.datasets import load
 
 DATASETS = ("three_moons", "three_node", "chordal", "solar_sim", "solar_hope", "traffic")
@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--exact-max-dim", type=int, default=16,
                         help="exact test likelihood up to this D = V * C, Hutchinson above")
-    parser.add_argument("--option", action="append", type=_option, default=[],
-                        help="model setting KEY=VALUE of our flow, or METHOD.KEY=VALUE; repeatable")
+    add_option_argument(parser)
     args = parser.parse_args(argv)
     settings = method_settings(args.option)
     torch.set_num_threads(1)

@@ -19,11 +19,11 @@ import argparse
 import torch
 from torch import Tensor
 
-from igraphflow.compare import _option, fit_method, make_model, method_settings, reference_signals
+from compare_all import OPTIONS  # the data options of the comparison, e.g. solar_hope's path
+from igraphflow.compare import add_option_argument, fit_method, make_model, method_settings, reference_signals
 from igraphflow.datasets import load
 from igraphflow.metrics import energy_distance
 
-OPTIONS = {"solar_hope": {"path": "/work/shared/data"}}
 
 
 def label_means(X: Tensor, Y: Tensor, num_classes: int) -> list[list[float]]:
@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="jko,cinn,nsf")
     parser.add_argument("--max-time", type=float, default=90.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--option", action="append", type=_option, default=[],
-                        help="model setting KEY=VALUE of our flow, or METHOD.KEY=VALUE; repeatable")
+    add_option_argument(parser)
     args = parser.parse_args(argv)
     settings = method_settings(args.option)
     torch.set_num_threads(1)

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import torch
 
+from compare_all import OPTIONS  # the data options of the comparison, e.g. solar_hope's path
 from igraphflow.compare import compare
 from igraphflow.datasets import load
 
-OPTIONS = {"solar_hope": {"path": "/work/shared/data"}}
 
 
 def parse_variant(text: str) -> tuple[str, dict]:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from igraphflow.compare import _option, _pyplot, make_model, method_settings
+from igraphflow.compare import _pyplot, add_option_argument, make_model, method_settings
 from igraphflow.datasets import load
 from igraphflow.metrics import conditional_metric, energy_distance, mmd
 
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default="jko,ignn")
     parser.add_argument("--out", default="experiments/results/three_node_expressiveness")
-    parser.add_argument("--option", action="append", type=_option, default=[],
-                        help="model setting KEY=VALUE of our flow, or METHOD.KEY=VALUE; repeatable")
+    add_option_argument(parser)
     args = parser.parse_args(argv)
     settings = method_settings(args.option)
     torch.set_num_threads(1)

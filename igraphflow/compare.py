@@ -34,7 +34,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "compare", "evaluate", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
+__all__ = ["METHODS", "add_option_argument", "compare", "evaluate", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
 
 import argparse
 import ast
@@ -465,6 +465,21 @@ def method_settings(options: Sequence[tuple[str, Any]]) -> dict[str, dict[str, A
     return out
 
 
+def add_option_argument(parser: argparse.ArgumentParser) -> None:
+    r"""Adds the repeatable ``--option [METHOD.]KEY=VALUE`` of model settings to ``parser``;
+    :func:`method_settings` turns the parsed list into settings per method.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_option_argument(parser)
+        >>> method_settings(parser.parse_args(["--option", "hidden=64"]).option)
+        {'jko': {'hidden': 64}}
+    """
+    parser.add_argument("--option", action="append", type=_option, default=[],
+                        help="model setting KEY=VALUE of our flow (e.g. hidden=64, orders=(0,1,2,3)), "
+                             "or METHOD.KEY=VALUE for another method (e.g. ignn.blocks=4); repeatable")
+
+
 def main(argv: list[str] | None = None) -> int:
     r"""``igraphflow compare --dataset NAME --out DIR [--data PATH] [--methods ...]
     [--max-time SECONDS] [--seed N] [--option [METHOD.]KEY=VALUE ...]
@@ -476,9 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
     parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--option", action="append", type=_option, default=[],
-                        help="model setting KEY=VALUE of our flow (e.g. hidden=64, orders=(0,1,2,3)), "
-                             "or METHOD.KEY=VALUE for another method (e.g. ignn.blocks=4); repeatable")
+    add_option_argument(parser)
     parser.add_argument("--data-option", action="append", type=_option, default=[],
                         help="dataset option KEY=VALUE (e.g. num_train=500), repeatable")
     parser.add_argument("--exact-max-dim", type=int, default=128,
