@@ -128,6 +128,22 @@ def test_three_node_operator_and_density():
     np.testing.assert_allclose(data.true_log_prob(data.X_test, data.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
 
 
+
+def test_three_node_asymmetry_breaks_the_mirror_symmetry():
+    mirror = [2, 1, 0]
+    gaps = {}
+    for asymmetry in (0.0, 1.0):
+        data = D.load("three_node", num_train=16, num_test=24, asymmetry=asymmetry)
+        P = smoothing_operator(nx.path_graph(3), 0.0, self_loops=True).toarray()
+        P[0, 1] += asymmetry
+        ref = full_gaussian_logpdf(P, np.array([[-1.0, -1.0], [1.0, 1.0]]), 0.5, data.X_test, data.Y_test)
+        np.testing.assert_allclose(data.true_log_prob(data.X_test, data.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
+        mirrored = data.true_log_prob(data.X_test[:, mirror], data.Y_test[:, mirror])
+        gaps[asymmetry] = (mirrored - data.true_log_prob(data.X_test, data.Y_test)).abs().max().item()
+    assert gaps[0.0] < 1e-9 and gaps[1.0] > 1.0  # p(X | Y) = p(mirror X | mirror Y) only without asymmetry
+    with pytest.raises(ValueError, match="singular"):
+        D.load("three_node", num_train=8, num_test=8, asymmetry=-0.5)
+
 def test_linear_gaussian_density_against_scipy():
     data = D.load("linear_gaussian", seed=2, num_nodes=5, num_features=2, num_train=10, num_test=20, smoothing=0.5)
     G = nx.Graph()

@@ -388,6 +388,7 @@ def three_node(
     num_features: int = 2,
     sigma: float = 0.5,
     mean_shift: float = 1.0,
+    asymmetry: float = 0.0,
 ) -> GraphDataset:
     r"""The iGNN 3-node example: a path ``0 - 1 - 2``, ``X = D^{-1}(A + I) Z`` per feature.
 
@@ -404,6 +405,11 @@ def three_node(
         num_features: ``C``.
         sigma: The latent standard deviation.
         mean_shift: Half the per-coordinate distance between the class means.
+        asymmetry: Extra weight of ``Z_1`` in ``X_0`` only (``P[0, 1] += asymmetry``). With 0 the
+            data are symmetric under the path's mirror (nodes 0 and 2 exchanged, labels with
+            them), like every automorphism-equivariant flow (ChebNet, GCN); any other value breaks
+            that symmetry, so such flows cannot generate ``X | Y`` while L3Net's per-edge filters
+            can. ``P`` stays invertible unless ``asymmetry = -1/2``.
 
     Returns:
         A :class:`GraphDataset` with the exact Gaussian ``true_log_prob``.
@@ -416,10 +422,12 @@ def three_node(
     _check_sizes(num_train, num_test)
     rng = np.random.default_rng(seed)
     G = nx.path_graph(3)
-    P = smoothing_operator(G, 0.0, self_loops=True)
+    P = smoothing_operator(G, 0.0, self_loops=True).tolil()
+    P[0, 1] += float(asymmetry)
+    P = P.tocsc()
     det = np.linalg.det(P.toarray())
-    if abs(det) < 1e-8:  # pragma: no cover - a fixed operator, kept as a guard
-        raise ValueError("D^-1 (A + I) is singular on this graph")
+    if abs(det) < 1e-8:
+        raise ValueError(f"three_node: asymmetry={asymmetry} makes the mixing operator singular")
     patterns = np.array(list(itertools.product([0, 1], repeat=3)), dtype=np.int64)
 
     def draw(n: int) -> np.ndarray:
@@ -440,7 +448,7 @@ def three_node(
         feature_names=[f"x{c}" for c in range(num_features)],
         label_rule="Y_v in {0, 1}; all 8 patterns of the 3 nodes equally often",
         provenance=(
-            "simulated: path graph 0-1-2, X[:, c] = D^-1 (A + I) Z[:, c] (det = -1/12), "
+            f"simulated: path graph 0-1-2, X[:, c] = P Z[:, c], P = D^-1 (A + I) + {asymmetry:g} e_0 e_1^T (det = {det:.4g}), "
             f"Z_v | Y_v ~ N(+-{mean_shift} * 1, {sigma}^2 I)"
         ),
         true_log_prob=GaussianLatentLogProb(P, means, sigma),
