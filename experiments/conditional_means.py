@@ -25,7 +25,6 @@ from igraphflow.datasets import load
 from igraphflow.metrics import energy_distance
 
 
-
 def label_means(X: Tensor, Y: Tensor, num_classes: int) -> list[list[float]]:
     r"""The mean feature vector of the nodes with label ``k``, for every ``k`` (``[K][C]``)."""
     return [X[Y == k].mean(0).tolist() for k in range(num_classes)]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from igraphflow.compare import _option, _pyplot, add_option_argument, make_model, method_settings
+from igraphflow.compare import _pyplot, add_data_option_argument, add_option_argument, make_model, method_settings
 from igraphflow.datasets import load
 from igraphflow.metrics import conditional_metric, energy_distance, mmd
 
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="jko,ignn")
     parser.add_argument("--out", default="experiments/results/three_node_expressiveness")
     add_option_argument(parser)
-    parser.add_argument("--data-option", action="append", type=_option, default=[],
-                        help="option KEY=VALUE of the three_node dataset (e.g. asymmetry=1.0), repeatable")
+    add_data_option_argument(parser)
     args = parser.parse_args(argv)
     settings = method_settings(args.option)
     torch.set_num_threads(1)

@@ -34,7 +34,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_option_argument", "compare", "evaluate", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
+__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "compare", "evaluate", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
 
 import argparse
 import ast
@@ -480,6 +480,20 @@ def add_option_argument(parser: argparse.ArgumentParser) -> None:
                              "or METHOD.KEY=VALUE for another method (e.g. ignn.blocks=4); repeatable")
 
 
+def add_data_option_argument(parser: argparse.ArgumentParser) -> None:
+    r"""Adds the repeatable ``--data-option KEY=VALUE`` of dataset options to ``parser``
+    (``dict(args.data_option)`` are the keyword arguments of :func:`igraphflow.datasets.load`).
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_data_option_argument(parser)
+        >>> dict(parser.parse_args(["--data-option", "num_train=500"]).data_option)
+        {'num_train': 500}
+    """
+    parser.add_argument("--data-option", action="append", type=_option, default=[],
+                        help="dataset option KEY=VALUE (e.g. num_train=500), repeatable")
+
+
 def main(argv: list[str] | None = None) -> int:
     r"""``igraphflow compare --dataset NAME --out DIR [--data PATH] [--methods ...]
     [--max-time SECONDS] [--seed N] [--option [METHOD.]KEY=VALUE ...]
@@ -492,8 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
     parser.add_argument("--seed", type=int, default=0)
     add_option_argument(parser)
-    parser.add_argument("--data-option", action="append", type=_option, default=[],
-                        help="dataset option KEY=VALUE (e.g. num_train=500), repeatable")
+    add_data_option_argument(parser)
     parser.add_argument("--exact-max-dim", type=int, default=128,
                         help="exact test likelihood up to this D = V * C, estimates above")
     parser.add_argument("--no-figures", action="store_true")
