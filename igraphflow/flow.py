@@ -27,11 +27,12 @@ from .divergence import rademacher
 from .graph import check_edge_index
 from .jko import BlockRecord, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
-from .nn import GraphVelocityField
+from .nn import GraphVelocityField, L3NetConv
 from .ode import DIVERGENCES, ODEBlock
 from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
+CLASSIFIERS = ("bayes", "linear", "graph")
 
 
 @dataclasses.dataclass
@@ -85,8 +86,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         separation: The minimum distance of the latent means in units of ``sigma``, see
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         barrier_weight: The weight of the log-barrier on the means.
-        classifier: ``"bayes"`` (the Bayes rule of the latent mixture) or ``"linear"`` (a
-            softmax layer on :math:`H_v`, fitted by cross-entropy on the final latent).
+        classifier: What :meth:`predict_proba` uses: ``"graph"`` (a softmax layer on the means
+            of :math:`H` over the ``orders``-hop neighbourhoods of ``v``), ``"linear"`` (a
+            softmax layer on :math:`H_v`) or ``"bayes"`` (the Bayes rule of the latent mixture,
+            whose label prior is independent across nodes). The heads are fitted by
+            cross-entropy on the final latent; the graph head also sees the evidence that
+            neighbours carry about :math:`Y_v` when labels are spatially correlated.
         classification_weight: The weight of the cross-entropy of the mixture's Bayes rule added
             to every block's JKO objective (0: a purely generative fit), see
             :func:`~igraphflow.jko.jko_objective`.
@@ -132,7 +137,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         max_step: float = 2.0,
         separation: float = 0.0,
         barrier_weight: float = 1e-2,
-        classifier: Literal["bayes", "linear"] = "bayes",
+        classifier: Literal["bayes", "linear", "graph"] = "graph",
         classification_weight: float = 0.0,
         divergence: Literal["hutchinson", "finite_difference", "exact"] = "hutchinson",
         batch_size: int | Literal["auto"] = "auto",
@@ -151,8 +156,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if num_classes < 1:
             raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
-        if classifier not in ("bayes", "linear"):
-            raise ValueError(f"classifier must be 'bayes' or 'linear', got {classifier!r}")
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
         if not 0.0 < validation < 1.0:
@@ -176,7 +181,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if seed is not None:
                 torch.manual_seed(seed)
             self.latent = GaussianMixtureLatent(num_classes, num_features, sigma, separation)
-            self.head = nn.Linear(num_features, num_classes) if classifier == "linear" else None
+            self.head = self._make_head()
         self.blocks = nn.ModuleList()
         for _ in range(0 if num_blocks == "auto" else num_blocks):
             self._append_block()
@@ -185,6 +190,18 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.to(_resolve_device(device))
 
     # Construction -----------------------------------------------------------------------
+
+    def _make_head(self) -> nn.Module | None:
+        c = self.config
+        if c["classifier"] == "linear":
+            return nn.Linear(c["num_features"], c["num_classes"])
+        if c["classifier"] == "graph":
+            head = L3NetConv(c["num_features"], c["num_classes"], self.edge_index, c["num_nodes"], c["orders"])
+            # The filters stay the neighbourhood means they start as, so the head is linear in
+            # its trainable weights and its fit convex.
+            head.filters.requires_grad_(False)
+            return head
+        return None
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config
@@ -324,7 +341,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             del self.blocks[index:]
         self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
         if self.head is not None:
-            self._fit_head(x, data.y)
+            # A convex fit needs no held-out samples to stop it: it sees all of them.
+            self._fit_head(torch.cat([x, x_val]), torch.cat([data.y, data.y_val]))
         self.fitted.fill_(True)
 
     @torch.no_grad()
@@ -465,12 +483,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _fit_head(self, h: Tensor, y: Tensor, max_iter: int = 200):
         # Multinomial logistic regression on the final latent: convex, so full-batch L-BFGS
         # reaches its optimum in a few dozen steps; H is detached, so the flow is unchanged.
-        optimizer = torch.optim.LBFGS(self.head.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
-        features, targets = h.detach().flatten(0, 1), y.flatten()
+        trainable = [p for p in self.head.parameters() if p.requires_grad]
+        weights = [p for p in trainable if p.dim() > 1]
+        optimizer = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
+        h, targets = h.detach(), y.flatten()
 
         def closure():
             optimizer.zero_grad()
-            loss = F.cross_entropy(self.head(features), targets) + 1e-4 * self.head.weight.square().sum()
+            loss = F.cross_entropy(self.head(h).flatten(0, 1), targets) + 1e-4 * sum(w.square().sum() for w in weights)
             loss.backward()
             return loss
 
@@ -544,11 +564,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def predict_proba(self, X) -> Tensor:
         r""":math:`P(Y_v = k | X)` for every node, ``[N, V, K]``."""
-        self._check_fitted()
-        h = self.encode(X)
-        if self.head is not None:
-            return torch.softmax(self.head(h), dim=-1)
-        return self.latent.posterior(h)
+        return self.predict_log_proba(X).exp()
 
     def predict(self, X) -> Tensor:
         r"""The most probable label of every node, ``[N, V]``."""

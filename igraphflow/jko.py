@@ -79,8 +79,8 @@ def jko_objective(
     transport = (out - x).square().flatten(1).sum(1) / (2 * block.step_size)
     objective = transport - latent.log_prob(out, y) - logdet
     if classification_weight:
-        log_posterior = torch.log_softmax(latent.log_prior + latent.class_log_likelihood(out), dim=-1)
-        objective = objective - classification_weight * log_posterior.gather(-1, y.unsqueeze(-1)).flatten(1).sum(1)
+        log_posterior = latent.log_posterior(out).gather(-1, y.unsqueeze(-1))
+        objective = objective - classification_weight * log_posterior.flatten(1).sum(1)
     return objective / x[0].numel(), out, logdet
 
 

@@ -80,7 +80,12 @@ class GaussianMixtureLatent(nn.Module):
 
     def posterior(self, h: Tensor) -> Tensor:
         r"""The Bayes rule of the mixture, :math:`P(Y_v = k | h_v)`, ``[N, V, K]``."""
-        return torch.softmax(self.log_prior + self.class_log_likelihood(h), dim=-1)
+        return self.log_posterior(h).exp()
+
+    def log_posterior(self, h: Tensor) -> Tensor:
+        r""":math:`\log P(Y_v = k | h_v)`, ``[N, V, K]``, computed without passing through
+        probabilities (which saturate at 1 in float32)."""
+        return torch.log_softmax(self.log_prior + self.class_log_likelihood(h), dim=-1)
 
     def sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``."""

@@ -221,8 +221,7 @@ class UncertaintyMixin:
         with torch.no_grad():
             if self.head is not None:
                 return torch.log_softmax(self.head(h), dim=-1)
-            latent = self.latent
-            return torch.log_softmax(latent.log_prior + latent.class_log_likelihood(h), dim=-1)
+            return self.latent.log_posterior(h)
 
     @torch.no_grad()
     def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import multivariate_normal
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from igraphflow import ConditionalGraphFlow
@@ -105,6 +106,31 @@ def test_linear_classifier_head():
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, classifier="linear").fit(X, Y, progress=False)
     assert (model.predict(X) == Y).float().mean() > 0.8
+
+
+def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp_path):
+    # One label per graph, weak per-node evidence: the neighbourhood means carry most of it.
+    g = torch.Generator().manual_seed(1)
+    Y = torch.randint(0, 3, (300, 1), generator=g).expand(300, 4)
+    X = torch.randn(300, 4, 2, generator=g) + torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])[Y]
+    kwargs = dict(SMALL, num_blocks=1, max_epochs=2, orders=(0, 1, 2))
+    graph = ConditionalGraphFlow(EDGES, 4, 2, 3, **kwargs, classifier="graph").fit(X, Y, progress=False)
+    # The reference: scikit-learn's multinomial logistic regression with the same L2 penalty
+    # (1e-4 |W|^2 on the mean cross-entropy) on the means of H over the 0-, 1- and 2-hop balls.
+    H = graph.encode(X).double()
+    ring = torch.eye(4, dtype=torch.float64)
+    ring[EDGES[0], EDGES[1]] = 1.0
+    balls = [torch.eye(4, dtype=torch.float64), (ring > 0).double(), (ring @ ring > 0).double()]
+    features = torch.cat([(ball / ball.sum(1, keepdim=True)) @ H for ball in balls], -1).flatten(0, 1)
+    reference = LogisticRegression(C=1.0 / (2e-4 * features.size(0)), tol=1e-10, max_iter=10_000)
+    reference.fit(features.numpy(), Y.flatten().numpy())
+    expected = torch.from_numpy(reference.predict_proba(features.numpy())).view(300, 4, 3)
+    assert torch.allclose(graph.predict_proba(X).double(), expected, atol=2e-3)
+    # Pooling the neighbours beats the node-wise head of the same flow.
+    linear = ConditionalGraphFlow(EDGES, 4, 2, 3, **kwargs, classifier="linear").fit(X, Y, progress=False)
+    assert (graph.predict(X) == Y).float().mean() > (linear.predict(X) == Y).float().mean() + 0.1
+    graph.save(tmp_path / "graph.pt")
+    assert torch.equal(ConditionalGraphFlow.load(tmp_path / "graph.pt").predict_proba(X), graph.predict_proba(X))
 
 
 def test_save_load_round_trip(fitted, tmp_path):
