@@ -6,10 +6,17 @@ nodes with label ``k`` in its samples (one per test label pattern), next to the 
 the training and test splits, and the energy statistic against the test split before and
 after centring both sets (the centred energy ignores a common shift of all features).
 
+It also takes the squared MMD (a = 1) against the whole test split apart,
+``E k(g, g') + E k(t, t') - 2 E k(g, t)``: with this narrow kernel in many dimensions the
+terms count near-duplicates among the samples and near-matches of a sample to a test signal.
+The last column is the median squared distance from a sample to its nearest training signal
+(for the test split: how far the real test signals lie from the training period).
+
 Usage (from the repository root)::
 
     python experiments/conditional_means.py --dataset traffic --methods jko,cinn,nsf --max-time 90
     python experiments/conditional_means.py --dataset traffic --methods jko --max-time 240 --option num_blocks=12
+    python experiments/conditional_means.py --dataset solar_hope --methods jko,ignn,cinn,nsf,cgan --max-time 60
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from torch import Tensor
 from compare_all import OPTIONS  # the data options of the comparison, e.g. solar_hope's path
 from igraphflow.compare import add_option_argument, fit_method, make_model, method_settings, reference_signals
 from igraphflow.datasets import load
-from igraphflow.metrics import energy_distance
+from igraphflow.metrics import energy_distance, mmd_terms
 
 
 def label_means(X: Tensor, Y: Tensor, num_classes: int) -> list[list[float]]:
@@ -31,13 +38,17 @@ def label_means(X: Tensor, Y: Tensor, num_classes: int) -> list[list[float]]:
 
 
 def row(name: str, X: Tensor, Y: Tensor, data, scored: bool = True) -> str:
-    r"""A table row: the label means of ``X`` (nodes grouped by ``Y``) and its energies against the test split."""
+    r"""A table row: the label means of ``X`` (nodes grouped by ``Y``), its energies and MMD terms
+    against the test split, and its median squared distance to the nearest training signal."""
     means = " | ".join(", ".join(f"{m:+.3f}" for m in k) for k in label_means(X, Y, data.num_classes))
-    if not scored:
-        return f"| {name} | {means} | - | - |"
     flat, test = X.flatten(1).double(), data.X_test.flatten(1).double()
+    nearest = torch.cdist(flat, data.X_train.flatten(1).double()).min(1).values.square().median()
+    if not scored:
+        return f"| {name} | {means} | - | - | - | - | - | {nearest:.2f} |"
     centred = energy_distance(flat - flat.mean(0), test - test.mean(0))
-    return f"| {name} | {means} | {energy_distance(flat, test):.4f} | {centred:.4f} |"
+    kgg, ktt, kgt = mmd_terms(flat, test, alphas=1.0)[1.0]
+    return (f"| {name} | {means} | {energy_distance(flat, test):.4f} | {centred:.4f} | "
+            f"{kgg + ktt - 2 * kgt:.4g} | {kgg:.4g} | {kgt:.4g} | {nearest:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     data = load(args.dataset, seed=args.seed, **OPTIONS.get(args.dataset, {}))
     labels = " | ".join(f"mean of label-{k} nodes" for k in range(data.num_classes))
-    print(f"| samples | {labels} | energy | centred energy |")
-    print("|---" * (data.num_classes + 3) + "|")
+    test = data.X_test.flatten(1).double()
+    print(f"E k(t, t') of the test split (a = 1): {mmd_terms(test, test, alphas=1.0)[1.0][0]:.4g}\n")
+    print(f"| samples | {labels} | energy | centred energy | MMD (a=1) | E k(g, g') | E k(g, t) | nearest training signal |")
+    print("|---" * (data.num_classes + 7) + "|")
     print(row("training split (its own labels)", data.X_train, data.Y_train, data, scored=False))
     print(row("test split", data.X_test, data.Y_test, data, scored=False))
     print(row("training data (reference)", reference_signals(data, args.seed), data.Y_test, data))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "mmd",
+    "mmd_terms",
     "mmd_median",
     "energy_distance",
     "conditional_metric",
@@ -95,7 +96,8 @@ def _gaussian(alpha: float) -> Callable[[Tensor], Tensor]:
     return kernel
 
 
-def _mmd2(X: Tensor, Y: Tensor, alphas: list[float], biased: bool) -> list[float]:
+def _kernel_means(X: Tensor, Y: Tensor, alphas: list[float], biased: bool) -> list[tuple[float, float, float]]:
+    r"""``(E k(x, x'), E k(y, y'), E k(x, y))`` for each ``alpha``."""
     n, m = X.shape[0], Y.shape[0]
     if not biased and (n < 2 or m < 2):
         raise ValueError(f"the unbiased MMD needs at least 2 samples on each side, got {n} and {m}")
@@ -103,15 +105,10 @@ def _mmd2(X: Tensor, Y: Tensor, alphas: list[float], biased: bool) -> list[float
     kxx = _pair_sums(X, X, kernels)
     kyy = _pair_sums(Y, Y, kernels)
     kxy = _pair_sums(X, Y, kernels)
-    out = []
-    for sxx, syy, sxy in zip(kxx, kyy, kxy):
-        if biased:
-            value = sxx / n**2 + syy / m**2 - 2.0 * sxy / (n * m)
-        else:
-            # A Gaussian kernel is exactly 1 on the diagonal: drop it analytically.
-            value = (sxx - n) / (n * (n - 1)) + (syy - m) / (m * (m - 1)) - 2.0 * sxy / (n * m)
-        out.append(value)
-    return out
+    if biased:
+        return [(sxx / n**2, syy / m**2, sxy / (n * m)) for sxx, syy, sxy in zip(kxx, kyy, kxy)]
+    # A Gaussian kernel is exactly 1 on the diagonal: drop it analytically.
+    return [((sxx - n) / (n * (n - 1)), (syy - m) / (m * (m - 1)), sxy / (n * m)) for sxx, syy, sxy in zip(kxx, kyy, kxy)]
 
 
 def mmd(
@@ -152,13 +149,35 @@ def mmd(
         >>> mmd(X, X, alphas=1.0, biased=True)[1.0]
         0.0
     """
+    terms = mmd_terms(X, Y, alphas, biased=biased)
+    return {a: xx + yy - 2.0 * xy for a, (xx, yy, xy) in terms.items()}
+
+
+def mmd_terms(
+    X: Any,
+    Y: Any,
+    alphas: float | Iterable[float] = DEFAULT_ALPHAS,
+    *,
+    biased: bool = False,
+) -> dict[float, tuple[float, float, float]]:
+    r"""The three kernel means of :func:`mmd`: :math:`(E\,k(x, x'), E\,k(y, y'), E\,k(x, y))`.
+
+    They show what a squared MMD is made of; with a narrow kernel, for instance, the first two
+    count near-duplicates within each sample and the last near-matches across them.
+    Same arguments as :func:`mmd`.
+
+    Example:
+        >>> X, Y = torch.zeros(3, 2), torch.ones(2, 2)
+        >>> mmd_terms(X, Y, alphas=1.0)[1.0]  # exp(0), exp(0), exp(-2)
+        (1.0, 1.0, 0.1353352832366127)
+    """
     X, Y = _as_pair(X, Y)
     if isinstance(alphas, (int, float)):
         alphas = [alphas]
     alphas = [float(a) for a in alphas]
     if not alphas or any(not a > 0 for a in alphas):
         raise ValueError(f"alphas must be positive numbers, got {alphas}")
-    return dict(zip(alphas, _mmd2(X, Y, alphas, biased)))
+    return dict(zip(alphas, _kernel_means(X, Y, alphas, biased)))
 
 
 def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
@@ -197,7 +216,8 @@ def mmd_median(X: Any, Y: Any, *, biased: bool = False) -> float:
     h = _median_distance(torch.cat([X, Y]))
     if h == 0.0:
         h = 1.0  # all points equal: any bandwidth gives the same (zero) statistic
-    return _mmd2(X, Y, [1.0 / (2.0 * h * h)], biased)[0]
+    xx, yy, xy = _kernel_means(X, Y, [1.0 / (2.0 * h * h)], biased)[0]
+    return xx + yy - 2.0 * xy
 
 
 def energy_distance(X: Any, Y: Any, *, biased: bool = False) -> float:

@@ -13,6 +13,7 @@ from igraphflow.metrics import (
     energy_distance,
     mmd,
     mmd_median,
+    mmd_terms,
     nll_per_dim,
 )
 
@@ -27,7 +28,7 @@ def _sq(a, b):
     return sum((ai - bi) ** 2 for ai, bi in zip(a, b))
 
 
-def _mmd_loops(X, Y, alpha, biased):
+def _mmd_terms_loops(X, Y, alpha, biased):
     k = lambda a, b: math.exp(-alpha * _sq(a, b))  # noqa: E731
     n, m = len(X), len(Y)
     if biased:
@@ -37,7 +38,7 @@ def _mmd_loops(X, Y, alpha, biased):
         kxx = sum(k(X[i], X[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
         kyy = sum(k(Y[i], Y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     kxy = sum(k(X[i], Y[j]) for i in range(n) for j in range(m)) / (n * m)
-    return kxx + kyy - 2 * kxy
+    return kxx, kyy, kxy
 
 
 def _energy_loops(X, Y, biased):
@@ -55,10 +56,12 @@ def _energy_loops(X, Y, biased):
 def test_mmd_matches_double_loop(biased):
     X, Y = _rand(6, 3, seed=1), _rand(5, 3, seed=2) + 0.3
     alphas = (0.1, 1.0, 5.0, 10.0)
-    got = mmd(X, Y, alphas, biased=biased)
-    assert list(got) == list(alphas)
+    got, terms = mmd(X, Y, alphas, biased=biased), mmd_terms(X, Y, alphas, biased=biased)
+    assert list(got) == list(terms) == list(alphas)
     for a in alphas:
-        assert got[a] == pytest.approx(_mmd_loops(X, Y, a, biased), abs=1e-12)
+        kxx, kyy, kxy = _mmd_terms_loops(X, Y, a, biased)
+        assert got[a] == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
+        assert terms[a] == pytest.approx((kxx, kyy, kxy), abs=1e-12)
 
 
 def test_mmd_flattens_graph_signals_and_accepts_tensors():
@@ -99,7 +102,8 @@ def test_mmd_median_matches_double_loop():
     Z = np.concatenate([X, Y])
     dists = [math.sqrt(_sq(Z[i], Z[j])) for i in range(len(Z)) for j in range(i + 1, len(Z))]
     h = float(np.median(dists))
-    assert mmd_median(X, Y) == pytest.approx(_mmd_loops(X, Y, 1 / (2 * h * h), False), abs=1e-12)
+    kxx, kyy, kxy = _mmd_terms_loops(X, Y, 1 / (2 * h * h), False)
+    assert mmd_median(X, Y) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
     g = torch.Generator().manual_seed(1)
     A, B = torch.randn(2, 300, 3, generator=g)
     assert abs(mmd_median(A, B)) < 0.01 < mmd_median(A, B + 1.5)
