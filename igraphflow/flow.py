@@ -27,7 +27,7 @@ from .divergence import rademacher
 from .graph import check_edge_index
 from .jko import BlockRecord, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
-from .nn import GraphVelocityField, L3NetConv
+from .nn import GraphVelocityField, HopMeans
 from .ode import DIVERGENCES, ODEBlock
 from .uncertainty import UncertaintyMixin
 
@@ -87,7 +87,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         barrier_weight: The weight of the log-barrier on the means.
         classifier: What :meth:`predict_proba` uses: ``"graph"`` (a softmax layer on the means
-            of :math:`H` over the ``orders``-hop neighbourhoods of ``v``), ``"linear"`` (a
+            of :math:`H` over the ``orders``-hop neighbourhoods of ``v``,
+            :class:`~igraphflow.nn.HopMeans`), ``"linear"`` (a
             softmax layer on :math:`H_v`) or ``"bayes"`` (the Bayes rule of the latent mixture,
             whose label prior is independent across nodes). The heads are fitted by
             cross-entropy on the final latent; the graph head also sees the evidence that
@@ -196,11 +197,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if c["classifier"] == "linear":
             return nn.Linear(c["num_features"], c["num_classes"])
         if c["classifier"] == "graph":
-            head = L3NetConv(c["num_features"], c["num_classes"], self.edge_index, c["num_nodes"], c["orders"])
-            # The filters stay the neighbourhood means they start as, so the head is linear in
-            # its trainable weights and its fit convex.
-            head.filters.requires_grad_(False)
-            return head
+            means = HopMeans(self.edge_index, c["num_nodes"], c["orders"])
+            return nn.Sequential(means, nn.Linear(len(means.orders) * c["num_features"], c["num_classes"]))
         return None
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
@@ -481,16 +479,18 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return self
 
     def _fit_head(self, h: Tensor, y: Tensor, max_iter: int = 200):
-        # Multinomial logistic regression on the final latent: convex, so full-batch L-BFGS
-        # reaches its optimum in a few dozen steps; H is detached, so the flow is unchanged.
-        trainable = [p for p in self.head.parameters() if p.requires_grad]
-        weights = [p for p in trainable if p.dim() > 1]
-        optimizer = torch.optim.LBFGS(trainable, max_iter=max_iter, line_search_fn="strong_wolfe")
-        h, targets = h.detach(), y.flatten()
+        # Multinomial logistic regression on fixed features of the final latent (H_v, or its
+        # neighbourhood means, computed once): convex, so full-batch L-BFGS reaches its optimum
+        # in a few dozen steps; H is detached, so the flow is unchanged.
+        layer, features = self.head, h.detach()
+        if isinstance(self.head, nn.Sequential):
+            layer, features = self.head[-1], self.head[:-1](features)
+        features, targets = features.flatten(0, 1), y.flatten()
+        optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
 
         def closure():
             optimizer.zero_grad()
-            loss = F.cross_entropy(self.head(h).flatten(0, 1), targets) + 1e-4 * sum(w.square().sum() for w in weights)
+            loss = F.cross_entropy(layer(features), targets) + 1e-4 * layer.weight.square().sum()
             loss.backward()
             return loss
 

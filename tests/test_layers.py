@@ -5,7 +5,7 @@ from torch_geometric.nn import ChebConv
 from torch_geometric.utils import to_networkx
 
 from igraphflow.graph import check_edge_index, hop_supports
-from igraphflow.nn import GraphVelocityField, L3NetConv, StaticChebConv, make_conv
+from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, make_conv
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -46,6 +46,19 @@ def test_l3net_matches_dense_reference(graph):
         B[support[1], support[0]] = w
         expected = expected + (B @ x) @ weights[:, 3 * m : 3 * (m + 1)].T
     assert torch.allclose(conv(x), expected)
+
+
+def test_hop_means_average_over_networkx_balls(graph):
+    edge_index, n = graph
+    g = to_networkx(torch_geometric_data(edge_index, n), to_undirected=True)
+    dist = dict(nx.all_pairs_shortest_path_length(g))
+    x = torch.randn(5, n, 3)
+    out = HopMeans(edge_index, n, orders=(0, 1, 3))(x)
+    assert out.shape == (5, n, 9)
+    for block, order in enumerate((0, 1, 3)):
+        for v in range(n):
+            ball = [u for u in range(n) if dist[v].get(u, n + 1) <= order]
+            assert torch.allclose(out[:, v, 3 * block : 3 * block + 3], x[:, ball].mean(1))
 
 
 def test_l3net_mix_first_equals_aggregate_first(graph):
