@@ -39,8 +39,10 @@ def as_signals(X, num_nodes: int, num_features: int, *, name: str = "X", device=
     return X.to(device=device, dtype=torch.float32)
 
 
-def as_labels(Y, num_nodes: int, num_classes: int, *, num_samples: int | None = None, name: str = "Y", device=None) -> Tensor:
+def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | None = None, name: str = "Y", device=None) -> Tensor:
     r"""Checks node labels ``[N, V]`` with values in ``0..K-1`` and returns them as ``int64``.
+
+    With ``num_classes=None`` (``K`` yet to be read off the labels), only ``Y >= 0`` is checked.
 
     Example:
         >>> as_labels([[0, 2]], num_nodes=2, num_classes=3)
@@ -56,7 +58,10 @@ def as_labels(Y, num_nodes: int, num_classes: int, *, num_samples: int | None = 
     elif Y.dtype == torch.bool or Y.dtype.is_complex:
         raise ValueError(f"{name} must hold integer class labels, got dtype {Y.dtype}")
     Y = Y.long()
-    if Y.numel() and (Y.min() < 0 or Y.max() >= num_classes):
+    if num_classes is None:
+        if Y.numel() and Y.min() < 0:
+            raise ValueError(f"{name} holds negative labels (the smallest is {int(Y.min())}); labels are 0..K-1")
+    elif Y.numel() and (Y.min() < 0 or Y.max() >= num_classes):
         raise ValueError(
             f"{name} holds labels in [{int(Y.min())}, {int(Y.max())}], outside [0, num_classes={num_classes})"
         )

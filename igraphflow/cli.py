@@ -21,7 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._checks import as_labels, as_signals
 from .flow import ConditionalGraphFlow
+
+#: The fewest graph signals an ``--input`` file may hold: 80 % train, at least one to test.
+MIN_INPUT_SAMPLES = 5
 
 
 def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -47,10 +51,16 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
     if args.input:
         arrays = _read_arrays(args.input, ("X", "Y", "edge_index"))
         X, Y = arrays["X"], arrays["Y"]
+        # Checked whole, before the 80 / 20 split: a mismatch must not train on a truncated copy.
+        if X.ndim != 3 or len(X) < MIN_INPUT_SAMPLES:
+            raise ValueError(f"{args.input}: X must have shape [N >= {MIN_INPUT_SAMPLES}, num_nodes, num_features] "
+                             f"(80 % to train, 20 % to test), got {list(X.shape)}")
+        X = as_signals(X, X.shape[1], X.shape[2])
+        Y = as_labels(Y, X.size(1), None, num_samples=len(X))
         num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else int(Y.max()) + 1
         cut = int(round(0.8 * len(X)))
-        graph = dict(edge_index=torch.as_tensor(arrays["edge_index"]), num_nodes=X.shape[1],
-                     num_features=X.shape[2], num_classes=num_classes)
+        graph = dict(edge_index=torch.as_tensor(arrays["edge_index"]), num_nodes=X.size(1),
+                     num_features=X.size(2), num_classes=num_classes)
         return graph, dict(X=X[:cut], Y=Y[:cut]), dict(X=X[cut:], Y=Y[cut:])
     from .datasets import load
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -44,6 +45,23 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert main(["train", "--input", str(bad), "--out", str(tmp_path / "run")]) == 2
     assert "lacks the arrays ['Y', 'edge_index']" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "missing.pt"), "--input", str(bad)]) == 2
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        (dict(X=np.zeros((10, 3)), Y=np.zeros((10, 3), dtype=np.int64)), r"X must have shape \[N >= 5, num_nodes, num_features\]"),
+        (dict(X=np.zeros((3, 3, 2)), Y=np.zeros((3, 3), dtype=np.int64)), r"got \[3, 3, 2\]"),
+        (dict(X=np.zeros((10, 3, 2)), Y=np.zeros((9, 3), dtype=np.int64)), r"Y must have shape \[N=10, num_nodes=3\]"),
+        (dict(X=np.zeros((10, 3, 2)), Y=-np.ones((10, 3), dtype=np.int64)), "negative labels"),
+    ],
+)
+def test_bad_input_files_fail_before_training(tmp_path, capsys, arrays, message):
+    path, out = tmp_path / "bad.npz", tmp_path / "run"
+    np.savez(path, edge_index=np.array([[0, 1], [1, 2]]), **arrays)
+    assert main(["train", "--input", str(path), "--out", str(out), "--quiet"]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (out / "model.pt").exists()
 
 
 def test_help_lists_the_commands(capsys):
