@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -102,10 +101,6 @@ def exact_or_hutchinson_nll(model, X, Y) -> tuple[float, str]:
     return -model.log_prob(X, Y, exact=exact).mean().item() / dims, "exact" if exact else "hutchinson"
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-
-
 # ----------------------------------------------------------------------------------------------
 # 2. Memory: one child process per (method, depth)
 # ----------------------------------------------------------------------------------------------
@@ -118,7 +113,7 @@ def memory_child(method: str, blocks: int, data_path: str, batch_size: int, iter
 
     data = SimpleNamespace(**payload)
     model = make_flow(data, num_blocks=blocks, batch_size=batch_size, max_epochs=1)
-    base = peak_rss_mib()
+    base = peak_rss_mb()
     started = time.monotonic()
     if method == "jko":
         model.fit(data.X, data.Y, max_time=600, progress=False)
@@ -136,7 +131,7 @@ def memory_child(method: str, blocks: int, data_path: str, batch_size: int, iter
         trained, steps = len(model.blocks), iterations
     print(json.dumps(dict(
         method=method, blocks=blocks, trained=trained, steps=steps, base_mib=base,
-        peak_mib=peak_rss_mib(), vmhwm_mib=peak_rss_mb(), seconds=time.monotonic() - started,
+        peak_mib=peak_rss_mb(), seconds=time.monotonic() - started,
     )), flush=True)
 
 
