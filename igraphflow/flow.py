@@ -59,8 +59,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     An invertible map :math:`F`, a chain of neural-ODE blocks whose velocity fields are graph
     convolutions, carries node features :math:`X \in \mathbb{R}^{V \times C}` to a latent
     :math:`H = F(X)` of the same shape, with
-    :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`. The labels enter only
-    through the latent, so one model generates :math:`X | Y`, predicts :math:`P(Y_v | X)` and
+    :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`, the target the blocks are
+    trained towards (after training, the noise around the means is fitted, see ``fit_noise``).
+    The labels enter only through the latent, so one model generates :math:`X | Y`, predicts :math:`P(Y_v | X)` and
     evaluates :math:`\log p(X | Y) = \log p(F(X) | Y) + \log |\det \partial F / \partial X|`.
 
     Arguments:
@@ -93,6 +94,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             whose label prior is independent across nodes). The heads are fitted by
             cross-entropy on the final latent; the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.
+        fit_noise: After the blocks are trained, replace the isotropic noise of the latent by
+            the Gaussian fitted to the encoded training signals when that fits the validation
+            samples better (:meth:`~igraphflow.latent.GaussianMixtureLatent.fit_noise_`):
+            :math:`p(H | Y) = \mathcal{N}(\mu_Y + b, \Sigma)`. A flow trained for a limited
+            time leaves :math:`H - \mu_Y` correlated across nodes; sampling the isotropic
+            latent then decodes too widely spread signals. The blocks always train towards
+            the isotropic latent.
         classification_weight: The weight of the cross-entropy of the mixture's Bayes rule added
             to every block's JKO objective (0: a purely generative fit), see
             :func:`~igraphflow.jko.jko_objective`.
@@ -139,6 +147,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         separation: float = 0.0,
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear", "graph"] = "graph",
+        fit_noise: bool = True,
         classification_weight: float = 0.0,
         divergence: Literal["hutchinson", "finite_difference", "exact"] = "hutchinson",
         batch_size: int | Literal["auto"] = "auto",
@@ -172,7 +181,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks=num_blocks, max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
             steps=int(steps), first_step=float(first_step), step_growth=float(step_growth), max_step=float(max_step),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
-            classification_weight=float(classification_weight),
+            fit_noise=bool(fit_noise), classification_weight=float(classification_weight),
             divergence=divergence, batch_size=batch_size if batch_size == "auto" else int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
             patience=int(patience), validation=float(validation), seed=seed,
         )
@@ -302,6 +311,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         deadline = time.monotonic() + (max_time if max_time is not None else math.inf)
         dims = self.num_nodes * self.num_features
         x, x_val, val_logdet = data.x, data.x_val, torch.zeros(data.x_val.size(0), device=self.device)
+        self.latent.reset_noise_()  # the blocks train towards the isotropic latent
         for block in self.blocks[:start]:
             x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
         total = c["max_blocks"] if self._auto_depth() else len(self.blocks)
@@ -338,6 +348,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if not retrain:
             del self.blocks[index:]
         self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
+        if c["fit_noise"]:
+            self.latent.fit_noise_(x, data.y, x_val, data.y_val)
         if self.head is not None:
             # A convex fit needs no held-out samples to stop it: it sees all of them.
             self._fit_head(torch.cat([x, x_val]), torch.cat([data.y, data.y_val]))

@@ -1,13 +1,20 @@
-r"""The factorized Gaussian-mixture latent :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`."""
+r"""The Gaussian-mixture latent :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`,
+optionally with a fitted noise covariance: :math:`p(H | Y) = \mathcal{N}(\mathrm{vec}(\mu_Y + b), \Sigma)`."""
 
 from __future__ import annotations
 
-__all__ = ["GaussianMixtureLatent"]
+__all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "SHRINKAGES"]
 
 import math
 
 import torch
 from torch import Tensor, nn
+
+MAX_NOISE_DIM = 4096
+r"""The largest ``V * C`` for which :meth:`GaussianMixtureLatent.fit_noise_` fits a full covariance."""
+
+SHRINKAGES = (0.01, 0.03, 0.1, 0.3, 1.0)
+r"""The candidate weights :math:`\lambda` of the scaled identity in the fitted covariance."""
 
 
 class GaussianMixtureLatent(nn.Module):
@@ -48,6 +55,11 @@ class GaussianMixtureLatent(nn.Module):
         self.sigma, self.min_distance = float(sigma), float(separation) * float(sigma)
         self.means = nn.Parameter(self._feasible_means())
         self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
+        # The fitted noise (fit_noise_): offset b [V, C], the Cholesky factor of Sigma [VC, VC]
+        # and of its node blocks Sigma_vv [V, C, C]; None: isotropic sigma around the means.
+        self.register_buffer("offset", None)
+        self.register_buffer("scale_tril", None)
+        self.register_buffer("node_scale_tril", None)
 
     def _feasible_means(self) -> Tensor:
         # Evenly spaced on a circle (a line for C = 1), 2 sigma or 1.5 c apart, whichever is larger.
@@ -67,16 +79,59 @@ class GaussianMixtureLatent(nn.Module):
         counts = torch.bincount(y.flatten(), minlength=self.num_classes).to(self.log_prior) + 1
         self.log_prior.copy_((counts / counts.sum()).log())
 
+    # Noise model ------------------------------------------------------------------------
+
+    @property
+    def has_noise_covariance(self) -> bool:
+        r"""Whether :meth:`fit_noise_` replaced the isotropic noise by a fitted covariance."""
+        return self.scale_tril is not None
+
+    def reset_noise_(self):
+        r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target)."""
+        self.offset = self.scale_tril = self.node_scale_tril = None
+
+    def _residual(self, h: Tensor, y: Tensor) -> Tensor:
+        r = h - self.means[y]
+        return r if self.offset is None else r - self.offset
+
+    def joint_squared_distance(self, h: Tensor, y: Tensor) -> Tensor:
+        r"""The Mahalanobis distance :math:`\|h - \mu_y - b\|^2_{\Sigma^{-1}}` of whole signals, ``[N]``
+        (a :math:`\chi^2_{VC}` variable under the model)."""
+        r = self._residual(h, y).flatten(1)
+        if self.scale_tril is None:
+            return r.square().sum(1) / self.sigma**2
+        return torch.linalg.solve_triangular(self.scale_tril, r.T, upper=False).square().sum(0)
+
+    def squared_distances(self, h: Tensor) -> Tensor:
+        r"""The Mahalanobis distance of every node's :math:`h_v` to every class under the node's
+        marginal :math:`\mathcal{N}(\mu_k + b_v, \Sigma_{vv})`, ``[N, V, K]`` (a :math:`\chi^2_C`
+        variable for the true class)."""
+        r = h.unsqueeze(-2) - self.means
+        if self.node_scale_tril is None:
+            return r.square().sum(-1) / self.sigma**2
+        r = r - self.offset.unsqueeze(-2)
+        tril = self.node_scale_tril.unsqueeze(1)  # [V, 1, C, C] against r [N, V, K, C, 1]
+        return torch.linalg.solve_triangular(tril, r.unsqueeze(-1), upper=False).square().sum((-2, -1))
+
+    def _node_log_scale(self) -> Tensor | float:
+        # log det of the node's marginal scale: C log sigma, or per node [V, 1] when fitted
+        if self.node_scale_tril is None:
+            return self.num_features * math.log(self.sigma)
+        return self.node_scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)
+
     def class_log_likelihood(self, h: Tensor) -> Tensor:
-        r""":math:`\log \mathcal{N}(h_v; \mu_k, \sigma^2 I)` for every node and class, ``[N, V, K]``."""
-        sq = (h.unsqueeze(-2) - self.means).square().sum(-1)
-        return -sq / (2 * self.sigma**2) - self.num_features * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
+        r""":math:`\log \mathcal{N}(h_v; \mu_k + b_v, \Sigma_{vv})` for every node and class, ``[N, V, K]``
+        (:math:`\Sigma_{vv} = \sigma^2 I` unless a covariance was fitted)."""
+        return -0.5 * self.squared_distances(h) - self._node_log_scale() - 0.5 * self.num_features * math.log(2 * math.pi)
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
         r""":math:`\log p(h | y)`, summed over nodes and features, ``[N]``."""
-        sq = (h - self.means[y]).square().flatten(1).sum(1)
         dims = h[0].numel()
-        return -sq / (2 * self.sigma**2) - dims * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
+        if self.scale_tril is None:
+            log_scale = dims * math.log(self.sigma)
+        else:
+            log_scale = self.scale_tril.diagonal().log().sum()
+        return -0.5 * self.joint_squared_distance(h, y) - log_scale - 0.5 * dims * math.log(2 * math.pi)
 
     def posterior(self, h: Tensor) -> Tensor:
         r"""The Bayes rule of the mixture, :math:`P(Y_v = k | h_v)`, ``[N, V, K]``."""
@@ -91,7 +146,71 @@ class GaussianMixtureLatent(nn.Module):
         r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``."""
         mean = self.means[y]
         noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + self.sigma * noise
+        if self.scale_tril is None:
+            return mean + self.sigma * noise
+        return mean + self.offset + (noise.flatten(1) @ self.scale_tril.T).view_as(mean)
+
+    @torch.no_grad()
+    def fit_noise_(self, h: Tensor, y: Tensor, h_val: Tensor, y_val: Tensor) -> float | None:
+        r"""Fits the noise around the means to encoded training signals; keeps what validates best.
+
+        A flow trained for a limited time leaves :math:`H - \mu_Y` correlated across nodes and
+        narrower than :math:`\sigma` in some directions, so draws from the isotropic latent
+        decode too wide. The candidates are the isotropic :math:`\sigma^2 I` and the Gaussian
+        maximum-likelihood fit :math:`\mathcal{N}(b, \Sigma_\lambda)` of the residuals
+        :math:`h - \mu_y`, with :math:`\Sigma_\lambda = (1 - \lambda) S + \lambda\,
+        \bar s I` shrunk towards its mean variance :math:`\bar s` (:data:`SHRINKAGES`; needed
+        when there are few samples per dimension). The one with the highest log-likelihood on
+        ``h_val`` is kept. The means are unchanged. A full covariance is tried only when
+        ``V * C <=`` :data:`MAX_NOISE_DIM`.
+
+        Arguments:
+            h, y: Encoded training signals ``[N, V, C]`` and their labels ``[N, V]``.
+            h_val, y_val: Encoded held-out signals and labels.
+
+        Returns:
+            The chosen :math:`\lambda`, or ``None`` when the isotropic noise was kept.
+
+        Example:
+            >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)
+            >>> y = torch.randint(0, 2, (500, 3))
+            >>> h = latent.sample(y) * torch.tensor([1.0, 0.2])  # the second feature too narrow
+            >>> latent.fit_noise_(h[:400], y[:400], h[400:], y[400:]) is not None
+            True
+        """
+        self.reset_noise_()
+        best, best_score = None, self.log_prob(h_val, y_val).double().mean()
+        r, r_val = (self._residual(a, b).flatten(1).double() for a, b in ((h, y), (h_val, y_val)))
+        dims = r.size(1)
+        if dims > MAX_NOISE_DIM or r.size(0) < 2:
+            return None
+        offset = r.mean(0)
+        centred = r - offset
+        covariance = centred.T @ centred / r.size(0)
+        identity = covariance.diagonal().mean() * torch.eye(dims, dtype=covariance.dtype, device=covariance.device)
+        for shrinkage in SHRINKAGES:
+            tril, info = torch.linalg.cholesky_ex((1 - shrinkage) * covariance + shrinkage * identity)
+            if info:
+                continue
+            z = torch.linalg.solve_triangular(tril, (r_val - offset).T, upper=False)
+            score = -0.5 * z.square().sum(0).mean() - tril.diagonal().log().sum() - 0.5 * dims * math.log(2 * math.pi)
+            if score > best_score:
+                best, best_score, best_fit = shrinkage, score, (offset, tril)
+        if best is not None:
+            offset, tril = best_fit
+            self.offset = offset.view(h.shape[1:]).to(self.means)
+            self.scale_tril = tril.to(self.means)
+            blocks = torch.stack([tril[i : i + self.num_features] for i in range(0, dims, self.num_features)])
+            # The node's marginal covariance Sigma_vv = L_v L_v^T, L_v its rows of the full factor.
+            self.node_scale_tril = torch.linalg.cholesky(blocks @ blocks.transpose(-1, -2)).to(self.means)
+        return best
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The noise buffers exist only once fitted: give them the saved shapes before loading.
+        for name in ("offset", "scale_tril", "node_scale_tril"):
+            saved = state_dict.get(prefix + name)
+            setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def pairwise_distances(self) -> Tensor:
         r"""The distances :math:`\|\mu_i - \mu_j\|` for :math:`i < j`."""

@@ -3,9 +3,10 @@ r"""Uncertainty quantification: prediction sets for node labels and confidence r
 Two kinds of node-label sets come from one fitted :class:`~igraphflow.ConditionalGraphFlow`:
 
 * **Gaussian confidence-region sets** (no calibration needed). Under the model,
-  :math:`H_v | Y_v = k \sim \mathcal{N}(\mu_k, \sigma^2 I_C)`, so
-  :math:`\|H_v - \mu_k\|^2 / \sigma^2 \sim \chi^2_C` and the set
-  :math:`\{k : \|H_v - \mu_k\|^2 / \sigma^2 \le \chi^2_{C, 1-\alpha}\}` contains the true label
+  :math:`H_v | Y_v = k \sim \mathcal{N}(\mu_k + b_v, \Sigma_{vv})` (:math:`b_v = 0`,
+  :math:`\Sigma_{vv} = \sigma^2 I_C` unless the latent noise was fitted), so the Mahalanobis
+  distance :math:`d_{vk}^2 = \|H_v - \mu_k - b_v\|^2_{\Sigma_{vv}^{-1}} \sim \chi^2_C` and the set
+  :math:`\{k : d_{vk}^2 \le \chi^2_{C, 1-\alpha}\}` contains the true label
   with probability :math:`1 - \alpha` *if the flow is exact*. Sets may be empty (a point far
   from every mean) or hold several labels (means closer than the ball radius).
 * **Split-conformal sets** (after :meth:`UncertaintyMixin.calibrate`). These hold the true label
@@ -273,7 +274,7 @@ class UncertaintyMixin:
         After :meth:`calibrate`, the split-conformal LAC sets
         :math:`\{k : -\log P(Y_v = k | X) \le \hat q_\alpha\}`; any ``alpha`` is served from
         the stored scores (default: the calibration level). Without calibration, the Gaussian
-        confidence-region sets :math:`\{k : \|H_v - \mu_k\|^2 / \sigma^2 \le \chi^2_{C, 1-\alpha}\}`
+        confidence-region sets :math:`\{k : d_{vk}^2 \le \chi^2_{C, 1-\alpha}\}` (module docstring)
         (default ``alpha = 0.1``), whose coverage holds only as far as the flow is exact. Sets
         may be empty; an empty set counts as a miss.
 
@@ -296,13 +297,8 @@ class UncertaintyMixin:
         r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``."""
         alpha = _check_alpha(alpha)
         self._check_fitted()
-        distance = self._squared_distances(self.encode(X))
+        distance = self.latent.squared_distances(self.encode(X))
         return distance <= chi2_quantile(alpha, self.num_features)
-
-    def _squared_distances(self, h: Tensor) -> Tensor:
-        r""":math:`\|h_v - \mu_k\|^2 / \sigma^2` for every node and label, ``[N, V, K]``."""
-        means = self.latent.means.detach()
-        return (h.unsqueeze(-2) - means).square().sum(-1) / self.latent.sigma**2
 
     # Regions in X space ------------------------------------------------------------------
 
@@ -317,9 +313,10 @@ class UncertaintyMixin:
             Y: Labels ``[N, V]``.
             alpha: The miscoverage level in ``(0, 1)``.
             joint: ``True``: the joint region of all ``V C`` coordinates,
-                :math:`\sum_v \|H_v - \mu_{Y_v}\|^2 / \sigma^2 \le \chi^2_{VC, 1-\alpha}`,
+                :math:`\|H - \mu_Y - b\|^2_{\Sigma^{-1}} \le \chi^2_{VC, 1-\alpha}`
+                (:math:`\sum_v \|H_v - \mu_{Y_v}\|^2 / \sigma^2` for the isotropic latent),
                 one answer per graph ``[N]``. ``False``: the node-wise regions
-                :math:`\|H_v - \mu_{Y_v}\|^2 / \sigma^2 \le \chi^2_{C, 1-\alpha}`, ``[N, V]``.
+                :math:`d_{v Y_v}^2 \le \chi^2_{C, 1-\alpha}` (module docstring), ``[N, V]``.
 
         Returns:
             ``bool [N]`` (joint) or ``bool [N, V]`` (node-wise). For samples of the model itself
@@ -330,9 +327,10 @@ class UncertaintyMixin:
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         h = self.encode(X)
-        distance = (h - self.latent.means.detach()[Y]).square().sum(-1) / self.latent.sigma**2  # [N, V]
         if joint:
-            return distance.sum(-1) <= chi2_quantile(alpha, self.num_nodes * self.num_features)
+            distance = self.latent.joint_squared_distance(h, Y)
+            return distance <= chi2_quantile(alpha, self.num_nodes * self.num_features)
+        distance = self.latent.squared_distances(h).gather(-1, Y.unsqueeze(-1)).squeeze(-1)
         return distance <= chi2_quantile(alpha, self.num_features)
 
     @torch.no_grad()
@@ -342,7 +340,9 @@ class UncertaintyMixin:
         r"""The boundary of the :math:`1 - \alpha` uncertainty region of node ``node`` given ``label``.
 
         The circle :math:`\mu_{label} + \sigma \sqrt{\chi^2_{2, 1-\alpha}} (\cos t, \sin t)` in the
-        latent of node ``node`` is decoded by :math:`F^{-1}`. On a one-node graph this is the
+        latent of node ``node`` (with a fitted noise, the ellipse
+        :math:`\mu_{label} + b_v + \sqrt{\chi^2_{2, 1-\alpha}} L_v (\cos t, \sin t)`,
+        :math:`L_v L_v^T = \Sigma_{vv}`) is decoded by :math:`F^{-1}`. On a one-node graph this is the
         boundary of the region exactly; on a larger graph the other nodes are held at the means
         of their labels (``labels``, by default ``label`` everywhere), so the curve is a slice.
 
@@ -371,13 +371,15 @@ class UncertaintyMixin:
             labels = torch.full((self.num_nodes,), int(label), dtype=torch.long)
         labels = self._labels(torch.as_tensor(labels).reshape(1, -1), num_samples=1, name="labels")[0].clone()
         labels[int(node)] = int(label)
-        means = self.latent.means.detach()
-        radius = self.latent.sigma * math.sqrt(chi2_quantile(alpha, 2))
+        latent, node = self.latent, int(node)
+        centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device)
+        if latent.has_noise_covariance:
+            centre, scale = centre + latent.offset, latent.node_scale_tril[node]
         angle = torch.linspace(0.0, 2.0 * math.pi, int(num_points), device=self.device)
-        circle = means[int(label)] + radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
-        h = means[labels].expand(int(num_points), -1, -1).clone()
-        h[:, int(node)] = circle
-        return self.decode(h)[:, int(node)]
+        unit = math.sqrt(chi2_quantile(alpha, 2)) * torch.stack([angle.cos(), angle.sin()], dim=-1)
+        h = centre.expand(int(num_points), -1, -1).clone()
+        h[:, node] = centre[node] + unit @ scale.T
+        return self.decode(h)[:, node]
 
     # Saving ------------------------------------------------------------------------------
 

@@ -281,3 +281,19 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X + 1, Y, progress=False, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="other settings"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+
+
+def test_fitted_noise_changes_only_the_latent_and_fits_correlated_data(tmp_path):
+    g = torch.Generator().manual_seed(6)
+    mixing = torch.eye(8) + 0.8 * torch.ones(8, 8) / 8  # one common mode across all nodes
+    Y = torch.randint(0, 2, (600, 4), generator=g)
+    X = (torch.randn(600, 8, generator=g) * 0.5 @ mixing.T).view(600, 4, 2) * 4 + 2.0 * Y.unsqueeze(-1)
+    settings = dict(SMALL, num_blocks=1, max_epochs=2)
+    noise = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X[:400], Y[:400], progress=False)
+    plain = ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise=False, **settings).fit(X[:400], Y[:400], progress=False)
+    assert noise.latent.has_noise_covariance and not plain.latent.has_noise_covariance
+    assert torch.equal(noise.encode(X[400:]), plain.encode(X[400:]))
+    assert noise.log_prob(X[400:], Y[400:]).mean() > plain.log_prob(X[400:], Y[400:]).mean() + 1.0
+    noise.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert torch.equal(loaded.sample(Y[400:], seed=1), noise.sample(Y[400:], seed=1))

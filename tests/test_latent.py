@@ -62,3 +62,84 @@ def test_bad_settings():
         GaussianMixtureLatent(2, 2, sigma=0.0)
     with pytest.raises(ValueError, match="separation"):
         GaussianMixtureLatent(2, 2, separation=-1.0)
+
+
+# Fitted noise ------------------------------------------------------------------------------
+
+
+def _correlated(n, latent, scale, offset, seed):
+    r"""Signals ``mu_Y + offset + scale z`` on 3 nodes: noise correlated across nodes."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, latent.num_classes, (n, 3), generator=g)
+    z = torch.randn(n, scale.size(0), generator=g)
+    return latent.means[y].detach() + offset + (z @ scale.T).view(n, 3, -1), y
+
+
+@pytest.fixture
+def fitted_noise():
+    latent = GaussianMixtureLatent(2, 2)
+    scale = 0.3 * torch.randn(6, 6, generator=torch.Generator().manual_seed(1)) + 0.3 * torch.eye(6)
+    offset = torch.tensor([[0.5, -0.2], [0.0, 0.3], [-0.4, 0.1]])
+    h, y = _correlated(20000, latent, scale, offset, seed=2)
+    shrinkage = latent.fit_noise_(h[:16000], y[:16000], h[16000:], y[16000:])
+    return latent, scale @ scale.T, offset, shrinkage
+
+
+def test_fitted_noise_is_the_gaussian_fit(fitted_noise):
+    latent, covariance, offset, shrinkage = fitted_noise
+    assert latent.has_noise_covariance and shrinkage is not None
+    fitted = latent.scale_tril @ latent.scale_tril.T
+    assert torch.allclose(fitted, covariance, atol=0.03)
+    assert torch.allclose(latent.offset, offset, atol=0.03)
+
+
+def test_fitted_noise_log_prob_and_node_marginals_match_scipy(fitted_noise):
+    latent, _, _, _ = fitted_noise
+    covariance = (latent.scale_tril @ latent.scale_tril.T).detach()
+    y = torch.tensor([[0, 1, 1], [1, 0, 1]])
+    h = torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(3))
+    mean = latent.means[y].detach() + latent.offset
+    expected = [multivariate_normal(mean[n].flatten(), covariance).logpdf(h[n].flatten()) for n in range(2)]
+    assert torch.allclose(latent.log_prob(h, y), torch.tensor(expected))
+    for v in range(3):
+        block = covariance[2 * v : 2 * v + 2, 2 * v : 2 * v + 2]
+        for k in range(2):
+            centre = latent.means[k].detach() + latent.offset[v]
+            marginal = torch.tensor(multivariate_normal(centre, block).logpdf(h[:, v]))
+            assert torch.allclose(latent.class_log_likelihood(h)[:, v, k], marginal)
+
+
+def test_samples_have_the_fitted_covariance(fitted_noise):
+    latent = fitted_noise[0]
+    y = torch.zeros(40000, 3, dtype=torch.long)
+    h = latent.sample(y, generator=torch.Generator().manual_seed(4)) - latent.means[0].detach()
+    assert torch.allclose(h.mean(0), latent.offset, atol=0.03)
+    assert torch.allclose(torch.cov(h.flatten(1).T), latent.scale_tril @ latent.scale_tril.T, atol=0.03)
+
+
+def test_isotropic_noise_is_kept_when_it_validates_better():
+    latent = GaussianMixtureLatent(2, 2)
+    h, y = _correlated(4000, latent, 0.1 * torch.eye(6), torch.zeros(3, 2), seed=5)
+    h_val, y_val = _correlated(1000, latent, torch.eye(6), torch.zeros(3, 2), seed=6)
+    assert latent.fit_noise_(h, y, h_val, y_val) is None and not latent.has_noise_covariance
+
+
+def test_no_full_covariance_above_the_size_limit(monkeypatch):
+    import igraphflow.latent as module
+
+    monkeypatch.setattr(module, "MAX_NOISE_DIM", 4)
+    latent = GaussianMixtureLatent(2, 2)
+    h, y = _correlated(400, latent, 0.3 * torch.eye(6), torch.zeros(3, 2), seed=7)
+    assert latent.fit_noise_(h[:300], y[:300], h[300:], y[300:]) is None
+
+
+def test_fitted_noise_round_trips_through_state_dict(fitted_noise):
+    latent = fitted_noise[0]
+    y = torch.tensor([[0, 1, 1]])
+    h = torch.randn(1, 3, 2)
+    loaded = GaussianMixtureLatent(2, 2)
+    loaded.load_state_dict(latent.state_dict())
+    assert torch.equal(loaded.log_prob(h, y), latent.log_prob(h, y))
+    # an isotropic state loaded into a fitted latent leaves it isotropic
+    latent.load_state_dict(GaussianMixtureLatent(2, 2).state_dict())
+    assert not latent.has_noise_covariance

@@ -166,12 +166,38 @@ def test_in_region_holds_one_minus_alpha_of_model_samples(three_nodes):
         assert nodes.float().mean().item() == pytest.approx(1 - alpha, abs=0.03)
 
 
+def _node_mahalanobis(model, h, node, label):
+    r"""The distance of ``h [N, C]`` to class ``label`` under node ``node``'s latent marginal, from the covariance."""
+    latent, C = model.latent, model.num_features
+    if not latent.has_noise_covariance:
+        return (h - latent.means[label]).norm(dim=-1) / latent.sigma
+    covariance = latent.scale_tril @ latent.scale_tril.T
+    block = covariance[node * C : (node + 1) * C, node * C : (node + 1) * C]
+    r = h - latent.means[label] - latent.offset[node]
+    return (r * torch.linalg.solve(block, r.T).T).sum(-1).sqrt()
+
+
 def test_region_boundary_is_the_preimage_of_the_circle(one_node):
     curve = one_node.region_boundary(1, alpha=0.2, num_points=40)
     assert curve.shape == (40, 2)
     h = one_node.encode(curve.unsqueeze(1))[:, 0]
-    radius = (h - one_node.latent.means[1]).norm(dim=-1) / one_node.latent.sigma
+    radius = _node_mahalanobis(one_node, h, 0, 1)
     torch.testing.assert_close(radius, torch.full((40,), math.sqrt(chi2.ppf(0.8, 2))), atol=1e-2, rtol=1e-2)
+
+
+def test_gaussian_sets_and_boundary_with_fitted_noise():
+    means = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+    model = _identity_flow(means, sigma=1.0)
+    g = torch.Generator().manual_seed(8)
+    Y = torch.randint(0, 2, (3000, 1), generator=g)
+    H = means[Y] + torch.randn(3000, 1, 2, generator=g) @ torch.tensor([[0.6, 0.0], [0.5, 0.3]]).T
+    assert model.latent.fit_noise_(H[:2000], Y[:2000], H[2000:], Y[2000:]) is not None
+    X = 4 * torch.rand(500, 1, 2, generator=g) - 1
+    direct = torch.stack([_node_mahalanobis(model, X[:, 0], 0, k) for k in range(2)], -1).square()
+    assert torch.equal(model.prediction_sets(X, 0.1)[:, 0], direct <= chi2.ppf(0.9, df=2))
+    curve = model.region_boundary(1, alpha=0.1, num_points=30)
+    radius = _node_mahalanobis(model, curve, 0, 1)
+    torch.testing.assert_close(radius, torch.full((30,), math.sqrt(chi2.ppf(0.9, 2))))
 
 
 def test_region_boundary_on_a_graph_node(three_nodes):
