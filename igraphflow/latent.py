@@ -17,6 +17,11 @@ SHRINKAGES = (0.01, 0.03, 0.1, 0.3, 1.0)
 r"""The candidate weights :math:`\lambda` of the scaled identity in the fitted covariance."""
 
 
+def _gaussian_log_density(squared_distance: Tensor, log_scale, dims: int) -> Tensor:
+    r""":math:`\log \mathcal{N}` from the Mahalanobis distance, :math:`\log \det` of the scale and the dimension."""
+    return -0.5 * squared_distance - log_scale - 0.5 * dims * math.log(2 * math.pi)
+
+
 class GaussianMixtureLatent(nn.Module):
     r"""Per-node Gaussian latent with one learnable mean per class and a log-barrier between means.
 
@@ -55,11 +60,10 @@ class GaussianMixtureLatent(nn.Module):
         self.sigma, self.min_distance = float(sigma), float(separation) * float(sigma)
         self.means = nn.Parameter(self._feasible_means())
         self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
-        # The fitted noise (fit_noise_): offset b [V, C], the Cholesky factor of Sigma [VC, VC]
-        # and of its node blocks Sigma_vv [V, C, C]; None: isotropic sigma around the means.
+        # The fitted noise (fit_noise_): offset b [V, C] and the Cholesky factor of Sigma
+        # [VC, VC]; None: isotropic sigma around the means.
         self.register_buffer("offset", None)
         self.register_buffer("scale_tril", None)
-        self.register_buffer("node_scale_tril", None)
 
     def _feasible_means(self) -> Tensor:
         # Evenly spaced on a circle (a line for C = 1), 2 sigma or 1.5 c apart, whichever is larger.
@@ -88,7 +92,17 @@ class GaussianMixtureLatent(nn.Module):
 
     def reset_noise_(self):
         r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target)."""
-        self.offset = self.scale_tril = self.node_scale_tril = None
+        self.offset = self.scale_tril = None
+
+    @property
+    def node_scale_tril(self) -> Tensor | None:
+        r"""The Cholesky factors of the node blocks :math:`\Sigma_{vv}` of the fitted covariance,
+        ``[V, C, C]``, or ``None`` when the noise is isotropic."""
+        if self.scale_tril is None:
+            return None
+        # Sigma_vv = L_v L_v^T, with L_v the node's C rows of the full factor.
+        rows = self.scale_tril.view(-1, self.num_features, self.scale_tril.size(1))
+        return torch.linalg.cholesky(rows @ rows.transpose(-1, -2))
 
     def _residual(self, h: Tensor, y: Tensor) -> Tensor:
         r = h - self.means[y]
@@ -106,23 +120,25 @@ class GaussianMixtureLatent(nn.Module):
         r"""The Mahalanobis distance of every node's :math:`h_v` to every class under the node's
         marginal :math:`\mathcal{N}(\mu_k + b_v, \Sigma_{vv})`, ``[N, V, K]`` (a :math:`\chi^2_C`
         variable for the true class)."""
+        return self._node_distances(h, self.node_scale_tril)
+
+    def _node_distances(self, h: Tensor, node_tril: Tensor | None) -> Tensor:
         r = h.unsqueeze(-2) - self.means
-        if self.node_scale_tril is None:
+        if node_tril is None:
             return r.square().sum(-1) / self.sigma**2
         r = r - self.offset.unsqueeze(-2)
-        tril = self.node_scale_tril.unsqueeze(1)  # [V, 1, C, C] against r [N, V, K, C, 1]
-        return torch.linalg.solve_triangular(tril, r.unsqueeze(-1), upper=False).square().sum((-2, -1))
-
-    def _node_log_scale(self) -> Tensor | float:
-        # log det of the node's marginal scale: C log sigma, or per node [V, 1] when fitted
-        if self.node_scale_tril is None:
-            return self.num_features * math.log(self.sigma)
-        return self.node_scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)
+        # [V, 1, C, C] against r [N, V, K, C, 1]
+        return torch.linalg.solve_triangular(node_tril.unsqueeze(1), r.unsqueeze(-1), upper=False).square().sum((-2, -1))
 
     def class_log_likelihood(self, h: Tensor) -> Tensor:
         r""":math:`\log \mathcal{N}(h_v; \mu_k + b_v, \Sigma_{vv})` for every node and class, ``[N, V, K]``
         (:math:`\Sigma_{vv} = \sigma^2 I` unless a covariance was fitted)."""
-        return -0.5 * self.squared_distances(h) - self._node_log_scale() - 0.5 * self.num_features * math.log(2 * math.pi)
+        node_tril = self.node_scale_tril  # derived once for both uses
+        if node_tril is None:
+            log_scale = self.num_features * math.log(self.sigma)
+        else:
+            log_scale = node_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)  # [V, 1]
+        return _gaussian_log_density(self._node_distances(h, node_tril), log_scale, self.num_features)
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
         r""":math:`\log p(h | y)`, summed over nodes and features, ``[N]``."""
@@ -131,7 +147,7 @@ class GaussianMixtureLatent(nn.Module):
             log_scale = dims * math.log(self.sigma)
         else:
             log_scale = self.scale_tril.diagonal().log().sum()
-        return -0.5 * self.joint_squared_distance(h, y) - log_scale - 0.5 * dims * math.log(2 * math.pi)
+        return _gaussian_log_density(self.joint_squared_distance(h, y), log_scale, dims)
 
     def posterior(self, h: Tensor) -> Tensor:
         r"""The Bayes rule of the mixture, :math:`P(Y_v = k | h_v)`, ``[N, V, K]``."""
@@ -193,21 +209,18 @@ class GaussianMixtureLatent(nn.Module):
             if info:
                 continue
             z = torch.linalg.solve_triangular(tril, (r_val - offset).T, upper=False)
-            score = -0.5 * z.square().sum(0).mean() - tril.diagonal().log().sum() - 0.5 * dims * math.log(2 * math.pi)
+            score = _gaussian_log_density(z.square().sum(0), tril.diagonal().log().sum(), dims).mean()
             if score > best_score:
                 best, best_score, best_fit = shrinkage, score, (offset, tril)
         if best is not None:
             offset, tril = best_fit
             self.offset = offset.view(h.shape[1:]).to(self.means)
             self.scale_tril = tril.to(self.means)
-            blocks = torch.stack([tril[i : i + self.num_features] for i in range(0, dims, self.num_features)])
-            # The node's marginal covariance Sigma_vv = L_v L_v^T, L_v its rows of the full factor.
-            self.node_scale_tril = torch.linalg.cholesky(blocks @ blocks.transpose(-1, -2)).to(self.means)
         return best
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The noise buffers exist only once fitted: give them the saved shapes before loading.
-        for name in ("offset", "scale_tril", "node_scale_tril"):
+        for name in ("offset", "scale_tril"):
             saved = state_dict.get(prefix + name)
             setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
