@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--max-time", type=float, default=40.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means")
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--exact-max-dim", type=int, default=16,
                         help="exact test likelihood up to this D = V * C, Hutchinson above")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         data = load(name, seed=args.seed, **OPTIONS.get(name, {}))
         methods = [m for m in args.methods.split(",") if m not in SKIP.get(name, ())]
         result = compare(data, methods, max_time=args.max_time, seed=args.seed, out_dir=f"{args.out}/{name}",
-                         exact_max_dim=args.exact_max_dim, settings=settings)
+                         exact_max_dim=args.exact_max_dim, settings=settings, draws=args.draws)
         protocol = next(iter(result["methods"].values()))["protocol"]
         print(f"\n## {name} (V={data.num_nodes}, C={data.num_features}, protocol={protocol}, "
               f"{time.perf_counter() - start:.0f} s)\n")

@@ -17,6 +17,10 @@ one signal for the label pattern of every test graph. Reported (``metrics.json``
   ``D = V * C <= exact_max_dim`` (128), else Hutchinson / power-series estimates; ``None`` for
   the cGAN. At most ``max_eval`` (1000) test samples, a fixed random subset, enter it.
   ``nll_train`` is the same on as many training samples (a gap shows overfitting).
+- Each method generates ``draws`` (5) such sets with different seeds; ``mmd``, ``energy`` and
+  the other sample statistics are their means (one set moves the energy by about as much as
+  retraining with another seed does), the values of every set are kept in ``mmd_draws`` and
+  ``energy_draws``.
 - ``acc``: node-label accuracy of ``predict`` (our flow and iGNN), else ``None``.
 - ``train_s``: wall time of ``fit``.
 
@@ -34,7 +38,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "compare", "evaluate", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
+__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "compare", "evaluate", "evaluate_draws", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
 
 import argparse
 import ast
@@ -44,7 +48,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +157,37 @@ def evaluate(
     return out
 
 
+def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Sequence[int]) -> tuple[dict[str, Any], Tensor]:
+    r""":func:`evaluate` averaged over several generated sets, ``draw(seed)`` for each seed.
+
+    Returns:
+        The mean of every statistic (``mmd_alpha`` key by key), with ``mmd_draws`` and
+        ``energy_draws`` listing the values of each set, and the first set (for figures).
+
+    Example:
+        >>> data = load("three_node", num_train=64, num_test=32)
+        >>> row, first = evaluate_draws(data, lambda s: reference_signals(data, s), [0, 1])
+        >>> len(row["energy_draws"]), first.shape
+        (2, torch.Size([32, 3, 2]))
+    """
+    if len(seeds) == 0:
+        raise ValueError("evaluate_draws needs at least one seed")
+    first = None
+    rows = []
+    for seed in seeds:
+        sample = draw(seed).detach().cpu().float()
+        if not torch.isfinite(sample).all():
+            sample = torch.nan_to_num(sample, nan=0.0, posinf=1e6, neginf=-1e6)
+        first = sample if first is None else first
+        rows.append(evaluate(data, sample))
+    out = dict(rows[0])
+    for key in ("mmd", "energy", "mmd_whole", "energy_whole"):
+        out[key] = float(np.mean([r[key] for r in rows]))
+    out["mmd_alpha"] = {a: float(np.mean([r["mmd_alpha"][a] for r in rows])) for a in rows[0]["mmd_alpha"]}
+    out["mmd_draws"], out["energy_draws"] = [r["mmd"] for r in rows], [r["energy"] for r in rows]
+    return out, first
+
+
 def reference_signals(data: GraphDataset, seed: int = 0) -> Tensor:
     r"""Real training signals standing in for generated ones: the metrics' floor on this split.
 
@@ -230,6 +265,7 @@ def compare(
     exact_max_dim: int = 128,
     max_eval: int = 1000,
     figures: bool = True,
+    draws: int = 5,
 ) -> dict[str, Any]:
     r"""Trains and evaluates ``methods`` on ``dataset``; writes ``metrics.json`` and figures.
 
@@ -244,6 +280,8 @@ def compare(
         exact_max_dim: The largest ``D = V * C`` whose test likelihood is computed exactly.
         max_eval: The most test samples used for the likelihood.
         figures: Whether to draw the figures.
+        draws: Generated sets per method (seeds ``seed * draws + i``); the sample statistics
+            are their means. The reference is averaged over as many tie-breaking seeds.
 
     Returns:
         ``{"dataset": name, "methods": {method: {"mmd", "energy", "nll", "acc", "train_s",
@@ -257,6 +295,9 @@ def compare(
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
+    if not isinstance(draws, int) or draws < 1:
+        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    draw_seeds = [seed * draws + i for i in range(draws)]
     settings = settings or {}
     data = dataset
     D = data.num_nodes * data.num_features
@@ -277,6 +318,7 @@ def compare(
         "num_test": len(data.X_test),
         "max_time": max_time,
         "seed": seed,
+        "draws": draws,
         "nll_exact": exact,
         "nll_num_samples": n_eval,
         "settings": {m: dict(v) for m, v in settings.items()},
@@ -292,10 +334,7 @@ def compare(
             warnings.simplefilter("ignore", RuntimeWarning)
             train_s = fit_method(model, method, data, max_time)
         start = time.perf_counter()
-        sample = model.sample(data.Y_test, seed=seed).detach().cpu().float()
-        if not torch.isfinite(sample).all():
-            sample = torch.nan_to_num(sample, nan=0.0, posinf=1e6, neginf=-1e6)
-        row: dict[str, Any] = evaluate(data, sample)
+        row, sample = evaluate_draws(data, lambda s: model.sample(data.Y_test, seed=s), draw_seeds)
         lp = method_log_prob(model, method, X_eval, Y_eval, exact)
         row["nll"] = None if lp is None else M.nll_per_dim(lp.detach().cpu(), D)
         if lp is not None:  # the same on training samples: the gap shows overfitting
@@ -314,7 +353,8 @@ def compare(
         generated[method] = sample
         curves[method] = _curve(model, method)
 
-    result["reference"] = evaluate(data, reference_signals(data, seed)) | {"label": "training data (reference)"}
+    reference = evaluate_draws(data, lambda s: reference_signals(data, s), draw_seeds)[0]
+    result["reference"] = reference | {"label": "training data (reference)"}
 
     if out_dir is not None:
         out = Path(out_dir)
@@ -496,7 +536,7 @@ def add_data_option_argument(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     r"""``igraphflow compare --dataset NAME --out DIR [--data PATH] [--methods ...]
-    [--max-time SECONDS] [--seed N] [--option [METHOD.]KEY=VALUE ...]
+    [--max-time SECONDS] [--seed N] [--draws N] [--option [METHOD.]KEY=VALUE ...]
     [--data-option KEY=VALUE ...]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="dataset name, see igraphflow.datasets.available()")
@@ -505,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
     parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means")
     add_option_argument(parser)
     add_data_option_argument(parser)
     parser.add_argument("--exact-max-dim", type=int, default=128,
@@ -518,7 +559,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = method_settings(args.option)
         data = load(args.dataset, seed=args.seed, **options)
         result = compare(data, args.methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
-                         settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures)
+                         settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures,
+                         draws=args.draws)
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.exit(2, f"igraphflow compare: error: {error}\n")
     print(format_table(result))

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from igraphflow.compare import compare, evaluate, format_table, main, reference_signals
+from igraphflow.compare import compare, evaluate, evaluate_draws, format_table, main, reference_signals
 from igraphflow.datasets import load
 
 torch.set_num_threads(1)
@@ -36,6 +36,9 @@ def test_smoke_all_methods(tmp_path):
     assert jko["num_blocks"] <= 2 and len(jko["blocks"]) == jko["num_blocks"]
     assert jko["settings"]["orders"] == [0, 1] and result["settings"]["ignn"] == {"blocks": 2}
     assert {"epochs", "stopped_by_time", "w2_per_dim", "val_nll_per_dim"} <= set(jko["blocks"][0])
+    assert result["draws"] == 5
+    for row in [*result["methods"].values(), result["reference"]]:
+        assert len(row["energy_draws"]) == 5 and row["energy"] == pytest.approx(sum(row["energy_draws"]) / 5)
     assert result["reference"]["label"] == "training data (reference)" and "energy" in result["reference"]
     assert format_table(result).splitlines()[-1].startswith("| training data (reference) |")
     for figure in ("samples.png", "pca.png", "training.png"):
@@ -51,6 +54,22 @@ def test_protocol_falls_back_to_whole_test():
     shifted = evaluate(data, data.X_test + 1.0)
     assert shifted["protocol"] == "top3_patterns" and all(p["count"] >= 20 for p in shifted["patterns"])
     assert shifted["mmd"] > evaluate(data, data.X_test)["mmd"]
+
+
+def test_evaluate_draws_averages_the_statistics_of_each_set():
+    data = load("three_node", num_train=200, num_test=400)
+    sets = {s: data.X_test + 0.3 * torch.randn(data.X_test.shape, generator=torch.Generator().manual_seed(s)) for s in (3, 4, 5)}
+    row, first = evaluate_draws(data, sets.__getitem__, [3, 4, 5])
+    single = [evaluate(data, sets[s]) for s in (3, 4, 5)]
+    assert torch.equal(first, sets[3])
+    assert row["protocol"] == "top3_patterns" and row["patterns"] == single[0]["patterns"]
+    assert row["energy_draws"] == [r["energy"] for r in single] and len(set(row["energy_draws"])) == 3
+    for key in ("mmd", "energy", "mmd_whole", "energy_whole"):
+        assert row[key] == pytest.approx(sum(r[key] for r in single) / 3)
+    assert row["mmd_alpha"]["0.1"] == pytest.approx(sum(r["mmd_alpha"]["0.1"] for r in single) / 3)
+    assert row["mmd"] == row["mmd_alpha"]["1"]
+    with pytest.raises(ValueError, match="at least one seed"):
+        evaluate_draws(data, sets.__getitem__, [])
 
 
 def test_reference_signals_are_training_signals_with_the_test_patterns():
@@ -82,6 +101,8 @@ def test_bad_arguments(tmp_path):
     data = load("three_node", num_train=8, num_test=8)
     with pytest.raises(ValueError, match="unknown methods"):
         compare(data, "jko,vae", max_time=1.0)
+    with pytest.raises(ValueError, match="draws"):
+        compare(data, "cinn", max_time=1.0, draws=0)
     with pytest.raises(SystemExit):
         main(["--dataset", "nope", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
