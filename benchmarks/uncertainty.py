@@ -11,7 +11,8 @@ measured on the test split. Two classifiers get the same split-conformal procedu
 
 The same ChebNet trained on the flow's latent ``H = F(X)`` separates what the latent
 representation costs or buys from what the head does. The flow's uncalibrated Gaussian
-confidence-region sets and per-node calibration are reported beside them, and the three-moons figure shows the X-space uncertainty regions.
+confidence-region sets and per-node calibration are reported beside them, and the three-moons
+figure shows the X-space uncertainty regions.
 
 Usage::
 

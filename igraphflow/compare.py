@@ -181,9 +181,10 @@ def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Seq
         first = sample if first is None else first
         rows.append(evaluate(data, sample))
     out = dict(rows[0])
-    for key in ("mmd", "energy", "mmd_whole", "energy_whole"):
+    for key in ("energy", "mmd_whole", "energy_whole"):
         out[key] = float(np.mean([r[key] for r in rows]))
     out["mmd_alpha"] = {a: float(np.mean([r["mmd_alpha"][a] for r in rows])) for a in rows[0]["mmd_alpha"]}
+    out["mmd"] = out["mmd_alpha"]["1"]
     out["mmd_draws"], out["energy_draws"] = [r["mmd"] for r in rows], [r["energy"] for r in rows]
     return out, first
 
