@@ -195,11 +195,11 @@ class GaussianMixtureLatent(nn.Module):
             True
         """
         self.reset_noise_()
+        dims = h[0].numel()
+        if dims > MAX_NOISE_DIM or h.size(0) < 2:
+            return None
         best, best_score = None, self.log_prob(h_val, y_val).double().mean()
         r, r_val = (self._residual(a, b).flatten(1).double() for a, b in ((h, y), (h_val, y_val)))
-        dims = r.size(1)
-        if dims > MAX_NOISE_DIM or r.size(0) < 2:
-            return None
         offset = r.mean(0)
         centred = r - offset
         covariance = centred.T @ centred / r.size(0)
