@@ -2,6 +2,7 @@ r"""Passes over many graph signals in chunks, so that memory is bounded whatever
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -15,8 +16,8 @@ EVAL_SCALARS = 2**18
 
 
 def chunk_size(x: Tensor, scalars: int = EVAL_SCALARS) -> int:
-    r"""How many of the signals ``x [N, ...]`` fit in a pass of ``scalars`` scalars (at least one)."""
-    return max(1, scalars // max(1, x[0].numel()))
+    r"""How many of the signals ``x [N, ...]`` fit in a pass of ``scalars`` scalars (at least one; ``N`` may be 0)."""
+    return max(1, scalars // max(1, math.prod(x.shape[1:])))
 
 
 def in_chunks(function: Callable[..., Tensor | tuple[Tensor, ...]], *tensors: Tensor, scalars: int = EVAL_SCALARS):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = ["exact_divergence", "hutchinson_divergence", "finite_difference_divergence", "rademacher"]
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -48,7 +49,7 @@ def exact_divergence(f: Field, x: Tensor, *, create_graph: bool = False, chunk_s
     """
     with torch.enable_grad():
         x = _requiring_grad(x)
-        n, dims = x.size(0), x[0].numel()
+        n, dims = x.size(0), math.prod(x.shape[1:])
         fx, total = None, x.new_zeros(n)
         for start in range(0, dims, chunk_size):
             index = torch.arange(start, min(start + chunk_size, dims), device=x.device)

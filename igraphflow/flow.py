@@ -8,6 +8,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -111,7 +112,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         lr: The Adam learning rate.
         max_epochs: The most epochs per block.
         patience: Epochs without validation improvement before a block stops.
-        validation: The fraction of the training samples held out for early stopping.
+        validation: The fraction of the training samples held out for early stopping (at
+            least one sample, and at least one left to train on).
         device: Where to compute; the GPU when one is available if ``None``.
         seed: Seeds the initialisation, the validation split, the batches and the probes.
 
@@ -159,9 +161,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         seed: int | None = None,
     ):
         super().__init__()
-        if num_blocks != "auto" and (not isinstance(num_blocks, int) or num_blocks < 1):
+        if num_blocks != "auto" and (not isinstance(num_blocks, numbers.Integral) or num_blocks < 1):
             raise ValueError(f"num_blocks must be a positive integer or 'auto', got {num_blocks!r}")
-        for name, value in (("num_nodes", num_nodes), ("num_features", num_features), ("max_blocks", max_blocks)):
+        sizes = dict(num_nodes=num_nodes, num_features=num_features, max_blocks=max_blocks, hidden=hidden)
+        if batch_size != "auto":
+            sizes["batch_size"] = batch_size
+        for name, value in sizes.items():
             if int(value) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
         if num_classes < 1:
@@ -178,28 +183,38 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"first_step, step_growth and max_step must be positive, got {first_step}, {step_growth}, {max_step}")
         self.config = dict(
             num_nodes=int(num_nodes), num_features=int(num_features), num_classes=int(num_classes), conv=conv,
-            num_blocks=num_blocks, max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
+            num_blocks=num_blocks if num_blocks == "auto" else int(num_blocks), max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
             steps=int(steps), first_step=float(first_step), step_growth=float(step_growth), max_step=float(max_step),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
             fit_noise=bool(fit_noise), classification_weight=float(classification_weight),
             divergence=divergence, batch_size=batch_size if batch_size == "auto" else int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
-            patience=int(patience), validation=float(validation), seed=seed,
+            patience=int(patience), validation=float(validation), seed=None if seed is None else int(seed),
         )
+        # The depth asked for: fit settles config["num_blocks"], a new fit starts again from this.
+        self._requested_blocks = self.config["num_blocks"]
         self.num_nodes, self.num_features, self.num_classes = int(num_nodes), int(num_features), int(num_classes)
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            self.latent = GaussianMixtureLatent(num_classes, num_features, sigma, separation)
-            self.head = self._make_head()
-        self.blocks = nn.ModuleList()
-        for _ in range(0 if num_blocks == "auto" else num_blocks):
-            self._append_block()
         self.register_buffer("fitted", torch.tensor(False))
-        self.history_: list[BlockRecord] = []
+        self._initialise()
         self.to(_resolve_device(device))
 
     # Construction -----------------------------------------------------------------------
+
+    def _initialise(self):
+        r"""Builds the untrained latent, head and blocks, the same for the same ``seed``, and forgets any fit."""
+        c = self.config
+        with torch.random.fork_rng(devices=[]):
+            if c["seed"] is not None:
+                torch.manual_seed(c["seed"])
+            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"])
+            self.head = self._make_head()
+        self.blocks = nn.ModuleList()
+        for _ in range(0 if self._requested_blocks == "auto" else self._requested_blocks):
+            self._append_block()
+        self.config["num_blocks"] = self._requested_blocks
+        self.fitted.fill_(False)
+        self.history_: list[BlockRecord] = []
+        self.to(self.device)
 
     def _make_head(self) -> nn.Module | None:
         c = self.config
@@ -249,6 +264,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         trained on the samples pushed through the blocks before it, without gradients. With
         ``num_blocks="auto"``, blocks are added until the newest one moves the samples by less
         than ``w2_tolerance`` (mean squared distance per dimension), at most ``max_blocks``.
+        Every fit starts from the untrained model (the same one for the same ``seed``), not
+        from the previous fit; :meth:`refine` and :meth:`reparameterize` continue a fit.
 
         Arguments:
             X: Node features, numpy or torch, ``[N, V, C]``.
@@ -265,8 +282,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             The fitted model.
         """
         data = self._split(X, Y)
+        self._initialise()
         self.latent.set_prior(data.y)
-        self.history_ = []
         start = 0
         if checkpoint_dir is not None:
             start = self._resume(Path(checkpoint_dir) / "fit.pt", data)
@@ -282,7 +299,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         seed = self.config["seed"]
         generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
         order = torch.randperm(X.size(0), generator=generator).to(self.device)
-        num_val = max(1, int(round(self.config["validation"] * X.size(0))))
+        # At least one sample on each side, whatever the fraction.
+        num_val = min(X.size(0) - 1, max(1, int(round(self.config["validation"] * X.size(0)))))
         val, train = order[:num_val], order[num_val:]
         fingerprint = torch.stack([X.double().sum(), X.double().square().sum(), Y.double().sum()]).cpu()
         return _FitData(X[train], Y[train], X[val], Y[val], generator, fingerprint)
@@ -398,6 +416,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         ``Y`` is accepted for symmetry with the other methods (checked, not used): the flow
         does not depend on labels.
         """
+        self._check_fitted()
         x = self._signals(X)
         if Y is not None:
             self._labels(Y, num_samples=x.size(0))
@@ -517,6 +536,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def encode(self, X) -> Tensor:
         r"""The latent :math:`H = F(X)`, ``[N, V, C]``."""
+        self._check_fitted()
         return in_chunks(self._forward_all, self._signals(X))
 
     def _forward_all(self, h: Tensor) -> Tensor:
@@ -527,6 +547,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def decode(self, H) -> Tensor:
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
+        self._check_fitted()
         return in_chunks(self._inverse_all, self._signals(H, name="H"))
 
     def _inverse_all(self, x: Tensor) -> Tensor:
@@ -546,13 +567,15 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             batch_size: Samples evaluated at once.
         """
         self._check_fitted()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         divergence = "exact" if exact else "hutchinson"
         # The exact trace batches D copies of the input, so take fewer samples at once.
         batch_size = min(batch_size, chunk_size(X))
         if exact:
-            batch_size = max(1, batch_size // min(64, X[0].numel()))
+            batch_size = max(1, batch_size // min(64, self.num_nodes * self.num_features))
         out = []
         for x, y in zip(X.split(batch_size), Y.split(batch_size)):
             logdet = torch.zeros(x.size(0), device=self.device)
@@ -611,9 +634,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             ValueError: When the file is not a ``ConditionalGraphFlow`` checkpoint.
         """
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
-        config = dict(payload["config"])
-        dims = [config.pop(k) for k in ("num_nodes", "num_features", "num_classes")]
-        model = cls(payload["edge_index"], *dims, **config, device="cpu")
+        config, dims = dict(payload.get("config", {})), ("num_nodes", "num_features", "num_classes")
+        missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
+        if missing:
+            raise ValueError(f"{path} is an incomplete checkpoint: it lacks {', '.join(missing)}")
+        model = cls(payload["edge_index"], *(config.pop(k) for k in dims), **config, device="cpu")
         model._restore(payload, path)
         return model.to(_resolve_device(device))
 

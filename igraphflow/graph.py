@@ -25,8 +25,8 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
         The edges as a contiguous ``int64`` tensor.
 
     Raises:
-        ValueError: When the shape is not ``[2, E]``, the dtype is not integer, or a node
-            index lies outside ``[0, num_nodes)``.
+        ValueError: When the shape is not ``[2, E]``, the dtype is not integer (for ``E > 0``),
+            or a node index lies outside ``[0, num_nodes)``.
 
     Example:
         >>> check_edge_index(torch.tensor([[0, 1], [1, 0]]), 2).shape
@@ -35,7 +35,8 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
     edge_index = torch.as_tensor(edge_index)
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
-    if edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool:
+    # An empty list or array reads as floating point: a graph without edges whatever its dtype.
+    if edge_index.numel() > 0 and (edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool):
         raise ValueError(f"edge_index must hold integers, got dtype {edge_index.dtype}")
     if num_nodes < 1:
         raise ValueError(f"num_nodes must be positive, got {num_nodes}")

@@ -142,7 +142,7 @@ class GaussianMixtureLatent(nn.Module):
 
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
         r""":math:`\log p(h | y)`, summed over nodes and features, ``[N]``."""
-        dims = h[0].numel()
+        dims = math.prod(h.shape[1:])
         if self.scale_tril is None:
             log_scale = dims * math.log(self.sigma)
         else:

@@ -1,5 +1,6 @@
 import copy
 import itertools
+import math
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ from torch import nn
 
 from igraphflow import ConditionalGraphFlow
 from igraphflow.checkpoint import save_atomic
+from igraphflow.flow import CHECKPOINT_KIND
 from igraphflow.ode import ODEBlock
 
 EDGES = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
@@ -154,6 +156,9 @@ def test_load_rejects_other_checkpoints(tmp_path):
         ConditionalGraphFlow.load(tmp_path / "corrupt.pt")
     with pytest.raises(FileNotFoundError):
         ConditionalGraphFlow.load(tmp_path / "missing.pt")
+    save_atomic({"config": {}}, tmp_path / "partial.pt", kind=CHECKPOINT_KIND)
+    with pytest.raises(ValueError, match="lacks"):
+        ConditionalGraphFlow.load(tmp_path / "partial.pt")
 
 
 @pytest.mark.parametrize(
@@ -194,6 +199,67 @@ def test_bad_construction_raises_clear_errors(fitted):
         ConditionalGraphFlow(EDGES, 4, 2, 2).sample(torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(ValueError, match="H must have shape"):
         fitted.decode(torch.randn(2, 5, 2))
+    for name, value in (("hidden", 0), ("batch_size", 0), ("batch_size", -8)):
+        with pytest.raises(ValueError, match=name):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, **{name: value})
+    with pytest.raises(ValueError, match="batch_size"):
+        fitted.log_prob(*toy(4), batch_size=0)
+
+
+def test_encode_and_decode_need_a_fitted_model():
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
+    X, _ = toy(4)
+    for method in (model.encode, model.decode, model.w2_per_block):
+        with pytest.raises(RuntimeError, match="not fitted"):
+            method(X)
+
+
+def test_numpy_scalars_and_arrays_are_accepted_as_settings(tmp_path):
+    X, Y = toy(32)
+    settings = dict(SMALL, num_blocks=np.int64(1), hidden=np.int64(8), batch_size=np.int32(16), seed=np.int64(0))
+    model = ConditionalGraphFlow(np.asarray(EDGES), np.int64(4), np.int64(2), np.int64(2), **settings)
+    model.fit(X, Y, progress=False)
+    assert model.num_blocks == 1
+    model.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert torch.equal(loaded.log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+
+
+@pytest.mark.parametrize("edges", [[[], []], np.zeros((2, 0)), torch.empty(2, 0)])
+def test_an_empty_edge_list_of_any_dtype_is_a_graph_without_edges(edges):
+    model = ConditionalGraphFlow(edges, 1, 2, 2, **SMALL)
+    assert model.edge_index.shape == (2, 0) and model.edge_index.dtype == torch.long
+
+
+def test_empty_batches_give_empty_outputs(fitted):
+    X, Y = toy(4)
+    X, Y = X[:0], Y[:0]
+    assert fitted.encode(X).shape == fitted.decode(X).shape == fitted.sample(Y).shape == (0, 4, 2)
+    assert fitted.predict_proba(X).shape == (0, 4, 2)
+    assert fitted.predict(X).shape == (0, 4)
+    assert fitted.log_prob(X, Y).shape == fitted.log_prob(X, Y, exact=False).shape == (0,)
+
+
+@pytest.mark.parametrize("n, validation", [(2, 0.9), (4, 0.9), (3, 0.5)])
+def test_fit_keeps_a_training_and_a_validation_sample(n, validation):
+    X, Y = toy(n)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), validation=validation)
+    model.fit(X, Y, progress=False)
+    assert len(model.history_[0].train_loss) == 1 and math.isfinite(model.history_[0].val_loss[0])
+    assert torch.isfinite(model.log_prob(X, Y)).all()
+
+
+def test_fit_again_starts_from_scratch():
+    X, Y = toy(64)
+    X2, Y2 = toy(64, seed=1)
+    settings = dict(SMALL, num_blocks="auto", max_blocks=2, w2_tolerance=0.0, max_epochs=2)
+    fresh = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X2, Y2, progress=False)
+    again = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, max_time=0.0, progress=False)
+    assert again.num_blocks == 0  # no time: every block dropped
+    again.fit(X2, Y2, progress=False)
+    assert again.num_blocks == fresh.num_blocks == 2
+    assert torch.equal(again.log_prob(X2[:8], Y2[:8]), fresh.log_prob(X2[:8], Y2[:8]))
+    assert torch.equal(again.predict_proba(X2[:8]), fresh.predict_proba(X2[:8]))
 
 
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])

@@ -277,6 +277,14 @@ def test_bad_shapes_raise(three_nodes):
         set_coverage(torch.ones(2, 3, 2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.long))
 
 
+def test_empty_batches_give_empty_sets_and_regions(three_nodes):
+    X, Y = _blobs(10, 3, seed=90)
+    three_nodes.calibrate(X, Y, alpha=0.2)
+    assert three_nodes.prediction_sets(X[:0]).shape == three_nodes.gaussian_sets(X[:0]).shape == (0, 3, 2)
+    assert three_nodes.in_region(X[:0], Y[:0]).shape == (0,)
+    assert three_nodes.in_region(X[:0], Y[:0], joint=False).shape == (0, 3)
+
+
 def test_unfitted_and_uncalibrated_errors():
     model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, seed=0)
     X, Y = _blobs(10, 3, seed=80)
