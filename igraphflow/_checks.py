@@ -2,7 +2,10 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["as_signals", "as_labels"]
+__all__ = ["as_count", "as_signals", "as_labels"]
+
+import numbers
+import operator
 
 import numpy as np
 import torch
@@ -16,6 +19,32 @@ def _as_tensor(value, name: str) -> Tensor:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be a tensor or an array, got {type(value).__name__}: {error}") from None
+
+
+def as_count(value, name: str, minimum: int = 1) -> int:
+    r"""Checks a whole number ``>= minimum`` and returns it as ``int``.
+
+    Python and NumPy integers (and 0-d integer arrays or tensors) pass, and so do floats with
+    an integral value such as ``3.0``; ``2.5``, booleans, strings and ``NaN`` do not.
+
+    Example:
+        >>> as_count(np.int64(3), "num_nodes")
+        3
+        >>> as_count(2.5, "num_nodes")
+        Traceback (most recent call last):
+        ...
+        ValueError: num_nodes must be an integer >= 1, got 2.5
+    """
+    count = None
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            count = operator.index(value)
+        except TypeError:
+            if isinstance(value, numbers.Real) and float(value).is_integer():
+                count = int(value)
+    if count is None or count < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return count
 
 
 def as_signals(X, num_nodes: int, num_features: int, *, name: str = "X", device=None) -> Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import as_labels, as_signals
+from ._checks import as_count, as_labels, as_signals
 from ._chunks import chunk_size, in_chunks
 from .checkpoint import load_checked, save_atomic
 from .divergence import rademacher
@@ -163,14 +163,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         super().__init__()
         if num_blocks != "auto" and (not isinstance(num_blocks, numbers.Integral) or num_blocks < 1):
             raise ValueError(f"num_blocks must be a positive integer or 'auto', got {num_blocks!r}")
-        sizes = dict(num_nodes=num_nodes, num_features=num_features, max_blocks=max_blocks, hidden=hidden)
+        sizes = dict(num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, max_blocks=max_blocks,
+                     hidden=hidden, steps=steps, max_epochs=max_epochs)
         if batch_size != "auto":
             sizes["batch_size"] = batch_size
-        for name, value in sizes.items():
-            if int(value) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        for name, value in sizes.items():  # int() below would truncate num_nodes=2.5 silently
+            as_count(value, name)
+        as_count(patience, "patience", minimum=0)
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:

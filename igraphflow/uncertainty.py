@@ -63,6 +63,8 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
+from ._checks import as_count
+
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
 _STATE_VERSION = 1
@@ -361,23 +363,23 @@ class UncertaintyMixin:
         if self.num_features != 2:
             raise ValueError(f"region_boundary needs 2 features per node, the model has {self.num_features}")
         self._check_fitted()
-        if not 0 <= int(label) < self.num_classes:
+        label, node = as_count(label, "label", minimum=0), as_count(node, "node", minimum=0)
+        num_points = as_count(num_points, "num_points", minimum=2)
+        if label >= self.num_classes:
             raise ValueError(f"label must be in [0, num_classes={self.num_classes}), got {label}")
-        if not 0 <= int(node) < self.num_nodes:
+        if node >= self.num_nodes:
             raise ValueError(f"node must be in [0, num_nodes={self.num_nodes}), got {node}")
-        if int(num_points) < 2:
-            raise ValueError(f"num_points must be at least 2, got {num_points}")
         if labels is None:
-            labels = torch.full((self.num_nodes,), int(label), dtype=torch.long)
+            labels = torch.full((self.num_nodes,), label, dtype=torch.long)
         labels = self._labels(torch.as_tensor(labels).reshape(1, -1), num_samples=1, name="labels")[0].clone()
-        labels[int(node)] = int(label)
-        latent, node = self.latent, int(node)
+        labels[node] = label
+        latent = self.latent
         centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device)
         if latent.has_noise_covariance:
             centre, scale = centre + latent.offset, latent.node_scale_tril[node]
-        angle = torch.linspace(0.0, 2.0 * math.pi, int(num_points), device=self.device)
+        angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device)
         unit = math.sqrt(chi2_quantile(alpha, 2)) * torch.stack([angle.cos(), angle.sin()], dim=-1)
-        h = centre.expand(int(num_points), -1, -1).clone()
+        h = centre.expand(num_points, -1, -1).clone()
         h[:, node] = centre[node] + unit @ scale.T
         return self.decode(h)[:, node]
 

@@ -363,3 +363,13 @@ def test_fitted_noise_changes_only_the_latent_and_fits_correlated_data(tmp_path)
     noise.save(tmp_path / "model.pt")
     loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
     assert torch.equal(loaded.sample(Y[400:], seed=1), noise.sample(Y[400:], seed=1))
+
+
+def test_non_integral_sizes_raise_instead_of_truncating():
+    sizes = dict(num_nodes=4, num_features=2, num_classes=2)
+    for name, value in (("num_nodes", 4.5), ("num_features", 2.5), ("num_classes", 1.5), ("hidden", 8.5),
+                        ("steps", 2.5), ("max_epochs", 0.5), ("batch_size", 16.5), ("patience", 1.5)):
+        with pytest.raises(ValueError, match=f"{name} must be an integer"):
+            ConditionalGraphFlow(EDGES, **(sizes | {name: value}))
+    model = ConditionalGraphFlow(EDGES, np.int64(4), 2.0, np.int32(2), hidden=np.int64(8))
+    assert (model.num_nodes, model.num_features, model.num_classes, model.config["hidden"]) == (4, 2, 2, 8)

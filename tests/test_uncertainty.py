@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import chi2
@@ -203,6 +204,17 @@ def test_gaussian_sets_and_boundary_with_fitted_noise():
 def test_region_boundary_on_a_graph_node(three_nodes):
     curve = three_nodes.region_boundary(0, alpha=0.1, num_points=30, node=2, labels=[1, 1, 1])
     assert curve.shape == (30, 2) and torch.isfinite(curve).all()
+
+
+def test_region_boundary_needs_integer_label_node_and_points(three_nodes):
+    expected = three_nodes.region_boundary(1, num_points=30, node=2)
+    # NumPy integers and integral floats are the same label; 1.5 was rounded down to 1.
+    torch.testing.assert_close(three_nodes.region_boundary(np.int64(1), num_points=np.int64(30), node=np.int32(2)), expected)
+    torch.testing.assert_close(three_nodes.region_boundary(1.0, num_points=30, node=2.0), expected)
+    for kwargs, name in ((dict(label=1.5), "label"), (dict(label=0, node=1.5), "node"),
+                         (dict(label=0, num_points=2.5), "num_points"), (dict(label=-1), "label")):
+        with pytest.raises(ValueError, match=f"{name} must be an integer"):
+            three_nodes.region_boundary(**kwargs)
 
 
 # Saving ------------------------------------------------------------------------------------
