@@ -44,6 +44,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._checks import _as_tensor, as_count, as_labels
+
 DEFAULT_ALPHAS = (0.1, 1.0, 5.0, 10.0)
 
 # Rows of the first sample per chunk of a pairwise matrix: 1024 x 5000 float64 is 40 MB.
@@ -52,12 +54,14 @@ _CHUNK = 1024
 
 def _as_samples(X: Any, name: str) -> Tensor:
     r"""Converts a sample ``[n, d]`` or ``[n, V, C]`` to a float64 tensor ``[n, d]``."""
-    X = torch.as_tensor(X).detach().to("cpu", torch.float64)
+    X = _as_tensor(X, name).detach()
     if X.dim() < 2:
         raise ValueError(f"{name} must have shape [n, d] or [n, V, C], got {tuple(X.shape)}")
-    X = X.reshape(X.shape[0], -1)
+    if X.dtype.is_complex:
+        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty")
+    X = X.to("cpu", torch.float64).reshape(X.shape[0], -1)
     if not torch.isfinite(X).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return X
@@ -172,10 +176,12 @@ def mmd_terms(
         (1.0, 1.0, 0.1353352832366127)
     """
     X, Y = _as_pair(X, Y)
-    if isinstance(alphas, (int, float)):
+    if isinstance(alphas, (str, bytes)):  # "12" would otherwise read as the alphas 1 and 2
+        raise ValueError(f"alphas must be positive numbers, got {alphas!r}")
+    if np.ndim(alphas) == 0:  # one number: a float, a NumPy scalar or a 0-d tensor
         alphas = [alphas]
     alphas = [float(a) for a in alphas]
-    if not alphas or any(not a > 0 for a in alphas):
+    if not alphas or any(not 0 < a < math.inf for a in alphas):
         raise ValueError(f"alphas must be positive numbers, got {alphas}")
     return dict(zip(alphas, _kernel_means(X, Y, alphas, biased)))
 
@@ -315,9 +321,9 @@ def conditional_metric(
         >>> [(d["pattern"], d["count"]) for d in details]
         [([0, 1], 6), ([1, 1], 3)]
     """
-    X_gen = torch.as_tensor(X_gen)
-    X_real = torch.as_tensor(X_real)
-    Y = torch.as_tensor(Y)
+    X_gen = _as_tensor(X_gen, "X_gen")
+    X_real = _as_tensor(X_real, "X_real")
+    Y = _as_tensor(Y, "Y")
     if Y.dim() == 1:
         Y = Y[:, None]
     if Y.dim() != 2:
@@ -328,8 +334,8 @@ def conditional_metric(
                 f"{name} must have shape [N, ...] with N = {Y.shape[0]} rows aligned with Y, "
                 f"got {tuple(X.shape)}"
             )
-    if top_k < 1:
-        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    top_k = as_count(top_k, "top_k")
+    min_count = as_count(min_count, "min_count")
 
     groups = _frequent_patterns(Y, top_k, min_count)
     if not groups:
@@ -365,11 +371,10 @@ def nll_per_dim(log_prob: Any, num_dims: int) -> float:
         >>> nll_per_dim(torch.tensor([-3.0, -5.0]), num_dims=2)
         2.0
     """
-    log_prob = torch.as_tensor(log_prob, dtype=torch.float64)
+    log_prob = _as_tensor(log_prob, "log_prob").to(torch.float64)
     if log_prob.numel() == 0:
         raise ValueError("log_prob is empty")
-    if num_dims < 1:
-        raise ValueError(f"num_dims must be positive, got {num_dims}")
+    num_dims = as_count(num_dims, "num_dims")
     return -log_prob.mean().item() / num_dims
 
 
@@ -390,8 +395,10 @@ def accuracy(pred: Any, Y: Any) -> float:
         >>> accuracy(torch.tensor([[[0.9, 0.1], [0.2, 0.8]]]), torch.tensor([[0, 0]]))
         0.5
     """
-    pred, Y = torch.as_tensor(pred), torch.as_tensor(Y)
+    pred, Y = _as_tensor(pred, "pred"), _as_tensor(Y, "Y")
     if pred.dim() == Y.dim() + 1:
+        if pred.shape[-1] == 0 or (pred.is_floating_point() and pred.isnan().any()):
+            raise ValueError(f"pred scores must be [..., K] with K >= 1 and no NaN, got shape {tuple(pred.shape)}")
         pred = pred.argmax(-1)
     if pred.shape != Y.shape:
         raise ValueError(
@@ -403,9 +410,15 @@ def accuracy(pred: Any, Y: Any) -> float:
     return (pred == Y).double().mean().item()
 
 
-def _c2st_features(X: Any, Y: Any, num_classes: int, name: str) -> np.ndarray:
-    X = _as_samples(X, f"X_{name}")
-    Y = torch.as_tensor(Y).long().reshape(X.shape[0], -1)
+def _c2st_labels(Y: Any, num_samples: int, num_classes: int | None, name: str) -> Tensor:
+    r"""Labels ``[n, V]`` (or ``[n]``) as ``int64`` ``[n, V]``, checked against ``n`` and ``K``."""
+    Y = _as_tensor(Y, name)
+    if Y.dim() == 1:
+        Y = Y[:, None]
+    return as_labels(Y, Y.shape[-1], num_classes, num_samples=num_samples, name=name)
+
+
+def _c2st_features(X: Tensor, Y: Tensor, num_classes: int) -> np.ndarray:
     onehot = torch.nn.functional.one_hot(Y, num_classes).reshape(X.shape[0], -1)
     return torch.cat([X, onehot.double()], 1).numpy()
 
@@ -447,10 +460,15 @@ def classifier_two_sample_test(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import train_test_split
 
+    X_a, X_b = _as_samples(X_a, "X_a"), _as_samples(X_b, "X_b")
+    if num_classes is not None:
+        num_classes = as_count(num_classes, "num_classes")
+    Y_a = _c2st_labels(Y_a, X_a.shape[0], num_classes, "Y_a")
+    Y_b = _c2st_labels(Y_b, X_b.shape[0], num_classes, "Y_b")
     if num_classes is None:
-        num_classes = int(max(torch.as_tensor(Y_a).max(), torch.as_tensor(Y_b).max())) + 1
-    A = _c2st_features(X_a, Y_a, num_classes, "a")
-    B = _c2st_features(X_b, Y_b, num_classes, "b")
+        num_classes = int(max(Y_a.max(), Y_b.max())) + 1
+    A = _c2st_features(X_a, Y_a, num_classes)
+    B = _c2st_features(X_b, Y_b, num_classes)
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"set a and set b differ in shape: {A.shape[1]} and {B.shape[1]} columns")
     if min(len(A), len(B)) < 2:

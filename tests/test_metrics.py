@@ -201,3 +201,66 @@ def test_c2st_same_and_different():
     different = classifier_two_sample_test(X_a4, Y_a, X_c, Y_b, seed=0)
     assert different > 0.95
     assert classifier_two_sample_test(X_a, Y_a, X_b, Y_b, seed=0) == same  # deterministic
+
+
+def test_empty_and_non_numeric_samples_raise_value_errors():
+    Y = np.zeros((3, 4))
+    for bad in (np.zeros((0, 4)), np.zeros((0, 2, 2))):
+        for metric in (mmd, energy_distance, mmd_median):
+            with pytest.raises(ValueError, match="X is empty"):
+                metric(bad, Y)
+    with pytest.raises(ValueError, match="X must be a tensor or an array"):
+        mmd("abc", Y)
+    with pytest.raises(ValueError, match="real numbers"):  # the imaginary part was dropped
+        energy_distance(np.ones((3, 4)) + 1j, Y)
+
+
+def test_mmd_alphas_as_one_numpy_or_tensor_number():
+    X, Y = _rand(5, 2, seed=5), _rand(4, 2, seed=6)
+    kxx, kyy, kxy = _mmd_terms_loops(X, Y, 0.5, biased=False)
+    for alpha in (np.float32(0.5), torch.tensor(0.5)):
+        assert mmd(X, Y, alpha) == {0.5: pytest.approx(kxx + kyy - 2 * kxy)}
+    for alpha in ("12", float("inf")):  # "12" read as the alphas 1 and 2
+        with pytest.raises(ValueError, match="alphas"):
+            mmd(X, Y, alpha)
+
+
+def test_conditional_metric_needs_integer_counts():
+    Y = torch.tensor([[0]] * 4 + [[1]] * 3)
+    X = torch.arange(7.0)[:, None]
+
+    def mean_gap(a, b):
+        return (a.mean() - b.mean()).item()
+
+    # top_k=1.5 never equals a count of patterns, so every pattern was used.
+    for top_k, min_count in ((1.5, 2), ("1", 2), (1, 0), (1, 2.5)):
+        with pytest.raises(ValueError, match="top_k|min_count"):
+            conditional_metric(mean_gap, X + 1.0, X, Y, top_k=top_k, min_count=min_count)
+    with pytest.raises(ValueError, match="num_dims"):
+        nll_per_dim(torch.tensor([-1.0]), 1.5)
+
+
+def test_accuracy_rejects_nan_and_empty_scores():
+    Y = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ValueError, match="NaN"):  # argmax of NaN scores is 0: a perfect score
+        accuracy(torch.full((2, 3, 2), float("nan")), Y)
+    with pytest.raises(ValueError, match="K >= 1"):
+        accuracy(torch.zeros(2, 3, 0), Y)
+
+
+def test_c2st_bad_labels_raise_value_errors():
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(20, 2, 1, generator=g)
+    Y = torch.randint(2, (20, 2), generator=g)
+    cases = [
+        (dict(Y_a=Y - 1), "Y_a holds negative labels"),
+        (dict(Y_b=Y + 1, num_classes=2), r"Y_b holds labels in \[1, 2\]"),
+        (dict(Y_a=Y[:5]), r"Y_a must have shape \[N=20"),
+        (dict(Y_a=Y + 0.5), "Y_a must hold integer class labels"),  # was truncated to Y
+        (dict(num_classes=1.5), "num_classes"),
+        (dict(X_a=X[:0], Y_a=Y[:0]), "X_a is empty"),
+    ]
+    for changes, match in cases:
+        args = dict(X_a=X, Y_a=Y, X_b=X, Y_b=Y) | changes
+        with pytest.raises(ValueError, match=match):
+            classifier_two_sample_test(**args)
