@@ -425,3 +425,31 @@ def test_scaler_roundtrip():
     assert s.mean.shape == (4, 3)
     torch.testing.assert_close(s.inverse_transform(s.transform(X)), X)
     assert D.Scaler.identity(4, 3).is_identity and not s.is_identity
+
+
+@pytest.mark.parametrize(
+    "name, options, match",
+    [
+        ("three_node", dict(num_train=1.5), "num_train must be an integer >= 1, got 1.5"),
+        ("three_node", dict(num_test=0), "num_test"),
+        ("three_node", dict(num_features=0), "num_features"),  # made signals [N, 3, 0]
+        ("chordal", dict(num_nodes=11.5), "num_nodes"),  # made an 11-node graph
+        ("graph_moons", dict(num_points=0), "num_points"),
+        ("solar_sim", dict(lags=1.5), "lags"),
+        ("solar_sim", dict(num_sensors=2.5), "num_sensors"),  # made a 2-sensor network
+        ("three_node", dict(seed=-1), "seed must be an integer >= 0"),
+        ("three_node", dict(seed=1.5), "seed"),
+    ],
+)
+def test_load_checks_counts_and_seed(name, options, match):
+    small = dict(num_train=8, num_test=8) if name != "solar_sim" else dict(num_sensors=4, num_days=1)
+    with pytest.raises(ValueError, match=match):
+        D.load(name, **(small | options))
+
+
+def test_load_accepts_integral_floats_and_numpy_integers():
+    data = D.load("three_node", num_train=12.0, num_test=np.int64(5), seed=np.int64(3))
+    assert (len(data.X_train), len(data.X_test)) == (12, 5)
+    torch.testing.assert_close(data.X_train, D.load("three_node", num_train=12, num_test=5, seed=3).X_train)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        D.load(["three_node"])

@@ -35,7 +35,8 @@ from . import nsrdb as _nsrdb
 from . import simulated as _simulated
 from . import solar as _solar
 from . import traffic as _traffic
-from ._base import GraphDataset, Scaler, check_options
+from .._checks import as_count
+from ._base import GraphDataset, Scaler, check_counts, check_options
 
 # The loaders live in their modules (``simulated``, ``solar``, ``traffic``, ``nsrdb``), where
 # their docstrings list the options; the package itself exposes only ``load`` and ``available``.
@@ -77,7 +78,9 @@ def load(name: str, *, seed: int = 0, **options) -> GraphDataset:
         The :class:`GraphDataset`.
 
     Raises:
-        ValueError: For an unknown name (the message lists the available ones).
+        ValueError: For an unknown name (the message lists the available ones), a seed that
+            is not an integer >= 0, or a count option (``num_train``, ``num_nodes``, ``lags``,
+            ...) that is not an integer >= 1.
         TypeError: For an option the dataset does not take (the message names it).
 
     Example:
@@ -88,8 +91,8 @@ def load(name: str, *, seed: int = 0, **options) -> GraphDataset:
         ...
         ValueError: unknown dataset 'mnist'; available: three_moons, three_node, ...
     """
-    if name not in _LOADERS:
+    if not isinstance(name, str) or name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
     loader = _LOADERS[name]
     check_options(loader, options, name)
-    return loader(seed=seed, **options)
+    return loader(seed=as_count(seed, "seed", minimum=0), **check_counts(loader, options))

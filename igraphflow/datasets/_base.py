@@ -26,9 +26,12 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 from torch_geometric.utils import coalesce, from_networkx, remove_self_loops, to_undirected
 
+from .._checks import as_count
+
 __all__ = [
     "GraphDataset",
     "Scaler",
+    "check_counts",
     "check_options",
     "chronological_windows",
     "edge_index_from_networkx",
@@ -632,6 +635,23 @@ def check_options(func: Callable, options: dict, name: str) -> None:
     for key in options:
         if key not in valid:
             raise TypeError(f"unknown option {key!r} for dataset {name!r}; valid options: {', '.join(valid)}")
+
+
+def check_counts(func: Callable, options: dict) -> dict:
+    r"""Returns ``options`` with each option that ``func`` annotates as ``int`` (a count, size or
+    window length) checked to be an integer ``>= 1``; raises ``ValueError`` naming it otherwise.
+
+    Example:
+        >>> def loader(*, seed=0, num_train: int = 8, noise: float = 0.1): ...
+        >>> check_counts(loader, {"num_train": 16.0, "noise": 0.5})
+        {'num_train': 16, 'noise': 0.5}
+        >>> check_counts(loader, {"num_train": 1.5})
+        Traceback (most recent call last):
+        ...
+        ValueError: num_train must be an integer >= 1, got 1.5
+    """
+    params = inspect.signature(func).parameters
+    return {key: as_count(value, key) if params[key].annotation in (int, "int") else value for key, value in options.items()}
 
 
 def as_float_tensor(x: np.ndarray) -> Tensor:
