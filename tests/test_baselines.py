@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from igraphflow.baselines import CGANBaseline, CINNBaseline, NSFBaseline
+from igraphflow.baselines import CGANBaseline, CINNBaseline, IGNNBaseline, NSFBaseline
 from igraphflow.baselines._common import batched_edge_index, train_loop
 from igraphflow.baselines.cgan import ChebNet
 
@@ -286,3 +286,38 @@ def test_chebnet_batch_equals_one_graph_at_a_time():
     assert torch.allclose(batched, single, atol=1e-12)
     ei = batched_edge_index(EDGES, V, 2)
     assert ei.tolist() == [[0, 1, 1, 2, 3, 4, 4, 5], [1, 0, 2, 1, 4, 3, 5, 4]]
+
+
+@pytest.mark.parametrize("cls", ALL + [IGNNBaseline])
+def test_integer_settings_are_checked(cls):
+    small = SMALL.get(cls, dict(blocks=1, hidden=4))
+    X, Y = _data(20)
+    for bad in (dict(seed=1.5), dict(seed="a"), dict(patience=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            cls(EDGES, V, C, K, **(small | bad))
+    if "hidden" in small:
+        with pytest.raises(ValueError, match="hidden must be an integer >= 1, got 2.5"):
+            cls(EDGES, V, C, K, **(small | dict(hidden=2.5)))
+    model = cls(EDGES, V, C, K, seed=0, **small)
+    for max_epochs in (0, -1, 1.5):  # 0 and -1 returned an untrained model as fitted
+        with pytest.raises(ValueError, match="max_epochs"):
+            model.fit(X, Y, max_epochs=max_epochs, progress=False)
+    model.fit(X, Y, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="seed"):
+        model.sample(Y, seed=0.5)
+
+
+@pytest.mark.parametrize("cls", ALL + [IGNNBaseline])
+def test_sample_of_no_label_patterns_is_empty(cls):
+    X, Y = _data(20)
+    model = cls(EDGES, V, C, K, seed=0, **SMALL.get(cls, dict(blocks=1, hidden=4))).fit(X, Y, max_epochs=1, progress=False)
+    out = model.sample(Y[:0])
+    assert out.shape == (0, V, C) and out.dtype == torch.float32
+
+
+def test_ignn_predict_needs_a_fitted_model():
+    X, _ = _data(4)
+    model = IGNNBaseline(EDGES, V, C, K, blocks=1, hidden=4)
+    for method in (model.predict, model.predict_proba, model.encode):
+        with pytest.raises(RuntimeError, match="not fitted"):
+            method(X)

@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .._checks import as_count
+
 
 @contextlib.contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
@@ -104,6 +106,7 @@ def train_loop(
         The history (one dictionary per epoch, epoch 0 being the state before training) and
         the epoch of the returned state.
     """
+    max_epochs = as_count(max_epochs, "max_epochs")
     start = time.perf_counter()
     module.eval()
     initial = evaluate() if evaluate is not None else None
@@ -216,8 +219,10 @@ class ConditionalBaseline:
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if patience is not None and patience < 1:
-            raise ValueError(f"patience must be a positive integer or None, got {patience!r}")
+        if patience is not None:
+            patience = as_count(patience, "patience")
+        if seed is not None:
+            seed = as_count(seed, "seed", minimum=0)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point type, got {dtype}")
         self.num_nodes = int(num_nodes)
@@ -302,7 +307,7 @@ class ConditionalBaseline:
         r"""A CPU generator seeded with ``seed``, else the model's seed, else drawn from the
         global random state (so that ``torch.manual_seed`` also makes runs reproducible).
         Noise is drawn on the CPU and moved to the device: samples do not depend on it."""
-        seed = self.seed if seed is None else seed
+        seed = self.seed if seed is None else as_count(seed, "seed", minimum=0)
         if seed is None:
             seed = int(torch.randint(2**62, ()))
         return torch.Generator().manual_seed(seed)
@@ -459,6 +464,8 @@ class LikelihoodBaseline(ConditionalBaseline, abc.ABC):
         self._check_fitted()
         Y = self._check_Y(Y)
         g = self._generator(seed)
+        if len(Y) == 0:
+            return self.loc_.new_empty(0, self.num_nodes, self.num_features)
         with torch.no_grad():
             x = self._sample_std(Y, g)
         return self._from_std(x.reshape(len(Y), self.num_nodes, self.num_features))

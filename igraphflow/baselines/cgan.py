@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import ChebConv
 
+from .._checks import as_count
 from ._common import ConditionalBaseline, batched_edge_index, seeded, train_loop
 
 
@@ -147,9 +148,9 @@ class CGANBaseline(ConditionalBaseline):
         kwargs.setdefault("lr", 2e-4)
         kwargs.setdefault("patience", None)
         super().__init__(edge_index, num_nodes, num_features, num_classes, **kwargs)
-        self.noise = noise
-        self.hidden = hidden
-        self.layers = layers
+        self.noise = as_count(noise, "noise")
+        self.hidden = as_count(hidden, "hidden")
+        self.layers = as_count(layers, "layers")
 
     def _noise(self, n: int, generator: torch.Generator) -> Tensor:
         z = torch.randn(n, self.num_nodes, self.noise, generator=generator, dtype=self.dtype)
@@ -250,6 +251,8 @@ class CGANBaseline(ConditionalBaseline):
         self._check_fitted()
         Y = self._check_Y(Y)
         g = self._generator(seed)
+        if len(Y) == 0:
+            return self.loc_.new_empty(0, self.num_nodes, self.num_features)
         with torch.no_grad():
             G = self.model_["generator"]
             x = G(self._noise(len(Y), g), self._onehot(Y), self.edge_index.to(self.device))

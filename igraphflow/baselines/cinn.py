@@ -13,6 +13,7 @@ import FrEIA.modules as Fm
 import torch
 from torch import Tensor, nn
 
+from .._checks import as_count
 from ._common import LikelihoodBaseline
 
 
@@ -110,9 +111,9 @@ class CINNBaseline(LikelihoodBaseline):
                 "CINNBaseline couples two halves of the signal: num_nodes * num_features must "
                 f"be at least 2, got {self.num_nodes} * {self.num_features}"
             )
-        self.blocks = blocks
-        self.hidden = hidden
-        self.layers = layers
+        self.blocks = as_count(blocks, "blocks")
+        self.hidden = as_count(hidden, "hidden")
+        self.layers = as_count(layers, "layers", minimum=0)
         self.clamp = clamp
 
     def _build(self) -> nn.Module:

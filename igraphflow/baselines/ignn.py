@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .._checks import as_count
 from ..latent import GaussianMixtureLatent
 from ..nn import make_conv
 from ._common import LikelihoodBaseline
@@ -346,7 +347,7 @@ class IGNNBaseline(LikelihoodBaseline):
         if series_terms < 1 or max_iter < 1 or not tol > 0:
             raise ValueError("series_terms and max_iter must be positive integers and tol positive")
         self.blocks = blocks
-        self.hidden = int(hidden)
+        self.hidden = as_count(hidden, "hidden")
         self.conv = conv
         self.orders = tuple(int(m) for m in orders)
         self.lipschitz = float(lipschitz)
@@ -439,8 +440,9 @@ class IGNNBaseline(LikelihoodBaseline):
 
     def predict_proba(self, X: Any) -> Tensor:
         r""":math:`P(Y_v = k | X)` by the Bayes rule of the latent mixture, ``[N, V, K]``."""
+        H = self.encode(X)  # checks first that the model is fitted
         with torch.no_grad():
-            return self.model_.latent.posterior(self.encode(X))
+            return self.model_.latent.posterior(H)
 
     def predict(self, X: Any) -> Tensor:
         r"""The most probable label of every node, ``[N, V]``."""

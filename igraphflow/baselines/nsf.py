@@ -10,6 +10,7 @@ import torch
 import zuko
 from torch import Tensor, nn
 
+from .._checks import as_count
 from ._common import LikelihoodBaseline
 
 
@@ -72,9 +73,9 @@ class NSFBaseline(LikelihoodBaseline):
         **kwargs: Any,
     ) -> None:
         super().__init__(edge_index, num_nodes, num_features, num_classes, **kwargs)
-        self.transforms = transforms
-        self.hidden_features = tuple(hidden_features)
-        self.bins = bins
+        self.transforms = as_count(transforms, "transforms")
+        self.hidden_features = tuple(as_count(h, "hidden_features") for h in hidden_features)
+        self.bins = as_count(bins, "bins")
         self.randperm = randperm
 
     def _build(self) -> nn.Module:
