@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import as_labels, as_signals
+from ._checks import as_count, as_labels, as_signals
 from .flow import ConditionalGraphFlow
 
 #: The fewest graph signals an ``--input`` file may hold: 80 % train, at least one to test.
@@ -57,7 +57,7 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
                              f"(80 % to train, 20 % to test), got {list(X.shape)}")
         X = as_signals(X, X.shape[1], X.shape[2])
         Y = as_labels(Y, X.size(1), None, num_samples=len(X))
-        num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else int(Y.max()) + 1
+        num_classes = as_count(arrays["num_classes"], "num_classes") if "num_classes" in arrays else int(Y.max()) + 1
         cut = int(round(0.8 * len(X)))
         graph = dict(edge_index=torch.as_tensor(arrays["edge_index"]), num_nodes=X.size(1),
                      num_features=X.size(2), num_classes=num_classes)
@@ -104,9 +104,19 @@ def _train(args) -> int:
     return 0
 
 
+def _edges(edge_index) -> set[tuple[int, int]]:
+    return set(map(tuple, torch.as_tensor(edge_index).long().T.tolist()))
+
+
 def _evaluate_command(args) -> int:
     model = ConditionalGraphFlow.load(args.model, device=args.device)
-    _, _, test = _dataset_splits(args)
+    graph, _, test = _dataset_splits(args)
+    # Test signals of another graph would be scored on the model's graph without a word.
+    theirs, ours = _edges(graph["edge_index"]), _edges(model.edge_index.cpu())
+    if graph["num_nodes"] != model.num_nodes or theirs != ours:
+        source = args.input or f"dataset {args.dataset!r} (seed {args.seed})"
+        raise ValueError(f"{source} has another graph than the model: {graph['num_nodes']} nodes (the model "
+                         f"{model.num_nodes}) and {len(theirs ^ ours)} edges not in both")
     exact = model.num_nodes * model.num_features <= args.exact_max_dim
     print(json.dumps(_evaluate(model, test, exact), indent=2))
     return 0
@@ -121,6 +131,15 @@ def _sample(args) -> int:
     np.savez(out, X=X, Y=labels)
     print(f"{len(X)} samples written to {out}")
     return 0
+
+
+def _device(text: str) -> str:
+    r"""An argparse type: a device name that torch understands (the device need not exist)."""
+    try:
+        torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a device name: {text!r} (e.g. cpu, cuda, cuda:1)") from None
+    return text
 
 
 def _compare(argv: list[str]) -> int:
@@ -140,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--data", help="the data directory or file of a real dataset (e.g. solar_hope)")
 
     def common(p: argparse.ArgumentParser):
-        p.add_argument("--device", default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
+        p.add_argument("--device", type=_device, default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--exact-max-dim", type=int, default=32,
                        help="use the exact log-likelihood when V*C is at most this (else Hutchinson)")
@@ -182,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError) as error:  # TypeError: an unknown dataset option
         print(f"igraphflow {args.command}: error: {error}", file=sys.stderr)
         return 2
 

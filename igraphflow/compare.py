@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from . import metrics as M
+from ._checks import as_count
 from .datasets import GraphDataset, load
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
@@ -296,8 +297,7 @@ def compare(
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
-    if not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws must be a positive integer, got {draws!r}")
+    draws = as_count(draws, "draws")
     draw_seeds = [seed * draws + i for i in range(draws)]
     settings = settings or {}
     data = dataset
@@ -502,6 +502,8 @@ def method_settings(options: Sequence[tuple[str, Any]]) -> dict[str, dict[str, A
         method, name = (method, name) if dot else ("jko", key)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r} in option {key!r}; choose from {', '.join(METHODS)}")
+        if not name:
+            raise ValueError(f"option {key!r} names no setting; expected [METHOD.]KEY=VALUE")
         out.setdefault(method, {})[name] = value
     return out
 

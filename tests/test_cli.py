@@ -69,3 +69,31 @@ def test_help_lists_the_commands(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     assert all(command in text for command in ("train", "evaluate", "sample", "compare"))
+
+
+def test_more_bad_arguments_exit_with_one_line(data_file, tmp_path, capsys):
+    g = torch.Generator().manual_seed(1)
+    arrays = dict(X=torch.randn(10, 3, 2, generator=g).numpy(), Y=np.zeros((10, 3), dtype=np.int64),
+                  edge_index=np.array([[0, 1, 1, 2], [1, 0, 2, 1]]))
+    path = tmp_path / "classes.npz"
+    np.savez(path, num_classes=np.array([2, 3]), **arrays)
+    assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "num_classes must be an integer" in capsys.readouterr().err
+    # --data on a dataset without files: the unknown option is reported, not raised.
+    assert main(["train", "--dataset", "three_node", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
+    assert "unknown option 'path'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--input", str(data_file), "--device", "nodevice"])
+    assert exit_info.value.code == 2 and "not a device name" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "2", "--quiet"]) == 0
+    with np.load(data_file) as arrays:
+        other = dict(arrays) | dict(edge_index=np.array([[0, 2], [2, 0]]))
+    np.savez(tmp_path / "other.npz", **other)
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "other.npz")]) == 2
+    assert "another graph than the model" in capsys.readouterr().err

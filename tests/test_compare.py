@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from igraphflow.compare import compare, evaluate, evaluate_draws, format_table, main, reference_signals
+from igraphflow.compare import compare, evaluate, evaluate_draws, format_table, main, method_settings, reference_signals
 from igraphflow.datasets import load
 
 torch.set_num_threads(1)
@@ -103,6 +103,10 @@ def test_bad_arguments(tmp_path):
         compare(data, "jko,vae", max_time=1.0)
     with pytest.raises(ValueError, match="draws"):
         compare(data, "cinn", max_time=1.0, draws=0)
+    with pytest.raises(ValueError, match="draws"):
+        compare(data, "cinn", max_time=1.0, draws=1.5)
+    with pytest.raises(ValueError, match="names no setting"):
+        method_settings([("ignn.", 3)])
     with pytest.raises(SystemExit):
         main(["--dataset", "nope", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
