@@ -211,29 +211,21 @@ class ConditionalBaseline:
         lr: float = 1e-3,
         patience: int | None = 20,
     ) -> None:
-        for name, value, low in (
-            ("num_nodes", num_nodes, 1),
-            ("num_features", num_features, 1),
-            ("num_classes", num_classes, 2),
-            ("batch_size", batch_size, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        num_nodes, num_features = as_count(num_nodes, "num_nodes"), as_count(num_features, "num_features")
+        num_classes, batch_size = as_count(num_classes, "num_classes", minimum=2), as_count(batch_size, "batch_size")
         if patience is not None:
             patience = as_count(patience, "patience")
         if seed is not None:
             seed = as_count(seed, "seed", minimum=0)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point type, got {dtype}")
-        self.num_nodes = int(num_nodes)
-        self.num_features = int(num_features)
-        self.num_classes = int(num_classes)
+        self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
         self.edge_index = self._check_edge_index(edge_index)
         self.seed = seed
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = dtype
         self.standardize = standardize
-        self.batch_size = int(batch_size)
+        self.batch_size = batch_size
         self.lr = lr
         self.patience = patience
 
