@@ -50,7 +50,10 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise ValueError(f"{path} is not a readable checkpoint: {error}") from None
+        # torch's own message runs to several paragraphs; its first sentence says what failed.
+        message = str(error).strip() or type(error).__name__
+        reason = message.splitlines()[0].split(". ")[0].rstrip(".")
+        raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by igraphflow): {reason}") from None
     found = payload.get("kind") if isinstance(payload, dict) else None
     if found != kind:
         raise ValueError(f"{path} holds a checkpoint of {found or 'an unknown kind'!r}, not of {kind!r}")

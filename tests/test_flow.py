@@ -152,8 +152,13 @@ def test_load_rejects_other_checkpoints(tmp_path):
     with pytest.raises(ValueError, match="unknown kind"):
         ConditionalGraphFlow.load(tmp_path / "plain.pt")
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a readable checkpoint"):
+    with pytest.raises(ValueError, match="not a readable checkpoint") as error:
         ConditionalGraphFlow.load(tmp_path / "corrupt.pt")
+    assert "\n" not in str(error.value)  # one line, not torch's paragraphs
+    (tmp_path / "truncated.pt").write_bytes((tmp_path / "other.pt").read_bytes()[:100])
+    with pytest.raises(ValueError, match="not a readable checkpoint") as error:
+        ConditionalGraphFlow.load(tmp_path / "truncated.pt")
+    assert "\n" not in str(error.value)
     with pytest.raises(FileNotFoundError):
         ConditionalGraphFlow.load(tmp_path / "missing.pt")
     save_atomic({"config": {}}, tmp_path / "partial.pt", kind=CHECKPOINT_KIND)
