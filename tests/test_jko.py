@@ -56,3 +56,29 @@ def test_classification_weight_adds_the_cross_entropy_of_the_bayes_rule(float64)
     posterior = latent.posterior(out)  # softmax of the mixture's Bayes rule
     cross_entropy = -posterior.gather(-1, Y.unsqueeze(-1)).log().sum((1, 2))
     torch.testing.assert_close(weighted, plain + 0.7 * cross_entropy / 8)
+
+
+def test_jko_objective_of_a_linear_block_is_the_closed_form(float64):
+    # dx/dt = A x on [t0, t0 + h] maps x to M x with M = expm(h A) and log|det M| = h tr(A), so
+    # the objective is (||M x - x||^2 / (2 h) - log N(M x; mu_y, sigma^2 I) - h tr(A)) / D.
+    from scipy.linalg import expm
+    from scipy.stats import norm
+    from test_ode import LinearField
+
+    from igraphflow import GaussianMixtureLatent, ODEBlock
+
+    g = torch.Generator().manual_seed(0)
+    A, h = 0.4 * torch.randn(8, 8, generator=g), 0.3
+    block = ODEBlock(LinearField(A), 0.5, 0.5 + h, steps=16)
+    latent = GaussianMixtureLatent(num_classes=2, num_features=2, sigma=0.7)
+    x, y = torch.randn(5, 4, 2, generator=g), torch.randint(0, 2, (5, 4), generator=g)
+    objective, out, logdet = jko.jko_objective(block, latent, x, y, divergence="exact")
+
+    M = torch.from_numpy(expm(h * A.numpy()))
+    moved = (x.flatten(1) @ M.T).view_as(x)
+    means = latent.means.detach()[y]
+    nll = -norm.logpdf(moved.numpy(), loc=means.numpy(), scale=0.7).sum((1, 2))
+    expected = ((moved - x).square().sum((1, 2)) / (2 * h) + torch.from_numpy(nll) - h * torch.trace(A)) / 8
+    torch.testing.assert_close(out, moved, rtol=0, atol=1e-8)
+    torch.testing.assert_close(logdet, (h * torch.trace(A)).expand(5), rtol=0, atol=1e-8)
+    torch.testing.assert_close(objective, expected, rtol=0, atol=1e-8)
