@@ -93,13 +93,17 @@ def hutchinson_divergence(f: Field, x: Tensor, noise: Tensor, *, create_graph: b
 def finite_difference_divergence(f: Field, x: Tensor, noise: Tensor, *, step: float = 1e-3) -> tuple[Tensor, Tensor]:
     r"""Hutchinson's estimate with a finite difference, :math:`\epsilon^\top (f(x + s\epsilon) - f(x)) / s`.
 
-    No second backward pass is needed to train through it, at the price of an ``O(s)`` bias.
+    No second backward pass is needed to train through it, at the price of an ``O(s)`` bias:
+    with the same probe it agrees with :func:`hutchinson_divergence` to a few digits and costs
+    less per training step (the estimator of the JKO-iFlow reference code). The step is
+    relative, :math:`s = \text{step} \cdot \max(1, \mathrm{rms}(x))` per sample, so that
+    :math:`x + s\epsilon` still differs from :math:`x` in float32 when :math:`x` is large.
 
     Arguments:
         f: The field.
         x: The point, ``[N, V, C]``.
         noise: The probe :math:`\epsilon`, shaped like ``x``.
-        step: The step ``s``.
+        step: The relative step.
 
     Example:
         >>> A = torch.randn(3, 3, dtype=torch.float64)
@@ -108,6 +112,8 @@ def finite_difference_divergence(f: Field, x: Tensor, noise: Tensor, *, step: fl
         >>> torch.allclose(div, ((eps @ A.T) * eps).sum((1, 2)))
         True
     """
-    both = f(torch.cat([x, x + step * noise]))
+    scale = x.detach().flatten(1).square().mean(1).sqrt().clamp_min(1.0)
+    s = (step * scale).view(-1, *([1] * (x.dim() - 1)))
+    both = f(torch.cat([x, x + s * noise]))
     fx, shifted = both.chunk(2)
-    return fx, ((shifted - fx) * noise).flatten(1).sum(1) / step
+    return fx, ((shifted - fx) * noise).flatten(1).sum(1) / s.flatten()

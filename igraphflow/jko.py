@@ -111,7 +111,7 @@ def train_block(
     train: tuple[Tensor, Tensor],
     val: tuple[Tensor, Tensor],
     *,
-    divergence: Divergence = "hutchinson",
+    divergence: Divergence = "finite_difference",
     batch_size: int = 256,
     lr: float = 2e-3,
     max_epochs: int = 40,

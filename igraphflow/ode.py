@@ -144,7 +144,8 @@ class ODEBlock(nn.Module):
         Arguments:
             x: The input, ``[N, V, C]``.
             divergence: ``"exact"`` (trace from ``D`` vector-Jacobian products),
-                ``"hutchinson"`` or ``"finite_difference"`` (unbiased, one probe per sample).
+                ``"hutchinson"`` (unbiased) or ``"finite_difference"`` (bias ``O(step)``), one
+                probe per sample.
             noise: The probe of the stochastic estimators, shaped like ``x``; Rademacher
                 probes are drawn when omitted. One probe serves the whole interval.
             chunk_size: Dimensions per backward pass of the exact trace.

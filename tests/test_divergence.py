@@ -54,3 +54,15 @@ def test_finite_difference_matches_vector_jacobian_product(field):
     _, vjp = hutchinson_divergence(field, x, noise, create_graph=False)
     _, fd = finite_difference_divergence(field, x, noise, step=1e-6)
     assert torch.allclose(vjp, fd, atol=1e-4)
+
+
+def test_finite_difference_step_is_relative_to_the_signal():
+    # In float32 an absolute step of 1e-3 vanishes next to x ~ 1e5 (the spacing there is 8e-3);
+    # the relative step keeps the estimate exact for a linear field.
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(8, 8, generator=g, dtype=torch.float32)
+    x = 1e5 + torch.randn(5, 4, 2, generator=g, dtype=torch.float32)
+    noise = rademacher(x.shape, like=x, generator=g)
+    _, div = finite_difference_divergence(lambda z: (z.flatten(1) @ A.T).view_as(z), x, noise)
+    expected = ((noise.flatten(1) @ A.T) * noise.flatten(1)).sum(1)
+    torch.testing.assert_close(div, expected, rtol=1e-2, atol=1e-2 * A.abs().sum().item())
