@@ -593,10 +593,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         r"""One graph signal :math:`X \sim p(X | Y)` per label pattern row of ``Y [N, V]``, ``[N, V, C]``."""
         self._check_fitted()
         Y = self._labels(Y)
-        generator = None
-        if seed is not None:
-            generator = torch.Generator(device=self.device)
-            generator.manual_seed(seed)
+        # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
         return self.decode(self.latent.sample(Y, generator=generator))
 
     @torch.no_grad()

@@ -161,7 +161,9 @@ class GaussianMixtureLatent(nn.Module):
     def sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``."""
         mean = self.means[y]
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        # Drawn where the generator lives, so that a CPU generator gives the same draws on any device.
+        device = generator.device if generator is not None else mean.device
+        noise = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype).to(mean.device)
         if self.scale_tril is None:
             return mean + self.sigma * noise
         return mean + self.offset + (noise.flatten(1) @ self.scale_tril.T).view_as(mean)
