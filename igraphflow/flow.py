@@ -216,6 +216,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self._append_block()
         self.config["num_blocks"] = self._requested_blocks
         self.fitted.fill_(False)
+        self._forget_calibration()
         self.history_: list[BlockRecord] = []
         self.to(self.device)
 
@@ -268,7 +269,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         ``num_blocks="auto"``, blocks are added until the newest one moves the samples by less
         than ``w2_tolerance`` (mean squared distance per dimension), at most ``max_blocks``.
         Every fit starts from the untrained model (the same one for the same ``seed``), not
-        from the previous fit; :meth:`refine` and :meth:`reparameterize` continue a fit.
+        from the previous fit, and forgets its calibration; :meth:`refine` and
+        :meth:`reparameterize` continue a fit.
 
         Arguments:
             X: Node features, numpy or torch, ``[N, V, C]``.

@@ -183,8 +183,8 @@ class UncertaintyMixin:
     (a :class:`~igraphflow.latent.GaussianMixtureLatent`), ``head``, ``num_nodes``,
     ``num_features``, ``num_classes`` and the input checks ``_signals`` and ``_labels``.
     The calibration is kept in the module's extra state, so it travels with ``state_dict``,
-    :meth:`save` and :meth:`load`. Fitting the model again does not reset it: calibrate again
-    after a new fit.
+    :meth:`save` and :meth:`load`. A new fit forgets it (its scores belong to the old model):
+    calibrate again after fitting.
 
     Example:
         >>> from igraphflow import ConditionalGraphFlow
@@ -403,7 +403,7 @@ class UncertaintyMixin:
         if state.dim() != 1 or state.numel() < _HEADER or int(state[0]) != _STATE_VERSION:
             raise RuntimeError(f"unreadable calibration state of shape {list(state.shape)}")
         if not bool(state[1]):
-            self._calibration_scores, self._calibration_alpha = None, None
+            self._forget_calibration()
             return
         per_node, n = bool(state[3]), int(state[4])
         scores = state[_HEADER:]
@@ -412,6 +412,9 @@ class UncertaintyMixin:
             raise RuntimeError(f"calibration state holds {scores.numel()} scores, expected {rows} x {n}")
         self._calibration_scores = scores.reshape(rows, n) if per_node else scores.clone()
         self._calibration_alpha = float(state[2])
+
+    def _forget_calibration(self):
+        self._calibration_scores, self._calibration_alpha = None, None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Checkpoints written before calibration existed have no extra state: load them as

@@ -234,6 +234,17 @@ def test_save_load_keeps_calibration(three_nodes, tmp_path):
             assert torch.equal(loaded.prediction_sets(X, alpha), three_nodes.prediction_sets(X, alpha))
 
 
+def test_a_new_fit_forgets_the_calibration():
+    X, Y = _blobs(60, 3, seed=50)
+    model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0).fit(X, Y, progress=False)
+    uncalibrated = model.prediction_sets(X, 0.1)
+    model.calibrate(X, Y, alpha=0.1)
+    assert model.is_calibrated
+    model.fit(X, Y, progress=False)  # the same seed: the same model as before calibrating
+    assert not model.is_calibrated and model.calibration_alpha_ is None
+    assert torch.equal(model.prediction_sets(X, 0.1), uncalibrated)
+
+
 def test_save_load_uncalibrated(tmp_path):
     X, Y = _blobs(60, 3, seed=50)
     model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0).fit(X, Y, progress=False)
