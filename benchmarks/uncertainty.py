@@ -16,8 +16,10 @@ figure shows the X-space uncertainty regions.
 
 Usage::
 
-    python benchmarks/uncertainty.py            # full run, about 12 minutes on 2 cores
+    python benchmarks/uncertainty.py            # full run, about 15 minutes on one core
     python benchmarks/uncertainty.py --quick    # smoke run on small subsets, outputs in a temp dir
+
+``solar_hope`` is read from the directory named by ``$IGRAPHFLOW_DATA``.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ CLASSIFICATION_WEIGHTS = (5.0, 20.0)
 DATASETS = {
     "linear_gaussian": {},
     "graph_moons": {},
-    "solar_hope": {"path": "/work/shared/data"},
+    "solar_hope": {},  # read from $IGRAPHFLOW_DATA
     "traffic": {},
 }
 

@@ -6,6 +6,7 @@ Usage (from the repository root)::
     python experiments/compare_all.py --datasets three_node,traffic --max-time 40
     python experiments/compare_all.py --datasets traffic --methods jko --option hidden=64 --out /tmp/h64
 
+``solar_hope`` is read from the directory named by ``$IGRAPHFLOW_DATA`` (its files stay there).
 Writes ``OUT/<dataset>/metrics.json`` and the figures of :func:`igraphflow.compare.compare`,
 and prints one Markdown table per dataset. NSF is skipped on ``chordal`` (1006 dimensions: its
 autoregressive inverse needs 1006 sequential passes per sample, far beyond the budget).
@@ -23,7 +24,6 @@ from igraphflow.datasets import load
 
 DATASETS = ("three_moons", "three_node", "chordal", "solar_sim", "solar_hope", "traffic")
 SKIP = {"chordal": ("nsf",)}
-OPTIONS = {"solar_hope": {"path": "/work/shared/data"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     for name in args.datasets.split(","):
         start = time.perf_counter()
-        data = load(name, seed=args.seed, **OPTIONS.get(name, {}))
+        data = load(name, seed=args.seed)
         methods = [m for m in args.methods.split(",") if m not in SKIP.get(name, ())]
         result = compare(data, methods, max_time=args.max_time, seed=args.seed, out_dir=f"{args.out}/{name}",
                          exact_max_dim=args.exact_max_dim, settings=settings, draws=args.draws)

@@ -26,7 +26,6 @@ import argparse
 import torch
 from torch import Tensor
 
-from compare_all import OPTIONS  # the data options of the comparison, e.g. solar_hope's path
 from igraphflow.compare import add_option_argument, fit_method, make_model, method_settings, reference_signals
 from igraphflow.datasets import load
 from igraphflow.metrics import energy_distance, mmd_terms
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = method_settings(args.option)
     torch.set_num_threads(1)
-    data = load(args.dataset, seed=args.seed, **OPTIONS.get(args.dataset, {}))
+    data = load(args.dataset, seed=args.seed)
     labels = " | ".join(f"mean of label-{k} nodes" for k in range(data.num_classes))
     test = data.X_test.flatten(1).double()
     print(f"E k(t, t') of the test split (a = 1): {mmd_terms(test, test, alphas=1.0)[1.0][0]:.4g}\n")

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import torch
 
-from compare_all import OPTIONS  # the data options of the comparison, e.g. solar_hope's path
 from igraphflow.compare import compare
 from igraphflow.datasets import load
 
@@ -70,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="experiments/results/jko_settings")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    data = load(args.dataset, seed=args.seed, **OPTIONS.get(args.dataset, {}))
+    data = load(args.dataset, seed=args.seed)
     out = Path(args.out) / args.dataset
     out.mkdir(parents=True, exist_ok=True)
     table = out / "table.md"
