@@ -572,8 +572,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             batch_size: Samples evaluated at once.
         """
         self._check_fitted()
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        batch_size = as_count(batch_size, "batch_size")
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         divergence = "exact" if exact else "hutchinson"
