@@ -34,6 +34,10 @@ def as_count(value, name: str, minimum: int = 1) -> int:
         Traceback (most recent call last):
         ...
         ValueError: num_nodes must be an integer >= 1, got 2.5
+        >>> as_count(True, "num_blocks")  # bool is an Integral, but True is no count
+        Traceback (most recent call last):
+        ...
+        ValueError: num_blocks must be an integer >= 1, got True
     """
     count = None
     if not isinstance(value, (bool, np.bool_, str, bytes)):

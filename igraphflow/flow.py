@@ -8,7 +8,6 @@ import copy
 import dataclasses
 import itertools
 import math
-import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -165,15 +164,17 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         seed: int | None = None,
     ):
         super().__init__()
-        if num_blocks != "auto" and (not isinstance(num_blocks, numbers.Integral) or num_blocks < 1):
-            raise ValueError(f"num_blocks must be a positive integer or 'auto', got {num_blocks!r}")
-        sizes = dict(num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, max_blocks=max_blocks,
-                     hidden=hidden, steps=steps, max_epochs=max_epochs)
+        # as_count returns plain ints, and refuses 2.5 (int() would truncate it) and True.
+        num_nodes, num_features = as_count(num_nodes, "num_nodes"), as_count(num_features, "num_features")
+        num_classes, max_blocks = as_count(num_classes, "num_classes"), as_count(max_blocks, "max_blocks")
+        hidden, steps, max_epochs = as_count(hidden, "hidden"), as_count(steps, "steps"), as_count(max_epochs, "max_epochs")
+        patience, orders = as_count(patience, "patience", minimum=0), tuple(as_count(m, "orders", minimum=0) for m in orders)
+        if num_blocks != "auto":
+            num_blocks = as_count(num_blocks, "num_blocks")
         if batch_size != "auto":
-            sizes["batch_size"] = batch_size
-        for name, value in sizes.items():  # int() below would truncate num_nodes=2.5 silently
-            as_count(value, name)
-        as_count(patience, "patience", minimum=0)
+            batch_size = as_count(batch_size, "batch_size")
+        if seed is not None:
+            seed = as_count(seed, "seed", minimum=0)
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:
@@ -185,17 +186,17 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if first_step <= 0 or step_growth <= 0 or max_step <= 0:
             raise ValueError(f"first_step, step_growth and max_step must be positive, got {first_step}, {step_growth}, {max_step}")
         self.config = dict(
-            num_nodes=int(num_nodes), num_features=int(num_features), num_classes=int(num_classes), conv=conv,
-            num_blocks=num_blocks if num_blocks == "auto" else int(num_blocks), max_blocks=int(max_blocks), w2_tolerance=float(w2_tolerance), hidden=int(hidden), sigma=float(sigma), orders=tuple(int(m) for m in orders),
-            steps=int(steps), first_step=float(first_step), step_growth=float(step_growth), max_step=float(max_step),
+            num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
+            num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=float(w2_tolerance), hidden=hidden, sigma=float(sigma), orders=orders,
+            steps=steps, first_step=float(first_step), step_growth=float(step_growth), max_step=float(max_step),
             separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
             fit_noise=bool(fit_noise), classification_weight=float(classification_weight),
-            divergence=divergence, batch_size=batch_size if batch_size == "auto" else int(batch_size), lr=float(lr), max_epochs=int(max_epochs),
-            patience=int(patience), validation=float(validation), seed=None if seed is None else int(seed),
+            divergence=divergence, batch_size=batch_size, lr=float(lr), max_epochs=max_epochs,
+            patience=patience, validation=float(validation), seed=seed,
         )
         # The depth asked for: fit settles config["num_blocks"], a new fit starts again from this.
         self._requested_blocks = self.config["num_blocks"]
-        self.num_nodes, self.num_features, self.num_classes = int(num_nodes), int(num_features), int(num_classes)
+        self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
         self.register_buffer("fitted", torch.tensor(False))
         self._initialise()
@@ -496,8 +497,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
-        if not isinstance(factor, int) or factor < 1:
-            raise ValueError(f"factor must be a positive integer, got {factor!r}")
+        factor = as_count(factor, "factor")
         refined = nn.ModuleList()
         for parent in self.blocks:
             t0, h = float(parent.interval[0]), parent.step_size / factor
@@ -595,7 +595,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._check_fitted()
         Y = self._labels(Y)
         # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        generator = None if seed is None else torch.Generator().manual_seed(as_count(seed, "seed", minimum=0))
         return self.decode(self.latent.sample(Y, generator=generator))
 
     @torch.no_grad()

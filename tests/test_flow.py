@@ -378,3 +378,22 @@ def test_non_integral_sizes_raise_instead_of_truncating():
             ConditionalGraphFlow(EDGES, **(sizes | {name: value}))
     model = ConditionalGraphFlow(EDGES, np.int64(4), 2.0, np.int32(2), hidden=np.int64(8))
     assert (model.num_nodes, model.num_features, model.num_classes, model.config["hidden"]) == (4, 2, 2, 8)
+
+
+def test_counts_reject_booleans_and_fractions():
+    # bool is an Integral: num_blocks=True built a one-block flow, seed=True seeded with 1.
+    for name in ("num_blocks", "max_blocks", "hidden", "steps", "max_epochs", "patience", "batch_size", "seed"):
+        with pytest.raises(ValueError, match=f"{name} must be an integer >= [01], got True"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, **{name: True})
+    for orders in ((0, True), (0, 1.5)):
+        with pytest.raises(ValueError, match="orders must be an integer >= 0"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, orders=orders)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=np.int64(2), orders=(0, np.int64(1)), seed=np.int64(3))
+    assert model.config["num_blocks"] == 2 and model.config["orders"] == (0, 1) and model.config["seed"] == 3
+    assert all(type(model.config[k]) is int for k in ("num_blocks", "seed"))
+    X, Y = toy(32)
+    model.fit(X, Y, progress=False)
+    with pytest.raises(ValueError, match="factor must be an integer >= 1, got True"):
+        model.refine(X, Y, factor=True, progress=False)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got True"):
+        model.sample(Y, seed=True)

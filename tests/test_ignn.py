@@ -1,5 +1,6 @@
 r"""Tests of the discrete-time iGNN baseline: invertibility, log-determinants, interface."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,13 @@ def test_exact_logdet_in_chunks_matches_one_sample_at_a_time():
     assert h.shape == x.shape and cost.shape == logdet.shape == (len(x),)
     assert torch.allclose(logdet[:3], torch.cat([s[2] for s in singles]))
     assert torch.allclose(h[:3], torch.cat([s[0] for s in singles]))
+
+
+def test_counts_go_through_as_count():
+    # blocks=np.int64(2) was refused, exact_max_dim=2.5 truncated to 2 and series_terms=True read as 1.
+    model = IGNNBaseline(EDGES, V, C, K, blocks=np.int64(2), exact_max_dim=4.0)
+    assert (model.blocks, model.exact_max_dim) == (2, 4) and type(model.blocks) is int
+    for name, value in (("blocks", True), ("exact_max_dim", 2.5), ("eval_exact_max_dim", -1), ("series_terms", True),
+                        ("max_iter", 0), ("orders", (0, 1.5))):
+        with pytest.raises(ValueError, match=f"{name} must be an integer"):
+            IGNNBaseline(EDGES, V, C, K, **{name: value})

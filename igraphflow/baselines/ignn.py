@@ -336,31 +336,29 @@ class IGNNBaseline(LikelihoodBaseline):
         **kwargs: Any,
     ) -> None:
         super().__init__(edge_index, num_nodes, num_features, num_classes, **kwargs)
-        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
-            raise ValueError(f"blocks must be an integer >= 1, got {blocks!r}")
         if not 0.0 < lipschitz < 1.0:
             raise ValueError(f"lipschitz must be in (0, 1) for the blocks to be invertible, got {lipschitz!r}")
         if logdet not in ("auto", "exact", "series"):
             raise ValueError(f"logdet must be 'auto', 'exact' or 'series', got {logdet!r}")
         if gamma < 0 or barrier_weight < 0:
             raise ValueError(f"gamma and barrier_weight must be non-negative, got {gamma!r}, {barrier_weight!r}")
-        if series_terms < 1 or max_iter < 1 or not tol > 0:
-            raise ValueError("series_terms and max_iter must be positive integers and tol positive")
-        self.blocks = blocks
+        if not tol > 0:
+            raise ValueError(f"tol must be positive, got {tol!r}")
+        self.blocks = as_count(blocks, "blocks")
         self.hidden = as_count(hidden, "hidden")
         self.conv = conv
-        self.orders = tuple(int(m) for m in orders)
+        self.orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
         self.lipschitz = float(lipschitz)
         self.sigma = float(sigma)
         self.separation = float(separation)
         self.gamma = float(gamma)
         self.barrier_weight = float(barrier_weight)
         self.logdet = logdet
-        self.exact_max_dim = int(exact_max_dim)
-        self.eval_exact_max_dim = int(eval_exact_max_dim)
-        self.series_terms = int(series_terms)
+        self.exact_max_dim = as_count(exact_max_dim, "exact_max_dim", minimum=0)
+        self.eval_exact_max_dim = as_count(eval_exact_max_dim, "eval_exact_max_dim", minimum=0)
+        self.series_terms = as_count(series_terms, "series_terms")
         self.tol = float(tol)
-        self.max_iter = int(max_iter)
+        self.max_iter = as_count(max_iter, "max_iter")
         self._eval_exact: bool | None = None
 
     # LikelihoodBaseline hooks ----------------------------------------------------------------
