@@ -2,8 +2,9 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["as_count", "as_signals", "as_labels"]
+__all__ = ["as_count", "as_real", "as_signals", "as_labels"]
 
+import math
 import numbers
 import operator
 
@@ -49,6 +50,35 @@ def as_count(value, name: str, minimum: int = 1) -> int:
     if count is None or count < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return count
+
+
+def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:
+    r"""Checks a finite real number in ``interval`` and returns it as ``float``.
+
+    The interval is written as in mathematics: ``"(0, 1)"``, ``"[0, 1)"``, ``"(0, inf)"``; a round
+    bracket leaves its end out, a square one takes it in. Python and NumPy numbers (and 0-d
+    arrays or tensors) pass; booleans, strings, ``NaN`` and infinities do not.
+
+    Example:
+        >>> as_real(np.float32(0.25), "p_one", "(0, 1)")
+        0.25
+        >>> as_real(float("nan"), "noise", "(0, inf)")
+        Traceback (most recent call last):
+        ...
+        ValueError: noise must be a finite number in (0, inf), got nan
+    """
+    low, high = (float(end) for end in interval[1:-1].split(","))
+    number = math.nan
+    if not isinstance(value, (bool, np.bool_, str, bytes)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            pass
+    above = low < number if interval[0] == "(" else low <= number
+    below = number < high if interval[-1] == ")" else number <= high
+    if not (math.isfinite(number) and above and below):
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return number
 
 
 def as_signals(X, num_nodes: int, num_features: int, *, name: str = "X", device=None) -> Tensor:

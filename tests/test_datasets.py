@@ -453,3 +453,60 @@ def test_load_accepts_integral_floats_and_numpy_integers():
     torch.testing.assert_close(data.X_train, D.load("three_node", num_train=12, num_test=5, seed=3).X_train)
     with pytest.raises(ValueError, match="unknown dataset"):
         D.load(["three_node"])
+
+
+MODULES = {"solar_sim": D.solar, "solar_hope": D.solar, "traffic": D.traffic, "nsrdb": D.nsrdb}
+BAD_REALS = [
+    ("three_moons", dict(noise=0.0)),  # a zero-width moon has no density
+    ("three_moons", dict(noise=math.nan)),
+    ("three_moons", dict(weights=(0.5, math.nan, 0.2))),
+    ("three_node", dict(sigma=-1.0)),
+    ("three_node", dict(sigma="0.5")),
+    ("three_node", dict(sigma=True)),
+    ("three_node", dict(mean_shift=math.inf)),
+    ("three_node", dict(asymmetry=math.nan)),
+    ("chordal", dict(smoothing=1.0)),
+    ("chordal", dict(sigma=0.0)),
+    ("linear_gaussian", dict(smoothing=-0.1)),
+    ("linear_gaussian", dict(p_one=math.nan)),
+    ("linear_gaussian", dict(radius=0.0)),
+    ("linear_gaussian", dict(mean_shift=math.nan)),
+    ("graph_moons", dict(noise=-1.0)),
+    ("graph_moons", dict(radius=math.nan)),
+    ("solar_sim", dict(step_seconds=math.nan)),
+    ("solar_sim", dict(extent=0.0)),
+    ("solar_sim", dict(wind_speed=-1.0)),
+    ("solar_sim", dict(ramp_threshold=-5.0)),  # every reading a ramp
+    ("solar_sim", dict(test_fraction=1.0)),
+    ("solar_sim", dict(noise=math.nan)),
+    ("solar_hope", dict(resample=0.0)),
+    ("solar_hope", dict(ramp_threshold=math.nan)),
+    ("solar_hope", dict(test_fraction=0.0)),
+    ("traffic", dict(q=1.0)),
+    ("traffic", dict(test_fraction=math.nan)),
+    ("nsrdb", dict(ramp_threshold=-1.0)),
+    ("nsrdb", dict(test_fraction=1.5)),
+]
+
+
+@pytest.mark.parametrize("name, options", BAD_REALS)
+def test_real_options_are_range_checked_by_load_and_by_the_loader(name, options):
+    # Checked before any file is read or any sample drawn, whichever way the loader is called.
+    (option,) = options
+    loader = getattr(MODULES.get(name, D.simulated), name)
+    for call in (lambda: D.load(name, **options), lambda: loader(**options)):
+        with pytest.raises(ValueError, match=f"{option} must be"):
+            call()
+
+
+def test_loaders_called_directly_check_counts_seed_and_option_names():
+    with pytest.raises(ValueError, match="num_train must be an integer >= 1, got 1.5"):
+        D.simulated.three_node(num_train=1.5, num_test=8)
+    with pytest.raises(ValueError, match="lags must be an integer >= 1, got True"):
+        D.solar.solar_sim(lags=True, num_sensors=4, num_days=1)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        D.simulated.linear_gaussian(seed=-1, num_train=8, num_test=8)
+    with pytest.raises(TypeError, match="unknown option 'num_trian' for dataset 'three_node'; valid options: "):
+        D.simulated.three_node(num_trian=8)
+    data = D.simulated.linear_gaussian(num_nodes=np.int64(5), num_train=8.0, num_test=8, p_one=np.float32(0.25), radius=None)
+    assert data.num_nodes == 5 and len(data.X_train) == 8 and "Bernoulli(0.25)" in data.label_rule

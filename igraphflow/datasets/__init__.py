@@ -35,8 +35,7 @@ from . import nsrdb as _nsrdb
 from . import simulated as _simulated
 from . import solar as _solar
 from . import traffic as _traffic
-from .._checks import as_count
-from ._base import GraphDataset, Scaler, check_counts, check_options
+from ._base import GraphDataset, Scaler
 
 # The loaders live in their modules (``simulated``, ``solar``, ``traffic``, ``nsrdb``), where
 # their docstrings list the options; the package itself exposes only ``load`` and ``available``.
@@ -79,8 +78,10 @@ def load(name: str, *, seed: int = 0, **options) -> GraphDataset:
 
     Raises:
         ValueError: For an unknown name (the message lists the available ones), a seed that
-            is not an integer >= 0, or a count option (``num_train``, ``num_nodes``, ``lags``,
-            ...) that is not an integer >= 1.
+            is not an integer >= 0, a count option (``num_train``, ``num_nodes``, ``lags``,
+            ...) that is not an integer >= 1, or a real option (``noise``, ``p_one``,
+            ``test_fraction``, ...) that is not a finite number in its range. The loaders
+            check their options themselves, so calling one directly checks the same.
         TypeError: For an option the dataset does not take (the message names it).
 
     Example:
@@ -93,6 +94,4 @@ def load(name: str, *, seed: int = 0, **options) -> GraphDataset:
     """
     if not isinstance(name, str) or name not in _LOADERS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
-    loader = _LOADERS[name]
-    check_options(loader, options, name)
-    return loader(seed=as_count(seed, "seed", minimum=0), **check_counts(loader, options))
+    return _LOADERS[name](seed=seed, **options)

@@ -12,6 +12,7 @@ option checks) are written once here and reused by every loader.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import inspect
 from dataclasses import dataclass, field
@@ -26,12 +27,12 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 from torch_geometric.utils import coalesce, from_networkx, remove_self_loops, to_undirected
 
-from .._checks import as_count
+from .._checks import as_count, as_real
 
 __all__ = [
     "GraphDataset",
     "Scaler",
-    "check_counts",
+    "checked_options",
     "check_options",
     "chronological_windows",
     "edge_index_from_networkx",
@@ -637,21 +638,44 @@ def check_options(func: Callable, options: dict, name: str) -> None:
             raise TypeError(f"unknown option {key!r} for dataset {name!r}; valid options: {', '.join(valid)}")
 
 
-def check_counts(func: Callable, options: dict) -> dict:
-    r"""Returns ``options`` with each option that ``func`` annotates as ``int`` (a count, size or
-    window length) checked to be an integer ``>= 1``; raises ``ValueError`` naming it otherwise.
+def checked_options(**intervals: str) -> Callable[[Callable[..., GraphDataset]], Callable[..., GraphDataset]]:
+    r"""Makes a loader check its options on every call, through :func:`~igraphflow.datasets.load` or not.
+
+    An option the loader does not take raises ``TypeError`` naming it; the seed must be an
+    integer ``>= 0``, an option annotated ``int`` (a count, size or window length) an integer
+    ``>= 1``, and an option named in ``intervals`` a finite number in its interval (see
+    :func:`~igraphflow._checks.as_real`; ``None`` passes, the loader's "use the default").
+    Every other option is the loader's to check.
 
     Example:
-        >>> def loader(*, seed=0, num_train: int = 8, noise: float = 0.1): ...
-        >>> check_counts(loader, {"num_train": 16.0, "noise": 0.5})
-        {'num_train': 16, 'noise': 0.5}
-        >>> check_counts(loader, {"num_train": 1.5})
+        >>> @checked_options(noise="(0, inf)")
+        ... def demo(*, seed: int = 0, num_train: int = 8, noise: float = 0.1):
+        ...     return num_train, noise
+        >>> demo(num_train=16.0, noise=np.float32(0.5))
+        (16, 0.5)
+        >>> demo(noise=-1)
         Traceback (most recent call last):
         ...
-        ValueError: num_train must be an integer >= 1, got 1.5
+        ValueError: noise must be a finite number in (0, inf), got -1
     """
-    params = inspect.signature(func).parameters
-    return {key: as_count(value, key) if params[key].annotation in (int, "int") else value for key, value in options.items()}
+
+    def decorate(loader: Callable[..., GraphDataset]) -> Callable[..., GraphDataset]:
+        params = inspect.signature(loader).parameters
+        checks = {key: functools.partial(as_count, name=key) for key in params if params[key].annotation in (int, "int")}
+        checks["seed"] = functools.partial(as_count, name="seed", minimum=0)
+        checks.update({key: functools.partial(as_real, name=key, interval=interval) for key, interval in intervals.items()})
+
+        @functools.wraps(loader)
+        def checked(**options) -> GraphDataset:
+            check_options(loader, options, loader.__name__)
+            for key, value in options.items():
+                if key in checks and not (value is None and key in intervals):
+                    options[key] = checks[key](value)
+            return loader(**options)
+
+        return checked
+
+    return decorate
 
 
 def as_float_tensor(x: np.ndarray) -> Tensor:

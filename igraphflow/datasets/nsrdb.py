@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._base import GraphDataset, _open_text, knn_graph, lag_names, ramp_labels, read_numeric_csv, series_samples
+from ._base import GraphDataset, _open_text, checked_options, knn_graph, lag_names, ramp_labels, read_numeric_csv, series_samples
 
 __all__ = ["nsrdb", "read_psm_csv"]
 
@@ -74,6 +74,7 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
     return meta, times, values[:, columns.index(feature)]
 
 
+@checked_options(ramp_threshold="[0, inf)", test_fraction="(0, 1)")
 def nsrdb(
     *,
     seed: int = 0,

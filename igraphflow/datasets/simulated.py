@@ -28,7 +28,7 @@ import torch
 from scipy.sparse.linalg import splu
 from torch import Tensor
 
-from ._base import GraphDataset, as_float_tensor, as_long_tensor, edge_index_from_networkx
+from ._base import GraphDataset, as_float_tensor, as_long_tensor, checked_options, edge_index_from_networkx
 
 __all__ = [
     "GaussianLatentLogProb",
@@ -263,11 +263,6 @@ def _binary_means(num_features: int, shift: float) -> np.ndarray:
     return np.stack([-shift * np.ones(num_features), shift * np.ones(num_features)])
 
 
-def _check_sizes(num_train: int, num_test: int) -> None:
-    if int(num_train) < 1 or int(num_test) < 1:
-        raise ValueError(f"num_train and num_test must be positive, got {num_train}, {num_test}")
-
-
 def _split(X: np.ndarray, Y: np.ndarray, num_train: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return (
         as_float_tensor(X[:num_train]),
@@ -327,6 +322,7 @@ def random_geometric_graph(
 # ----------------------------------------------------------------------------- datasets
 
 
+@checked_options(noise="(0, inf)")
 def three_moons(
     *,
     seed: int = 0,
@@ -357,10 +353,9 @@ def three_moons(
         >>> data.X_train.shape, data.num_classes, data.edge_index.shape
         (torch.Size([300, 1, 2]), 3, torch.Size([2, 0]))
     """
-    _check_sizes(num_train, num_test)
     w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (3,) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"weights must be three non-negative numbers, got {weights}")
+    if w.shape != (3,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be three finite non-negative numbers, got {weights}")
     rng = np.random.default_rng(seed)
     N = num_train + num_test
     Y = rng.choice(3, size=(N, 1), p=w / w.sum())
@@ -380,6 +375,7 @@ def three_moons(
     )
 
 
+@checked_options(sigma="(0, inf)", mean_shift="(-inf, inf)", asymmetry="(-inf, inf)")
 def three_node(
     *,
     seed: int = 0,
@@ -419,7 +415,6 @@ def three_node(
         >>> data.edge_index.tolist()
         [[0, 1, 1, 2], [1, 0, 2, 1]]
     """
-    _check_sizes(num_train, num_test)
     rng = np.random.default_rng(seed)
     G = nx.path_graph(3)
     P = smoothing_operator(G, 0.0, self_loops=True).tolil()
@@ -455,6 +450,7 @@ def three_node(
     )
 
 
+@checked_options(smoothing="[0, 1)", sigma="(0, inf)", mean_shift="(-inf, inf)")
 def chordal(
     *,
     seed: int = 0,
@@ -491,8 +487,7 @@ def chordal(
         >>> data.X_train.shape, int(data.Y_train.sum(1)[0])
         (torch.Size([20, 11, 2]), 5)
     """
-    _check_sizes(num_train, num_test)
-    p = int(num_nodes)
+    p = num_nodes
     if p < 3:
         raise ValueError(f"num_nodes must be at least 3, got {num_nodes}")
     rng = np.random.default_rng(seed)
@@ -525,6 +520,7 @@ def chordal(
     )
 
 
+@checked_options(smoothing="[0, 1)", p_one="(0, 1)", mean_shift="(-inf, inf)", radius="(0, inf)")
 def linear_gaussian(
     *,
     seed: int = 0,
@@ -563,9 +559,6 @@ def linear_gaussian(
         >>> data.true_log_prob(data.X_test, data.Y_test).shape
         torch.Size([20])
     """
-    _check_sizes(num_train, num_test)
-    if not 0.0 < p_one < 1.0:
-        raise ValueError(f"p_one must lie in (0, 1), got {p_one}")
     rng = np.random.default_rng(seed)
     G, pos = random_geometric_graph(num_nodes, seed, radius, smoothing)
     P = smoothing_operator(G, smoothing)
@@ -592,6 +585,7 @@ def linear_gaussian(
     )
 
 
+@checked_options(smoothing="[0, 1)", p_one="(0, 1)", noise="(0, inf)", radius="(0, inf)")
 def graph_moons(
     *,
     seed: int = 0,
@@ -630,9 +624,6 @@ def graph_moons(
         >>> data.X_train.shape, data.true_log_prob(data.X_test, data.Y_test).shape
         (torch.Size([30, 4, 2]), torch.Size([10]))
     """
-    _check_sizes(num_train, num_test)
-    if not 0.0 < p_one < 1.0:
-        raise ValueError(f"p_one must lie in (0, 1), got {p_one}")
     rng = np.random.default_rng(seed)
     G, pos = random_geometric_graph(num_nodes, seed, radius, smoothing)
     P = smoothing_operator(G, smoothing)

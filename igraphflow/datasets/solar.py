@@ -27,6 +27,7 @@ import torch
 
 from ._base import (
     GraphDataset,
+    checked_options,
     knn_graph,
     lag_names,
     ramp_labels,
@@ -48,6 +49,10 @@ def _ramp_rule(horizon: int, threshold: float, step: float) -> str:
     )
 
 
+@checked_options(
+    step_seconds="(0, inf)", extent="(0, inf)", wind_speed="[0, inf)", ramp_threshold="[0, inf)",
+    test_fraction="(0, 1)", noise="[0, inf)",
+)
 def solar_sim(
     *,
     seed: int = 0,
@@ -96,16 +101,16 @@ def solar_sim(
         (8, 2, 2)
     """
     rng = np.random.default_rng(seed)
-    V = int(num_sensors)
-    if V < 2 or int(num_days) < 1 or step_seconds <= 0:
-        raise ValueError("num_sensors >= 2, num_days >= 1 and step_seconds > 0 are required")
+    if num_sensors < 2:
+        raise ValueError(f"num_sensors must be at least 2, got {num_sensors}")
+    V = num_sensors
     pos = rng.random((V, 2)) * extent
     steps = int(round(10 * 3600 / step_seconds))
     tod = 7 * 3600 + step_seconds * np.arange(steps)  # seconds of day
     clear = 1000.0 * np.sin(np.pi * (tod / 3600 - 6) / 12) ** 1.2
     M = 48
     series, times = [], []
-    for day in range(int(num_days)):
+    for day in range(num_days):
         wavelength = np.exp(rng.uniform(np.log(500.0), np.log(3000.0), M))
         direction = rng.uniform(0, 2 * np.pi, M)
         K = (2 * np.pi / wavelength)[:, None] * np.stack([np.cos(direction), np.sin(direction)], 1)  # [M, 2]
@@ -219,6 +224,7 @@ def _read_stations(path: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
+@checked_options(resample="(0, inf)", ramp_threshold="[0, inf)", test_fraction="(0, 1)")
 def solar_hope(
     *,
     seed: int = 0,
@@ -272,7 +278,7 @@ def solar_hope(
         order = np.argsort(((pos - pos.mean(0)) ** 2).sum(1), kind="stable")[: int(stations)]
         keep = np.sort(order)
         columns, pos, values = [columns[i] for i in keep], pos[keep], values[:, keep]
-    t, g = resample_mean(times, values, float(resample))
+    t, g = resample_mean(times, values, resample)
     out = series_samples(
         g,
         ramp_labels(g, horizon, ramp_threshold),

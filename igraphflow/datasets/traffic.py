@@ -23,7 +23,7 @@ import numpy as np
 
 import igraphflow
 
-from ._base import GraphDataset, knn_graph, lag_names, read_numeric_csv, series_samples
+from ._base import GraphDataset, checked_options, knn_graph, lag_names, read_numeric_csv, series_samples
 
 __all__ = ["TRAFFIC_FILE", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
 
@@ -140,6 +140,7 @@ def _nanquantile0(a: np.ndarray, q: float) -> np.ndarray:
     return np.where(n > 0, out, np.nan)
 
 
+@checked_options(q="(0, 1)", test_fraction="(0, 1)")
 def traffic(
     *,
     seed: int = 0,
@@ -193,7 +194,7 @@ def traffic(
     step = float(np.min(np.diff(times)))
     times, counts, num_filled = fill_grid(times, counts, step)
     times, counts = aggregate(times, counts, step, 60.0 * resolution)
-    labels, defined = anomaly_labels(times, counts, q, int(min_history))
+    labels, defined = anomaly_labels(times, counts, q, min_history)
     if not defined.any():
         raise ValueError(f"{csv_path}: too few days for min_history={min_history}")
     first = max(0, int(np.argmax(defined)) - lags + 1)
