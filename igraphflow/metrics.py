@@ -6,8 +6,10 @@ distance over the most frequent label patterns, a classifier two-sample test, th
 log-likelihood per dimension and node-label accuracy.
 
 Samples may be given as ``[n, d]`` matrices or as batches of graph signals ``[n, V, C]``
-(flattened to ``[n, V * C]``), as NumPy arrays or tensors. Distances are computed in float64 and
-in row chunks, so the pairwise matrices of a few thousand samples never sit in memory at once.
+(flattened to ``[n, V * C]``), as NumPy arrays or tensors. Distances are computed in float64, in
+row chunks, so the pairwise matrices of a few thousand samples never sit in memory at once, and
+on centred and rescaled samples, so that coordinates of any magnitude give finite statistics
+(a ``ValueError`` says when the distances themselves exceed float64).
 
 References:
     | A Kernel Two-Sample Test (Gretton et al., 2012)
@@ -77,27 +79,50 @@ def _as_pair(X: Any, Y: Any, names: tuple[str, str] = ("X", "Y")) -> tuple[Tenso
     return X, Y
 
 
-def _sq_dists(A: Tensor, B: Tensor) -> Tensor:
-    r"""Squared Euclidean distances ``[len(A), len(B)]``, clamped at zero."""
+def _scaled_sq_dists(A: Tensor, B: Tensor) -> tuple[Tensor, float]:
+    r"""Squared Euclidean distances ``[len(A), len(B)]`` as ``(D, s)``: :math:`\|a_i - b_j\|^2 = s^2 D_{ij}`.
+
+    The expansion :math:`\|a\|^2 + \|b\|^2 - 2 a \cdot b` is taken around the mean of ``B`` and
+    in units ``s`` of about the largest centred coordinate: otherwise coordinates near 1e200
+    square to inf (and inf - inf gives nan), near 1e-200 to 0, and samples far from the origin
+    lose their distances to cancellation. ``s`` is a power of two, so dividing by it rounds
+    nothing. ``D`` is clamped at zero.
+    """
+    centre = B.mean(0)
+    A, B = A - centre, B - centre
+    largest = max(A.abs().max().item(), B.abs().max().item())
+    scale = math.ldexp(1.0, math.frexp(largest)[1] - 1) if largest > 0 else 1.0  # in (largest / 2, largest]
+    A, B = A / scale, B / scale
     d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
-    return d2.clamp_min_(0.0)
+    return d2.clamp_min_(0.0), scale
 
 
-def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor], Tensor]]) -> list[float]:
-    r"""``sum_{i, j} fn(||a_i - b_j||^2)`` for each ``fn``, over row chunks of ``A``."""
+def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor, float], Tensor]]) -> list[float]:
+    r"""``sum_{i, j} fn(D_ij, s)`` for each ``fn``, over row chunks of ``A`` (``D, s`` of :func:`_scaled_sq_dists`).
+
+    Raises:
+        ValueError: When a sum is not finite: the distances overflow float64.
+    """
     totals = [0.0] * len(fns)
     for start in range(0, A.shape[0], _CHUNK):
-        d2 = _sq_dists(A[start : start + _CHUNK], B)
+        d2, scale = _scaled_sq_dists(A[start : start + _CHUNK], B)
         for i, fn in enumerate(fns):
-            totals[i] += fn(d2).sum().item()
+            totals[i] += fn(d2, scale).sum().item()
+    if not all(math.isfinite(total) for total in totals):
+        raise ValueError("the distances between the samples are too large for float64; rescale both samples")
     return totals
 
 
-def _gaussian(alpha: float) -> Callable[[Tensor], Tensor]:
-    def kernel(d2: Tensor) -> Tensor:
-        return torch.exp(-alpha * d2)
+def _gaussian(alpha: float) -> Callable[[Tensor, float], Tensor]:
+    def kernel(d2: Tensor, scale: float) -> Tensor:
+        # alpha * scale**2 may overflow, and inf * 0 is nan: D is scaled up first, a 0 stays 0.
+        return torch.exp(-alpha * (d2 * scale * scale))
 
     return kernel
+
+
+def _distance(d2: Tensor, scale: float) -> Tensor:
+    return d2.sqrt() * scale
 
 
 def _kernel_means(X: Tensor, Y: Tensor, alphas: list[float], biased: bool) -> list[tuple[float, float, float]]:
@@ -189,9 +214,9 @@ def mmd_terms(
 def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
     if Z.shape[0] > max_points:  # a fixed, evenly spaced subsample: deterministic
         Z = Z[torch.linspace(0, Z.shape[0] - 1, max_points).long()]
-    d2 = _sq_dists(Z, Z)
+    d2, scale = _scaled_sq_dists(Z, Z)
     iu = torch.triu_indices(Z.shape[0], Z.shape[0], offset=1)
-    return d2[iu[0], iu[1]].sqrt().median().item()
+    return _distance(d2[iu[0], iu[1]], scale).median().item()
 
 
 def mmd_median(X: Any, Y: Any, *, biased: bool = False) -> float:
@@ -222,7 +247,8 @@ def mmd_median(X: Any, Y: Any, *, biased: bool = False) -> float:
     h = _median_distance(torch.cat([X, Y]))
     if h == 0.0:
         h = 1.0  # all points equal: any bandwidth gives the same (zero) statistic
-    xx, yy, xy = _kernel_means(X, Y, [1.0 / (2.0 * h * h)], biased)[0]
+    # In units of h, alpha = 1/2: 1 / (2 h^2) itself would be 0 for h = 1e200 and inf for 1e-200.
+    xx, yy, xy = _kernel_means(X / h, Y / h, [0.5], biased)[0]
     return xx + yy - 2.0 * xy
 
 
@@ -254,10 +280,9 @@ def energy_distance(X: Any, Y: Any, *, biased: bool = False) -> float:
         raise ValueError(
             f"the unbiased energy statistic needs at least 2 samples on each side, got {n} and {m}"
         )
-    dist = [torch.sqrt]
-    (sxy,) = _pair_sums(X, Y, dist)
-    (sxx,) = _pair_sums(X, X, dist)
-    (syy,) = _pair_sums(Y, Y, dist)
+    (sxy,) = _pair_sums(X, Y, [_distance])
+    (sxx,) = _pair_sums(X, X, [_distance])
+    (syy,) = _pair_sums(Y, Y, [_distance])
     nxx, nyy = (n * n, m * m) if biased else (n * (n - 1), m * (m - 1))
     return 2.0 * sxy / (n * m) - sxx / nxx - syy / nyy
 

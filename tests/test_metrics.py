@@ -264,3 +264,34 @@ def test_c2st_bad_labels_raise_value_errors():
         args = dict(X_a=X, Y_a=Y, X_b=X, Y_b=Y) | changes
         with pytest.raises(ValueError, match=match):
             classifier_two_sample_test(**args)
+
+
+@pytest.mark.parametrize("scale", [1e200, 1e-200])
+def test_huge_and_tiny_samples_give_the_rescaled_statistics(scale):
+    # Squared coordinates near 1e400 overflowed to inf, and inf - inf made every statistic nan;
+    # near 1e-400 they underflowed to 0.
+    X, Y = _rand(6, 3, seed=11), _rand(5, 3, seed=12) + 0.5
+    assert energy_distance(scale * X, scale * Y) == pytest.approx(scale * energy_distance(X, Y), rel=1e-12)
+    assert mmd_median(scale * X, scale * Y) == pytest.approx(mmd_median(X, Y), rel=1e-12)
+    # Any fixed alpha is infinitely narrow at 1e200 (only the diagonal counts) and wide at 1e-200.
+    narrow, wide = (mmd(scale * X, scale * Y, alphas=1.0, biased=b)[1.0] for b in (False, True))
+    if scale > 1:
+        assert (narrow, wide) == (0.0, pytest.approx(1 / 6 + 1 / 5))
+    else:
+        assert narrow == pytest.approx(0.0, abs=1e-12) and wide == pytest.approx(0.0, abs=1e-12)
+
+
+def test_samples_far_from_the_origin_keep_their_distances():
+    # |a|^2 + |b|^2 - 2 a.b lost every digit of a unit distance at 1e8 from the origin.
+    X, Y = _rand(6, 3, seed=13), _rand(5, 3, seed=14) + 0.5
+    far = 1e8
+    assert energy_distance(X + far, Y + far) == pytest.approx(energy_distance(X, Y), rel=1e-6)
+    assert mmd(X + far, Y + far, alphas=1.0)[1.0] == pytest.approx(mmd(X, Y, alphas=1.0)[1.0], rel=1e-6)
+
+
+def test_distances_beyond_float64_raise_instead_of_returning_nan():
+    X, Y = np.array([[1.5e308], [-1.5e308]]), np.array([[0.0], [1.0]])
+    with pytest.raises(ValueError, match="distances .* too large for float64"):
+        energy_distance(X, Y)
+    # Kernels of such distances are 0, so the MMD is still finite: E k(y, y') = exp(-1), the rest 0.
+    assert mmd(X, Y, alphas=1.0)[1.0] == pytest.approx(math.exp(-1))
