@@ -192,8 +192,8 @@ def test_bad_settings_and_unfitted(cls):
         cls([[0, 5], [1, 0]], V, C, K)
     with pytest.raises(ValueError, match=r"edge_index must have shape \[2, E\]"):
         cls(torch.zeros(3, 4, dtype=torch.long), V, C, K)
-    with pytest.raises(ValueError, match="num_classes"):
-        cls(EDGES, V, C, 1)
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
+        cls(EDGES, V, C, 0)
     X, Y = _data(20)
     with pytest.raises(ValueError, match="validation"):
         _model(cls).fit(X, Y, validation=1.0, progress=False)
@@ -321,3 +321,17 @@ def test_ignn_predict_needs_a_fitted_model():
     for method in (model.predict, model.predict_proba, model.encode):
         with pytest.raises(RuntimeError, match="not fitted"):
             method(X)
+
+
+@pytest.mark.parametrize("cls", ALL + [IGNNBaseline])
+def test_one_class_fits_and_samples(cls):
+    # One class is an unconditional model, as for ConditionalGraphFlow; it was refused.
+    X, _ = _data(24)
+    Y = torch.zeros(24, V, dtype=torch.long)
+    model = cls(EDGES, V, C, 1, seed=0, **SMALL.get(cls, dict(blocks=1, hidden=4))).fit(X, Y, max_epochs=1, progress=False)
+    samples = model.sample(Y[:5])
+    assert samples.shape == (5, V, C) and torch.isfinite(samples).all()
+    if cls is not CGANBaseline:
+        assert torch.isfinite(model.log_prob(X[:5], Y[:5])).all()
+    if cls is IGNNBaseline:
+        assert torch.equal(model.predict(X[:5]), Y[:5])

@@ -212,7 +212,7 @@ class ConditionalBaseline:
         patience: int | None = 20,
     ) -> None:
         num_nodes, num_features = as_count(num_nodes, "num_nodes"), as_count(num_features, "num_features")
-        num_classes, batch_size = as_count(num_classes, "num_classes", minimum=2), as_count(batch_size, "batch_size")
+        num_classes, batch_size = as_count(num_classes, "num_classes"), as_count(batch_size, "batch_size")
         if patience is not None:
             patience = as_count(patience, "patience")
         if seed is not None:
