@@ -15,12 +15,18 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ._random import draw
+
 Field = Callable[[Tensor], Tensor]
 
 
 def rademacher(shape: torch.Size, *, like: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    r"""Random signs, the probe vectors of the Hutchinson estimator (lower variance than Gaussian)."""
-    signs = torch.randint(0, 2, shape, generator=generator, device=generator.device if generator else like.device)
+    r"""Random signs, the probe vectors of the Hutchinson estimator (lower variance than Gaussian).
+
+    Shaped like ``shape``, with the dtype and device of ``like``; a CPU ``generator`` gives the
+    same signs on any device.
+    """
+    signs = draw(torch.randint, 0, 2, shape, device=like.device, generator=generator)
     return (2 * signs - 1).to(like)
 
 

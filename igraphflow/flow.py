@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from ._checks import as_count, as_labels, as_signals
 from ._chunks import chunk_size, in_chunks
+from ._random import draw
 from .checkpoint import load_checked, save_atomic
 from .divergence import rademacher
 from .graph import check_edge_index
@@ -304,7 +305,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         generator = torch.Generator()
         seed = self.config["seed"]
         generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
-        order = torch.randperm(X.size(0), generator=generator).to(self.device)
+        order = draw(torch.randperm, X.size(0), device=self.device, generator=generator)
         # At least one sample on each side, whatever the fraction.
         num_val = min(X.size(0) - 1, max(1, int(round(self.config["validation"] * X.size(0)))))
         val, train = order[:num_val], order[num_val:]
@@ -385,9 +386,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         w2 = (moved - x).square().flatten(1).sum(1).mean().item()
         # A fixed probe, so that a resumed fit tracks the same validation likelihood.
         probe = rademacher(x_val.shape, like=x_val, generator=torch.Generator().manual_seed(len(self.history_)))
-        x_val, logdet = in_chunks(
-            lambda x, noise: block.transform(x, divergence="hutchinson", noise=noise), x_val, probe.to(x_val.device)
-        )
+        x_val, logdet = in_chunks(lambda x, noise: block.transform(x, divergence="hutchinson", noise=noise), x_val, probe)
         return moved, x_val, val_logdet + logdet, w2
 
     def _checkpoint(self, path: Path, finished: int, data: _FitData):

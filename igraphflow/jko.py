@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ._chunks import TRAIN_SCALARS, chunk_size, in_chunks
+from ._random import draw
 from .divergence import rademacher
 from .latent import GaussianMixtureLatent
 from .ode import Divergence, ODEBlock
@@ -149,8 +150,7 @@ def train_block(
     optimizer = torch.optim.Adam(parameters, lr=lr)
     x_train, y_train = train
     x_val, y_val = val
-    device = x_train.device
-    val_noise = rademacher(x_val.shape, like=x_val, generator=generator).to(device)
+    val_noise = rademacher(x_val.shape, like=x_val, generator=generator)
     started = time.monotonic()
 
     def validation_objective() -> float:
@@ -170,12 +170,12 @@ def train_block(
     rank, world = data_parallel_rank()
     for epoch in range(max_epochs):
         block.train()
-        order = torch.randperm(x_train.size(0), generator=generator).to(device)
+        order = draw(torch.randperm, x_train.size(0), device=x_train.device, generator=generator)
         losses = []
         for batch in order.split(batch_size):
             # Every process draws the same batch and probes, so their random streams stay in
             # step; each then takes its own share of the batch.
-            noise = rademacher((len(batch), *x_train.shape[1:]), like=x_train, generator=generator).to(device)
+            noise = rademacher((len(batch), *x_train.shape[1:]), like=x_train, generator=generator)
             batch, noise = batch[rank::world], noise[rank::world]
             optimizer.zero_grad(set_to_none=True)
             barrier = barrier_weight * latent.barrier() / x_train[0].numel()

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._random import draw
+
 MAX_NOISE_DIM = 4096
 r"""The largest ``V * C`` for which :meth:`GaussianMixtureLatent.fit_noise_` fits a full covariance."""
 
@@ -161,9 +163,7 @@ class GaussianMixtureLatent(nn.Module):
     def sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
         r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``."""
         mean = self.means[y]
-        # Drawn where the generator lives, so that a CPU generator gives the same draws on any device.
-        device = generator.device if generator is not None else mean.device
-        noise = torch.randn(mean.shape, generator=generator, device=device, dtype=mean.dtype).to(mean.device)
+        noise = draw(torch.randn, mean.shape, device=mean.device, generator=generator, dtype=mean.dtype)
         if self.scale_tril is None:
             return mean + self.sigma * noise
         return mean + self.offset + (noise.flatten(1) @ self.scale_tril.T).view_as(mean)

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from igraphflow._random import draw
 from igraphflow.divergence import exact_divergence, finite_difference_divergence, hutchinson_divergence, rademacher
 from igraphflow.nn import GraphVelocityField
 
@@ -66,3 +67,16 @@ def test_finite_difference_step_is_relative_to_the_signal():
     _, div = finite_difference_divergence(lambda z: (z.flatten(1) @ A.T).view_as(z), x, noise)
     expected = ((noise.flatten(1) @ A.T) * noise.flatten(1)).sum(1)
     torch.testing.assert_close(div, expected, rtol=1e-2, atol=1e-2 * A.abs().sum().item())
+
+
+def test_draws_follow_the_generator_whatever_the_target_device():
+    # A CPU generator's stream is the same whether the draws are used on a CPU or a GPU.
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        like = torch.zeros(3, 4, 2, dtype=torch.float64, device=device)
+        probe = rademacher(like.shape, like=like, generator=torch.Generator().manual_seed(0))
+        signs = 2 * torch.randint(0, 2, like.shape, generator=torch.Generator().manual_seed(0)) - 1
+        assert probe.device == like.device and probe.dtype == like.dtype and torch.equal(probe.cpu(), signs.double())
+        noise = draw(torch.randn, 5, device=device, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        assert noise.device == like.device
+        assert torch.equal(noise.cpu(), torch.randn(5, generator=torch.Generator().manual_seed(1), dtype=torch.float64))
+        assert draw(torch.randn, 5, device=device).device == like.device  # no generator: drawn in place

@@ -143,3 +143,12 @@ def test_fitted_noise_round_trips_through_state_dict(fitted_noise):
     # an isotropic state loaded into a fitted latent leaves it isotropic
     latent.load_state_dict(GaussianMixtureLatent(2, 2).state_dict())
     assert not latent.has_noise_covariance
+
+
+def test_sample_with_a_cpu_generator_is_the_same_on_every_device():
+    latent = GaussianMixtureLatent(2, 2, sigma=0.5)
+    y = torch.tensor([[0, 1, 1], [1, 1, 0]])
+    reference = latent.sample(y, generator=torch.Generator().manual_seed(3))
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        h = latent.to(device).sample(y.to(device), generator=torch.Generator().manual_seed(3))
+        assert h.device.type == device and torch.equal(h.cpu(), reference)

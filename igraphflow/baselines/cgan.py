@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import ChebConv
 
 from .._checks import as_count
+from .._random import draw
 from ._common import ConditionalBaseline, batched_edge_index, seeded, train_loop
 
 
@@ -153,8 +154,7 @@ class CGANBaseline(ConditionalBaseline):
         self.layers = as_count(layers, "layers")
 
     def _noise(self, n: int, generator: torch.Generator) -> Tensor:
-        z = torch.randn(n, self.num_nodes, self.noise, generator=generator, dtype=self.dtype)
-        return z.to(self.device)
+        return draw(torch.randn, n, self.num_nodes, self.noise, device=self.device, generator=generator, dtype=self.dtype)
 
     def fit(
         self,

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import as_count
+from .._random import draw
 from ._common import LikelihoodBaseline
 
 
@@ -139,6 +140,6 @@ class CINNBaseline(LikelihoodBaseline):
 
     def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
         dim = self.num_nodes * self.num_features
-        z = torch.randn(len(Y), dim, generator=generator, dtype=self.dtype).to(self.device)
+        z = draw(torch.randn, len(Y), dim, device=self.device, generator=generator, dtype=self.dtype)
         x, _ = self.model_(z, c=[self._onehot(Y).flatten(1)], rev=True, jac=False)
         return x

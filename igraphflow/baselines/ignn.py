@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .._checks import as_count
+from .._random import draw
 from ..latent import GaussianMixtureLatent
 from ..nn import make_conv
 from ._common import LikelihoodBaseline
@@ -398,8 +399,8 @@ class IGNNBaseline(LikelihoodBaseline):
 
     def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
         net: IGNNNet = self.model_
-        noise = torch.randn(*Y.shape, self.num_features, generator=generator, dtype=self.dtype)
-        h = net.latent.means[Y] + net.latent.sigma * noise.to(self.device)
+        noise = draw(torch.randn, *Y.shape, self.num_features, device=self.device, generator=generator, dtype=self.dtype)
+        h = net.latent.means[Y] + net.latent.sigma * noise
         return net.inverse(h, tol=self.tol, max_iter=self.max_iter)
 
     # Public API --------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import zuko
 from torch import Tensor, nn
 
 from .._checks import as_count
+from .._random import draw
 from ._common import LikelihoodBaseline
 
 
@@ -94,6 +95,6 @@ class NSFBaseline(LikelihoodBaseline):
     def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
         dist = self.model_(self._onehot(Y).flatten(1))
         base = dist.base  # a diagonal Gaussian
-        eps = torch.randn(base.mean.shape, generator=generator, dtype=self.dtype)
-        z = base.mean + base.stddev * eps.to(self.device)
+        eps = draw(torch.randn, base.mean.shape, device=self.device, generator=generator, dtype=self.dtype)
+        z = base.mean + base.stddev * eps
         return dist.transform.inv(z)
