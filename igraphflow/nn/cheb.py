@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import ChebConv
 
-from ..graph import check_edge_index
+from ..graph import check_edge_index, symmetric_edges
 
 
 class StaticChebConv(ChebConv):
@@ -40,9 +40,8 @@ class StaticChebConv(ChebConv):
         edge_index = check_edge_index(edge_index, num_nodes)
         self.num_nodes = num_nodes
         # The symmetric Laplacian needs both directions of every edge.
-        undirected = torch.cat([edge_index, edge_index.flip(0)], dim=1).unique(dim=1)
         scaled_index, scaled_weight = super().__norm__(
-            undirected, num_nodes, None, "sym", lambda_max=2.0, dtype=torch.float32
+            symmetric_edges(edge_index, num_nodes), num_nodes, None, "sym", lambda_max=2.0, dtype=torch.float32
         )
         self.register_buffer("scaled_index", scaled_index)
         self.register_buffer("scaled_weight", scaled_weight)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import GCNConv
 
-from ..graph import check_edge_index
+from ..graph import check_edge_index, symmetric_edges
 
 
 class StaticGCNConv(GCNConv):
@@ -23,7 +23,7 @@ class StaticGCNConv(GCNConv):
     def __init__(self, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int):
         super().__init__(in_channels, out_channels, cached=True)
         edge_index = check_edge_index(edge_index, num_nodes)
-        self.register_buffer("edge_index", torch.cat([edge_index, edge_index.flip(0)], dim=1).unique(dim=1))
+        self.register_buffer("edge_index", symmetric_edges(edge_index, num_nodes))
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x, self.edge_index)
