@@ -12,8 +12,8 @@ Usage::
     python benchmarks/run_all.py                 # about an hour on 2 CPU cores
     python benchmarks/run_all.py --max-time 120  # a shorter training cap per method
 
-The other benchmarks (``core.py``, ``jko_tools.py``, ``uncertainty.py``) write their own
-results under ``benchmarks/results/``; BENCHMARKS.md links them.
+The other benchmarks (``core.py``, ``jko_tools.py``, ``uncertainty.py``, ``uncertainty_seeds.py``)
+write their own results under ``benchmarks/results/``; BENCHMARKS.md links them.
 """
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ def main():
         ("- `results/jko_tools.md` (`jko_tools.py`): W2 per block, reparameterization, refinement, memory in depth, "
          "iterations to a target NLL."),
         "- `results/uncertainty.md` (`uncertainty.py`): conformal coverage and set sizes.",
+        ("- `results/uncertainty_seeds.md` (`uncertainty_seeds.py`): the flow's and a ChebNet classifier's conformal "
+         "set sizes at equal coverage, over three seeds each."),
         "",
     ])
     OUTPUT.write_text(text)
