@@ -4,7 +4,9 @@ On a chronological split the test period may drift away from the training period
 script separates location from shape: for every method it reports the mean feature of the
 nodes with label ``k`` in its samples (one per test label pattern), next to the same mean in
 the training and test splits, and the energy statistic against the test split before and
-after centring both sets (the centred energy ignores a common shift of all features).
+after centring both sets (the centred energy ignores a common shift of all features), and how
+far the mean of the samples has moved from the training mean towards the test mean (0: the
+training mean, 1: the test mean, measured along the line between them).
 
 It also takes the squared MMD (a = 1) against the whole test split apart,
 ``E k(g, g') + E k(t, t') - 2 E k(g, t)``: with this narrow kernel in many dimensions the
@@ -17,6 +19,7 @@ Usage (from the repository root)::
     python experiments/conditional_means.py --dataset traffic --methods jko,cinn,nsf --max-time 90
     python experiments/conditional_means.py --dataset traffic --methods jko --max-time 240 --option num_blocks=12
     python experiments/conditional_means.py --dataset solar_hope --methods jko,ignn,cinn,nsf,cgan --max-time 60
+    python experiments/conditional_means.py --dataset traffic --methods jko,cinn,nsf --max-time 60 --draws 5
 """
 
 from __future__ import annotations
@@ -36,17 +39,25 @@ def label_means(X: Tensor, Y: Tensor, num_classes: int) -> list[list[float]]:
     return [X[Y == k].mean(0).tolist() for k in range(num_classes)]
 
 
+def along_drift(X: Tensor, data) -> float:
+    r"""Where the mean of ``X`` lies on the line from the training mean (0) to the test mean (1)."""
+    train = data.X_train.flatten(1).double().mean(0)
+    drift = data.X_test.flatten(1).double().mean(0) - train
+    return ((X.flatten(1).double().mean(0) - train) @ drift / (drift @ drift)).item()
+
+
 def row(name: str, X: Tensor, Y: Tensor, data, scored: bool = True) -> str:
-    r"""A table row: the label means of ``X`` (nodes grouped by ``Y``), its energies and MMD terms
-    against the test split, and its median squared distance to the nearest training signal."""
+    r"""A table row: the label means of ``X`` (nodes grouped by ``Y``), where its mean lies along the
+    drift, its energies and MMD terms against the test split, and its median squared distance
+    to the nearest training signal."""
     means = " | ".join(", ".join(f"{m:+.3f}" for m in k) for k in label_means(X, Y, data.num_classes))
     flat, test = X.flatten(1).double(), data.X_test.flatten(1).double()
     nearest = torch.cdist(flat, data.X_train.flatten(1).double()).min(1).values.square().median()
     if not scored:
-        return f"| {name} | {means} | - | - | - | - | - | {nearest:.2f} |"
+        return f"| {name} | {means} | {along_drift(X, data):.2f} | - | - | - | - | - | {nearest:.2f} |"
     centred = energy_distance(flat - flat.mean(0), test - test.mean(0))
     kgg, ktt, kgt = mmd_terms(flat, test, alphas=1.0)[1.0]
-    return (f"| {name} | {means} | {energy_distance(flat, test):.4f} | {centred:.4f} | "
+    return (f"| {name} | {means} | {along_drift(X, data):.2f} | {energy_distance(flat, test):.4f} | {centred:.4f} | "
             f"{kgg + ktt - 2 * kgt:.4g} | {kgg:.4g} | {kgt:.4g} | {nearest:.2f} |")
 
 
@@ -56,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", default="jko,cinn,nsf")
     parser.add_argument("--max-time", type=float, default=90.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=1, help="generated sets per method, one row each")
     add_option_argument(parser)
     args = parser.parse_args(argv)
     settings = method_settings(args.option)
@@ -64,15 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     labels = " | ".join(f"mean of label-{k} nodes" for k in range(data.num_classes))
     test = data.X_test.flatten(1).double()
     print(f"E k(t, t') of the test split (a = 1): {mmd_terms(test, test, alphas=1.0)[1.0][0]:.4g}\n")
-    print(f"| samples | {labels} | energy | centred energy | MMD (a=1) | E k(g, g') | E k(g, t) | nearest training signal |")
-    print("|---" * (data.num_classes + 7) + "|")
+    print(f"| samples | {labels} | along the drift | energy | centred energy | MMD (a=1) | E k(g, g') | E k(g, t) "
+          "| nearest training signal |")
+    print("|---" * (data.num_classes + 8) + "|")
     print(row("training split (its own labels)", data.X_train, data.Y_train, data, scored=False))
     print(row("test split", data.X_test, data.Y_test, data, scored=False))
     print(row("training data (reference)", reference_signals(data, args.seed), data.Y_test, data))
     for method in args.methods.split(","):
         model = make_model(method, data, args.seed, **settings.get(method, {}))
         fit_method(model, method, data, args.max_time)
-        print(row(method, model.sample(data.Y_test, seed=args.seed).detach().float(), data.Y_test, data), flush=True)
+        for i in range(args.draws):
+            samples = model.sample(data.Y_test, seed=args.seed * args.draws + i).detach().float()
+            print(row(method if args.draws == 1 else f"{method}, draw {i}", samples, data.Y_test, data), flush=True)
     return 0
 
 
