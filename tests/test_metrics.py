@@ -273,12 +273,13 @@ def test_huge_and_tiny_samples_give_the_rescaled_statistics(scale):
     X, Y = _rand(6, 3, seed=11), _rand(5, 3, seed=12) + 0.5
     assert energy_distance(scale * X, scale * Y) == pytest.approx(scale * energy_distance(X, Y), rel=1e-12)
     assert mmd_median(scale * X, scale * Y) == pytest.approx(mmd_median(X, Y), rel=1e-12)
-    # Any fixed alpha is infinitely narrow at 1e200 (only the diagonal counts) and wide at 1e-200.
-    narrow, wide = (mmd(scale * X, scale * Y, alphas=1.0, biased=b)[1.0] for b in (False, True))
+    # A fixed alpha is infinitely narrow at 1e200 (only the diagonal terms of the biased
+    # estimate count) and infinitely wide at 1e-200 (every kernel is 1).
+    unbiased, biased = (mmd(scale * X, scale * Y, alphas=1.0, biased=b)[1.0] for b in (False, True))
     if scale > 1:
-        assert (narrow, wide) == (0.0, pytest.approx(1 / 6 + 1 / 5))
+        assert (unbiased, biased) == (0.0, pytest.approx(1 / 6 + 1 / 5))
     else:
-        assert narrow == pytest.approx(0.0, abs=1e-12) and wide == pytest.approx(0.0, abs=1e-12)
+        assert unbiased == pytest.approx(0.0, abs=1e-12) and biased == pytest.approx(0.0, abs=1e-12)
 
 
 def test_samples_far_from_the_origin_keep_their_distances():
