@@ -157,7 +157,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         classification_weight: float = 0.0,
         divergence: Literal["hutchinson", "finite_difference", "exact"] = "finite_difference",
         batch_size: int | Literal["auto"] = "auto",
-        lr: float = 2e-3,
+        lr: float = 5e-3,
         max_epochs: int = 40,
         patience: int = 5,
         validation: float = 0.1,
