@@ -120,6 +120,12 @@ def fit_cheb(data, X, Y, *, max_time: float, seed: int = 0) -> ChebClassifier:
     return model
 
 
+def fit_calibration_split(X: Tensor, Y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""``(X_fit, Y_fit, X_cal, Y_cal)``: the first 80 % of the signals fit, the last 20 % calibrate."""
+    cut = int(round(0.8 * len(X)))
+    return X[:cut], Y[:cut], X[cut:], Y[cut:]
+
+
 def conformal_report(log_cal: Tensor, Y_cal: Tensor, log_test: Tensor, Y_test: Tensor, alphas) -> dict:
     r"""Pooled split-conformal sets for every alpha: coverage, mean size, empty fraction."""
     scores = conformal_scores(log_cal.double(), Y_cal).flatten().sort().values
@@ -159,8 +165,7 @@ def run_dataset(name: str, options: dict, *, quick: bool, max_time: float, cheb_
     X, Y, X_test, Y_test = data.X_train, data.Y_train, data.X_test, data.Y_test
     if quick:
         X, Y, X_test, Y_test = X[:300], Y[:300], X_test[:200], Y_test[:200]
-    cut = int(round(0.8 * len(X)))
-    X_fit, Y_fit, X_cal, Y_cal = X[:cut], Y[:cut], X[cut:], Y[cut:]
+    X_fit, Y_fit, X_cal, Y_cal = fit_calibration_split(X, Y)
     V, C = X.shape[1:]
     result = dict(name=name, V=V, C=C, K=data.num_classes, n_fit=len(X_fit), n_cal=len(X_cal), n_test=len(X_test))
 
@@ -219,13 +224,13 @@ def three_moons_figure(path: Path, *, quick: bool, max_time: float) -> dict:
     X, Y = data.X_train, data.Y_train
     if quick:
         X, Y = X[:400], Y[:400]
-    cut = int(round(0.8 * len(X)))
+    X_fit, Y_fit, X_cal, Y_cal = fit_calibration_split(X, Y)
     kwargs = dict(max_epochs=2, num_blocks=2) if quick else {}
     flow = ConditionalGraphFlow(data.edge_index, 1, 2, 3, seed=0, **kwargs)
     start = time.perf_counter()
-    flow.fit(X[:cut], Y[:cut], max_time=max_time, progress=False)
+    flow.fit(X_fit, Y_fit, max_time=max_time, progress=False)
     elapsed = time.perf_counter() - start
-    flow.calibrate(X[cut:], Y[cut:], alpha=0.1)
+    flow.calibrate(X_cal, Y_cal, alpha=0.1)
     X_test, Y_test = data.X_test[:1000], data.Y_test[:1000]
     colors = ["tab:blue", "tab:orange", "tab:green"]
 

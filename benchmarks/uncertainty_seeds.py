@@ -25,7 +25,7 @@ import torch
 
 import igraphflow.datasets as D
 from igraphflow import ConditionalGraphFlow
-from uncertainty import ALPHA_GRID, ALPHAS, conformal_report, fit_cheb, size_at_coverage
+from uncertainty import ALPHA_GRID, ALPHAS, conformal_report, fit_calibration_split, fit_cheb, size_at_coverage
 
 ROOT = Path(__file__).resolve().parent
 
@@ -34,8 +34,7 @@ def run_seed(data, seed: int, weights: list[float], *, max_time: float, cheb_tim
     r"""One ChebNet and one flow per weight, all with ``seed``: the ChebNet's coverage and size and
     each flow's size at that coverage, per alpha."""
     X, Y = data.X_train, data.Y_train
-    cut = int(round(0.8 * len(X)))
-    X_fit, Y_fit, X_cal, Y_cal = X[:cut], Y[:cut], X[cut:], Y[cut:]
+    X_fit, Y_fit, X_cal, Y_cal = fit_calibration_split(X, Y)
     alphas = ALPHA_GRID + ALPHAS
     cheb = fit_cheb(data, X_fit, Y_fit, max_time=cheb_time, seed=seed)
     cheb_report = conformal_report(cheb.log_proba(X_cal), Y_cal, cheb.log_proba(data.X_test), data.Y_test, alphas)
