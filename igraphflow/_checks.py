@@ -15,11 +15,16 @@ from torch import Tensor
 
 def _as_tensor(value, name: str) -> Tensor:
     if isinstance(value, Tensor):
-        return value
-    try:
-        return torch.as_tensor(np.asarray(value))
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a tensor or an array, got {type(value).__name__}: {error}") from None
+        tensor = value
+    else:
+        try:
+            tensor = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} must be a tensor or an array, got {type(value).__name__}: {error}") from None
+    # A meta tensor has a shape but no values: every check of its values would fail inside torch.
+    if tensor.is_meta:
+        raise ValueError(f"{name} is on the meta device, which holds shapes but no values")
+    return tensor
 
 
 def as_count(value, name: str, minimum: int = 1) -> int:

@@ -51,7 +51,10 @@ class _FitData:
 def _resolve_device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    device = torch.device(device)
+    if device.type == "meta":
+        raise ValueError("device 'meta' holds no values, so a model cannot be fitted or used there; give 'cpu' or 'cuda'")
+    return device
 
 
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):

@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.utils import coalesce, remove_self_loops
 
+from ._checks import _as_tensor
+
 
 def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
     r"""Validates a graph given as ``edge_index`` and returns it as ``int64`` ``[2, E]``.
@@ -32,11 +34,13 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
         >>> check_edge_index(torch.tensor([[0, 1], [1, 0]]), 2).shape
         torch.Size([2, 2])
     """
-    edge_index = torch.as_tensor(edge_index)
+    edge_index = _as_tensor(edge_index, "edge_index")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
     # An empty list or array reads as floating point: a graph without edges whatever its dtype.
-    if edge_index.numel() > 0 and (edge_index.dtype.is_floating_point or edge_index.dtype == torch.bool):
+    if edge_index.numel() > 0 and (
+        edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool
+    ):
         raise ValueError(f"edge_index must hold integers, got dtype {edge_index.dtype}")
     if num_nodes < 1:
         raise ValueError(f"num_nodes must be positive, got {num_nodes}")

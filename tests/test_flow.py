@@ -397,3 +397,21 @@ def test_counts_reject_booleans_and_fractions():
         model.refine(X, Y, factor=True, progress=False)
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got True"):
         model.sample(Y, seed=True)
+
+
+def test_meta_tensors_and_the_meta_device_raise_clear_errors(fitted):
+    # A meta tensor has a shape but no values: the checks used to fail deep inside torch.
+    X, Y = toy(4)
+    with pytest.raises(ValueError, match="X is on the meta device"):
+        fitted.predict(X.to("meta"))
+    with pytest.raises(ValueError, match="Y is on the meta device"):
+        fitted.sample(Y.to("meta"))
+    with pytest.raises(ValueError, match="edge_index is on the meta device"):
+        ConditionalGraphFlow(EDGES.to("meta"), 4, 2, 2)
+    with pytest.raises(ValueError, match="device"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, device="meta")
+    for edges in (None, "0 1"):
+        with pytest.raises(ValueError, match="edge_index must be a tensor or an array"):
+            ConditionalGraphFlow(edges, 4, 2, 2)
+    with pytest.raises(ValueError, match="edge_index must hold integers"):
+        ConditionalGraphFlow(EDGES.to(torch.complex64), 4, 2, 2)

@@ -213,6 +213,8 @@ def test_empty_and_non_numeric_samples_raise_value_errors():
         mmd("abc", Y)
     with pytest.raises(ValueError, match="real numbers"):  # the imaginary part was dropped
         energy_distance(np.ones((3, 4)) + 1j, Y)
+    with pytest.raises(ValueError, match="X is on the meta device"):
+        mmd(torch.zeros(3, 4, device="meta"), Y)
 
 
 def test_mmd_alphas_as_one_numpy_or_tensor_number():
