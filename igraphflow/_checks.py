@@ -2,7 +2,7 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["as_count", "as_real", "as_signals", "as_labels"]
+__all__ = ["MAX_SEED", "as_count", "as_real", "as_signals", "as_labels"]
 
 import math
 import numbers
@@ -11,6 +11,9 @@ import operator
 import numpy as np
 import torch
 from torch import Tensor
+
+#: The largest seed ``torch.manual_seed`` takes.
+MAX_SEED = 2**64 - 1
 
 
 def _as_tensor(value, name: str) -> Tensor:
@@ -27,8 +30,8 @@ def _as_tensor(value, name: str) -> Tensor:
     return tensor
 
 
-def as_count(value, name: str, minimum: int = 1) -> int:
-    r"""Checks a whole number ``>= minimum`` and returns it as ``int``.
+def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
+    r"""Checks a whole number ``>= minimum`` (and ``<= maximum``, if given) and returns it as ``int``.
 
     Python and NumPy integers (and 0-d integer arrays or tensors) pass, and so do floats with
     an integral value such as ``3.0``; ``2.5``, booleans, strings and ``NaN`` do not.
@@ -54,6 +57,8 @@ def as_count(value, name: str, minimum: int = 1) -> int:
                 count = int(value)
     if count is None or count < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if maximum is not None and count > maximum:
+        raise ValueError(f"{name} must be an integer <= {maximum}, got {value!r}")
     return count
 
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import as_count, as_labels, as_signals
+from ._checks import MAX_SEED, as_count, as_labels, as_signals
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, save_atomic
@@ -178,7 +178,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if batch_size != "auto":
             batch_size = as_count(batch_size, "batch_size")
         if seed is not None:
-            seed = as_count(seed, "seed", minimum=0)
+            seed = as_count(seed, "seed", minimum=0, maximum=MAX_SEED)
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:
@@ -326,7 +326,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # Each block's initialisation depends on (seed, index) alone, however it is created.
         with torch.random.fork_rng(devices=[]):
             if c["seed"] is not None:
-                torch.manual_seed(c["seed"] * 1009 + index)
+                # Modulo the seeds torch takes: the same seed as before wherever that fitted.
+                torch.manual_seed((c["seed"] * 1009 + index) % (MAX_SEED + 1))
             self.blocks.append(self._make_block(start, start + step).to(self.edge_index.device))
 
     def _train_blocks(self, data: _FitData, start: int, max_time, progress: bool, checkpoint_dir, retrain: bool = False) -> None:
@@ -597,7 +598,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._check_fitted()
         Y = self._labels(Y)
         # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
-        generator = None if seed is None else torch.Generator().manual_seed(as_count(seed, "seed", minimum=0))
+        generator = None if seed is None else torch.Generator().manual_seed(as_count(seed, "seed", minimum=0, maximum=MAX_SEED))
         return self.decode(self.latent.sample(Y, generator=generator))
 
     @torch.no_grad()

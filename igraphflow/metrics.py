@@ -485,6 +485,8 @@ def classifier_two_sample_test(
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import train_test_split
 
+    # scikit-learn's random_state is a 32-bit seed.
+    seed = as_count(seed, "seed", minimum=0, maximum=2**32 - 1)
     X_a, X_b = _as_samples(X_a, "X_a"), _as_samples(X_b, "X_b")
     if num_classes is not None:
         num_classes = as_count(num_classes, "num_classes")

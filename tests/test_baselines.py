@@ -335,3 +335,14 @@ def test_one_class_fits_and_samples(cls):
         assert torch.isfinite(model.log_prob(X[:5], Y[:5])).all()
     if cls is IGNNBaseline:
         assert torch.equal(model.predict(X[:5]), Y[:5])
+
+
+@pytest.mark.parametrize("cls", ALL + [IGNNBaseline])
+def test_seeds_beyond_what_torch_takes_raise_clear_errors(cls):
+    small = SMALL.get(cls, dict(blocks=1, hidden=4))
+    with pytest.raises(ValueError, match="seed must be an integer <= 18446744073709551615"):
+        cls(EDGES, V, C, K, seed=2**64, **small)
+    X, Y = _data(20)
+    model = cls(EDGES, V, C, K, seed=2**64 - 1, **small).fit(X, Y, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="seed must be an integer <="):
+        model.sample(Y, seed=2**64)

@@ -415,3 +415,15 @@ def test_meta_tensors_and_the_meta_device_raise_clear_errors(fitted):
             ConditionalGraphFlow(edges, 4, 2, 2)
     with pytest.raises(ValueError, match="edge_index must hold integers"):
         ConditionalGraphFlow(EDGES.to(torch.complex64), 4, 2, 2)
+
+
+def test_seeds_beyond_what_torch_takes_raise_clear_errors(fitted):
+    # torch.manual_seed takes 0..2**64 - 1; a block's seed is derived from the model's, and
+    # seeds from 2**63 / 1009 up failed there with "Overflow when unpacking long long".
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=2, seed=2**64 - 1)
+    again = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=2, seed=2**64 - 1)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters()))
+    with pytest.raises(ValueError, match=r"seed must be an integer <= 18446744073709551615, got 18446744073709551616"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, seed=2**64)
+    with pytest.raises(ValueError, match="seed must be an integer <="):
+        fitted.sample(toy(2)[1], seed=2**64)

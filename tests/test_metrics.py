@@ -260,6 +260,8 @@ def test_c2st_bad_labels_raise_value_errors():
         (dict(Y_a=Y[:5]), r"Y_a must have shape \[N=20"),
         (dict(Y_a=Y + 0.5), "Y_a must hold integer class labels"),  # was truncated to Y
         (dict(num_classes=1.5), "num_classes"),
+        (dict(seed=-1), "seed must be an integer >= 0"),  # sklearn named its random_state
+        (dict(seed=2**32), "seed must be an integer <= 4294967295"),
         (dict(X_a=X[:0], Y_a=Y[:0]), "X_a is empty"),
     ]
     for changes, match in cases:
