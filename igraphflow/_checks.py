@@ -2,7 +2,7 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["MAX_SEED", "as_count", "as_real", "as_signals", "as_labels"]
+__all__ = ["MAX_SEED", "as_count", "as_real", "as_seconds", "as_signals", "as_labels"]
 
 import math
 import numbers
@@ -89,6 +89,22 @@ def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:
     if not (math.isfinite(number) and above and below):
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return number
+
+
+def as_seconds(value, name: str = "max_time") -> float:
+    r"""Checks a time budget in seconds, ``>= 0``; ``None`` and ``inf`` mean no budget and give ``inf``.
+
+    Example:
+        >>> as_seconds(None), as_seconds(np.float32(2.5))
+        (inf, 2.5)
+        >>> as_seconds(-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_time must be a finite number in [0, inf), got -1
+    """
+    if value is None or (isinstance(value, numbers.Real) and value == math.inf):
+        return math.inf
+    return as_real(value, name, "[0, inf)")
 
 
 def as_signals(X, num_nodes: int, num_features: int, *, name: str = "X", device=None) -> Tensor:

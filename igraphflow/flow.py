@@ -7,7 +7,6 @@ __all__ = ["ConditionalGraphFlow"]
 import copy
 import dataclasses
 import itertools
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import MAX_SEED, as_count, as_labels, as_signals
+from ._checks import MAX_SEED, as_count, as_labels, as_real, as_seconds, as_signals
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, save_atomic
@@ -183,20 +182,23 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:
             raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
-        if not 0.0 < validation < 1.0:
-            raise ValueError(f"validation must be a fraction in (0, 1), got {validation}")
-        if not classification_weight >= 0:
-            raise ValueError(f"classification_weight must be >= 0, got {classification_weight}")
-        if first_step <= 0 or step_growth <= 0 or max_step <= 0:
-            raise ValueError(f"first_step, step_growth and max_step must be positive, got {first_step}, {step_growth}, {max_step}")
+        # as_real refuses NaN, infinities and strings, which float() let through.
+        positive, non_negative = "(0, inf)", "[0, inf)"
+        reals = dict(
+            w2_tolerance=(w2_tolerance, non_negative), sigma=(sigma, positive), first_step=(first_step, positive),
+            step_growth=(step_growth, positive), max_step=(max_step, positive), separation=(separation, non_negative),
+            barrier_weight=(barrier_weight, non_negative), classification_weight=(classification_weight, non_negative),
+            lr=(lr, positive), validation=(validation, "(0, 1)"),
+        )
+        reals = {name: as_real(value, name, interval) for name, (value, interval) in reals.items()}
         self.config = dict(
             num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
-            num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=float(w2_tolerance), hidden=hidden, sigma=float(sigma), orders=orders,
-            steps=steps, first_step=float(first_step), step_growth=float(step_growth), max_step=float(max_step),
-            separation=float(separation), barrier_weight=float(barrier_weight), classifier=classifier,
-            fit_noise=bool(fit_noise), classification_weight=float(classification_weight),
-            divergence=divergence, batch_size=batch_size, lr=float(lr), max_epochs=max_epochs,
-            patience=patience, validation=float(validation), seed=seed,
+            num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
+            sigma=reals["sigma"], orders=orders, steps=steps, first_step=reals["first_step"],
+            step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
+            barrier_weight=reals["barrier_weight"], classifier=classifier, fit_noise=bool(fit_noise),
+            classification_weight=reals["classification_weight"], divergence=divergence, batch_size=batch_size,
+            lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"], seed=seed,
         )
         # The depth asked for: fit settles config["num_blocks"], a new fit starts again from this.
         self._requested_blocks = self.config["num_blocks"]
@@ -291,7 +293,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         Returns:
             The fitted model.
         """
-        data = self._split(X, Y)
+        max_time, data = as_seconds(max_time), self._split(X, Y)
         self._initialise()
         self.latent.set_prior(data.y)
         start = 0
@@ -330,14 +332,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 torch.manual_seed((c["seed"] * 1009 + index) % (MAX_SEED + 1))
             self.blocks.append(self._make_block(start, start + step).to(self.edge_index.device))
 
-    def _train_blocks(self, data: _FitData, start: int, max_time, progress: bool, checkpoint_dir, retrain: bool = False) -> None:
+    def _train_blocks(self, data: _FitData, start: int, max_time: float, progress: bool, checkpoint_dir, retrain: bool = False) -> None:
         r"""Trains blocks ``start, start + 1, ...`` on ``data`` pushed through the blocks before them.
 
         When time runs out, blocks never trained are dropped; with ``retrain``, every block was
         trained before, so all are kept.
         """
         c = self.config
-        deadline = time.monotonic() + (max_time if max_time is not None else math.inf)
+        deadline = time.monotonic() + max_time
         dims = self.num_nodes * self.num_features
         x, x_val, val_logdet = data.x, data.x_val, torch.zeros(data.x_val.size(0), device=self.device)
         self.latent.reset_noise_()  # the blocks train towards the isotropic latent
@@ -460,8 +462,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
+        max_time, data = as_seconds(max_time), self._split(X, Y)
         x = self._signals(X)
-        self._labels(Y, num_samples=x.size(0))
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
         with torch.no_grad():
             for block in self.blocks:
@@ -483,7 +485,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             child.set_interval(float(start), float(end))
             blocks.append(child)
         self.blocks = blocks
-        return self._retrain(X, Y, max_time, progress)
+        return self._retrain(data, max_time, progress)
 
     def refine(self, X, Y, factor: int = 2, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
         r"""Splits every block's interval into ``factor`` sub-intervals (``factor`` times the blocks) and retrains.
@@ -500,7 +502,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
-        factor = as_count(factor, "factor")
+        # Checked before the blocks are split: a model left refined but not retrained would
+        # not match its settings.
+        factor, max_time, data = as_count(factor, "factor"), as_seconds(max_time), self._split(X, Y)
         refined = nn.ModuleList()
         for parent in self.blocks:
             t0, h = float(parent.interval[0]), parent.step_size / factor
@@ -509,10 +513,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 child.set_interval(t0 + part * h, t0 + (part + 1) * h)
                 refined.append(child)
         self.blocks = refined
-        return self._retrain(X, Y, max_time, progress)
+        return self._retrain(data, max_time, progress)
 
-    def _retrain(self, X, Y, max_time, progress) -> ConditionalGraphFlow:
-        data = self._split(X, Y)
+    def _retrain(self, data: _FitData, max_time: float, progress: bool) -> ConditionalGraphFlow:
         self.history_ = []
         self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self

@@ -427,3 +427,38 @@ def test_seeds_beyond_what_torch_takes_raise_clear_errors(fitted):
         ConditionalGraphFlow(EDGES, 4, 2, 2, seed=2**64)
     with pytest.raises(ValueError, match="seed must be an integer <="):
         fitted.sample(toy(2)[1], seed=2**64)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [("lr", 0.0), ("lr", -1e-3), ("lr", math.nan), ("sigma", math.nan), ("sigma", "1"), ("w2_tolerance", -1.0),
+     ("w2_tolerance", math.nan), ("separation", math.nan), ("barrier_weight", -1.0), ("barrier_weight", math.nan),
+     ("first_step", math.inf), ("step_growth", math.nan), ("validation", "0.1"), ("classification_weight", math.inf)],
+)
+def test_real_settings_outside_their_range_raise_clear_errors(name, value):
+    # NaN and negative rates were kept and trained (or silently stopped) nothing useful.
+    with pytest.raises(ValueError, match=f"{name} must be a finite number in"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **{name: value})
+
+
+@pytest.mark.parametrize("max_time", [-1.0, math.nan, "5"])
+def test_bad_time_budgets_raise_before_the_model_changes(max_time, tmp_path):
+    X, Y = toy(16)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1, num_blocks=1)).fit(X, Y, progress=False)
+    before = copy.deepcopy(model.state_dict())
+    for method in (model.fit, model.refine, model.reparameterize):
+        with pytest.raises(ValueError, match="max_time must be"):
+            method(X, Y, max_time=max_time, progress=False)
+    assert model.state_dict().keys() == before.keys()
+    model.fit(X, Y, max_time=math.inf, progress=False)  # no cap, as None
+
+
+def test_refine_with_bad_data_leaves_the_model_as_it_was(tmp_path):
+    # The blocks were split before the data were checked: the saved model did not load.
+    X, Y = toy(16)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1, num_blocks=1)).fit(X, Y, progress=False)
+    with pytest.raises(ValueError, match="Y must have shape"):
+        model.refine(X, Y[:3], progress=False)
+    assert model.num_blocks == model.config["num_blocks"] == 1
+    model.save(tmp_path / "model.pt")
+    assert ConditionalGraphFlow.load(tmp_path / "model.pt").num_blocks == 1
