@@ -346,3 +346,32 @@ def test_seeds_beyond_what_torch_takes_raise_clear_errors(cls):
     model = cls(EDGES, V, C, K, seed=2**64 - 1, **small).fit(X, Y, max_epochs=1, progress=False)
     with pytest.raises(ValueError, match="seed must be an integer <="):
         model.sample(Y, seed=2**64)
+
+
+@pytest.mark.parametrize("cls", DENSITY + [IGNNBaseline])
+def test_log_prob_of_no_signals_is_empty(cls):
+    # The NSF failed inside zuko (a reshape of 0 elements), the iGNN with an IndexError.
+    X, Y = _data(20)
+    model = cls(EDGES, V, C, K, seed=0, **SMALL.get(cls, dict(blocks=1, hidden=4))).fit(X, Y, max_epochs=1, progress=False)
+    out = model.log_prob(X[:0], Y[:0])
+    assert out.shape == (0,) and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("cls", ALL + [IGNNBaseline])
+def test_real_settings_and_meta_tensors_raise_clear_errors(cls):
+    small = SMALL.get(cls, dict(blocks=1, hidden=4))
+    for lr in (math.nan, 0.0, -1.0, "1e-3"):  # NaN trained to NaN weights; -1 failed inside Adam
+        with pytest.raises(ValueError, match="lr must be a finite number in"):
+            cls(EDGES, V, C, K, lr=lr, **small)
+    with pytest.raises(ValueError, match="edge_index is on the meta device"):
+        cls(EDGES.to("meta"), V, C, K, **small)
+    X, Y = _data(20)
+    model = cls(EDGES, V, C, K, seed=0, **small)
+    for bad, match in ((dict(validation="0.1"), "validation must be"), (dict(max_time=math.nan), "max_time must be"),
+                       (dict(max_time=-1.0), "max_time must be"), (dict(max_time="5"), "max_time must be")):
+        with pytest.raises(ValueError, match=match):  # a NaN budget was no budget
+            model.fit(X, Y, max_epochs=1, progress=False, **bad)
+    with pytest.raises(ValueError, match="X is on the meta device"):
+        model.fit(X.to("meta"), Y, max_epochs=1, progress=False)
+    with pytest.raises(ValueError, match="Y is on the meta device"):
+        model.fit(X, Y.to("meta"), max_epochs=1, progress=False)

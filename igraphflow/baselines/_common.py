@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import MAX_SEED, as_count
+from .._checks import MAX_SEED, _as_tensor, as_count, as_real, as_seconds
 
 
 @contextlib.contextmanager
@@ -106,7 +106,7 @@ def train_loop(
         The history (one dictionary per epoch, epoch 0 being the state before training) and
         the epoch of the returned state.
     """
-    max_epochs = as_count(max_epochs, "max_epochs")
+    max_epochs, max_time = as_count(max_epochs, "max_epochs"), as_seconds(max_time)
     start = time.perf_counter()
     module.eval()
     initial = evaluate() if evaluate is not None else None
@@ -128,7 +128,7 @@ def train_loop(
             idx = order[begin : begin + batch_size]
             losses.append(step(idx))
             sizes.append(len(idx))
-            if max_time is not None and time.perf_counter() - start >= max_time:
+            if time.perf_counter() - start >= max_time:
                 out_of_time = True
                 break
         module.eval()
@@ -226,7 +226,7 @@ class ConditionalBaseline:
         self.dtype = dtype
         self.standardize = standardize
         self.batch_size = batch_size
-        self.lr = lr
+        self.lr = as_real(lr, "lr", "(0, inf)")
         self.patience = patience
 
     def __repr__(self) -> str:
@@ -237,7 +237,7 @@ class ConditionalBaseline:
     # Input checks ---------------------------------------------------------------------------
 
     def _check_edge_index(self, edge_index: Any) -> Tensor:
-        ei = torch.as_tensor(edge_index)
+        ei = _as_tensor(edge_index, "edge_index")
         if ei.dim() != 2 or ei.shape[0] != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(ei.shape)}")
         if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
@@ -251,7 +251,7 @@ class ConditionalBaseline:
         return ei
 
     def _check_Y(self, Y: Any, name: str = "Y") -> Tensor:
-        Y = torch.as_tensor(Y)
+        Y = _as_tensor(Y, name)
         V, K = self.num_nodes, self.num_classes
         if Y.dim() != 2 or Y.shape[1] != V:
             raise ValueError(f"{name} must have shape [N, V={V}], got {tuple(Y.shape)}")
@@ -268,7 +268,7 @@ class ConditionalBaseline:
         return Y.long().to(self.device)
 
     def _check_X(self, X: Any, n: int, name: str = "X") -> Tensor:
-        X = torch.as_tensor(X)
+        X = _as_tensor(X, name)
         V, C = self.num_nodes, self.num_features
         if X.dim() != 3 or X.shape[1:] != (V, C) or X.shape[0] != n:
             raise ValueError(
@@ -322,8 +322,7 @@ class ConditionalBaseline:
         self, n: int, validation: float, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
         r"""A random split of ``range(n)`` into training and validation indices."""
-        if not 0.0 <= validation < 1.0:
-            raise ValueError(f"validation must be a fraction in [0, 1), got {validation!r}")
+        validation = as_real(validation, "validation", "[0, 1)")
         n_val = int(round(validation * n))
         if validation > 0 and n_val == 0:
             n_val = 1
@@ -435,6 +434,8 @@ class LikelihoodBaseline(ConditionalBaseline, abc.ABC):
         """
         self._check_fitted()
         X, Y = self._check_XY(X, Y)
+        if len(X) == 0:  # the flows' reshapes cannot infer the size of an empty batch
+            return X.new_empty(0)
         with torch.no_grad():
             out = [
                 self._log_prob_std(self._to_std(X[i]).flatten(1), Y[i])
