@@ -2,7 +2,7 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["MAX_SEED", "as_count", "as_real", "as_seconds", "as_signals", "as_labels"]
+__all__ = ["MAX_SEED", "as_count", "as_real", "as_seconds", "as_signals", "as_labels", "check_node_input"]
 
 import math
 import numbers
@@ -155,3 +155,20 @@ def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | 
             f"{name} holds labels in [{int(Y.min())}, {int(Y.max())}], outside [0, num_classes={num_classes})"
         )
     return Y.to(device)
+
+
+def check_node_input(x: Tensor, num_nodes: int, channels: int | None, layer: str):
+    r"""Checks that a layer's input is ``[*, num_nodes, channels]`` (any number of channels if ``None``).
+
+    A layer bound to a graph would otherwise treat extra nodes as isolated ones.
+
+    Example:
+        >>> check_node_input(torch.zeros(4, 3, 2), 3, 2, "L3NetConv")
+        >>> check_node_input(torch.zeros(4, 5, 2), 3, None, "HopMeans")
+        Traceback (most recent call last):
+        ...
+        ValueError: HopMeans expects input [*, num_nodes=3, C], got [4, 5, 2]
+    """
+    if x.dim() < 2 or x.size(-2) != num_nodes or (channels is not None and x.size(-1) != channels):
+        last = "C" if channels is None else f"in_channels={channels}"
+        raise ValueError(f"{layer} expects input [*, num_nodes={num_nodes}, {last}], got {list(x.shape)}")

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.utils import coalesce, remove_self_loops
 
-from ._checks import _as_tensor
+from ._checks import _as_tensor, as_count
 
 
 def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -42,8 +42,7 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
         edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool
     ):
         raise ValueError(f"edge_index must hold integers, got dtype {edge_index.dtype}")
-    if num_nodes < 1:
-        raise ValueError(f"num_nodes must be positive, got {num_nodes}")
+    num_nodes = as_count(num_nodes, "num_nodes")
     if edge_index.numel() > 0:
         low, high = int(edge_index.min()), int(edge_index.max())
         if low < 0 or high >= num_nodes:
@@ -63,6 +62,7 @@ def symmetric_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
     """
     # coalesce sorts one key, source * V + target; Tensor.unique(dim=1) gives the same edges but
     # sorts column by column, about 0.2 s per layer on the CPU for a 10k-node graph.
+    edge_index = check_edge_index(edge_index, num_nodes)
     return coalesce(torch.cat([edge_index, edge_index.flip(0)], dim=1), num_nodes=num_nodes)
 
 
@@ -87,10 +87,9 @@ def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> l
         >>> [s.size(1) for s in hop_supports(path, 3, (0, 1, 2))]
         [3, 7, 9]
     """
-    if any(m < 0 for m in orders):
-        raise ValueError(f"orders must be non-negative, got {list(orders)}")
-    edges = edge_index.detach().cpu().long().contiguous()
-    key = (hashlib.sha1(edges.numpy().tobytes()).hexdigest(), num_nodes, tuple(int(m) for m in orders))
+    orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
+    edges = check_edge_index(edge_index, num_nodes).cpu()
+    key = (hashlib.sha1(edges.numpy().tobytes()).hexdigest(), num_nodes, orders)
     if key not in _SUPPORTS:
         if len(_SUPPORTS) >= 8:
             _SUPPORTS.pop(next(iter(_SUPPORTS)))

@@ -119,3 +119,35 @@ def test_symmetric_edges_are_both_directions_once_in_order():
     assert torch.equal(symmetric_edges(edges, 50), both.unique(dim=1))
     assert symmetric_edges(torch.zeros(2, 0, dtype=torch.long), 3).shape == (2, 0)
     assert torch.equal(make_conv("gcn", 2, 2, edges, 50, (0, 1)).edge_index, both.unique(dim=1))
+
+
+@pytest.mark.parametrize("conv", ["l3net", "cheb", "gcn"])
+def test_layers_refuse_signals_of_another_graph_size(conv):
+    # A signal with more nodes than the graph came out as if its extra nodes were isolated.
+    path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    layer = make_conv(conv, 2, 4, path, 3, (0, 1))
+    assert layer(torch.randn(5, 3, 2)).shape == (5, 3, 4)
+    with pytest.raises(ValueError, match=r"num_nodes=3, in_channels=2\], got \[5, 4, 2\]"):
+        layer(torch.randn(5, 4, 2))
+    with pytest.raises(ValueError, match=r"in_channels=2\], got \[5, 3, 3\]"):  # failed inside a matmul
+        layer(torch.randn(5, 3, 3))
+    with pytest.raises(ValueError, match="num_nodes=3"):
+        HopMeans(path, 3)(torch.randn(5, 4, 2))
+    with pytest.raises(ValueError, match="num_nodes=3"):
+        GraphVelocityField(path, 3, 2, hidden=4, conv=conv)(torch.tensor(0.0), torch.randn(5, 4, 2))
+
+
+def test_layer_sizes_are_checked_counts():
+    path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    with pytest.raises(ValueError, match="num_nodes must be an integer >= 1, got 3.5"):
+        check_edge_index(path, 3.5)
+    with pytest.raises(ValueError, match="num_nodes must be an integer"):
+        L3NetConv(2, 4, path, "3")
+    with pytest.raises(ValueError, match="K must be an integer >= 1, got 0"):  # an empty AssertionError
+        StaticChebConv(2, 4, path, 3, K=0)
+    with pytest.raises(ValueError, match="orders must name at least one hop radius"):
+        make_conv("cheb", 2, 4, path, 3, ())
+    with pytest.raises(ValueError, match="orders must be an integer >= 0, got 1.5"):  # read as 1
+        hop_supports(path, 3, (1.5,))
+    with pytest.raises(ValueError, match="outside"):  # scipy's "index 5 exceeds matrix dimension"
+        hop_supports(torch.tensor([[0, 5], [5, 0]]), 3, (0, 1))

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import ChebConv
 
-from ..graph import check_edge_index, symmetric_edges
+from .._checks import as_count, check_node_input
+from ..graph import symmetric_edges
 
 
 class StaticChebConv(ChebConv):
@@ -36,9 +37,8 @@ class StaticChebConv(ChebConv):
     """
 
     def __init__(self, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int, K: int = 3):
-        super().__init__(in_channels, out_channels, K=K, normalization="sym")
-        edge_index = check_edge_index(edge_index, num_nodes)
-        self.num_nodes = num_nodes
+        super().__init__(in_channels, out_channels, K=as_count(K, "K"), normalization="sym")
+        num_nodes = self.num_nodes = as_count(num_nodes, "num_nodes")
         # The symmetric Laplacian needs both directions of every edge.
         scaled_index, scaled_weight = super().__norm__(
             symmetric_edges(edge_index, num_nodes), num_nodes, None, "sym", lambda_max=2.0, dtype=torch.float32
@@ -50,6 +50,7 @@ class StaticChebConv(ChebConv):
         return self.scaled_index, self.scaled_weight.to(dtype or self.scaled_weight.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
         return super().forward(x, self.scaled_index)
 
     def __repr__(self) -> str:

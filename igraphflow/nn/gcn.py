@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 from torch_geometric.nn import GCNConv
 
-from ..graph import check_edge_index, symmetric_edges
+from .._checks import as_count, check_node_input
+from ..graph import symmetric_edges
 
 
 class StaticGCNConv(GCNConv):
@@ -22,9 +23,10 @@ class StaticGCNConv(GCNConv):
 
     def __init__(self, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int):
         super().__init__(in_channels, out_channels, cached=True)
-        edge_index = check_edge_index(edge_index, num_nodes)
-        self.register_buffer("edge_index", symmetric_edges(edge_index, num_nodes))
+        self.num_nodes = as_count(num_nodes, "num_nodes")
+        self.register_buffer("edge_index", symmetric_edges(edge_index, self.num_nodes))
 
     def forward(self, x: Tensor) -> Tensor:
+        check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
         return super().forward(x, self.edge_index)
 

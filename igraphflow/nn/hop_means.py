@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from ..graph import check_edge_index, hop_supports
+from .._checks import as_count, check_node_input
+from ..graph import hop_supports
 
 
 class HopMeans(nn.Module):
@@ -38,13 +39,15 @@ class HopMeans(nn.Module):
         super().__init__()
         if len(orders) == 0:
             raise ValueError("orders must name at least one hop radius")
-        self.num_nodes, self.orders = int(num_nodes), tuple(int(m) for m in orders)
-        supports = hop_supports(check_edge_index(edge_index, num_nodes), num_nodes, self.orders)
+        self.num_nodes = as_count(num_nodes, "num_nodes")
+        self.orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
+        supports = hop_supports(edge_index, self.num_nodes, self.orders)
         # Derived from the graph, so not part of the state: a checkpoint stays small.
         for i, support in enumerate(supports):
             self.register_buffer(f"support_{i}", support, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_node_input(x, self.num_nodes, None, type(self).__name__)
         means = []
         for i in range(len(self.orders)):
             source, target = getattr(self, f"support_{i}")

@@ -11,7 +11,8 @@ from torch import Tensor, nn
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.utils import degree
 
-from ..graph import check_edge_index, hop_supports
+from .._checks import as_count, check_node_input
+from ..graph import hop_supports
 
 
 class L3NetConv(nn.Module):
@@ -62,9 +63,9 @@ class L3NetConv(nn.Module):
         if len(orders) == 0:
             raise ValueError("orders must name at least one hop radius")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.num_nodes, self.orders = num_nodes, tuple(int(m) for m in orders)
-        edge_index = check_edge_index(edge_index, num_nodes)
-        supports = hop_supports(edge_index, num_nodes, self.orders)
+        self.num_nodes = as_count(num_nodes, "num_nodes")
+        self.orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
+        supports = hop_supports(edge_index, self.num_nodes, self.orders)
         for m, support in enumerate(supports):
             self.register_buffer(f"support_{m}", support)
         self.filters = nn.ParameterList(nn.Parameter(torch.empty(s.size(1))) for s in supports)
@@ -99,6 +100,7 @@ class L3NetConv(nn.Module):
         return out.reshape(num_nodes, -1, channels).transpose(0, 1).reshape(*lead, num_nodes, channels)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
         pairs = zip(self.filters, self.supports())
         if self.aggregate_first:
             out = self.lin(torch.cat([self._filter(x, w, s) for w, s in pairs], dim=-1))

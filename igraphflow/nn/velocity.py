@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_node_input
 from .cheb import StaticChebConv
 from .gcn import StaticGCNConv
 from .l3net import L3NetConv
@@ -34,6 +35,8 @@ def make_conv(conv: str, in_channels: int, out_channels: int, edge_index: Tensor
         >>> make_conv("cheb", 2, 3, edge_index, 2, (0, 1))
         StaticChebConv(2, 3, num_nodes=2, K=2)
     """
+    if len(orders) == 0:
+        raise ValueError("orders must name at least one hop radius")
     if conv == "l3net":
         return L3NetConv(in_channels, out_channels, edge_index, num_nodes, orders)
     if conv == "cheb":
@@ -81,6 +84,7 @@ class GraphVelocityField(nn.Module):
         orders: Sequence[int] = (0, 1, 2),
     ):
         super().__init__()
+        self.num_nodes, self.num_features = num_nodes, num_features
         self.conv_in = make_conv(conv, num_features + 1, hidden, edge_index, num_nodes, orders)
         self.node_hidden = nn.Linear(hidden + 1, hidden)
         self.conv_out = make_conv(conv, hidden + 1, num_features, edge_index, num_nodes, orders)
@@ -95,6 +99,7 @@ class GraphVelocityField(nn.Module):
         return torch.cat([h, t.to(h).expand(*h.shape[:-1], 1)], dim=-1)
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
+        check_node_input(x, self.num_nodes, self.num_features, type(self).__name__)
         h = self.activation(self.conv_in(self._with_time(t, x)))
         h = self.activation(self.node_hidden(self._with_time(t, h)))
         return self.conv_out(self._with_time(t, h))
