@@ -340,6 +340,13 @@ def test_nsrdb(tmp_path):
     bad.write_text("\n".join(["Source,City", "NSRDB,x"] + text[2:]))
     with pytest.raises(ValueError, match=r"bad\.csv.*Latitude"):
         D.load("nsrdb", paths=[paths[1], bad])
+    bad.write_bytes(bytes(range(256)) * 4)  # not text: a UnicodeDecodeError from the header lines
+    with pytest.raises(ValueError, match=r"bad\.csv: cannot be read as CSV"):
+        D.load("nsrdb", paths=[paths[1], bad])
+    gz = tmp_path / "cut.csv.gz"
+    gz.write_bytes(gzip.compress(paths[0].read_bytes())[:20])  # an EOFError from the header lines
+    with pytest.raises(ValueError, match=r"cut\.csv\.gz: cannot be read as CSV"):
+        D.load("nsrdb", paths=[paths[1], gz])
     with pytest.raises(FileNotFoundError, match="missing"):
         D.load("nsrdb", paths=[paths[1], tmp_path / "nope.csv"])
     with pytest.raises(FileNotFoundError, match="PSM CSV"):

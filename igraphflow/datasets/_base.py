@@ -528,6 +528,10 @@ def window_times(times: np.ndarray, ends: np.ndarray, lags: int, horizon: int) -
 # ----------------------------------------------------------------------------- files and options
 
 
+#: What reading a damaged or non-text file raises (a truncated gzip: EOFError).
+UNREADABLE = (OSError, UnicodeDecodeError, EOFError, csv.Error)
+
+
 def _open_text(path: Path):
     if path.suffix == ".gz":
         return gzip.open(path, "rt", newline="")
@@ -579,7 +583,7 @@ def read_numeric_csv(
             for _ in range(skip_lines):
                 f.readline()
             rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, EOFError, csv.Error) as err:
+    except UNREADABLE as err:
         raise ValueError(f"{path}: cannot be read as CSV ({err})") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:

@@ -20,7 +20,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._base import GraphDataset, _open_text, checked_options, knn_graph, lag_names, ramp_labels, read_numeric_csv, series_samples
+from ._base import (
+    UNREADABLE, GraphDataset, _open_text, checked_options, knn_graph, lag_names, ramp_labels, read_numeric_csv, series_samples,
+)
 
 __all__ = ["nsrdb", "read_psm_csv"]
 
@@ -50,8 +52,11 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"nsrdb: no such file {path} (expected an NSRDB PSM CSV download)")
-    with _open_text(path) as f:
-        head = [next(csv.reader([f.readline()]), []) for _ in range(2)]
+    try:
+        with _open_text(path) as f:
+            head = [next(csv.reader([f.readline()]), []) for _ in range(2)]
+    except UNREADABLE as err:
+        raise ValueError(f"{path}: cannot be read as CSV ({err})") from None
     keys, vals = ([c.strip() for c in row] for row in head)
     meta = dict(zip(keys, vals))
     for key in ("Latitude", "Longitude"):
