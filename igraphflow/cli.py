@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
                 found = {k: arrays[k] for k in arrays.files}
         else:
             found = {names[0]: np.load(file)}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{file} is not a readable .npy/.npz file: {error}") from None
     missing = [k for k in names if k not in found]
     if missing:

@@ -97,3 +97,12 @@ def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "other.npz")]) == 2
     assert "another graph than the model" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 not a zip archive", b""])
+def test_a_corrupt_npz_file_is_reported_not_raised(tmp_path, capsys, content):
+    # zipfile.BadZipFile escaped as a traceback.
+    path = tmp_path / "broken.npz"
+    path.write_bytes(content)
+    assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "broken.npz is not a readable .npy/.npz file" in capsys.readouterr().err
