@@ -396,9 +396,14 @@ def nll_per_dim(log_prob: Any, num_dims: int) -> float:
         >>> nll_per_dim(torch.tensor([-3.0, -5.0]), num_dims=2)
         2.0
     """
-    log_prob = _as_tensor(log_prob, "log_prob").to(torch.float64)
+    log_prob = _as_tensor(log_prob, "log_prob")
+    if log_prob.dim() != 1:
+        raise ValueError(f"log_prob must have shape [N], one log-density per sample, got {list(log_prob.shape)}")
+    if log_prob.dtype.is_complex:
+        raise ValueError(f"log_prob must hold real numbers, got dtype {log_prob.dtype}")
     if log_prob.numel() == 0:
         raise ValueError("log_prob is empty")
+    log_prob = log_prob.to(torch.float64)
     num_dims = as_count(num_dims, "num_dims")
     return -log_prob.mean().item() / num_dims
 

@@ -242,6 +242,15 @@ def test_conditional_metric_needs_integer_counts():
         nll_per_dim(torch.tensor([-1.0]), 1.5)
 
 
+def test_nll_per_dim_rejects_complex_and_misshapen_log_probs():
+    # [N, V] log-densities were averaged as if [N]; complex ones lost their imaginary part.
+    for log_prob, match in ((torch.zeros(4, 3), r"shape \[N\], one log-density per sample, got \[4, 3\]"),
+                            (torch.zeros(4, dtype=torch.complex64), "real numbers")):
+        with pytest.raises(ValueError, match=match):
+            nll_per_dim(log_prob, 6)
+    assert nll_per_dim(torch.tensor([-math.inf, 0.0]), 2) == math.inf  # a zero density is an infinite NLL
+
+
 def test_accuracy_rejects_nan_and_empty_scores():
     Y = torch.zeros(2, 3, dtype=torch.long)
     with pytest.raises(ValueError, match="NaN"):  # argmax of NaN scores is 0: a perfect score
