@@ -107,25 +107,44 @@ def as_seconds(value, name: str = "max_time") -> float:
     return as_real(value, name, "[0, inf)")
 
 
-def as_signals(X, num_nodes: int, num_features: int, *, name: str = "X", device=None) -> Tensor:
-    r"""Checks graph signals ``[N, V, C]`` (finite numbers) and returns them as ``float32``.
+def as_signals(
+    X,
+    num_nodes: int,
+    num_features: int,
+    *,
+    num_samples: int | None = None,
+    name: str = "X",
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    r"""Checks graph signals ``[N, V, C]`` (finite numbers) and returns them as ``dtype`` on ``device``.
+
+    With ``num_samples``, ``N`` must equal it (e.g. the number of rows of the labels).
 
     Example:
         >>> as_signals([[[0.0], [1.0]]], num_nodes=2, num_features=1).shape
         torch.Size([1, 2, 1])
+        >>> as_signals([[[0.0], [1.0]]], num_nodes=2, num_features=1, num_samples=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: X must have shape [N=3, num_nodes=2, num_features=1], got [1, 2, 1]
     """
     X = _as_tensor(X, name)
-    if X.dim() != 3 or X.shape[1:] != (num_nodes, num_features):
+    wrong_rows = num_samples is not None and X.dim() == 3 and X.size(0) != num_samples
+    if X.dim() != 3 or X.shape[1:] != (num_nodes, num_features) or wrong_rows:
+        rows = "N" if num_samples is None else f"N={num_samples}"
         raise ValueError(
-            f"{name} must have shape [N, num_nodes={num_nodes}, num_features={num_features}], got {list(X.shape)}"
+            f"{name} must have shape [{rows}, num_nodes={num_nodes}, num_features={num_features}], got {list(X.shape)}"
         )
     if not (X.dtype.is_floating_point or X.dtype in (torch.int32, torch.int64)):
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    # Checked after the cast, so that values too large for ``dtype`` are caught as infinite.
+    X = X.to(device=device, dtype=dtype)
     bad = ~torch.isfinite(X)
     if bad.any():
         first = bad.nonzero()[0].tolist()
         raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (first at index {first})")
-    return X.to(device=device, dtype=torch.float32)
+    return X
 
 
 def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | None = None, name: str = "Y", device=None) -> Tensor:

@@ -175,10 +175,10 @@ def test_sample_is_the_inverse_map(cls):
         (torch.zeros(10, V, C + 1), torch.zeros(10, V, dtype=torch.long), r"X must have shape"),
         (torch.zeros(9, V, C), torch.zeros(10, V, dtype=torch.long), r"X must have shape"),
         (torch.zeros(10, V, C), torch.zeros(10, V + 1, dtype=torch.long), r"Y must have shape"),
-        (torch.zeros(10, V, C), torch.full((10, V), K), r"labels in \[0, num_classes=3\)"),
-        (torch.zeros(10, V, C), torch.full((10, V), -1), r"labels in \[0, num_classes=3\)"),
-        (torch.zeros(10, V, C), torch.full((10, V), 0.5), r"integer labels"),
-        (torch.full((10, V, C), math.nan), torch.zeros(10, V, dtype=torch.long), r"X contains NaN"),
+        (torch.zeros(10, V, C), torch.full((10, V), K), r"labels in \[3, 3\], outside \[0, num_classes=3\)"),
+        (torch.zeros(10, V, C), torch.full((10, V), -1), r"labels in \[-1, -1\], outside \[0, num_classes=3\)"),
+        (torch.zeros(10, V, C), torch.full((10, V), 0.5), r"integer class labels"),
+        (torch.full((10, V, C), math.nan), torch.zeros(10, V, dtype=torch.long), r"X holds 60 NaN or infinite values"),
     ],
 )
 def test_bad_inputs(cls, X, Y, match):
@@ -186,9 +186,21 @@ def test_bad_inputs(cls, X, Y, match):
         _model(cls).fit(X, Y, max_epochs=1, progress=False)
 
 
+def test_inputs_keep_the_model_dtype_and_overflow_is_refused():
+    X, Y = _data(10)
+    assert _model(NSFBaseline, dtype=torch.float64)._check_X(X.numpy()).dtype == torch.float64
+    assert _model(NSFBaseline)._check_X(X.double()).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"X must have shape \[N=10, num_nodes=3, num_features=2\], got \[9, 3, 2\]"):
+        _model(NSFBaseline)._check_XY(X[:9], Y)
+    big = X.double()
+    big[0, 0, 0] = 1e300  # finite in float64, infinite in float32
+    with pytest.raises(ValueError, match="X holds 1 NaN or infinite values"):
+        _model(NSFBaseline)._check_X(big)
+
+
 @pytest.mark.parametrize("cls", ALL)
 def test_bad_settings_and_unfitted(cls):
-    with pytest.raises(ValueError, match="edge_index must hold node indices"):
+    with pytest.raises(ValueError, match=r"edge_index holds node indices in \[0, 5\], outside \[0, 3\)"):
         cls([[0, 5], [1, 0]], V, C, K)
     with pytest.raises(ValueError, match=r"edge_index must have shape \[2, E\]"):
         cls(torch.zeros(3, 4, dtype=torch.long), V, C, K)
@@ -200,7 +212,7 @@ def test_bad_settings_and_unfitted(cls):
     with pytest.raises(RuntimeError, match="not fitted"):
         _model(cls).sample(Y)
     model = _model(cls).fit(X, Y, max_epochs=1, progress=False)
-    with pytest.raises(ValueError, match="Y must hold labels"):
+    with pytest.raises(ValueError, match="Y holds labels"):
         model.sample(Y + K)
     if cls is not CGANBaseline:
         with pytest.raises(ValueError, match="X must have shape"):

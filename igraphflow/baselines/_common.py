@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import MAX_SEED, _as_tensor, as_count, as_real, as_seconds
+from .._checks import MAX_SEED, as_count, as_labels, as_real, as_seconds, as_signals
+from ..graph import check_edge_index
 
 
 @contextlib.contextmanager
@@ -220,7 +221,7 @@ class ConditionalBaseline:
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point type, got {dtype}")
         self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
-        self.edge_index = self._check_edge_index(edge_index)
+        self.edge_index = check_edge_index(edge_index, num_nodes)
         self.seed = seed
         self.device = torch.device("cpu" if device is None else device)
         self.dtype = dtype
@@ -236,54 +237,15 @@ class ConditionalBaseline:
 
     # Input checks ---------------------------------------------------------------------------
 
-    def _check_edge_index(self, edge_index: Any) -> Tensor:
-        ei = _as_tensor(edge_index, "edge_index")
-        if ei.dim() != 2 or ei.shape[0] != 2:
-            raise ValueError(f"edge_index must have shape [2, E], got {tuple(ei.shape)}")
-        if ei.is_floating_point() or ei.is_complex() or ei.dtype == torch.bool:
-            raise ValueError(f"edge_index must hold integer node indices, got {ei.dtype}")
-        ei = ei.long()
-        if ei.numel() and (ei.min() < 0 or ei.max() >= self.num_nodes):
-            raise ValueError(
-                f"edge_index must hold node indices in [0, num_nodes={self.num_nodes}), "
-                f"got values in [{int(ei.min())}, {int(ei.max())}]"
-            )
-        return ei
+    def _check_Y(self, Y: Any) -> Tensor:
+        return as_labels(Y, self.num_nodes, self.num_classes, device=self.device)
 
-    def _check_Y(self, Y: Any, name: str = "Y") -> Tensor:
-        Y = _as_tensor(Y, name)
-        V, K = self.num_nodes, self.num_classes
-        if Y.dim() != 2 or Y.shape[1] != V:
-            raise ValueError(f"{name} must have shape [N, V={V}], got {tuple(Y.shape)}")
-        if Y.is_floating_point():
-            if not torch.equal(Y, Y.round()):
-                raise ValueError(f"{name} must hold integer labels, got non-integer values")
-        elif Y.is_complex() or Y.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer labels, got {Y.dtype}")
-        if Y.numel() and (Y.min() < 0 or Y.max() >= K):
-            raise ValueError(
-                f"{name} must hold labels in [0, num_classes={K}), "
-                f"got values in [{Y.min().item():g}, {Y.max().item():g}]"
-            )
-        return Y.long().to(self.device)
-
-    def _check_X(self, X: Any, n: int, name: str = "X") -> Tensor:
-        X = _as_tensor(X, name)
-        V, C = self.num_nodes, self.num_features
-        if X.dim() != 3 or X.shape[1:] != (V, C) or X.shape[0] != n:
-            raise ValueError(
-                f"{name} must have shape [N={n}, V={V}, C={C}] (N as in Y), got {tuple(X.shape)}"
-            )
-        if not (X.is_floating_point() or X.dtype in (torch.int32, torch.int64)):
-            raise ValueError(f"{name} must hold real numbers, got {X.dtype}")
-        X = X.to(self.device, self.dtype)
-        if not torch.isfinite(X).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
-        return X
+    def _check_X(self, X: Any, num_samples: int | None = None) -> Tensor:
+        return as_signals(X, self.num_nodes, self.num_features, num_samples=num_samples, device=self.device, dtype=self.dtype)
 
     def _check_XY(self, X: Any, Y: Any) -> tuple[Tensor, Tensor]:
         Y = self._check_Y(Y)
-        return self._check_X(X, Y.shape[0]), Y
+        return self._check_X(X, num_samples=len(Y)), Y
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "scale_"):

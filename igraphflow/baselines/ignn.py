@@ -432,8 +432,7 @@ class IGNNBaseline(LikelihoodBaseline):
     def encode(self, X: Any) -> Tensor:
         r"""The latent ``H = F(X)`` ``[N, V, C]`` of signals ``X`` (standardised first)."""
         self._check_fitted()
-        X = torch.as_tensor(X)
-        X = self._check_X(X, X.shape[0] if X.dim() else -1)
+        X = self._check_X(X)
         with torch.no_grad():
             return self.model_(self._to_std(X))[0]
 
