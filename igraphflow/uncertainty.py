@@ -63,7 +63,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from ._checks import as_count
+from ._checks import as_count, as_real
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
@@ -75,16 +75,6 @@ def _uncalibrated_state() -> Tensor:
     return torch.tensor([_STATE_VERSION, 0.0, math.nan, 0.0, 0.0], dtype=torch.float64)
 
 
-def _check_alpha(alpha: float, name: str = "alpha") -> float:
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1), got {alpha!r}") from None
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {alpha}")
-    return alpha
-
-
 def chi2_quantile(alpha: float, df: int) -> float:
     r"""The :math:`1 - \alpha` quantile of the chi-square law with ``df`` degrees of freedom.
 
@@ -92,7 +82,7 @@ def chi2_quantile(alpha: float, df: int) -> float:
         >>> round(chi2_quantile(0.05, 1), 4)  # 1.96 ** 2
         3.8415
     """
-    return float(chi2.ppf(1.0 - _check_alpha(alpha), df=int(df)))
+    return float(chi2.ppf(1.0 - as_real(alpha, "alpha", "(0, 1)"), df=int(df)))
 
 
 def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
@@ -116,7 +106,7 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
         >>> conformal_quantile(scores, 0.05)  # ceil(10 * 0.95) = 10 > 9
         tensor(inf)
     """
-    alpha = _check_alpha(alpha)
+    alpha = as_real(alpha, "alpha", "(0, 1)")
     n = sorted_scores.size(-1)
     if n < 1:
         raise ValueError("conformal_quantile needs at least one calibration score")
@@ -246,7 +236,7 @@ class UncertaintyMixin:
         Returns:
             The model itself.
         """
-        alpha = _check_alpha(alpha)
+        alpha = as_real(alpha, "alpha", "(0, 1)")
         X_cal = self._signals(X_cal, name="X_cal")
         Y_cal = self._labels(Y_cal, num_samples=X_cal.size(0), name="Y_cal")
         if X_cal.size(0) < 1:
@@ -288,7 +278,7 @@ class UncertaintyMixin:
             ``sets[n, v, k]`` is True when label ``k`` is in the set of node ``v`` of graph ``n``.
         """
         if alpha is not None:
-            alpha = _check_alpha(alpha)
+            alpha = as_real(alpha, "alpha", "(0, 1)")
         if self.is_calibrated:
             threshold = self.conformal_threshold(alpha).to(self.device)
             return conformal_sets(self.predict_log_proba(X), threshold)
@@ -297,7 +287,7 @@ class UncertaintyMixin:
     @torch.no_grad()
     def gaussian_sets(self, X, alpha: float = 0.1) -> Tensor:
         r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``."""
-        alpha = _check_alpha(alpha)
+        alpha = as_real(alpha, "alpha", "(0, 1)")
         self._check_fitted()
         distance = self.latent.squared_distances(self.encode(X))
         return distance <= chi2_quantile(alpha, self.num_features)
@@ -324,7 +314,7 @@ class UncertaintyMixin:
             ``bool [N]`` (joint) or ``bool [N, V]`` (node-wise). For samples of the model itself
             (:meth:`sample`) the fraction inside is :math:`1 - \alpha` in both cases.
         """
-        alpha = _check_alpha(alpha)
+        alpha = as_real(alpha, "alpha", "(0, 1)")
         self._check_fitted()
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
@@ -359,7 +349,7 @@ class UncertaintyMixin:
         Returns:
             The closed curve in the features of node ``node``, ``[num_points, 2]``.
         """
-        alpha = _check_alpha(alpha)
+        alpha = as_real(alpha, "alpha", "(0, 1)")
         if self.num_features != 2:
             raise ValueError(f"region_boundary needs 2 features per node, the model has {self.num_features}")
         self._check_fitted()

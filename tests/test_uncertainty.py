@@ -1,4 +1,5 @@
 import math
+import re
 
 import numpy as np
 import pytest
@@ -265,19 +266,23 @@ def test_save_load_uncalibrated(tmp_path):
 # Errors ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5, float("nan"), "a"])
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5, float("nan"), "a", "0.1", True])
 def test_bad_alpha_raises(three_nodes, alpha):
+    # The string "0.1" was read as 0.1, and True was reported as 'got 1.0'.
     X, Y = _blobs(10, 3, seed=60)
-    with pytest.raises(ValueError, match="alpha"):
+    match = rf"alpha must be a finite number in \(0, 1\), got {re.escape(repr(alpha))}$"
+    with pytest.raises(ValueError, match=match):
         three_nodes.calibrate(X, Y, alpha=alpha)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=match):
         three_nodes.prediction_sets(X, alpha)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=match):
         three_nodes.in_region(X, Y, alpha)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=match):
         three_nodes.region_boundary(0, alpha)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match=match):
         conformal_quantile(torch.arange(5.0), alpha)
+    with pytest.raises(ValueError, match=match):
+        chi2_quantile(alpha, 2)
 
 
 def test_bad_shapes_raise(three_nodes):
