@@ -2,10 +2,12 @@ r"""Atomic checkpoint files: a payload of tensors and plain settings, tagged wit
 
 from __future__ import annotations
 
-__all__ = ["save_atomic", "load_checked"]
+__all__ = ["save_atomic", "load_checked", "reading_contents"]
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -58,3 +60,27 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
     if found != kind:
         raise ValueError(f"{path} holds a checkpoint of {found or 'an unknown kind'!r}, not of {kind!r}")
     return payload
+
+
+@contextlib.contextmanager
+def reading_contents(path: str | os.PathLike, kind: str) -> Iterator[None]:
+    r"""Turns any error raised while rebuilding a model from a ``kind`` checkpoint into a ValueError naming the file.
+
+    A file with the right kind tag can still be damaged or written by another version: its
+    contents then fail in whatever code reads them (a TypeError for an unknown setting, a
+    KeyError for a missing entry), with a message that names neither the file nor the cause.
+
+    Example:
+        >>> with reading_contents("model.pt", "demo"):
+        ...     int("ten")
+        Traceback (most recent call last):
+        ...
+        ValueError: model.pt does not hold a valid demo checkpoint (...): ValueError: invalid literal for int() ...
+    """
+    try:
+        yield
+    except Exception as error:
+        raise ValueError(
+            f"{path} does not hold a valid {kind} checkpoint (damaged or written by another version): "
+            f"{type(error).__name__}: {error}"
+        ) from error

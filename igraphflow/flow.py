@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ._checks import MAX_SEED, as_count, as_labels, as_real, as_seconds, as_signals
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
-from .checkpoint import load_checked, save_atomic
+from .checkpoint import load_checked, reading_contents, save_atomic
 from .divergence import rademacher
 from .graph import check_edge_index
 from .jko import BlockRecord, auto_batch_size, data_parallel_rank, train_block
@@ -404,18 +404,24 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if not path.is_file():
             return 0
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
-        saved = {k: v for k, v in payload["config"].items() if k != "num_blocks"}
+        with reading_contents(path, CHECKPOINT_KIND):
+            saved = {k: v for k, v in payload["config"].items() if k != "num_blocks"}
+            same_data = torch.equal(payload["fingerprint"], data.fingerprint) and torch.equal(
+                payload["edge_index"], self.edge_index.cpu()
+            )
         ours = {k: v for k, v in self.config.items() if k != "num_blocks"}
         if saved != ours:
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
-        if not torch.equal(payload["fingerprint"], data.fingerprint) or not torch.equal(payload["edge_index"], self.edge_index.cpu()):
+        if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
-        while len(self.blocks) < payload["finished"]:
-            self._append_block()
-        self._restore(payload, path)
-        data.generator.set_state(payload["generator"])
-        return int(payload["finished"])
+        with reading_contents(path, CHECKPOINT_KIND):
+            finished = as_count(payload["finished"], "finished", minimum=0)
+            while len(self.blocks) < finished:
+                self._append_block()
+            self._restore(payload)
+            data.generator.set_state(payload["generator"])
+        return finished
 
     # Trajectory tools ------------------------------------------------------------------
 
@@ -623,11 +629,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             history=[dataclasses.asdict(r) for r in self.history_],
         )
 
-    def _restore(self, payload: dict, source: str | os.PathLike):
-        try:
-            self.load_state_dict(payload["state_dict"])
-        except RuntimeError as error:
-            raise ValueError(f"{source}: the saved weights do not match the saved settings: {error}") from None
+    def _restore(self, payload: dict):
+        self.load_state_dict(payload["state_dict"])
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
 
     def save(self, path: str | os.PathLike):
@@ -639,15 +642,20 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         r"""Reads a model written by :meth:`save`.
 
         Raises:
-            ValueError: When the file is not a ``ConditionalGraphFlow`` checkpoint.
+            ValueError: When the file is not a ``ConditionalGraphFlow`` checkpoint, or is one whose
+                contents are damaged or written by another version.
         """
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
-        config, dims = dict(payload.get("config", {})), ("num_nodes", "num_features", "num_classes")
-        missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
-        if missing:
-            raise ValueError(f"{path} is an incomplete checkpoint: it lacks {', '.join(missing)}")
-        model = cls(payload["edge_index"], *(config.pop(k) for k in dims), **config, device="cpu")
-        model._restore(payload, path)
+        with reading_contents(path, CHECKPOINT_KIND):
+            config = payload.get("config", {})
+            if not isinstance(config, dict):
+                raise ValueError(f"its config is a {type(config).__name__}, not a dict")
+            config, dims = dict(config), ("num_nodes", "num_features", "num_classes")
+            missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
+            if missing:
+                raise ValueError(f"it lacks {', '.join(missing)}")
+            model = cls(payload["edge_index"], *(config.pop(k) for k in dims), **config, device="cpu")
+            model._restore(payload)
         return model.to(_resolve_device(device))
 
     def extra_repr(self) -> str:

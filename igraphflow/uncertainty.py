@@ -390,18 +390,23 @@ class UncertaintyMixin:
     def set_extra_state(self, state):
         r"""Restores the calibration written by :meth:`get_extra_state`."""
         state = torch.as_tensor(state, dtype=torch.float64).cpu()
-        if state.dim() != 1 or state.numel() < _HEADER or int(state[0]) != _STATE_VERSION:
+        if state.dim() != 1 or state.numel() < _HEADER:
             raise RuntimeError(f"unreadable calibration state of shape {list(state.shape)}")
-        if not bool(state[1]):
+        version, calibrated, alpha, per_node, n = state[:_HEADER].tolist()
+        # alpha is NaN in an uncalibrated state; the other fields are whole numbers.
+        whole = all(v.is_integer() for v in (calibrated, per_node, n))
+        if version != _STATE_VERSION or not whole or (calibrated and not 0.0 < alpha < 1.0):
+            raise RuntimeError(f"unreadable calibration state with header {state[:_HEADER].tolist()}")
+        if not calibrated:
             self._forget_calibration()
             return
-        per_node, n = bool(state[3]), int(state[4])
+        per_node, n = bool(per_node), int(n)
         scores = state[_HEADER:]
         rows = self.num_nodes if per_node else 1
         if scores.numel() != rows * n:
             raise RuntimeError(f"calibration state holds {scores.numel()} scores, expected {rows} x {n}")
         self._calibration_scores = scores.reshape(rows, n) if per_node else scores.clone()
-        self._calibration_alpha = float(state[2])
+        self._calibration_alpha = alpha
 
     def _forget_calibration(self):
         self._calibration_scores, self._calibration_alpha = None, None

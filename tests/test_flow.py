@@ -1,6 +1,7 @@
 import copy
 import itertools
 import math
+import re
 import time
 
 import numpy as np
@@ -164,6 +165,47 @@ def test_load_rejects_other_checkpoints(tmp_path):
     save_atomic({"config": {}}, tmp_path / "partial.pt", kind=CHECKPOINT_KIND)
     with pytest.raises(ValueError, match="lacks"):
         ConditionalGraphFlow.load(tmp_path / "partial.pt")
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p["config"].update(bogus=1), "TypeError: .*unexpected keyword argument 'bogus'"),
+        (lambda p: p.update(config=list(p["config"].items())), "its config is a list, not a dict"),
+        (lambda p: p["config"].update(hidden="wide"), "hidden must be an integer"),
+        (lambda p: p.update(history=[{"nonsense": 1}]), "TypeError: .*BlockRecord.*'nonsense'"),
+        (lambda p: p.update(history=5), "TypeError: 'int' object is not iterable"),
+        (lambda p: p["state_dict"]["_extra_state"].__setitem__(0, math.nan), r"unreadable calibration state with header \[nan"),
+        (lambda p: p["state_dict"].pop("fitted"), r"RuntimeError: .*Missing key\(s\) in state_dict: \"fitted\""),
+        (lambda p: p.pop("edge_index"), "it lacks edge_index"),
+    ],
+)
+def test_load_names_the_file_of_a_damaged_checkpoint(fitted, tmp_path, damage, reason):
+    # Each of these failed with the bare error of the code that read the entry (a TypeError
+    # without the file, 'cannot convert float NaN to integer', a dictionary update error).
+    fitted.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    damage(payload)
+    torch.save(payload, tmp_path / "damaged.pt")
+    header = f"{tmp_path / 'damaged.pt'} does not hold a valid {CHECKPOINT_KIND} checkpoint"
+    with pytest.raises(ValueError, match=f"(?s)^{re.escape(header)} .*{reason}"):  # (?s): torch's reasons span lines
+        ConditionalGraphFlow.load(tmp_path / "damaged.pt")
+
+
+def test_resume_names_the_file_of_a_damaged_checkpoint(tmp_path):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": 1, "max_epochs": 1}
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    path, damaged = tmp_path / "fit.pt", tmp_path / "damaged" / "fit.pt"
+    damaged.parent.mkdir()
+    for damage, reason in ((lambda p: p.pop("fingerprint"), "KeyError: 'fingerprint'"),
+                           (lambda p: p.update(finished="all"), "finished must be an integer"),
+                           (lambda p: p.update(history=[{"nonsense": 1}]), "TypeError: .*'nonsense'")):
+        payload = torch.load(path, weights_only=True)
+        damage(payload)
+        torch.save(payload, damaged)
+        with pytest.raises(ValueError, match=f"^{re.escape(str(damaged))} does not hold a valid .*{reason}"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=damaged.parent)
 
 
 @pytest.mark.parametrize(
