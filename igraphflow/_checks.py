@@ -2,7 +2,7 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["MAX_SEED", "as_count", "as_real", "as_seconds", "as_signals", "as_labels", "check_node_input"]
+__all__ = ["MAX_SEED", "as_count", "as_flag", "as_real", "as_seconds", "as_signals", "as_labels", "check_node_input"]
 
 import math
 import numbers
@@ -89,6 +89,31 @@ def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:
     if not (math.isfinite(number) and above and below):
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return number
+
+
+def as_flag(value, name: str) -> bool:
+    r"""Checks a yes/no setting and returns it as ``bool``.
+
+    Python and NumPy booleans (and 0-d boolean arrays or tensors) pass; strings, numbers and
+    ``None`` do not, since their truth value is no answer (``"no"`` is truthy).
+
+    Example:
+        >>> as_flag(np.bool_(False), "exact")
+        False
+        >>> as_flag("no", "exact")
+        Traceback (most recent call last):
+        ...
+        ValueError: exact must be True or False, got 'no'
+    """
+    if isinstance(value, Tensor):
+        flag = value.dtype == torch.bool and value.dim() == 0 and not value.is_meta
+    elif isinstance(value, (bool, np.bool_, np.ndarray)):
+        flag = np.asarray(value).dtype == bool and np.ndim(value) == 0
+    else:
+        flag = False
+    if not flag:
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def as_seconds(value, name: str = "max_time") -> float:

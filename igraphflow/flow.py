@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import MAX_SEED, as_count, as_labels, as_real, as_seconds, as_signals
+from ._checks import MAX_SEED, as_count, as_flag, as_labels, as_real, as_seconds, as_signals
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
@@ -196,7 +196,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
             sigma=reals["sigma"], orders=orders, steps=steps, first_step=reals["first_step"],
             step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
-            barrier_weight=reals["barrier_weight"], classifier=classifier, fit_noise=bool(fit_noise),
+            barrier_weight=reals["barrier_weight"], classifier=classifier, fit_noise=as_flag(fit_noise, "fit_noise"),
             classification_weight=reals["classification_weight"], divergence=divergence, batch_size=batch_size,
             lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"], seed=seed,
         )
@@ -584,7 +584,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             batch_size: Samples evaluated at once.
         """
         self._check_fitted()
-        batch_size = as_count(batch_size, "batch_size")
+        exact, batch_size = as_flag(exact, "exact"), as_count(batch_size, "batch_size")
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         divergence = "exact" if exact else "hutchinson"

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import _as_tensor, as_count, as_labels
+from ._checks import _as_tensor, as_count, as_flag, as_labels
 
 DEFAULT_ALPHAS = (0.1, 1.0, 5.0, 10.0)
 
@@ -200,7 +200,7 @@ def mmd_terms(
         >>> mmd_terms(X, Y, alphas=1.0)[1.0]  # exp(0), exp(0), exp(-2)
         (1.0, 1.0, 0.1353352832366127)
     """
-    X, Y = _as_pair(X, Y)
+    X, Y, biased = *_as_pair(X, Y), as_flag(biased, "biased")
     if isinstance(alphas, (str, bytes)):  # "12" would otherwise read as the alphas 1 and 2
         raise ValueError(f"alphas must be positive numbers, got {alphas!r}")
     if np.ndim(alphas) == 0:  # one number: a float, a NumPy scalar or a 0-d tensor
@@ -243,7 +243,7 @@ def mmd_median(X: Any, Y: Any, *, biased: bool = False) -> float:
         >>> mmd_median(X, Y + 2.0) > 0.1
         True
     """
-    X, Y = _as_pair(X, Y)
+    X, Y, biased = *_as_pair(X, Y), as_flag(biased, "biased")
     h = _median_distance(torch.cat([X, Y]))
     if h == 0.0:
         h = 1.0  # all points equal: any bandwidth gives the same (zero) statistic
@@ -274,7 +274,7 @@ def energy_distance(X: Any, Y: Any, *, biased: bool = False) -> float:
         >>> energy_distance(X, Y)  # 2 * 3 - 1 - 1
         4.0
     """
-    X, Y = _as_pair(X, Y)
+    X, Y, biased = *_as_pair(X, Y), as_flag(biased, "biased")
     n, m = X.shape[0], Y.shape[0]
     if not biased and (n < 2 or m < 2):
         raise ValueError(

@@ -63,7 +63,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from ._checks import as_count, as_real
+from ._checks import as_count, as_flag, as_real
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
@@ -236,7 +236,7 @@ class UncertaintyMixin:
         Returns:
             The model itself.
         """
-        alpha = as_real(alpha, "alpha", "(0, 1)")
+        alpha, per_node = as_real(alpha, "alpha", "(0, 1)"), as_flag(per_node, "per_node")
         X_cal = self._signals(X_cal, name="X_cal")
         Y_cal = self._labels(Y_cal, num_samples=X_cal.size(0), name="Y_cal")
         if X_cal.size(0) < 1:
@@ -314,7 +314,7 @@ class UncertaintyMixin:
             ``bool [N]`` (joint) or ``bool [N, V]`` (node-wise). For samples of the model itself
             (:meth:`sample`) the fraction inside is :math:`1 - \alpha` in both cases.
         """
-        alpha = as_real(alpha, "alpha", "(0, 1)")
+        alpha, joint = as_real(alpha, "alpha", "(0, 1)"), as_flag(joint, "joint")
         self._check_fitted()
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))

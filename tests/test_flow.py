@@ -396,6 +396,12 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
 
+def test_fit_noise_must_be_a_bool():
+    with pytest.raises(ValueError, match="fit_noise must be True or False, got 'no'"):  # read as True before
+        ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise="no")
+    assert ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise=np.bool_(False)).config["fit_noise"] is False
+
+
 def test_fitted_noise_changes_only_the_latent_and_fits_correlated_data(tmp_path):
     g = torch.Generator().manual_seed(6)
     mixing = torch.eye(8) + 0.8 * torch.ones(8, 8) / 8  # one common mode across all nodes

@@ -124,6 +124,8 @@ def test_bad_inputs():
     model.fit(X, Y, max_epochs=1, progress=False)
     with pytest.raises(ValueError, match="X must have shape"):
         model.predict(X[:, :, :1])
+    with pytest.raises(ValueError, match="exact must be True or False, got 'no'"):
+        model.log_prob(X, Y, exact="no")
 
 
 def test_exact_logdet_in_chunks_matches_one_sample_at_a_time():

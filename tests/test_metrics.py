@@ -309,3 +309,11 @@ def test_distances_beyond_float64_raise_instead_of_returning_nan():
         energy_distance(X, Y)
     # Kernels of such distances are 0, so the MMD is still finite: E k(y, y') = exp(-1), the rest 0.
     assert mmd(X, Y, alphas=1.0)[1.0] == pytest.approx(math.exp(-1))
+
+
+@pytest.mark.parametrize("statistic", [mmd, mmd_terms, mmd_median, energy_distance])
+def test_biased_must_be_a_bool(statistic):
+    X, Y = torch.as_tensor(_rand(20, 3)), torch.as_tensor(_rand(20, 3, seed=1))
+    with pytest.raises(ValueError, match="biased must be True or False, got 'no'"):  # read as True before
+        statistic(X, Y, biased="no")
+    assert statistic(X, Y, biased=np.bool_(True)) == statistic(X, Y, biased=True)

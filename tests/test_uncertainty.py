@@ -285,6 +285,23 @@ def test_bad_alpha_raises(three_nodes, alpha):
         chi2_quantile(alpha, 2)
 
 
+def test_flags_must_be_bools(three_nodes):
+    # Each flag was read by its truth value: "no" meant True.
+    X, Y = _blobs(10, 3, seed=61)
+    with pytest.raises(ValueError, match="per_node must be True or False, got 'yes'"):
+        three_nodes.calibrate(X, Y, per_node="yes")
+    with pytest.raises(ValueError, match="exact must be True or False, got 'no'"):
+        three_nodes.log_prob(X, Y, exact="no")
+    for joint in ("no", 0, 1, None, torch.tensor([True]), np.array([False])):
+        with pytest.raises(ValueError, match="joint must be True or False"):
+            three_nodes.in_region(X, Y, joint=joint)
+    # NumPy booleans and 0-d boolean arrays and tensors are flags.
+    for joint in (True, False):
+        expected = three_nodes.in_region(X, Y, joint=joint)
+        for same in (np.bool_(joint), np.asarray(joint), torch.tensor(joint)):
+            assert torch.equal(three_nodes.in_region(X, Y, joint=same), expected)
+
+
 def test_bad_shapes_raise(three_nodes):
     X, Y = _blobs(10, 3, seed=70)
     with pytest.raises(ValueError, match="X_cal"):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .._checks import as_count
+from .._checks import as_count, as_flag
 from .._random import draw
 from ..latent import GaussianMixtureLatent
 from ..nn import make_conv
@@ -423,7 +423,7 @@ class IGNNBaseline(LikelihoodBaseline):
             exact: The exact log-determinant (True), the power-series estimate (False), or the
                 rule of ``logdet`` (None).
         """
-        self._eval_exact = exact
+        self._eval_exact = None if exact is None else as_flag(exact, "exact")
         try:
             return super().log_prob(X, Y)
         finally:
