@@ -114,7 +114,7 @@ def train_block(
     *,
     divergence: Divergence = "finite_difference",
     batch_size: int = 256,
-    lr: float = 5e-3,
+    lr: float = 2e-3,
     max_epochs: int = 40,
     patience: int = 5,
     barrier_weight: float = 1e-2,
