@@ -2,7 +2,7 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["MAX_SEED", "as_count", "as_flag", "as_real", "as_seconds", "as_signals", "as_labels", "check_node_input"]
+__all__ = ["MAX_SEED", "as_count", "as_flag", "as_real", "as_seconds", "as_seed", "as_signals", "as_labels", "check_node_input"]
 
 import math
 import numbers
@@ -60,6 +60,23 @@ def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> 
     if maximum is not None and count > maximum:
         raise ValueError(f"{name} must be an integer <= {maximum}, got {value!r}")
     return count
+
+
+def as_seed(value, name: str = "seed", maximum: int | None = MAX_SEED) -> int:
+    r"""Checks a random seed: an integer in ``[0, maximum]`` (``None``: no upper end).
+
+    ``maximum`` is what the consumer takes: ``torch.manual_seed`` up to ``2**64 - 1``,
+    scikit-learn's ``random_state`` up to ``2**32 - 1``, NumPy any size.
+
+    Example:
+        >>> as_seed(np.int64(7))
+        7
+        >>> as_seed(2**32, maximum=2**32 - 1)
+        Traceback (most recent call last):
+        ...
+        ValueError: seed must be an integer <= 4294967295, got 4294967296
+    """
+    return as_count(value, name, minimum=0, maximum=maximum)
 
 
 def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import MAX_SEED, as_count, as_flag, as_labels, as_real, as_seconds, as_signals
+from ._checks import MAX_SEED, as_count, as_flag, as_labels, as_real, as_seconds, as_seed, as_signals
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
@@ -179,7 +179,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if batch_size != "auto":
             batch_size = as_count(batch_size, "batch_size")
         if seed is not None:
-            seed = as_count(seed, "seed", minimum=0, maximum=MAX_SEED)
+            seed = as_seed(seed)
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:
@@ -609,7 +609,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._check_fitted()
         Y = self._labels(Y)
         # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
-        generator = None if seed is None else torch.Generator().manual_seed(as_count(seed, "seed", minimum=0, maximum=MAX_SEED))
+        generator = None if seed is None else torch.Generator().manual_seed(as_seed(seed))
         return self.decode(self.latent.sample(Y, generator=generator))
 
     @torch.no_grad()

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import _as_tensor, as_count, as_flag, as_labels
+from ._checks import _as_tensor, as_count, as_flag, as_labels, as_seed
 
 DEFAULT_ALPHAS = (0.1, 1.0, 5.0, 10.0)
 
@@ -491,7 +491,7 @@ def classifier_two_sample_test(
     from sklearn.model_selection import train_test_split
 
     # scikit-learn's random_state is a 32-bit seed.
-    seed = as_count(seed, "seed", minimum=0, maximum=2**32 - 1)
+    seed = as_seed(seed, maximum=2**32 - 1)
     X_a, X_b = _as_samples(X_a, "X_a"), _as_samples(X_b, "X_b")
     if num_classes is not None:
         num_classes = as_count(num_classes, "num_classes")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import MAX_SEED, as_count, as_labels, as_real, as_seconds, as_signals
+from .._checks import as_count, as_labels, as_real, as_seconds, as_seed, as_signals
 from ..graph import check_edge_index
 
 
@@ -217,7 +217,7 @@ class ConditionalBaseline:
         if patience is not None:
             patience = as_count(patience, "patience")
         if seed is not None:
-            seed = as_count(seed, "seed", minimum=0, maximum=MAX_SEED)
+            seed = as_seed(seed)
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating-point type, got {dtype}")
         self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
@@ -261,7 +261,7 @@ class ConditionalBaseline:
         r"""A CPU generator seeded with ``seed``, else the model's seed, else drawn from the
         global random state (so that ``torch.manual_seed`` also makes runs reproducible).
         Noise is drawn on the CPU and moved to the device: samples do not depend on it."""
-        seed = self.seed if seed is None else as_count(seed, "seed", minimum=0, maximum=MAX_SEED)
+        seed = self.seed if seed is None else as_seed(seed)
         if seed is None:
             seed = int(torch.randint(2**62, ()))
         return torch.Generator().manual_seed(seed)

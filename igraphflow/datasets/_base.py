@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 from torch_geometric.utils import coalesce, from_networkx, remove_self_loops, to_undirected
 
-from .._checks import as_count, as_real
+from .._checks import as_count, as_real, as_seed
 
 __all__ = [
     "GraphDataset",
@@ -666,7 +666,7 @@ def checked_options(**intervals: str) -> Callable[[Callable[..., GraphDataset]],
     def decorate(loader: Callable[..., GraphDataset]) -> Callable[..., GraphDataset]:
         params = inspect.signature(loader).parameters
         checks = {key: functools.partial(as_count, name=key) for key in params if params[key].annotation in (int, "int")}
-        checks["seed"] = functools.partial(as_count, name="seed", minimum=0)
+        checks["seed"] = functools.partial(as_seed, maximum=None)  # NumPy takes seeds of any size
         checks.update({key: functools.partial(as_real, name=key, interval=interval) for key, interval in intervals.items()})
 
         @functools.wraps(loader)
