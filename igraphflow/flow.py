@@ -15,7 +15,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -29,10 +28,14 @@ from .jko import BlockRecord, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField, HopMeans
 from .ode import DIVERGENCES, ODEBlock
+from .separability import REFERENCE_SEPARATION, fit_softmax, linear_separability
 from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
 CLASSIFIERS = ("bayes", "linear", "graph")
+AUTO_SEPARATION = (2.0, REFERENCE_SEPARATION)
+r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at most the iGNN
+reference's separation."""
 
 
 @dataclasses.dataclass
@@ -63,7 +66,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     convolutions, carries node features :math:`X \in \mathbb{R}^{V \times C}` to a latent
     :math:`H = F(X)` of the same shape, with
     :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`, the target the blocks are
-    trained towards (after training, the noise around the means is fitted, see ``fit_noise``).
+    trained towards (after training, the latent is refitted to the encoded signals, see ``fit_noise``).
     The labels enter only through the latent, so one model generates :math:`X | Y`, predicts :math:`P(Y_v | X)` and
     evaluates :math:`\log p(X | Y) = \log p(F(X) | Y) + \log |\det \partial F / \partial X|`.
 
@@ -89,6 +92,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             interval would integrate the field (and its log-determinant) too coarsely.
         separation: The minimum distance of the latent means in units of ``sigma``, see
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
+        initial_separation: How far apart the latent means start, in units of ``sigma``, or
+            ``"auto"``: as far apart as a linear classifier finds the classes of the training
+            signals (:func:`~igraphflow.separability.linear_separability`), between 2 and the
+            iGNN reference's :math:`2\Phi^{-1}(0.9999) \approx 7.4`. The means are trained with
+            the blocks and follow the encoded classes, so means that start too close stay
+            close and the flow never separates well-separated classes.
         barrier_weight: The weight of the log-barrier on the means.
         classifier: What :meth:`predict_proba` uses: ``"graph"`` (a softmax layer on the means
             of :math:`H` over the ``orders``-hop neighbourhoods of ``v``,
@@ -97,13 +106,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             whose label prior is independent across nodes). The heads are fitted by
             cross-entropy on the final latent; the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.
-        fit_noise: After the blocks are trained, replace the isotropic noise of the latent by
-            the Gaussian fitted to the encoded training signals when that fits the validation
-            samples better (:meth:`~igraphflow.latent.GaussianMixtureLatent.fit_noise_`):
-            :math:`p(H | Y) = \mathcal{N}(\mu_Y + b, \Sigma)`. A flow trained for a limited
-            time leaves :math:`H - \mu_Y` correlated across nodes; sampling the isotropic
-            latent then decodes too widely spread signals. The blocks always train towards
-            the isotropic latent.
+        fit_noise: After the blocks are trained, replace the latent by the Gaussian fitted to
+            the encoded training signals when that fits the validation samples better
+            (:meth:`~igraphflow.latent.GaussianMixtureLatent.fit_noise_`):
+            :math:`p(H | Y) = \mathcal{N}(\mu'_Y + b, \Sigma)`, with the class means refitted.
+            A flow trained for a limited time leaves :math:`H - \mu_Y` correlated across nodes
+            and off the means; sampling the isotropic latent then decodes too widely spread
+            signals, or in the wrong place. The blocks always train towards the isotropic latent.
         classification_weight: The weight of the cross-entropy of the mixture's Bayes rule added
             to every block's JKO objective (0: a purely generative fit), see
             :func:`~igraphflow.jko.jko_objective`.
@@ -155,6 +164,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         step_growth: float = 1.5,
         max_step: float = 2.0,
         separation: float = 0.0,
+        initial_separation: float | Literal["auto"] = "auto",
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear", "graph"] = "graph",
         fit_noise: bool = True,
@@ -178,6 +188,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks = as_count(num_blocks, "num_blocks")
         if batch_size != "auto":
             batch_size = as_count(batch_size, "batch_size")
+        if initial_separation != "auto":
+            initial_separation = as_real(initial_separation, "initial_separation", "(0, inf)")
         if seed is not None:
             seed = as_seed(seed)
         if classifier not in CLASSIFIERS:
@@ -198,6 +210,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
             sigma=reals["sigma"], orders=orders, steps=steps, first_step=reals["first_step"],
             step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
+            initial_separation=initial_separation,
             barrier_weight=reals["barrier_weight"], classifier=classifier, fit_noise=as_flag(fit_noise, "fit_noise"),
             classification_weight=reals["classification_weight"], divergence=divergence, batch_size=batch_size,
             lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"], seed=seed,
@@ -218,7 +231,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         with torch.random.fork_rng(devices=[]):
             if c["seed"] is not None:
                 torch.manual_seed(c["seed"])
-            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"])
+            start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
+            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
             self.head = self._make_head()
         self.blocks = nn.ModuleList()
         for _ in range(0 if self._requested_blocks == "auto" else self._requested_blocks):
@@ -298,6 +312,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         max_time, data = as_seconds(max_time), self._split(X, Y)
         self._initialise()
         self.latent.set_prior(data.y)
+        if self.config["initial_separation"] == "auto":
+            separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
+            self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
         start = 0
         if checkpoint_dir is not None:
             start = self._resume(Path(checkpoint_dir) / "fit.pt", data)
@@ -528,23 +545,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
 
-    def _fit_head(self, h: Tensor, y: Tensor, max_iter: int = 200):
-        # Multinomial logistic regression on fixed features of the final latent (H_v, or its
-        # neighbourhood means, computed once): convex, so full-batch L-BFGS reaches its optimum
-        # in a few dozen steps; H is detached, so the flow is unchanged.
+    def _fit_head(self, h: Tensor, y: Tensor):
+        # A softmax layer on fixed features of the final latent (H_v, or its neighbourhood
+        # means, computed once); H is detached, so the flow is unchanged.
         layer, features = self.head, h.detach()
         if isinstance(self.head, nn.Sequential):
             layer, features = self.head[-1], self.head[:-1](features)
-        features, targets = features.flatten(0, 1), y.flatten()
-        optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
-
-        def closure():
-            optimizer.zero_grad()
-            loss = F.cross_entropy(layer(features), targets) + 1e-4 * layer.weight.square().sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
+        fit_softmax(layer, features.flatten(0, 1), y.flatten())
 
     # Inference --------------------------------------------------------------------------
 

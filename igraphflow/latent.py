@@ -8,6 +8,7 @@ __all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "SHRINKAGES"]
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._random import draw
@@ -22,6 +23,22 @@ r"""The candidate weights :math:`\lambda` of the scaled identity in the fitted c
 def _gaussian_log_density(squared_distance: Tensor, log_scale, dims: int) -> Tensor:
     r""":math:`\log \mathcal{N}` from the Mahalanobis distance, :math:`\log \det` of the scale and the dimension."""
     return -0.5 * squared_distance - log_scale - 0.5 * dims * math.log(2 * math.pi)
+
+
+def _additive_fit(r: Tensor, y: Tensor, num_classes: int, sweeps: int = 20) -> tuple[Tensor, Tensor]:
+    r"""Least squares ``r[n, v] ~ shift[y[n, v]] + offset[v]``: ``(shift [K, C], offset [V, C])``.
+
+    Alternating exact updates of each term given the other (block coordinate descent on a
+    convex quadratic); with the labels spread over the nodes a few sweeps converge. A class
+    absent from ``y`` keeps a zero shift.
+    """
+    onehot = F.one_hot(y, num_classes).to(r)  # [N, V, K]
+    counts = onehot.sum((0, 1)).clamp_min(1).unsqueeze(-1)  # [K, 1]
+    shift = torch.zeros(num_classes, r.size(-1), dtype=r.dtype, device=r.device)
+    for _ in range(sweeps):
+        offset = (r - shift[y]).mean(0)
+        shift = torch.einsum("nvk,nvc->kc", onehot, r - offset) / counts
+    return shift, (r - shift[y]).mean(0)
 
 
 class GaussianMixtureLatent(nn.Module):
@@ -40,6 +57,9 @@ class GaussianMixtureLatent(nn.Module):
             barrier only keeps the means distinct. Large values (the iGNN reference used
             :math:`2\Phi^{-1}(0.9999) \approx 7.4`) widen classification margins, but force
             class-conditionals apart even where the data overlap, which costs likelihood.
+        initial_separation: How far apart the means start, in units of ``sigma`` (at least
+            ``1.5 * separation``): evenly spaced on a circle, or on a line when ``C = 1`` or
+            ``K = 2``. Trained means move from there; see :meth:`place_means_`.
 
     Shapes:
         ``h [N, V, C]``, ``y [N, V]``; :meth:`log_prob` gives ``[N]``.
@@ -52,7 +72,9 @@ class GaussianMixtureLatent(nn.Module):
         (torch.Size([1, 3, 2]), torch.Size([1]))
     """
 
-    def __init__(self, num_classes: int, num_features: int, sigma: float = 1.0, separation: float = 0.0):
+    def __init__(
+        self, num_classes: int, num_features: int, sigma: float = 1.0, separation: float = 0.0, initial_separation: float = 2.0
+    ):
         super().__init__()
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
@@ -60,16 +82,18 @@ class GaussianMixtureLatent(nn.Module):
             raise ValueError(f"separation must be non-negative, got {separation}")
         self.num_classes, self.num_features = num_classes, num_features
         self.sigma, self.min_distance = float(sigma), float(separation) * float(sigma)
-        self.means = nn.Parameter(self._feasible_means())
+        self.means = nn.Parameter(self._evenly_spaced(initial_separation))
         self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
-        # The fitted noise (fit_noise_): offset b [V, C] and the Cholesky factor of Sigma
-        # [VC, VC]; None: isotropic sigma around the means.
+        # The fitted noise (fit_noise_, which also moves the means): offset b [V, C] and the
+        # Cholesky factor of Sigma [VC, VC]; None: isotropic sigma around the means.
         self.register_buffer("offset", None)
         self.register_buffer("scale_tril", None)
 
-    def _feasible_means(self) -> Tensor:
-        # Evenly spaced on a circle (a line for C = 1), 2 sigma or 1.5 c apart, whichever is larger.
-        spacing = max(2.0 * self.sigma, 1.5 * self.min_distance)
+    def _evenly_spaced(self, separation: float) -> Tensor:
+        # Neighbours separation * sigma or 1.5 c apart, whichever is larger: feasible either way.
+        if not separation > 0:
+            raise ValueError(f"initial_separation must be positive, got {separation}")
+        spacing = max(float(separation) * self.sigma, 1.5 * self.min_distance)
         means = torch.zeros(self.num_classes, self.num_features)
         k = torch.arange(self.num_classes, dtype=torch.float32)
         if self.num_features == 1 or self.num_classes <= 2:
@@ -79,6 +103,22 @@ class GaussianMixtureLatent(nn.Module):
             angle = 2 * math.pi * k / self.num_classes
             means[:, 0], means[:, 1] = radius * torch.cos(angle), radius * torch.sin(angle)
         return means
+
+    @torch.no_grad()
+    def place_means_(self, separation: float):
+        r"""Puts the means back at their evenly spaced start, neighbours ``separation * sigma`` apart
+        (at least ``1.5 c``).
+
+        Means trained by the blocks follow the encoded classes, so where they start decides how
+        far apart the flow learns to put the classes (see :mod:`igraphflow.separability`).
+
+        Example:
+            >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)
+            >>> latent.place_means_(5.0)
+            >>> latent.pairwise_distances().tolist()
+            [5.0]
+        """
+        self.means.copy_(self._evenly_spaced(separation).to(self.means))
 
     def set_prior(self, y: Tensor):
         r"""Sets the class prior :math:`\pi_k` to the label frequencies in ``y`` (smoothed by one count)."""
@@ -170,16 +210,19 @@ class GaussianMixtureLatent(nn.Module):
 
     @torch.no_grad()
     def fit_noise_(self, h: Tensor, y: Tensor, h_val: Tensor, y_val: Tensor) -> float | None:
-        r"""Fits the noise around the means to encoded training signals; keeps what validates best.
+        r"""Fits the latent to encoded training signals; keeps what validates best.
 
-        A flow trained for a limited time leaves :math:`H - \mu_Y` correlated across nodes and
-        narrower than :math:`\sigma` in some directions, so draws from the isotropic latent
-        decode too wide. The candidates are the isotropic :math:`\sigma^2 I` and the Gaussian
-        maximum-likelihood fit :math:`\mathcal{N}(b, \Sigma_\lambda)` of the residuals
-        :math:`h - \mu_y`, with :math:`\Sigma_\lambda = (1 - \lambda) S + \lambda\,
-        \bar s I` shrunk towards its mean variance :math:`\bar s` (:data:`SHRINKAGES`; needed
-        when there are few samples per dimension). The one with the highest log-likelihood on
-        ``h_val`` is kept. The means are unchanged. A full covariance is tried only when
+        A flow trained for a limited time leaves :math:`H - \mu_Y` correlated across nodes,
+        narrower than :math:`\sigma` in some directions and off the means, so draws from the
+        isotropic latent decode too wide or in the wrong place. The candidates are the
+        isotropic :math:`\sigma^2 I` around the means as they are, and the Gaussian
+        maximum-likelihood fit :math:`\mathcal{N}(\mu'_y + b, \Sigma_\lambda)`: class means
+        :math:`\mu'_k` and node offsets :math:`b_v` (least squares, the sum
+        :math:`\mu'_{y_v} + b_v` fitting the class centre of every node), and the covariance
+        :math:`\Sigma_\lambda = (1 - \lambda) S + \lambda\, \bar s I` of the residuals, shrunk
+        towards its mean variance :math:`\bar s` (:data:`SHRINKAGES`; needed when there are
+        few samples per dimension). The one with the highest log-likelihood on ``h_val`` is
+        kept; the means change only with it. A full covariance is tried only when
         ``V * C <=`` :data:`MAX_NOISE_DIM`.
 
         Arguments:
@@ -201,9 +244,11 @@ class GaussianMixtureLatent(nn.Module):
         if dims > MAX_NOISE_DIM or h.size(0) < 2:
             return None
         best, best_score = None, self.log_prob(h_val, y_val).double().mean()
-        r, r_val = (self._residual(a, b).flatten(1).double() for a, b in ((h, y), (h_val, y_val)))
-        offset = r.mean(0)
-        centred = r - offset
+        r, r_val = (self._residual(a, b).double() for a, b in ((h, y), (h_val, y_val)))
+        shift, offset = _additive_fit(r, y, self.num_classes)
+        centred = (r - shift[y] - offset).flatten(1)
+        r_val = (r_val - shift[y_val]).flatten(1)
+        offset = offset.flatten()
         covariance = centred.T @ centred / r.size(0)
         identity = covariance.diagonal().mean() * torch.eye(dims, dtype=covariance.dtype, device=covariance.device)
         for shrinkage in SHRINKAGES:
@@ -216,6 +261,7 @@ class GaussianMixtureLatent(nn.Module):
                 best, best_score, best_fit = shrinkage, score, (offset, tril)
         if best is not None:
             offset, tril = best_fit
+            self.means += shift.to(self.means)
             self.offset = offset.view(h.shape[1:]).to(self.means)
             self.scale_tril = tril.to(self.means)
         return best

@@ -15,6 +15,7 @@ from igraphflow import ConditionalGraphFlow
 from igraphflow.checkpoint import save_atomic
 from igraphflow.flow import CHECKPOINT_KIND
 from igraphflow.ode import ODEBlock
+from igraphflow.separability import REFERENCE_SEPARATION
 
 EDGES = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
 SMALL = dict(num_blocks=2, hidden=8, max_epochs=10, batch_size=64, lr=5e-3, seed=0)
@@ -481,7 +482,8 @@ def test_seeds_beyond_what_torch_takes_raise_clear_errors(fitted):
     "name, value",
     [("lr", 0.0), ("lr", -1e-3), ("lr", math.nan), ("sigma", math.nan), ("sigma", "1"), ("w2_tolerance", -1.0),
      ("w2_tolerance", math.nan), ("separation", math.nan), ("barrier_weight", -1.0), ("barrier_weight", math.nan),
-     ("first_step", math.inf), ("step_growth", math.nan), ("validation", "0.1"), ("classification_weight", math.inf)],
+     ("first_step", math.inf), ("step_growth", math.nan), ("validation", "0.1"), ("classification_weight", math.inf),
+     ("initial_separation", 0.0), ("initial_separation", math.nan), ("initial_separation", "far")],
 )
 def test_real_settings_outside_their_range_raise_clear_errors(name, value):
     # NaN and negative rates were kept and trained (or silently stopped) nothing useful.
@@ -510,3 +512,26 @@ def test_refine_with_bad_data_leaves_the_model_as_it_was(tmp_path):
     assert model.num_blocks == model.config["num_blocks"] == 1
     model.save(tmp_path / "model.pt")
     assert ConditionalGraphFlow.load(tmp_path / "model.pt").num_blocks == 1
+
+
+@pytest.mark.parametrize("estimate, start", [(100.0, REFERENCE_SEPARATION), (0.3, 2.0), (4.0, 4.0)])
+def test_auto_initial_separation_places_the_means_from_the_data(monkeypatch, estimate, start):
+    import igraphflow.flow as module
+
+    X, Y = toy(64)
+    seen = []
+
+    def separability(X_, Y_, edge_index, num_classes, orders):
+        seen.append((X_.shape, num_classes, orders))
+        return estimate
+
+    monkeypatch.setattr(module, "linear_separability", separability)
+    # A vanishing step and no refitted noise: the means stay where they were placed.
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=1, lr=1e-12, fit_noise=False))
+    model.fit(X, Y, progress=False)
+    # The estimate sees the training part of the split only, clipped to [2, 7.44].
+    assert seen == [(torch.Size([58, 4, 2]), 2, (0, 1, 2))]
+    assert model.latent.pairwise_distances().item() == pytest.approx(start, abs=1e-6)
+    model.config["initial_separation"] = 3.0  # a number skips the estimate
+    model.fit(X, Y, progress=False)
+    assert len(seen) == 1 and model.latent.pairwise_distances().item() == pytest.approx(3.0, abs=1e-6)

@@ -152,3 +152,46 @@ def test_sample_with_a_cpu_generator_is_the_same_on_every_device():
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         h = latent.to(device).sample(y.to(device), generator=torch.Generator().manual_seed(3))
         assert h.device.type == device and torch.equal(h.cpu(), reference)
+
+
+@pytest.mark.parametrize("num_classes,num_features", [(2, 1), (2, 3), (3, 2), (4, 2)])
+def test_means_start_and_are_placed_evenly_spaced(num_classes, num_features):
+    latent = GaussianMixtureLatent(num_classes, num_features, sigma=0.5, initial_separation=4.0)
+    # Neighbours on the line or circle are initial_separation * sigma apart.
+    assert latent.pairwise_distances().min().item() == pytest.approx(2.0)
+    latent.place_means_(6.0)
+    assert latent.pairwise_distances().min().item() == pytest.approx(3.0)
+    # Never closer than the barrier allows.
+    barred = GaussianMixtureLatent(num_classes, num_features, separation=3.0, initial_separation=1.0)
+    assert barred.pairwise_distances().min().item() == pytest.approx(4.5)
+    with pytest.raises(ValueError, match="initial_separation must be positive"):
+        latent.place_means_(0.0)
+
+
+def test_additive_fit_is_the_least_squares_solution():
+    from igraphflow.latent import _additive_fit
+
+    g = torch.Generator().manual_seed(9)
+    y = torch.randint(0, 3, (50, 4), generator=g)
+    r = torch.randn(50, 4, 2, generator=g)
+    shift, offset = _additive_fit(r, y, 3, sweeps=200)
+    # The same model as one linear least-squares problem: indicators of the class and the node.
+    design = torch.cat([torch.nn.functional.one_hot(y, 3), torch.eye(4).expand(50, 4, 4)], -1).flatten(0, 1)
+    coefficients = torch.linalg.lstsq(design, r.flatten(0, 1), driver="gelsd").solution
+    fitted = design @ coefficients
+    assert torch.allclose((shift[y] + offset).flatten(0, 1), fitted, atol=1e-6)
+
+
+def test_fitted_noise_moves_the_means_to_the_classes():
+    # Encoded classes sitting elsewhere than the means (a flow that has not reached them).
+    latent = GaussianMixtureLatent(2, 2, initial_separation=6.0)
+    centres = torch.tensor([[-1.0, 0.5], [1.5, 0.5]])
+    offset = torch.tensor([[0.3, 0.0], [0.0, -0.3], [0.1, 0.1]])
+    g = torch.Generator().manual_seed(10)
+    y = torch.randint(0, 2, (6000, 3), generator=g)
+    h = centres[y] + offset + 0.5 * torch.randn(6000, 3, 2, generator=g)
+    assert latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:]) is not None
+    # Only the sums are identified: the class centre at every node.
+    for k in range(2):
+        assert torch.allclose(latent.means[k].detach() + latent.offset, centres[k] + offset, atol=0.05)
+    assert torch.allclose(latent.sample(y[:4000], generator=g).mean(0), (centres[y[:4000]] + offset).mean(0), atol=0.05)

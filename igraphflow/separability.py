@@ -1,0 +1,96 @@
+r"""How far apart the classes of node signals are: the distance that places the latent means.
+
+A linear softmax classifier on the neighbourhood means of ``X`` (:class:`~igraphflow.nn.HopMeans`)
+is fitted to the training signals; its balanced accuracy ``a`` is what the Bayes rule of two
+unit-variance Gaussians reaches when their means lie ``2 Phi^{-1}(a)`` apart. That distance,
+in units of ``sigma``, is where :class:`~igraphflow.ConditionalGraphFlow` starts the latent
+means (``initial_separation="auto"``). Means that start closer than the classes are separable
+never get apart: each block pulls them to where the encoded classes are, and the flow, aiming
+at means that overlap, does not separate the classes either (``experiments/RESULTS.md``,
+"Where the latent means start").
+"""
+
+from __future__ import annotations
+
+__all__ = ["REFERENCE_SEPARATION", "fit_softmax", "linear_separability", "separation_of_accuracy"]
+
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .nn import HopMeans
+
+MAX_ROWS = 2**18
+r"""The most node rows (signals times nodes) :func:`linear_separability` fits on; the first
+signals are taken."""
+
+
+def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: int = 200, weight_decay: float = 1e-4) -> nn.Linear:
+    r"""Multinomial logistic regression of ``targets [n]`` on fixed ``features [n, F]``, in place.
+
+    Convex, so full-batch L-BFGS reaches its optimum in a few dozen steps; a small weight decay
+    keeps the weights finite when the classes are separable.
+    """
+    optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(layer(features), targets) + weight_decay * layer.weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return layer
+
+
+def separation_of_accuracy(accuracy: float) -> float:
+    r"""The distance :math:`2 \Phi^{-1}(a)` between the means of two unit-variance Gaussians whose
+    Bayes rule (equal priors) is right with probability ``a``; ``0`` when ``a <= 1/2``.
+
+    Example:
+        >>> round(separation_of_accuracy(0.9999), 2)  # the iGNN reference's separation
+        7.44
+    """
+    if accuracy <= 0.5:
+        return 0.0
+    return 2.0 * NormalDist().inv_cdf(min(accuracy, 1.0 - 1e-12))
+
+
+REFERENCE_SEPARATION = separation_of_accuracy(0.9999)
+r"""The means' minimum separation of the iGNN reference code, :math:`2\Phi^{-1}(0.9999) \approx 7.44`."""
+
+
+@torch.no_grad()
+def linear_separability(
+    X: Tensor, Y: Tensor, edge_index: Tensor, num_classes: int, orders: Sequence[int] = (0, 1, 2)
+) -> float:
+    r"""The separation, in units of the noise, that the classes of ``X`` show to a linear classifier.
+
+    Fits a softmax layer on the ``orders``-hop neighbourhood means of ``X [N, V, C]`` against
+    ``Y [N, V]`` and returns :func:`separation_of_accuracy` of its balanced accuracy (the mean
+    over the classes present of the fraction of their nodes classified right) on the same
+    signals. No random numbers are drawn.
+
+    Example:
+        >>> edge_index = torch.tensor([[0, 1], [1, 0]])
+        >>> Y = torch.randint(0, 2, (500, 2))
+        >>> X = torch.randn(500, 2, 1) + 4.0 * Y.unsqueeze(-1)  # unit noise, means 4 apart
+        >>> round(linear_separability(X, Y, edge_index, num_classes=2))
+        4
+    """
+    num_nodes = X.size(1)
+    keep = max(1, MAX_ROWS // num_nodes)
+    X, Y = X[:keep], Y[:keep]
+    means = HopMeans(edge_index, num_nodes, orders).to(X.device)
+    features, targets = means(X).flatten(0, 1), Y.flatten()
+    # Standardised features and a zero start: the fit is the same on any scale and draws nothing.
+    features = (features - features.mean(0)) / features.std(0).clamp_min(1e-12)
+    layer = nn.utils.skip_init(nn.Linear, features.size(1), num_classes, device=X.device)
+    nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+    predicted = fit_softmax(layer, features, targets)(features).argmax(-1)
+    recalls = [(predicted[targets == k] == k).float().mean() for k in range(num_classes) if (targets == k).any()]
+    return separation_of_accuracy(torch.stack(recalls).mean().item())

@@ -1,0 +1,75 @@
+import math
+
+import pytest
+import torch
+from scipy.stats import norm
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from igraphflow.separability import REFERENCE_SEPARATION, fit_softmax, linear_separability, separation_of_accuracy
+
+NO_EDGES = torch.empty(2, 0, dtype=torch.long)
+
+
+@pytest.mark.parametrize("distance", [0.5, 2.0, 5.0])
+def test_separation_of_accuracy_inverts_the_bayes_accuracy(distance):
+    # Two unit-variance Gaussians `distance` apart, equal priors: the Bayes rule is right with
+    # probability Phi(distance / 2).
+    assert separation_of_accuracy(norm.cdf(distance / 2)) == pytest.approx(distance)
+
+
+def test_separation_of_accuracy_at_chance_and_certainty():
+    assert separation_of_accuracy(0.5) == 0.0 and separation_of_accuracy(0.3) == 0.0
+    assert math.isfinite(separation_of_accuracy(1.0))
+    assert REFERENCE_SEPARATION == pytest.approx(2 * norm.ppf(0.9999))
+
+
+def test_fit_softmax_matches_scikit_learn():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(600, 3, generator=g, dtype=torch.float64)
+    targets = (features @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64) + torch.randn(600, generator=g, dtype=torch.float64) > 0).long()
+    layer = nn.Linear(3, 2).double()
+    fit_softmax(layer, features, targets, weight_decay=0.0)
+    reference = LogisticRegression(C=1e12, tol=1e-10, max_iter=10_000).fit(features.numpy(), targets.numpy())
+    # A two-class softmax layer is logistic regression on the difference of its two rows.
+    weight = (layer.weight[1] - layer.weight[0]).detach().numpy()
+    bias = (layer.bias[1] - layer.bias[0]).item()
+    assert weight == pytest.approx(reference.coef_[0], abs=1e-3)
+    assert bias == pytest.approx(reference.intercept_[0], abs=1e-3)
+
+
+@pytest.mark.parametrize("distance", [1.0, 3.0])
+def test_linear_separability_recovers_the_distance_of_two_gaussians(distance):
+    g = torch.Generator().manual_seed(1)
+    Y = torch.randint(0, 2, (20000, 2), generator=g)
+    X = torch.randn(20000, 2, 1, generator=g) + distance * Y.unsqueeze(-1)
+    assert linear_separability(X, Y, NO_EDGES, num_classes=2) == pytest.approx(distance, abs=0.1)
+
+
+def test_linear_separability_sees_the_neighbours():
+    g = torch.Generator().manual_seed(2)
+    # Both nodes share a label that shows only in node 1's features.
+    Y = torch.randint(0, 2, (4000, 1), generator=g).expand(4000, 2)
+    X = torch.randn(4000, 2, 1, generator=g)
+    X[:, 1, 0] += 4.0 * Y[:, 1]
+    path = torch.tensor([[0, 1], [1, 0]])
+    # Through the 1-hop mean both nodes see the label (2 Y, noise variance 1/2): 2 sqrt(2) apart.
+    assert linear_separability(X, Y, path, num_classes=2) == pytest.approx(2 * math.sqrt(2), abs=0.15)
+    assert linear_separability(X[:, :1], Y[:, :1], NO_EDGES, num_classes=2) < 0.2
+
+
+def test_linear_separability_balances_the_classes():
+    # Three labels in four are 0 and the features say nothing: predicting 0 everywhere is 75 %
+    # accurate, but no better than chance on each class.
+    g = torch.Generator().manual_seed(3)
+    Y = (torch.rand(4000, 3, generator=g) < 0.25).long()
+    assert linear_separability(torch.randn(4000, 3, 2, generator=g), Y, NO_EDGES, num_classes=2) < 0.2
+
+
+def test_linear_separability_draws_no_random_numbers():
+    Y = torch.randint(0, 3, (200, 4))
+    X = torch.randn(200, 4, 2) + Y.unsqueeze(-1)
+    state = torch.get_rng_state()
+    first = linear_separability(X, Y, NO_EDGES, num_classes=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert linear_separability(X, Y, NO_EDGES, num_classes=3) == first
