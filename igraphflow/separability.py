@@ -12,7 +12,7 @@ at means that overlap, does not separate the classes either (``experiments/RESUL
 
 from __future__ import annotations
 
-__all__ = ["REFERENCE_SEPARATION", "fit_softmax", "linear_separability", "separation_of_accuracy"]
+__all__ = ["MAX_ROWS", "REFERENCE_SEPARATION", "fit_softmax", "linear_separability", "separation_of_accuracy"]
 
 from collections.abc import Sequence
 from statistics import NormalDist
@@ -77,8 +77,9 @@ def linear_separability(
 
     Example:
         >>> edge_index = torch.tensor([[0, 1], [1, 0]])
-        >>> Y = torch.randint(0, 2, (500, 2))
-        >>> X = torch.randn(500, 2, 1) + 4.0 * Y.unsqueeze(-1)  # unit noise, means 4 apart
+        >>> _ = torch.manual_seed(0)
+        >>> Y = torch.randint(0, 2, (5000, 2))
+        >>> X = torch.randn(5000, 2, 1) + 4.0 * Y.unsqueeze(-1)  # unit noise, means 4 apart
         >>> round(linear_separability(X, Y, edge_index, num_classes=2))
         4
     """
