@@ -73,3 +73,10 @@ def test_linear_separability_draws_no_random_numbers():
     first = linear_separability(X, Y, NO_EDGES, num_classes=3)
     assert torch.equal(torch.get_rng_state(), state)
     assert linear_separability(X, Y, NO_EDGES, num_classes=3) == first
+
+
+def test_linear_separability_of_a_single_row_is_finite():
+    # The smallest fit (2 signals, one held out, one node) leaves one row: its spread is 0,
+    # which must not turn the standardised features into NaN.
+    separation = linear_separability(torch.randn(1, 1, 2), torch.tensor([[1]]), NO_EDGES, num_classes=2)
+    assert math.isfinite(separation)
