@@ -91,7 +91,8 @@ def linear_separability(
     # Standardised features and a zero start: the fit is the same on any scale and draws nothing.
     features = (features - features.mean(0)) / features.std(0, correction=0).clamp_min(1e-12)
     layer = nn.utils.skip_init(nn.Linear, features.size(1), num_classes, device=X.device)
-    nn.init.zeros_(layer.weight), nn.init.zeros_(layer.bias)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
     predicted = fit_softmax(layer, features, targets)(features).argmax(-1)
     recalls = [(predicted[targets == k] == k).float().mean() for k in range(num_classes) if (targets == k).any()]
     return separation_of_accuracy(torch.stack(recalls).mean().item())
