@@ -126,7 +126,7 @@ def _evaluate_command(args) -> int:
 def _sample(args) -> int:
     model = ConditionalGraphFlow.load(args.model, device=args.device)
     labels = _read_arrays(args.labels, ("Y",))["Y"]
-    X = model.sample(labels, seed=args.seed).cpu().numpy()
+    X = model.sample(labels, seed=args.seed, temperature=args.temperature).cpu().numpy()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, X=X, Y=labels)
@@ -186,6 +186,8 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("--model", required=True)
     sample.add_argument("--labels", required=True)
     sample.add_argument("--out", required=True, help=".npz file to write (arrays X, Y)")
+    sample.add_argument("--temperature", type=float, default=None,
+                        help="factor on the latent noise (default: the one chosen when the model was fitted)")
     common(sample)
     sample.set_defaults(run=_sample)
 

@@ -88,6 +88,8 @@ class GaussianMixtureLatent(nn.Module):
         # Cholesky factor of Sigma [VC, VC]; None: isotropic sigma around the means.
         self.register_buffer("offset", None)
         self.register_buffer("scale_tril", None)
+        # Scales the noise of sample() alone; log_prob keeps the fitted density.
+        self.register_buffer("temperature", torch.tensor(1.0))
 
     def _evenly_spaced(self, separation: float) -> Tensor:
         # Neighbours separation * sigma or 1.5 c apart, whichever is larger: feasible either way.
@@ -133,8 +135,9 @@ class GaussianMixtureLatent(nn.Module):
         return self.scale_tril is not None
 
     def reset_noise_(self):
-        r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target)."""
+        r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target), at temperature 1."""
         self.offset = self.scale_tril = None
+        self.temperature.fill_(1.0)
 
     @property
     def node_scale_tril(self) -> Tensor | None:
@@ -200,10 +203,13 @@ class GaussianMixtureLatent(nn.Module):
         probabilities (which saturate at 1 in float32)."""
         return torch.log_softmax(self.log_prior + self.class_log_likelihood(h), dim=-1)
 
-    def sample(self, y: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``."""
+    def sample(self, y: Tensor, generator: torch.Generator | None = None, temperature: float | None = None) -> Tensor:
+        r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``, its noise scaled by ``temperature`` (by
+        default the buffer ``temperature``, 1 unless the flow chose another, see
+        :func:`~igraphflow.temperature.energy_temperature`)."""
         mean = self.means[y]
         noise = draw(torch.randn, mean.shape, device=mean.device, generator=generator, dtype=mean.dtype)
+        noise = noise * (self.temperature if temperature is None else temperature)
         if self.scale_tril is None:
             return mean + self.sigma * noise
         return mean + self.offset + (noise.flatten(1) @ self.scale_tril.T).view_as(mean)
@@ -271,6 +277,8 @@ class GaussianMixtureLatent(nn.Module):
         for name in ("offset", "scale_tril"):
             saved = state_dict.get(prefix + name)
             setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
+        # Checkpoints written before the sampling temperature existed sampled at temperature 1.
+        state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def pairwise_distances(self) -> Tensor:

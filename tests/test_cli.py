@@ -37,6 +37,11 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "s.npz")]) == 0
     with np.load(tmp_path / "s.npz") as samples:
         assert samples["X"].shape == (5, 3, 2)
+    assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "t.npz"),
+                 "--temperature", "0.5"]) == 0
+    with np.load(tmp_path / "s.npz") as default, np.load(tmp_path / "t.npz") as cooler:
+        expected = model.sample(torch.from_numpy(default["Y"]), seed=0, temperature=0.5).numpy()
+        assert np.allclose(cooler["X"], expected) and not np.allclose(cooler["X"], default["X"])
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

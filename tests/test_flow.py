@@ -419,6 +419,21 @@ def test_fitted_noise_changes_only_the_latent_and_fits_correlated_data(tmp_path)
     assert torch.equal(loaded.sample(Y[400:], seed=1), noise.sample(Y[400:], seed=1))
 
 
+def test_sample_temperature_is_chosen_by_fit_or_given(fitted, tmp_path):
+    X, Y = toy()
+    chosen = fitted.latent.temperature.item()
+    assert 0.5 <= chosen <= 2.0
+    given = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, sample_temperature=0.8).fit(X, Y, progress=False)
+    assert given.latent.temperature.item() == pytest.approx(0.8)
+    # the same flow otherwise: only the spread of the draws differs
+    assert torch.equal(given.encode(X[:8]), fitted.encode(X[:8]))
+    assert torch.allclose(given.sample(Y[:8], seed=1), fitted.sample(Y[:8], seed=1, temperature=0.8))
+    with pytest.raises(ValueError, match="temperature must be a finite number in"):
+        fitted.sample(Y[:2], temperature=-1.0)
+    fitted.save(tmp_path / "model.pt")
+    assert ConditionalGraphFlow.load(tmp_path / "model.pt").latent.temperature.item() == chosen
+
+
 def test_non_integral_sizes_raise_instead_of_truncating():
     sizes = dict(num_nodes=4, num_features=2, num_classes=2)
     for name, value in (("num_nodes", 4.5), ("num_features", 2.5), ("num_classes", 1.5), ("hidden", 8.5),
@@ -483,7 +498,8 @@ def test_seeds_beyond_what_torch_takes_raise_clear_errors(fitted):
     [("lr", 0.0), ("lr", -1e-3), ("lr", math.nan), ("sigma", math.nan), ("sigma", "1"), ("w2_tolerance", -1.0),
      ("w2_tolerance", math.nan), ("separation", math.nan), ("barrier_weight", -1.0), ("barrier_weight", math.nan),
      ("first_step", math.inf), ("step_growth", math.nan), ("validation", "0.1"), ("classification_weight", math.inf),
-     ("initial_separation", 0.0), ("initial_separation", math.nan), ("initial_separation", "far")],
+     ("initial_separation", 0.0), ("initial_separation", math.nan), ("initial_separation", "far"),
+     ("sample_temperature", 0.0), ("sample_temperature", math.inf), ("sample_temperature", "hot")],
 )
 def test_real_settings_outside_their_range_raise_clear_errors(name, value):
     # NaN and negative rates were kept and trained (or silently stopped) nothing useful.

@@ -145,6 +145,31 @@ def test_fitted_noise_round_trips_through_state_dict(fitted_noise):
     assert not latent.has_noise_covariance
 
 
+@pytest.mark.parametrize("noise", ["isotropic", "fitted"])
+def test_temperature_scales_the_sampled_noise_and_not_the_density(noise, fitted_noise):
+    latent = GaussianMixtureLatent(2, 2, sigma=0.5) if noise == "isotropic" else fitted_noise[0]
+    y = torch.tensor([[0, 1, 1], [1, 1, 0]])
+    centre = latent.means[y].detach() + (0 if latent.offset is None else latent.offset)
+    draw = lambda t=None: latent.sample(y, torch.Generator().manual_seed(3), t) - centre  # noqa: E731
+    h = torch.randn(2, 3, 2)
+    density = latent.log_prob(h, y)
+    assert torch.allclose(draw(1.7), 1.7 * draw(1.0))
+    latent.temperature.fill_(0.6)  # the default of sample
+    assert torch.allclose(draw(), 0.6 * draw(1.0))
+    assert torch.equal(latent.log_prob(h, y), density)
+    latent.reset_noise_()
+    assert latent.temperature.item() == 1.0 and not latent.has_noise_covariance
+
+
+def test_a_state_without_a_temperature_loads_at_temperature_one():
+    # as written before the sampling temperature existed
+    state = {k: v for k, v in GaussianMixtureLatent(2, 2).state_dict().items() if k != "temperature"}
+    latent = GaussianMixtureLatent(2, 2)
+    latent.temperature.fill_(1.5)
+    latent.load_state_dict(state)
+    assert latent.temperature.item() == 1.0
+
+
 def test_sample_with_a_cpu_generator_is_the_same_on_every_device():
     latent = GaussianMixtureLatent(2, 2, sigma=0.5)
     y = torch.tensor([[0, 1, 1], [1, 1, 0]])
