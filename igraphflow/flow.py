@@ -39,8 +39,8 @@ r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at 
 reference's separation."""
 TEMPERATURE_SIGNALS = (64, 512, 2**16)
 r"""How many training signals ``sample_temperature="auto"`` compares decoded draws with: at
-least 64 and at most 512, and no more than ``2**16 / (V * C)`` above 64 (each candidate
-temperature decodes them all)."""
+least 64 (with fewer the temperature stays 1) and at most 512, and no more than
+``2**16 / (V * C)`` above 64 (each candidate temperature decodes them all)."""
 
 
 @dataclasses.dataclass
@@ -120,7 +120,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             signals, or in the wrong place. The blocks always train towards the isotropic latent.
         sample_temperature: The factor on the latent noise when sampling, or ``"auto"``: the one
             whose decoded draws are closest, in the energy distance, to the training signals
-            (64 to 512 of them, fewer on larger graphs, with their labels; :data:`TEMPERATURE_SIGNALS`,
+            (64 to 512 of them, fewer on larger graphs, with their labels; 1 when there are
+            fewer than 64; :data:`TEMPERATURE_SIGNALS`,
             :func:`~igraphflow.temperature.energy_temperature`).
             A flow trained for a limited time may decode Gaussian draws to signals less (or
             more) spread than the data; an exact flow gets 1. It changes :meth:`sample` only,
@@ -427,6 +428,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             return self.config["sample_temperature"]
         X, Y = torch.cat([data.x, data.x_val]), torch.cat([data.y, data.y_val])
         least, most, values = TEMPERATURE_SIGNALS
+        if X.size(0) < least:  # the distances between so few signals say little about their spread
+            return 1.0
         count = min(most, max(least, values // (self.num_nodes * self.num_features)))
         keep = draw(torch.randperm, X.size(0), device=self.device, generator=data.generator)[:count]
         # The same noise at every temperature, so the distance is smooth in it.

@@ -432,6 +432,8 @@ def test_sample_temperature_is_chosen_by_fit_or_given(fitted, tmp_path):
         fitted.sample(Y[:2], temperature=-1.0)
     fitted.save(tmp_path / "model.pt")
     assert ConditionalGraphFlow.load(tmp_path / "model.pt").latent.temperature.item() == chosen
+    few = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X[:63], Y[:63], progress=False)
+    assert few.latent.temperature.item() == 1.0  # too few signals to measure their spread
 
 
 def test_non_integral_sizes_raise_instead_of_truncating():
