@@ -311,8 +311,10 @@ class UncertaintyMixin:
                 :math:`d_{v Y_v}^2 \le \chi^2_{C, 1-\alpha}` (module docstring), ``[N, V]``.
 
         Returns:
-            ``bool [N]`` (joint) or ``bool [N, V]`` (node-wise). For samples of the model itself
-            (:meth:`sample`) the fraction inside is :math:`1 - \alpha` in both cases.
+            ``bool [N]`` (joint) or ``bool [N, V]`` (node-wise). For samples of the model's
+            density (:meth:`sample` at ``temperature=1``) the fraction inside is
+            :math:`1 - \alpha` in both cases; the default sampling temperature (chosen to match
+            the spread of the training signals) widens or narrows the draws, not the region.
         """
         alpha, joint = as_real(alpha, "alpha", "(0, 1)"), as_flag(joint, "joint")
         self._check_fitted()

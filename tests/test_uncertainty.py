@@ -158,7 +158,7 @@ def test_gaussian_sets_match_direct_chi_square():
 def test_in_region_holds_one_minus_alpha_of_model_samples(three_nodes):
     g = torch.Generator().manual_seed(4)
     Y = torch.randint(0, 2, (3000, 3), generator=g)
-    X = three_nodes.sample(Y, seed=5)
+    X = three_nodes.sample(Y, seed=5, temperature=1.0)  # draws of the density the regions are of
     for alpha in (0.1, 0.3):
         joint = three_nodes.in_region(X, Y, alpha)
         nodes = three_nodes.in_region(X, Y, alpha, joint=False)
