@@ -38,7 +38,8 @@ def energy_temperature(
 
     ``draw`` must use the same noise at every call (a fixed seed), so that the distance is a
     smooth function of :math:`t`, searched by Brent's bounded method to within ``tolerance``.
-    Draws that are not finite count as infinitely far.
+    Draws that are not finite count as infinitely far; 1 is kept unless the search finds a
+    temperature whose draws are closer.
 
     Arguments:
         draw: ``t -> [n, V, C]`` signals decoded from latent noise scaled by ``t``, one per
@@ -63,4 +64,7 @@ def energy_temperature(
     # An infinite distance makes Brent's parabolic step NaN, which it rejects for a golden-section step.
     with np.errstate(invalid="ignore"):
         result = minimize_scalar(distance, bounds=bounds, method="bounded", options={"xatol": tolerance})
+    # 1 unless another temperature is closer: draws that do not depend on t keep their scale.
+    if bounds[0] <= 1.0 <= bounds[1] and not result.fun < distance(1.0):
+        return 1.0
     return float(result.x)

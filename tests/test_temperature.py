@@ -33,3 +33,8 @@ def test_draws_that_are_not_finite_are_never_chosen():
     # Beyond t = 1.2 the decoder overflows; the closest finite draws are at the edge.
     chosen = energy_temperature(lambda t: t * noise if t <= 1.2 else torch.full_like(noise, float("inf")), X)
     assert 1.1 < chosen <= 1.2
+
+
+def test_draws_that_do_not_depend_on_the_temperature_keep_temperature_one():
+    noise, X = _normal(200, 5, 2, 2), _normal(200, 6, 2, 2)
+    assert energy_temperature(lambda t: noise, X) == 1.0
