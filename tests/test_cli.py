@@ -27,6 +27,7 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     assert summary["num_blocks"] >= 1 and summary["round_trip_relative_error"] < 1e-4
     model = ConditionalGraphFlow.load(out / "model.pt")
     assert model.num_nodes == 3
+    assert summary["sample_temperature"] == pytest.approx(model.latent.temperature.item())
 
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(data_file)]) == 0
