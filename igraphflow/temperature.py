@@ -3,8 +3,8 @@ spread as real ones.
 
 A flow trained for a limited time is not the exact inverse of the data's law: Gaussian draws
 around the class means, even with the fitted noise covariance, need not decode to signals as
-spread as the training signals (on solar_hope and three_moons they are more concentrated,
-``experiments/RESULTS.md``). Scaling the latent noise by a temperature :math:`t` and choosing
+spread as the training signals (on solar_hope they are far more concentrated; on the simulated
+graph_moons a little wider; ``experiments/RESULTS.md``, ``benchmarks/results/core.md``). Scaling the latent noise by a temperature :math:`t` and choosing
 :math:`t` where the decoded draws are closest to real signals, in the energy distance, corrects
 that spread with one number; an exact flow gets :math:`t = 1`. The temperature changes sampling
 only, never the likelihood.
