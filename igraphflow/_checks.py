@@ -2,7 +2,10 @@ r"""Input validation with messages that name the argument and the expected shape
 
 from __future__ import annotations
 
-__all__ = ["MAX_SEED", "as_count", "as_flag", "as_real", "as_seconds", "as_seed", "as_signals", "as_labels", "check_node_input"]
+__all__ = [
+    "MAX_SEED", "as_count", "as_device", "as_flag", "as_real", "as_seconds", "as_seed", "as_signals", "as_labels",
+    "check_node_input",
+]
 
 import math
 import numbers
@@ -147,6 +150,38 @@ def as_seconds(value, name: str = "max_time") -> float:
     if value is None or (isinstance(value, numbers.Real) and value == math.inf):
         return math.inf
     return as_real(value, name, "[0, inf)")
+
+
+def as_device(value, name: str = "device") -> torch.device:
+    r"""Checks a device that this machine has; ``None`` gives the GPU if there is one, else the CPU.
+
+    Example:
+        >>> as_device("cpu")
+        device(type='cpu')
+        >>> as_device("gpu")
+        Traceback (most recent call last):
+        ...
+        ValueError: device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'gpu'
+    """
+    if value is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError) as error:
+        reason = "" if isinstance(value, str) else f" ({error})"  # an int is an accelerator's index
+        raise ValueError(f"{name} must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {value!r}{reason}") from None
+    if device.type == "meta":
+        raise ValueError(f"{name} 'meta' holds no values, so a model cannot be fitted or used there; give 'cpu' or 'cuda'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {str(device)!r} was asked for, but this torch sees no CUDA GPU; give 'cpu'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"{name} {str(device)!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    try:  # other backends (mps, xpu, ...) say for themselves whether they are usable
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as error:
+        reason = str(error).splitlines()[0].split(". ")[0]
+        raise ValueError(f"{name} {str(device)!r} cannot be used here: {reason}") from None
+    return device
 
 
 def as_signals(

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import MAX_SEED, as_count, as_flag, as_labels, as_real, as_seconds, as_seed, as_signals
+from ._checks import MAX_SEED, as_count, as_device, as_flag, as_labels, as_real, as_seconds, as_seed, as_signals
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
@@ -53,15 +53,6 @@ class _FitData:
     y_val: Tensor
     generator: torch.Generator
     fingerprint: Tensor
-
-
-def _resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "meta":
-        raise ValueError("device 'meta' holds no values, so a model cannot be fitted or used there; give 'cpu' or 'cuda'")
-    return device
 
 
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
@@ -238,7 +229,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
         self.register_buffer("fitted", torch.tensor(False))
         self._initialise()
-        self.to(_resolve_device(device))
+        self.to(as_device(device))
 
     # Construction -----------------------------------------------------------------------
 
@@ -710,7 +701,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 raise ValueError(f"it lacks {', '.join(missing)}")
             model = cls(payload["edge_index"], *(config.pop(k) for k in dims), **config, device="cpu")
             model._restore(payload)
-        return model.to(_resolve_device(device))
+        return model.to(as_device(device))
 
     def extra_repr(self) -> str:
         c = self.config

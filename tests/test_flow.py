@@ -465,6 +465,22 @@ def test_counts_reject_booleans_and_fractions():
         model.sample(Y, seed=True)
 
 
+def test_devices_this_machine_lacks_raise_clear_errors(fitted, tmp_path):
+    # They used to fail inside torch (an AssertionError on a CPU-only build) at the first tensor.
+    from igraphflow.baselines import NSFBaseline
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU; any CUDA device without one
+    with pytest.raises(ValueError, match=f"device '{missing}'"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, device=missing)
+    with pytest.raises(ValueError, match=f"device '{missing}'"):
+        NSFBaseline(EDGES, 4, 2, 2, device=missing)
+    fitted.save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=f"device '{missing}'"):
+        ConditionalGraphFlow.load(tmp_path / "m.pt", device=missing)
+    with pytest.raises(ValueError, match="device must name a torch device"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, device="gpu")
+
+
 def test_meta_tensors_and_the_meta_device_raise_clear_errors(fitted):
     # A meta tensor has a shape but no values: the checks used to fail deep inside torch.
     X, Y = toy(4)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import as_count, as_labels, as_real, as_seconds, as_seed, as_signals
+from .._checks import as_count, as_device, as_labels, as_real, as_seconds, as_seed, as_signals
 from ..graph import check_edge_index
 
 
@@ -223,7 +223,7 @@ class ConditionalBaseline:
         self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
         self.edge_index = check_edge_index(edge_index, num_nodes)
         self.seed = seed
-        self.device = torch.device("cpu" if device is None else device)
+        self.device = as_device("cpu" if device is None else device)
         self.dtype = dtype
         self.standardize = standardize
         self.batch_size = batch_size
