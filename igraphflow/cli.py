@@ -99,7 +99,8 @@ def _train(args) -> int:
     exact = graph["num_nodes"] * graph["num_features"] <= args.exact_max_dim
     summary = {"train_seconds": seconds, "num_blocks": model.num_blocks,
                "w2_per_block": [r.w2 for r in model.history_],
-               "sample_temperature": float(model.latent.temperature), **_evaluate(model, test, exact)}
+               "sample_temperature": float(model.latent.temperature),
+               "noise_components": model.latent.noise_components, **_evaluate(model, test, exact)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary, indent=2))
     print(f"model written to {out / 'model.pt'}")

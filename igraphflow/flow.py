@@ -108,7 +108,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :math:`p(H | Y) = \mathcal{N}(\mu'_Y + b, \Sigma)`, with the class means refitted.
             A flow trained for a limited time leaves :math:`H - \mu_Y` correlated across nodes
             and off the means; sampling the isotropic latent then decodes too widely spread
-            signals, or in the wrong place. The blocks always train towards the isotropic latent.
+            signals, or in the wrong place. Where a mixture of diagonal Gaussians fits the
+            whitened residuals better still, it becomes the noise (``latent.noise_components``).
+            The blocks always train towards the isotropic latent.
         sample_temperature: The factor on the latent noise when sampling, or ``"auto"``: the one
             whose decoded draws are closest, in the energy distance, to the training signals
             (64 to 512 of them, fewer on larger graphs, with their labels; 1 when there are
@@ -407,7 +409,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             del self.blocks[index:]
         self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
         if c["fit_noise"]:
-            self.latent.fit_noise_(x, data.y, x_val, data.y_val)
+            self.latent.fit_noise_(x, data.y, x_val, data.y_val, seed=int(torch.randint(2**31, (), generator=data.generator)))
         self.latent.temperature.fill_(self._sample_temperature(data))
         if self.head is not None:
             # A convex fit needs no held-out samples to stop it: it sees all of them.

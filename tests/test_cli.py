@@ -28,6 +28,7 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     model = ConditionalGraphFlow.load(out / "model.pt")
     assert model.num_nodes == 3
     assert summary["sample_temperature"] == pytest.approx(model.latent.temperature.item())
+    assert summary["noise_components"] == model.latent.noise_components
 
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(data_file)]) == 0

@@ -7,6 +7,7 @@ import torch
 
 from igraphflow.compare import compare, evaluate, evaluate_draws, format_table, main, method_settings, reference_signals
 from igraphflow.datasets import load
+from igraphflow.latent import MIXTURE_COMPONENTS
 from igraphflow.temperature import TEMPERATURE_BOUNDS
 
 torch.set_num_threads(1)
@@ -38,6 +39,7 @@ def test_smoke_all_methods(tmp_path):
     assert jko["settings"]["orders"] == [0, 1] and result["settings"]["ignn"] == {"blocks": 2}
     assert {"epochs", "stopped_by_time", "w2_per_dim", "val_nll_per_dim"} <= set(jko["blocks"][0])
     assert TEMPERATURE_BOUNDS[0] <= jko["sample_temperature"] <= TEMPERATURE_BOUNDS[1]
+    assert jko["noise_components"] in (1,) + MIXTURE_COMPONENTS
     assert result["draws"] == 5
     for row in [*result["methods"].values(), result["reference"]]:
         assert len(row["energy_draws"]) == 5 and row["energy"] == pytest.approx(sum(row["energy_draws"]) / 5)

@@ -76,7 +76,9 @@ def _correlated(n, latent, scale, offset, seed):
 
 
 @pytest.fixture
-def fitted_noise():
+def fitted_noise(monkeypatch):
+    # The Gaussian fit alone (on these Gaussian draws a mixture may validate a little better).
+    monkeypatch.setattr("igraphflow.latent.MIXTURE_COMPONENTS", ())
     latent = GaussianMixtureLatent(2, 2)
     scale = 0.3 * torch.randn(6, 6, generator=torch.Generator().manual_seed(1)) + 0.3 * torch.eye(6)
     offset = torch.tensor([[0.5, -0.2], [0.0, 0.3], [-0.4, 0.1]])
@@ -220,3 +222,81 @@ def test_fitted_noise_moves_the_means_to_the_classes():
     for k in range(2):
         assert torch.allclose(latent.means[k].detach() + latent.offset, centres[k] + offset, atol=0.05)
     assert torch.allclose(latent.sample(y[:4000], generator=g).mean(0), (centres[y[:4000]] + offset).mean(0), atol=0.05)
+
+
+def _two_regimes(n, latent, seed):
+    r"""Signals on 3 nodes whose noise has two modes: every node shifted up or down together."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, latent.num_classes, (n, 3), generator=g)
+    regime = 2.0 * torch.randint(0, 2, (n, 1, 1), generator=g) - 1.0
+    return latent.means[y].detach() + 1.5 * regime + 0.4 * torch.randn(n, 3, 2, generator=g), y
+
+
+@pytest.fixture
+def mixture_noise():
+    latent = GaussianMixtureLatent(2, 2)
+    h, y = _two_regimes(6000, latent, seed=11)
+    latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
+    return latent
+
+
+def test_a_mixture_noise_is_kept_where_the_residuals_have_modes(mixture_noise):
+    latent = mixture_noise
+    assert latent.has_noise_covariance and latent.noise_components > 1
+    # Gaussian draws and the same fit without mixtures: the mixture is not kept.
+    gaussian = GaussianMixtureLatent(2, 2)
+    scale = 0.5 * torch.eye(6)
+    h, y = _correlated(3000, gaussian, scale, torch.zeros(3, 2), seed=12)
+    gaussian.fit_noise_(h[:2000], y[:2000], h[2000:], y[2000:], seed=0)
+    assert gaussian.noise_components == 1
+    gaussian.reset_noise_()
+    latent.reset_noise_()
+    assert latent.noise_components == 1 and latent.mixture_centres is None
+
+
+def test_mixture_log_prob_matches_scipy(mixture_noise):
+    latent = mixture_noise
+    L = latent.scale_tril.detach()
+    weights = latent.mixture_logits.softmax(0)
+    y = torch.tensor([[0, 1, 1], [1, 0, 1]])
+    h = 2 * torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(13))
+    mean = (latent.means[y].detach() + latent.offset).flatten(1)
+    expected = [
+        math.log(sum(
+            w * multivariate_normal(mean[n] + L @ c, L @ torch.diag(s**2) @ L.T).pdf(h[n].flatten())
+            for w, c, s in zip(weights, latent.mixture_centres, latent.mixture_scales)
+        ))
+        for n in range(2)
+    ]
+    assert torch.allclose(latent.log_prob(h, y), torch.tensor(expected))
+
+
+def test_mixture_samples_have_the_mixture_moments(mixture_noise):
+    latent = mixture_noise
+    L = latent.scale_tril.detach()
+    weights = latent.mixture_logits.softmax(0)
+    centres, scales = latent.mixture_centres, latent.mixture_scales
+    mean_u = weights @ centres
+    second_u = torch.einsum("m,mi,mj->ij", weights, centres, centres) + torch.diag(weights @ scales**2)
+    y = torch.zeros(40000, 3, dtype=torch.long)
+    h = latent.sample(y, generator=torch.Generator().manual_seed(14)) - latent.means[0].detach() - latent.offset
+    h = h.flatten(1)
+    assert torch.allclose(h.mean(0), L @ mean_u, atol=0.03)
+    covariance = L @ (second_u - torch.outer(mean_u, mean_u)) @ L.T
+    assert torch.allclose(torch.cov(h.T), covariance, atol=0.05)
+    # Both modes are drawn: the mean over nodes is near +-1.5 (the regimes), rarely near 0.
+    level = h.mean(1)
+    assert (level.abs() < 0.5).float().mean() < 0.05
+
+
+def test_mixture_noise_round_trips_and_scales_with_the_temperature(mixture_noise):
+    latent = mixture_noise
+    y = torch.tensor([[0, 1, 1], [1, 1, 0]])
+    h = torch.randn(2, 3, 2)
+    loaded = GaussianMixtureLatent(2, 2)
+    loaded.load_state_dict(latent.state_dict())
+    assert loaded.noise_components == latent.noise_components
+    assert torch.equal(loaded.log_prob(h, y), latent.log_prob(h, y))
+    centre = latent.means[y].detach() + latent.offset
+    draw = lambda t: latent.sample(y, torch.Generator().manual_seed(3), t) - centre  # noqa: E731
+    assert torch.allclose(draw(1.7), 1.7 * draw(1.0))

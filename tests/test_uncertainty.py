@@ -202,6 +202,34 @@ def test_gaussian_sets_and_boundary_with_fitted_noise():
     torch.testing.assert_close(radius, torch.full((30,), math.sqrt(chi2.ppf(0.9, 2))))
 
 
+def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
+    # An identity flow on 3 nodes whose latent noise has two modes (all nodes up or down):
+    # the ellipsoids of the Gaussian fit, sized by draws of the mixture, not by chi-square.
+    path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    model = ConditionalGraphFlow(path, 3, 2, 2, num_blocks=1, seed=0)
+    model.blocks = nn.ModuleList()
+    model.fitted.fill_(True)
+    g = torch.Generator().manual_seed(15)
+    Y = torch.randint(0, 2, (6000, 3), generator=g)
+    regime = 2.0 * torch.randint(0, 2, (6000, 1, 1), generator=g) - 1.0
+    H = model.latent.means.detach()[Y] + 1.5 * regime + 0.4 * torch.randn(6000, 3, 2, generator=g)
+    model.latent.fit_noise_(H[:5000], Y[:5000], H[5000:], Y[5000:], seed=0)
+    assert model.latent.noise_components > 1
+    X = model.sample(Y[:4000], seed=16, temperature=1.0)
+    for alpha in (0.1, 0.3):
+        joint = model.in_region(X, Y[:4000], alpha)
+        nodes = model.in_region(X, Y[:4000], alpha, joint=False)
+        assert joint.float().mean().item() == pytest.approx(1 - alpha, abs=0.02)
+        assert nodes.float().mean().item() == pytest.approx(1 - alpha, abs=0.02)
+        # Chi-square sizes would be wrong here: the draws are not Gaussian.
+        chi_square = model.latent.joint_squared_distance(model.encode(X), Y[:4000]) <= chi2.ppf(1 - alpha, 6)
+        assert abs(chi_square.float().mean().item() - (1 - alpha)) > 0.03
+        # The sets of labels use the same node-wise sizes.
+        sets = model.gaussian_sets(X, alpha)
+        inside = sets.gather(-1, Y[:4000].unsqueeze(-1)).squeeze(-1)
+        assert torch.equal(inside, nodes)
+
+
 def test_region_boundary_on_a_graph_node(three_nodes):
     curve = three_nodes.region_boundary(0, alpha=0.1, num_points=30, node=2, labels=[1, 1, 1])
     assert curve.shape == (30, 2) and torch.isfinite(curve).all()
