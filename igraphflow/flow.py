@@ -117,8 +117,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             fewer than 64; :data:`TEMPERATURE_SIGNALS`,
             :func:`~igraphflow.temperature.energy_temperature`).
             A flow trained for a limited time may decode Gaussian draws to signals less (or
-            more) spread than the data; an exact flow gets 1. It changes :meth:`sample` only,
-            never the likelihood or the predictions.
+            more) spread than the data; an exact flow gets 1, and so does a mixture noise
+            (see ``fit_noise``). It changes :meth:`sample` only, never the likelihood or the
+            predictions.
         classification_weight: The weight of the cross-entropy of the mixture's Bayes rule added
             to every block's JKO objective (0: a purely generative fit), see
             :func:`~igraphflow.jko.jko_objective`.
@@ -419,6 +420,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _sample_temperature(self, data: _FitData) -> float:
         if self.config["sample_temperature"] != "auto":
             return self.config["sample_temperature"]
+        if self.latent.noise_components > 1:
+            # The mixture was kept because it fits the shape of the encoded signals; draws of it
+            # are taken as fitted (scaled, they decoded further from held-out signals).
+            return 1.0
         X, Y = torch.cat([data.x, data.x_val]), torch.cat([data.y, data.y_val])
         least, most, values = TEMPERATURE_SIGNALS
         if X.size(0) < least:  # the distances between so few signals say little about their spread

@@ -7,7 +7,8 @@ spread as the training signals (on solar_hope they are far more concentrated; on
 graph_moons a little wider; ``experiments/RESULTS.md``, ``benchmarks/results/core.md``). Scaling the latent noise by a temperature :math:`t` and choosing
 :math:`t` where the decoded draws are closest to real signals, in the energy distance, corrects
 that spread with one number; an exact flow gets :math:`t = 1`. The temperature changes sampling
-only, never the likelihood.
+only, never the likelihood. A flow whose fitted noise is a mixture (which fits the shape of the
+encoded signals, not just their covariance) samples it at :math:`t = 1`.
 """
 
 from __future__ import annotations

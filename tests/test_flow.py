@@ -436,6 +436,20 @@ def test_sample_temperature_is_chosen_by_fit_or_given(fitted, tmp_path):
     assert few.latent.temperature.item() == 1.0  # too few signals to measure their spread
 
 
+def test_a_mixture_noise_is_sampled_at_temperature_one(fitted):
+    X, Y = toy()
+    model = copy.deepcopy(fitted)
+    latent, dims = model.latent, 4 * 2
+    if not latent.has_noise_covariance:
+        latent.offset, latent.scale_tril = torch.zeros(4, 2), torch.eye(dims)
+    latent.mixture_logits = torch.zeros(2)
+    latent.mixture_centres = torch.stack([torch.full((dims,), -2.0), torch.full((dims,), 2.0)])
+    latent.mixture_scales = torch.full((2, dims), 0.3)
+    assert model._sample_temperature(model._split(X, Y)) == 1.0
+    model.latent.mixture_logits = model.latent.mixture_centres = model.latent.mixture_scales = None
+    assert model._sample_temperature(model._split(X, Y)) != 1.0  # the same flow, Gaussian noise
+
+
 def test_non_integral_sizes_raise_instead_of_truncating():
     sizes = dict(num_nodes=4, num_features=2, num_classes=2)
     for name, value in (("num_nodes", 4.5), ("num_features", 2.5), ("num_classes", 1.5), ("hidden", 8.5),
