@@ -271,8 +271,10 @@ class GaussianMixtureLatent(nn.Module):
         (:math:`L L^T = \Sigma_\lambda`) of a flow trained for a limited time may still be far
         from :math:`\mathcal{N}(0, I)` (skewed, heavy-tailed or with several modes).
         Mixtures of diagonal Gaussians in :math:`u` (:data:`MIXTURE_COMPONENTS`, fitted by EM
-        with scikit-learn) replace :math:`\mathcal{N}(0, I)` when one has a higher
-        log-likelihood on ``h_val``; they change :meth:`log_prob` and :meth:`sample`, while the
+        with scikit-learn) replace :math:`\mathcal{N}(0, I)` when the best of them gains more
+        than two standard errors of log-likelihood on ``h_val`` over the better of
+        :math:`\mathcal{N}(0, I)` and one diagonal Gaussian (so not for a mere rescaling of
+        :math:`u`); they change :meth:`log_prob` and :meth:`sample`, while the
         node-wise quantities (:meth:`class_log_likelihood`, :meth:`squared_distances`) keep the
         Gaussian :math:`\Sigma_\lambda`.
 

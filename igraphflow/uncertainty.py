@@ -365,7 +365,8 @@ class UncertaintyMixin:
         The circle :math:`\mu_{label} + \sigma \sqrt{\chi^2_{2, 1-\alpha}} (\cos t, \sin t)` in the
         latent of node ``node`` (with a fitted noise, the ellipse
         :math:`\mu_{label} + b_v + \sqrt{\chi^2_{2, 1-\alpha}} L_v (\cos t, \sin t)`,
-        :math:`L_v L_v^T = \Sigma_{vv}`) is decoded by :math:`F^{-1}`. On a one-node graph this is the
+        :math:`L_v L_v^T = \Sigma_{vv}`; under a mixture noise its size is set by draws of the
+        density, see :meth:`in_region`) is decoded by :math:`F^{-1}`. On a one-node graph this is the
         boundary of the region exactly; on a larger graph the other nodes are held at the means
         of their labels (``labels``, by default ``label`` everywhere), so the curve is a slice.
 
