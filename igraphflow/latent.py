@@ -318,7 +318,8 @@ class GaussianMixtureLatent(nn.Module):
             self.means += shift.to(self.means)
             self.offset = offset.view(h.shape[1:]).to(self.means)
             self.scale_tril = tril.to(self.means)
-            self._fit_mixture_(*(torch.linalg.solve_triangular(tril, a.T, upper=False).T for a in (centred, r_val - offset)), seed)
+            whitened = [torch.linalg.solve_triangular(tril, a.T, upper=False).T for a in (centred, r_val - offset)]
+            self._fit_mixture_(*whitened, seed)
         return best
 
     def _fit_mixture_(self, u: Tensor, u_val: Tensor, seed: int | None):
@@ -326,6 +327,7 @@ class GaussianMixtureLatent(nn.Module):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
+        standard = _gaussian_log_density(u_val.square().sum(1), 0.0, u.size(1)).cpu().numpy()
         u, u_val = u.cpu().numpy(), u_val.cpu().numpy()
 
         def fitted(components: int) -> GaussianMixture:
@@ -337,7 +339,6 @@ class GaussianMixtureLatent(nn.Module):
 
         # The reference: the better of N(0, I) and one diagonal Gaussian, so that a mixture is
         # kept for what one Gaussian cannot fit (modes, skew, tails), not for a rescaling of u.
-        standard = _gaussian_log_density(torch.as_tensor(u_val).square().sum(1), 0.0, u.shape[1]).numpy()
         reference = max(standard, fitted(1).score_samples(u_val), key=lambda scores: scores.mean())
         best, best_score = None, reference.mean()
         for components in MIXTURE_COMPONENTS:
