@@ -3,13 +3,16 @@ r"""Input validation with messages that name the argument and the expected shape
 from __future__ import annotations
 
 __all__ = [
-    "MAX_SEED", "as_count", "as_device", "as_flag", "as_real", "as_seconds", "as_seed", "as_signals", "as_labels",
-    "check_node_input",
+    "MAX_SEED", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
+    "as_seconds", "as_seed", "as_signals", "as_labels", "check_node_input",
 ]
 
 import math
 import numbers
 import operator
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -63,6 +66,22 @@ def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> 
     if maximum is not None and count > maximum:
         raise ValueError(f"{name} must be an integer <= {maximum}, got {value!r}")
     return count
+
+
+def as_orders(values, name: str = "orders") -> tuple[int, ...]:
+    r"""Checks hop radii: a non-empty sequence of whole numbers ``>= 0``, returned as a tuple of ``int``.
+
+    Example:
+        >>> as_orders([0, 1, 2])
+        (0, 1, 2)
+        >>> as_orders(2)
+        Traceback (most recent call last):
+        ...
+        ValueError: orders must be a non-empty sequence of hop radii (integers >= 0), got 2
+    """
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable) or len(values := list(values)) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of hop radii (integers >= 0), got {values!r}")
+    return tuple(as_count(m, name, minimum=0) for m in values)
 
 
 def as_seed(value, name: str = "seed", maximum: int | None = MAX_SEED) -> int:
@@ -184,6 +203,44 @@ def as_device(value, name: str = "device") -> torch.device:
     return device
 
 
+def as_output_dir(path: str | os.PathLike, name: str) -> Path:
+    r"""Checks that ``path`` can be a directory to write into: it is one, or nothing in its way is a file.
+
+    Checked before long work, so that a wrong path fails at once rather than after a fit.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile() as file:
+        ...     as_output_dir(Path(file.name) / "run", "out")
+        Traceback (most recent call last):
+        ...
+        ValueError: out ... cannot be written: ... is a file, not a directory
+    """
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ValueError(f"{name} {path} cannot be written: {folder} is a file, not a directory")
+            break
+    return path
+
+
+def as_output_file(path: str | os.PathLike, name: str) -> Path:
+    r"""Checks that ``path`` can be a file to write: it is not a directory, and its folder can be one.
+
+    Example:
+        >>> as_output_file(".", "out")
+        Traceback (most recent call last):
+        ...
+        ValueError: out . is a directory, not a file
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {path} is a directory, not a file")
+    as_output_dir(path.parent, name)
+    return path
+
+
 def as_signals(
     X,
     num_nodes: int,
@@ -213,8 +270,8 @@ def as_signals(
         raise ValueError(
             f"{name} must have shape [{rows}, num_nodes={num_nodes}, num_features={num_features}], got {list(X.shape)}"
         )
-    if not (X.dtype.is_floating_point or X.dtype in (torch.int32, torch.int64)):
-        raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.dtype.is_complex or X.dtype == torch.bool:  # integers of any width are readings (counts, pixels)
+        raise ValueError(f"{name} must hold real numbers (floats or integers), got dtype {X.dtype}")
     # Checked after the cast, so that values too large for ``dtype`` are caught as infinite.
     X = X.to(device=device, dtype=dtype)
     bad = ~torch.isfinite(X)

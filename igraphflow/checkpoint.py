@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from ._checks import as_output_file
+
 
 def save_atomic(payload: dict, path: str | os.PathLike, kind: str):
     r"""Writes ``payload`` to ``path`` so that a reader sees either the old file or the new one.
@@ -25,7 +27,7 @@ def save_atomic(payload: dict, path: str | os.PathLike, kind: str):
         >>> load_checked(path, kind="demo")["step"]
         1
     """
-    path = Path(path)
+    path = as_output_file(path, "checkpoint path")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import as_count, as_labels, as_signals
+from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_signals
 from .flow import ConditionalGraphFlow
 
 #: The fewest graph signals an ``--input`` file may hold: 80 % train, at least one to test.
@@ -88,13 +88,13 @@ def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool) -> dict:
 
 
 def _train(args) -> int:
+    out = as_output_dir(args.out, "--out")
     graph, train, test = _dataset_splits(args)
     settings = dict(conv=args.conv, num_blocks=args.num_blocks, hidden=args.hidden, device=args.device, seed=args.seed)
     model = ConditionalGraphFlow(**graph, **settings)
     started = time.monotonic()
     model.fit(train["X"], train["Y"], max_time=args.max_time, progress=not args.quiet)
     seconds = time.monotonic() - started
-    out = Path(args.out)
     model.save(out / "model.pt")
     exact = graph["num_nodes"] * graph["num_features"] <= args.exact_max_dim
     summary = {"train_seconds": seconds, "num_blocks": model.num_blocks,
@@ -126,12 +126,13 @@ def _evaluate_command(args) -> int:
 
 
 def _sample(args) -> int:
+    out = as_output_file(args.out, "--out")
     model = ConditionalGraphFlow.load(args.model, device=args.device)
     labels = _read_arrays(args.labels, ("Y",))["Y"]
     X = model.sample(labels, seed=args.seed, temperature=args.temperature).cpu().numpy()
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(out, X=X, Y=labels)
+    with open(out, "wb") as file:  # np.savez would add ".npz" to a name without it
+        np.savez(file, X=X, Y=labels)
     print(f"{len(X)} samples written to {out}")
     return 0
 

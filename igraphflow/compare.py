@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from . import metrics as M
-from ._checks import as_count
+from ._checks import as_count, as_output_dir
 from .datasets import GraphDataset, load
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
@@ -298,6 +298,8 @@ def compare(
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
     draws = as_count(draws, "draws")
+    if out_dir is not None:
+        out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
     draw_seeds = [seed * draws + i for i in range(draws)]
     settings = settings or {}
     data = dataset
@@ -360,13 +362,12 @@ def compare(
     result["reference"] = reference | {"label": "training data (reference)"}
 
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "metrics.json", result)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(out_dir / "metrics.json", result)
         if figures:
-            plot_samples(data, generated, out / "samples.png")
-            plot_pca(data, generated, out / "pca.png")
-            plot_curves(curves, out / "training.png")
+            plot_samples(data, generated, out_dir / "samples.png")
+            plot_pca(data, generated, out_dir / "pca.png")
+            plot_curves(curves, out_dir / "training.png")
     return result
 
 

@@ -6,6 +6,7 @@ __all__ = ["ConditionalGraphFlow"]
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 import os
 import time
@@ -18,7 +19,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ._checks import MAX_SEED, as_count, as_device, as_flag, as_labels, as_real, as_seconds, as_seed, as_signals
+from ._checks import (
+    MAX_SEED, as_count, as_device, as_flag, as_labels, as_orders, as_output_dir, as_real, as_seconds, as_seed, as_signals,
+)
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
@@ -52,7 +55,7 @@ class _FitData:
     x_val: Tensor
     y_val: Tensor
     generator: torch.Generator
-    fingerprint: Tensor
+    fingerprint: str  # SHA-256 of X and Y
 
 
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
@@ -191,7 +194,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         num_nodes, num_features = as_count(num_nodes, "num_nodes"), as_count(num_features, "num_features")
         num_classes, max_blocks = as_count(num_classes, "num_classes"), as_count(max_blocks, "max_blocks")
         hidden, steps, max_epochs = as_count(hidden, "hidden"), as_count(steps, "steps"), as_count(max_epochs, "max_epochs")
-        patience, orders = as_count(patience, "patience", minimum=0), tuple(as_count(m, "orders", minimum=0) for m in orders)
+        patience, orders = as_count(patience, "patience", minimum=0), as_orders(orders)
         if num_blocks != "auto":
             num_blocks = as_count(num_blocks, "num_blocks")
         if batch_size != "auto":
@@ -328,7 +331,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
         start = 0
         if checkpoint_dir is not None:
-            start = self._resume(Path(checkpoint_dir) / "fit.pt", data)
+            start = self._resume(as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt", data)
         self._train_blocks(data, start, max_time, progress, checkpoint_dir)
         return self
 
@@ -344,8 +347,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # At least one sample on each side, whatever the fraction.
         num_val = min(X.size(0) - 1, max(1, int(round(self.config["validation"] * X.size(0)))))
         val, train = order[:num_val], order[num_val:]
-        fingerprint = torch.stack([X.double().sum(), X.double().square().sum(), Y.double().sum()]).cpu()
-        return _FitData(X[train], Y[train], X[val], Y[val], generator, fingerprint)
+        # The bytes themselves: sums would not tell permuted rows, nodes or labels apart.
+        digest = hashlib.sha256(X.cpu().numpy().tobytes())
+        digest.update(Y.cpu().numpy().tobytes())
+        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest.hexdigest())
 
     def _auto_depth(self) -> bool:
         return self.config["num_blocks"] == "auto"
@@ -459,13 +464,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = {k: v for k, v in payload["config"].items() if k != "num_blocks"}
-            same_data = torch.equal(payload["fingerprint"], data.fingerprint) and torch.equal(
-                payload["edge_index"], self.edge_index.cpu()
-            )
+            same_graph = torch.equal(payload["edge_index"], self.edge_index.cpu())
+            same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
         ours = {k: v for k, v in self.config.items() if k != "num_blocks"}
         if saved != ours:
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
+        if not same_graph:
+            raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
@@ -512,7 +518,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         objective) on the data pushed through the retrained blocks before it. A retrained block
         moves somewhat differently from the old path it replaces, so evening the movements out
         may take two or three calls (``benchmarks/results/jko_tools.md``: max/min W2 from about
-        9 to below 2 in three).
+        9 to below 2 in three). The model changes, so its calibration is forgotten.
 
         Arguments:
             X: The training signals, ``[N, V, C]``.
@@ -551,7 +557,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
         Each sub-block starts as a copy of its parent: the velocity field depends on absolute
         time, so the refined chain starts as the same map, integrated more finely; each
-        sub-block is then retrained with its own, shorter JKO step.
+        sub-block is then retrained with its own, shorter JKO step. The model changes, so its
+        calibration is forgotten.
 
         Arguments:
             X: The training signals, ``[N, V, C]``.
@@ -575,6 +582,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return self._retrain(data, max_time, progress)
 
     def _retrain(self, data: _FitData, max_time: float, progress: bool) -> ConditionalGraphFlow:
+        # The calibration scores were those of the old map and head.
+        self._forget_calibration()
         self.history_ = []
         self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
@@ -683,6 +692,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def _restore(self, payload: dict):
         self.load_state_dict(payload["state_dict"])
+        # Weights of a diverged or damaged fit would answer every call with NaN.
+        broken = [name for name, value in self.named_parameters() if not torch.isfinite(value).all()]
+        if broken:
+            raise ValueError(f"its weights hold NaN or infinite values ({', '.join(broken[:3])})")
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
 
     def save(self, path: str | os.PathLike):

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch_geometric.utils import coalesce, remove_self_loops
 
-from ._checks import _as_tensor, as_count
+from ._checks import _as_tensor, as_count, as_orders
 
 
 def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -87,7 +87,7 @@ def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> l
         >>> [s.size(1) for s in hop_supports(path, 3, (0, 1, 2))]
         [3, 7, 9]
     """
-    orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
+    orders = as_orders(orders)
     edges = check_edge_index(edge_index, num_nodes).cpu()
     key = (hashlib.sha1(edges.numpy().tobytes()).hexdigest(), num_nodes, orders)
     if key not in _SUPPORTS:

@@ -327,6 +327,8 @@ class GaussianMixtureLatent(nn.Module):
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
 
+        if len(u_val) < 2:  # no standard error from one held-out signal: keep the Gaussian
+            return
         standard = _gaussian_log_density(u_val.square().sum(1), 0.0, u.size(1)).cpu().numpy()
         u, u_val = u.cpu().numpy(), u_val.cpu().numpy()
 

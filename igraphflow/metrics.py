@@ -404,6 +404,8 @@ def nll_per_dim(log_prob: Any, num_dims: int) -> float:
     if log_prob.numel() == 0:
         raise ValueError("log_prob is empty")
     log_prob = log_prob.to(torch.float64)
+    if log_prob.isnan().any():  # -inf is a sample off the support, but NaN is no density at all
+        raise ValueError(f"log_prob holds {int(log_prob.isnan().sum())} NaN values")
     num_dims = as_count(num_dims, "num_dims")
     return -log_prob.mean().item() / num_dims
 
@@ -437,6 +439,10 @@ def accuracy(pred: Any, Y: Any) -> float:
         )
     if Y.numel() == 0:
         raise ValueError("Y is empty")
+    for name, labels in (("pred", pred), ("Y", Y)):
+        # 0.3 would silently count as wrong everywhere: labels are whole numbers.
+        if labels.is_complex() or (labels.is_floating_point() and not (labels == labels.round()).all()):
+            raise ValueError(f"{name} labels must be whole numbers (or pred scores [..., K]), got dtype {labels.dtype}")
     return (pred == Y).double().mean().item()
 
 

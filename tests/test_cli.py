@@ -44,6 +44,24 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     with np.load(tmp_path / "s.npz") as default, np.load(tmp_path / "t.npz") as cooler:
         expected = model.sample(torch.from_numpy(default["Y"]), seed=0, temperature=0.5).numpy()
         assert np.allclose(cooler["X"], expected) and not np.allclose(cooler["X"], default["X"])
+    # The file named, not one with ".npz" added to it; a folder is refused.
+    assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "plain")]) == 0
+    assert (tmp_path / "plain").is_file() and not (tmp_path / "plain.npz").exists()
+    assert str(tmp_path / "plain") in capsys.readouterr().out.splitlines()[-1]
+    assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(out)]) == 2
+    assert "is a directory, not a file" in capsys.readouterr().err
+
+
+def test_output_paths_are_checked_before_training(data_file, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    monkeypatch.setattr(ConditionalGraphFlow, "fit", lambda *args, **kwargs: pytest.fail("trained before checking --out"))
+    for out in (blocker, blocker / "run"):
+        assert main(["train", "--input", str(data_file), "--out", str(out), "--quiet"]) == 2
+        assert f"{blocker} is a file, not a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["compare", "--dataset", "three_node", "--methods", "jko", "--out", str(blocker)])
+    assert exit_info.value.code == 2 and "is a file, not a directory" in capsys.readouterr().err
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from igraphflow import ConditionalGraphFlow
+from igraphflow._checks import as_signals
 from igraphflow.checkpoint import save_atomic
 from igraphflow.flow import CHECKPOINT_KIND
 from igraphflow.ode import ODEBlock
@@ -179,6 +180,7 @@ def test_load_rejects_other_checkpoints(tmp_path):
         (lambda p: p["state_dict"]["_extra_state"].__setitem__(0, math.nan), r"unreadable calibration state with header \[nan"),
         (lambda p: p["state_dict"].pop("fitted"), r"RuntimeError: .*Missing key\(s\) in state_dict: \"fitted\""),
         (lambda p: p.pop("edge_index"), "it lacks edge_index"),
+        (lambda p: p["state_dict"]["latent.means"].fill_(math.nan), r"weights hold NaN or infinite values \(latent.means\)"),
     ],
 )
 def test_load_names_the_file_of_a_damaged_checkpoint(fitted, tmp_path, damage, reason):
@@ -219,11 +221,19 @@ def test_resume_names_the_file_of_a_damaged_checkpoint(tmp_path):
         (torch.randn(8, 4, 2), torch.full((8, 4), -1), "outside"),
         (torch.full((8, 4, 2), float("nan")), torch.zeros(8, 4, dtype=torch.long), "NaN"),
         (torch.randn(8, 4, 2), torch.full((8, 4), 0.5), "integer class labels"),
+        (torch.ones(8, 4, 2, dtype=torch.bool), torch.zeros(8, 4, dtype=torch.long), r"real numbers .*torch.bool"),
+        (torch.ones(8, 4, 2, dtype=torch.complex64), torch.zeros(8, 4, dtype=torch.long), r"real numbers .*complex64"),
     ],
 )
 def test_bad_input_raises_clear_errors(X, Y, message):
     with pytest.raises(ValueError, match=message):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
+
+
+def test_integer_signals_of_any_width_are_numbers():
+    X = torch.arange(8, dtype=torch.uint8).reshape(1, 4, 2)  # uint8 and int16 were refused as "not real numbers"
+    for dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+        assert torch.equal(as_signals(X.to(dtype), 4, 2), X.float())
 
 
 def test_step_schedule_is_geometric_up_to_max_step():
@@ -391,8 +401,19 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
     assert len(resumed.history_) == 3
 
-    with pytest.raises(ValueError, match="other data"):
-        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X + 1, Y, progress=False, checkpoint_dir=tmp_path)
+    # Same sums, other data: a fingerprint of sums would let each of these resume.
+    for other_X, other_Y in ((X, 1 - Y), (X.flip(0), Y.flip(0)), (X.flip(1), Y), (X + 1, Y)):
+        with pytest.raises(ValueError, match="other data"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(other_X, other_Y, progress=False, checkpoint_dir=tmp_path)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="is a file, not a directory"):  # before the first block, not after it
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=blocker)
+    with pytest.raises(ValueError, match="is a directory, not a file"):
+        reference.save(tmp_path)
+    cycle = torch.cat([EDGES, torch.tensor([[0, 3], [3, 0]])], 1)
+    with pytest.raises(ValueError, match="another graph"):
+        ConditionalGraphFlow(cycle, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="other settings"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 import torch
@@ -252,6 +253,15 @@ def test_a_mixture_noise_is_kept_where_the_residuals_have_modes(mixture_noise):
     gaussian.reset_noise_()
     latent.reset_noise_()
     assert latent.noise_components == 1 and latent.mixture_centres is None
+
+
+def test_one_held_out_signal_is_too_few_to_keep_a_mixture():
+    latent = GaussianMixtureLatent(2, 2)
+    h, y = _two_regimes(200, latent, seed=14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy warned of a standard deviation of one value
+        latent.fit_noise_(h[:199], y[:199], h[199:], y[199:], seed=0)
+    assert latent.noise_components == 1
 
 
 def test_mixture_log_prob_matches_scipy(mixture_noise):

@@ -6,6 +6,7 @@ from torch_geometric.utils import to_networkx
 
 from igraphflow.graph import check_edge_index, hop_supports, symmetric_edges
 from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, make_conv
+from igraphflow import ConditionalGraphFlow
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -145,8 +146,10 @@ def test_layer_sizes_are_checked_counts():
         L3NetConv(2, 4, path, "3")
     with pytest.raises(ValueError, match="K must be an integer >= 1, got 0"):  # an empty AssertionError
         StaticChebConv(2, 4, path, 3, K=0)
-    with pytest.raises(ValueError, match="orders must name at least one hop radius"):
+    with pytest.raises(ValueError, match="orders must be a non-empty sequence of hop radii"):
         make_conv("cheb", 2, 4, path, 3, ())
+    with pytest.raises(ValueError, match=r"orders must be a non-empty sequence .*, got 2$"):  # 'int' is not iterable
+        ConditionalGraphFlow(path, 3, 2, 2, orders=2)
     with pytest.raises(ValueError, match="orders must be an integer >= 0, got 1.5"):  # read as 1
         hop_supports(path, 3, (1.5,))
     with pytest.raises(ValueError, match="outside"):  # scipy's "index 5 exceeds matrix dimension"

@@ -245,7 +245,8 @@ def test_conditional_metric_needs_integer_counts():
 def test_nll_per_dim_rejects_complex_and_misshapen_log_probs():
     # [N, V] log-densities were averaged as if [N]; complex ones lost their imaginary part.
     for log_prob, match in ((torch.zeros(4, 3), r"shape \[N\], one log-density per sample, got \[4, 3\]"),
-                            (torch.zeros(4, dtype=torch.complex64), "real numbers")):
+                            (torch.zeros(4, dtype=torch.complex64), "real numbers"),
+                            (torch.tensor([0.0, math.nan]), "1 NaN values")):
         with pytest.raises(ValueError, match=match):
             nll_per_dim(log_prob, 6)
     assert nll_per_dim(torch.tensor([-math.inf, 0.0]), 2) == math.inf  # a zero density is an infinite NLL
@@ -257,6 +258,11 @@ def test_accuracy_rejects_nan_and_empty_scores():
         accuracy(torch.full((2, 3, 2), float("nan")), Y)
     with pytest.raises(ValueError, match="K >= 1"):
         accuracy(torch.zeros(2, 3, 0), Y)
+    with pytest.raises(ValueError, match="pred labels must be whole numbers"):  # counted as all wrong
+        accuracy(torch.full((2, 3), 0.3), Y)
+    with pytest.raises(ValueError, match="Y labels must be whole numbers"):
+        accuracy(Y, Y + 0.5)
+    assert accuracy(torch.ones(2, 3), Y.double()) == 0.0  # whole-numbered floats are labels
 
 
 def test_c2st_bad_labels_raise_value_errors():

@@ -274,6 +274,17 @@ def test_a_new_fit_forgets_the_calibration():
     assert torch.equal(model.prediction_sets(X, 0.1), uncalibrated)
 
 
+@pytest.mark.parametrize("retrain", ["refine", "reparameterize"])
+def test_retraining_forgets_the_calibration(retrain):
+    X, Y = _blobs(60, 3, seed=50)
+    model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0).fit(X, Y, progress=False)
+    model.calibrate(X, Y, alpha=0.1)
+    getattr(model, retrain)(X, Y, progress=False)  # a changed map and head: the old scores no longer apply
+    assert not model.is_calibrated
+    with pytest.raises(RuntimeError, match="calibrat"):
+        model.conformal_threshold()
+
+
 def test_save_load_uncalibrated(tmp_path):
     X, Y = _blobs(60, 3, seed=50)
     model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0).fit(X, Y, progress=False)

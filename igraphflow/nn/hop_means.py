@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from .._checks import as_count, check_node_input
+from .._checks import as_count, as_orders, check_node_input
 from ..graph import hop_supports
 
 
@@ -37,10 +37,8 @@ class HopMeans(nn.Module):
 
     def __init__(self, edge_index: Tensor, num_nodes: int, orders: Sequence[int] = (0, 1, 2)):
         super().__init__()
-        if len(orders) == 0:
-            raise ValueError("orders must name at least one hop radius")
         self.num_nodes = as_count(num_nodes, "num_nodes")
-        self.orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
+        self.orders = as_orders(orders)
         supports = hop_supports(edge_index, self.num_nodes, self.orders)
         # Derived from the graph, so not part of the state: a checkpoint stays small.
         for i, support in enumerate(supports):

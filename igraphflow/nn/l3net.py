@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.utils import degree
 
-from .._checks import as_count, check_node_input
+from .._checks import as_count, as_orders, check_node_input
 from ..graph import hop_supports
 
 
@@ -60,11 +60,9 @@ class L3NetConv(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
-        if len(orders) == 0:
-            raise ValueError("orders must name at least one hop radius")
         self.in_channels, self.out_channels = in_channels, out_channels
         self.num_nodes = as_count(num_nodes, "num_nodes")
-        self.orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
+        self.orders = as_orders(orders)
         supports = hop_supports(edge_index, self.num_nodes, self.orders)
         for m, support in enumerate(supports):
             self.register_buffer(f"support_{m}", support)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_node_input
+from .._checks import as_orders, check_node_input
 from .cheb import StaticChebConv
 from .gcn import StaticGCNConv
 from .l3net import L3NetConv
@@ -35,8 +35,7 @@ def make_conv(conv: str, in_channels: int, out_channels: int, edge_index: Tensor
         >>> make_conv("cheb", 2, 3, edge_index, 2, (0, 1))
         StaticChebConv(2, 3, num_nodes=2, K=2)
     """
-    if len(orders) == 0:
-        raise ValueError("orders must name at least one hop radius")
+    orders = as_orders(orders)
     if conv == "l3net":
         return L3NetConv(in_channels, out_channels, edge_index, num_nodes, orders)
     if conv == "cheb":
