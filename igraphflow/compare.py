@@ -297,11 +297,13 @@ def compare(
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
-    draws = as_count(draws, "draws")
+    draws, max_eval = as_count(draws, "draws"), as_count(max_eval, "max_eval")
+    settings = settings or {}
+    if stray := sorted(set(settings) - set(METHODS)):  # a misspelt method's settings would go unused
+        raise ValueError(f"settings for unknown methods {stray}; choose from {', '.join(METHODS)}")
     if out_dir is not None:
         out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
     draw_seeds = [seed * draws + i for i in range(draws)]
-    settings = settings or {}
     data = dataset
     D = data.num_nodes * data.num_features
     exact = D <= exact_max_dim

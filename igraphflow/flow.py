@@ -411,7 +411,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if self._auto_depth() and record.w2 / dims < c["w2_tolerance"]:
                 break
         bar.close()
-        if not retrain:
+        if retrain:
+            # Blocks the time did not reach are kept as they were: the noise and head must see
+            # the signals pushed through them too.
+            for block in self.blocks[index:]:
+                x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
+        else:
             del self.blocks[index:]
         self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
         if c["fit_noise"]:
@@ -494,6 +499,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         self._check_fitted()
         x = self._signals(X)
+        if x.size(0) == 0:  # a mean over no signals is NaN
+            raise ValueError("w2_per_block needs at least one signal, got X of shape [0, ...]")
         if Y is not None:
             self._labels(Y, num_samples=x.size(0))
         out = []

@@ -201,7 +201,7 @@ def mmd_terms(
         (1.0, 1.0, 0.1353352832366127)
     """
     X, Y, biased = *_as_pair(X, Y), as_flag(biased, "biased")
-    if isinstance(alphas, (str, bytes)):  # "12" would otherwise read as the alphas 1 and 2
+    if alphas is None or isinstance(alphas, (str, bytes)):  # "12" would otherwise read as the alphas 1 and 2
         raise ValueError(f"alphas must be positive numbers, got {alphas!r}")
     if np.ndim(alphas) == 0:  # one number: a float, a NumPy scalar or a 0-d tensor
         alphas = [alphas]

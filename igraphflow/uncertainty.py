@@ -311,6 +311,9 @@ class UncertaintyMixin:
         if self.latent.noise_components == 1:
             nodes = torch.full((V,), chi2_quantile(alpha, C), dtype=torch.float64, device=self.device)
             return chi2_quantile(alpha, V * C), nodes
+        if alpha < 1 / REGION_DRAWS:  # the largest draw would stand in for a rarer quantile
+            raise ValueError(f"alpha must be at least 1/{REGION_DRAWS} under a mixture noise (its regions are sized "
+                             f"by {REGION_DRAWS} draws), got {alpha:g}")
         y = torch.zeros(REGION_DRAWS, V, dtype=torch.long, device=self.device)
         h = self.latent.sample(y, torch.Generator().manual_seed(0), temperature=1.0)
         # The ceil(n (1 - alpha))-th smallest of n draws.
@@ -401,6 +404,8 @@ class UncertaintyMixin:
             centre, scale = centre + latent.offset, latent.node_scale_tril[node]
         angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device)
         radius = self._region_thresholds(alpha)[1][node].sqrt()
+        if not torch.isfinite(radius):
+            raise ValueError(f"alpha={alpha:g} is too small to draw: its region is unbounded in floating point")
         unit = radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
         h = centre.expand(num_points, -1, -1).clone()
         h[:, node] = centre[node] + unit @ scale.T

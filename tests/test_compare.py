@@ -109,6 +109,11 @@ def test_bad_arguments(tmp_path):
         compare(data, "cinn", max_time=1.0, draws=0)
     with pytest.raises(ValueError, match="draws"):
         compare(data, "cinn", max_time=1.0, draws=1.5)
+    for max_eval in (0, -1):  # -1 evaluated on all test signals but one, 0 failed after training
+        with pytest.raises(ValueError, match="max_eval must be an integer >= 1"):
+            compare(data, "cinn", max_time=1.0, max_eval=max_eval)
+    with pytest.raises(ValueError, match=r"settings for unknown methods \['nope'\]"):  # were recorded, unused
+        compare(data, "cinn", max_time=1.0, settings={"nope": {"hidden": 3}})
     with pytest.raises(ValueError, match="names no setting"):
         method_settings([("ignn.", 3)])
     with pytest.raises(SystemExit):

@@ -16,6 +16,7 @@ from torch_geometric.utils import contains_self_loops, is_undirected
 
 import igraphflow.datasets as D
 from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
+from igraphflow.datasets.solar import resample_mean
 
 torch.set_num_threads(1)
 
@@ -416,6 +417,44 @@ def test_bad_traffic_csv(tmp_path):
     path.write_text("\n".join(lines[:50] + [lines[51].split(",", 1)[0] + ",1"] + lines[52:]))
     with pytest.raises(ValueError, match=r"counts\.csv.*row 51 has 2 cells"):
         D.load("traffic", path=path)
+    # Two days were filled by a straight line between the counts around them.
+    path.write_text("\n".join(lines[:500] + lines[701:]))
+    with pytest.raises(ValueError, match=r"counts\.csv: a gap of 201 missing readings after 2024-04-23T05:15:00 UTC"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(",".join(line.split(",")[:2]) for line in lines))
+    with pytest.raises(ValueError, match=r"counts\.csv: needs at least 2 detector columns, found \['d1'\]"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(line.split(",")[0] for line in lines))  # numpy's "need at least one array to stack"
+    with pytest.raises(ValueError, match=r"counts\.csv: no value columns besides 'timestamp'"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join([lines[0].replace(",d2,", ",d1,")] + lines[1:]))
+    with pytest.raises(ValueError, match=r"counts\.csv: repeated columns \['d1'\]"):
+        D.load("traffic", path=path)
+    path.write_text("\ufeff" + "\n".join(lines), encoding="utf-8")  # a byte-order mark is not part of 'timestamp'
+    assert torch.equal(D.load("traffic", path=path).X_train, D.load("traffic").X_train)
+
+
+def test_bad_hope_stations_file(tmp_path):
+    root = shared_data()
+    if root is None:
+        pytest.skip("the HOPE-Melpitz files are not available (set IGRAPHFLOW_DATA)")
+    ghi, stations = (Path(root) / name for name in D.solar.HOPE_FILES)
+    (tmp_path / ghi.name).symlink_to(ghi)
+    lines = stations.read_text().splitlines()
+    column = lines[0].split(",").index("utm_e")
+    broken = lines[1].split(",")
+    broken[column] = "nan"
+    cases = [
+        ("\n".join(lines[:2] + [",".join(broken)] + lines[3:]).encode(), "row 3: utm coordinates must be finite"),
+        ("\n".join(lines + [lines[1]]).encode(), f"row {len(lines) + 1}: station 's2' listed twice"),
+        ("\n".join(lines).encode("utf-16"), "cannot be read as CSV"),  # a bare UnicodeDecodeError
+    ]
+    for content, message in cases:
+        (tmp_path / stations.name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"{stations.name}: {message}"):
+            D.load("solar_hope", path=tmp_path)
+    (tmp_path / stations.name).write_bytes(b"\xef\xbb\xbf" + stations.read_bytes())  # a byte-order mark
+    assert torch.equal(D.load("solar_hope", path=tmp_path).positions, D.load("solar_hope", path=root).positions)
 
 
 @pytest.mark.parametrize("name", ["three_node", "graph_moons"])
@@ -515,5 +554,15 @@ def test_loaders_called_directly_check_counts_seed_and_option_names():
         D.simulated.linear_gaussian(seed=-1, num_train=8, num_test=8)
     with pytest.raises(TypeError, match="unknown option 'num_trian' for dataset 'three_node'; valid options: "):
         D.simulated.three_node(num_trian=8)
+    with pytest.raises(ValueError, match="log1p must be True or False"):  # "no" was read as True
+        D.traffic.traffic(log1p="no")
+
+
+def test_resampling_takes_whole_multiples_of_the_step():
+    times, values = np.arange(30.0), np.arange(30.0)[:, None]
+    assert len(resample_mean(times, values, 3.0)[0]) == 10
+    for interval in (7.5, 0.5):  # every other bin dropped; one reading stamped as half a step
+        with pytest.raises(ValueError, match=f"resample interval {interval:g} s must be a whole multiple of the readings' step 1 s"):
+            resample_mean(times, values, interval)
     data = D.simulated.linear_gaussian(num_nodes=np.int64(5), num_train=8.0, num_test=8, p_one=np.float32(0.25), radius=None)
     assert data.num_nodes == 5 and len(data.X_train) == 8 and "Bernoulli(0.25)" in data.label_rule

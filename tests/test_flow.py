@@ -337,6 +337,8 @@ def test_auto_depth_stops_when_blocks_stop_moving():
         assert movement[-1] / 8 < 0.05 * 2  # the newest block barely moves (measured on all data)
     assert all(b0.interval[1] == b1.interval[0] for b0, b1 in zip(model.blocks, model.blocks[1:]))
     assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()
+    with pytest.raises(ValueError, match="at least one signal"):  # [nan, nan, ...]
+        model.w2_per_block(X[:0])
 
 
 def test_auto_depth_model_round_trips(tmp_path):
@@ -371,6 +373,10 @@ def test_refine_splits_blocks_and_starts_from_the_same_map():
     split_only = copy.deepcopy(model).refine(X, Y, factor=3, max_time=0.0, progress=False)  # no time to retrain
     assert split_only.num_blocks == 6
     assert torch.allclose(split_only.encode(X[:16]), H, atol=1e-3)
+    # The same map, so the same fitted noise and head: they were refitted on signals pushed
+    # through none of the untrained blocks (log-likelihood -2.7 -> -7.0 per signal).
+    torch.testing.assert_close(split_only.log_prob(X[:16], Y[:16]), model.log_prob(X[:16], Y[:16]), atol=0.02, rtol=0)
+    torch.testing.assert_close(split_only.predict_proba(X[:16]), model.predict_proba(X[:16]), atol=0.01, rtol=0)
     model.refine(X, Y, factor=2, progress=False)
     assert model.num_blocks == 4 and len(model.history_) == 4
     assert model.blocks[0].step_size == pytest.approx(model.blocks[1].step_size)

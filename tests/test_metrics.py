@@ -133,6 +133,8 @@ def test_bad_inputs():
         mmd(np.zeros((1, 2)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="alphas"):
         mmd(np.zeros((3, 2)), np.zeros((3, 2)), alphas=(-1.0,))
+    with pytest.raises(ValueError, match="alphas must be positive numbers, got None"):  # a TypeError from float()
+        mmd(np.zeros((3, 2)), np.zeros((3, 2)), alphas=None)
 
 
 def test_conditional_metric_weighting():

@@ -228,6 +228,15 @@ def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
         sets = model.gaussian_sets(X, alpha)
         inside = sets.gather(-1, Y[:4000].unsqueeze(-1)).squeeze(-1)
         assert torch.equal(inside, nodes)
+    # Rarer than one in the draws: the largest draw would have sized the region.
+    with pytest.raises(ValueError, match="alpha must be at least 1/16384 under a mixture noise"):
+        model.in_region(X[:5], Y[:5], alpha=1e-6)
+
+
+def test_region_boundary_refuses_an_unbounded_region(three_nodes):
+    assert torch.isfinite(three_nodes.region_boundary(0, alpha=1e-6, num_points=10)).all()
+    with pytest.raises(ValueError, match="alpha=1e-17 is too small to draw"):  # "H holds 10 NaN or infinite values"
+        three_nodes.region_boundary(0, alpha=1e-17, num_points=10)
 
 
 def test_region_boundary_on_a_graph_node(three_nodes):

@@ -27,7 +27,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 from torch_geometric.utils import coalesce, from_networkx, remove_self_loops, to_undirected
 
-from .._checks import as_count, as_real, as_seed
+from .._checks import as_count, as_flag, as_real, as_seed
 
 __all__ = [
     "GraphDataset",
@@ -533,9 +533,10 @@ UNREADABLE = (OSError, UnicodeDecodeError, EOFError, csv.Error)
 
 
 def _open_text(path: Path):
+    # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name.
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", newline="")
-    return open(path, "r", newline="")
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return open(path, "r", newline="", encoding="utf-8-sig")
 
 
 def parse_time(text: str, path: Path | str, row: int) -> float:
@@ -600,6 +601,10 @@ def read_numeric_csv(
             raise ValueError(f"{path}: row {i + 2} has {len(r)} cells, the header has {len(header)}")
     t_idx = header.index(time_column) if time_column else None
     columns = [c for j, c in enumerate(header) if j != t_idx]
+    if not columns:
+        raise ValueError(f"{path}: no value columns besides {time_column!r}")
+    if repeated := sorted({c for c in header if header.count(c) > 1}):  # two nodes of one name
+        raise ValueError(f"{path}: repeated columns {repeated}")
     cols = [j for j in range(len(header)) if j != t_idx]
     try:
         values = np.array([[float(r[j]) for j in cols] for r in body], dtype=np.float64)
@@ -647,8 +652,9 @@ def checked_options(**intervals: str) -> Callable[[Callable[..., GraphDataset]],
 
     An option the loader does not take raises ``TypeError`` naming it; the seed must be an
     integer ``>= 0``, an option annotated ``int`` (a count, size or window length) an integer
-    ``>= 1``, and an option named in ``intervals`` a finite number in its interval (see
-    :func:`~igraphflow._checks.as_real`; ``None`` passes, the loader's "use the default").
+    ``>= 1``, one annotated ``bool`` a boolean, and an option named in ``intervals`` a finite
+    number in its interval (see :func:`~igraphflow._checks.as_real`; ``None`` passes, the
+    loader's "use the default").
     Every other option is the loader's to check.
 
     Example:
@@ -666,6 +672,7 @@ def checked_options(**intervals: str) -> Callable[[Callable[..., GraphDataset]],
     def decorate(loader: Callable[..., GraphDataset]) -> Callable[..., GraphDataset]:
         params = inspect.signature(loader).parameters
         checks = {key: functools.partial(as_count, name=key) for key in params if params[key].annotation in (int, "int")}
+        checks.update({key: functools.partial(as_flag, name=key) for key in params if params[key].annotation in (bool, "bool")})
         checks["seed"] = functools.partial(as_seed, maximum=None)  # NumPy takes seeds of any size
         checks.update({key: functools.partial(as_real, name=key, interval=interval) for key, interval in intervals.items()})
 

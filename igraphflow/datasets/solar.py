@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from ._base import (
+    UNREADABLE,
     GraphDataset,
+    _open_text,
     checked_options,
     knn_graph,
     lag_names,
@@ -182,7 +184,11 @@ def resample_mean(times: np.ndarray, values: np.ndarray, interval: float) -> tup
     if interval <= 0:
         raise ValueError(f"resample interval must be positive, got {interval}")
     step = float(np.min(np.diff(times))) if times.size > 1 else float(interval)
-    per_bin = max(1, int(round(interval / step)))
+    # Bins of 7.5 readings would alternate 7 and 8 and drop the short ones; 0.5 would hold one
+    # reading each yet be stamped as half a step.
+    per_bin = round(interval / step)
+    if per_bin < 1 or abs(interval / step - per_bin) > 1e-6:
+        raise ValueError(f"resample interval {interval:g} s must be a whole multiple of the readings' step {step:g} s")
     bins = np.floor((times - times[0]) / interval + 1e-9).astype(np.int64)
     count = np.bincount(bins)
     sums = np.zeros((count.size, values.shape[1]))
@@ -206,8 +212,11 @@ def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: s
 
 
 def _read_stations(path: Path) -> dict[str, tuple[float, float]]:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    try:
+        with _open_text(path) as f:
+            rows = [r for r in csv.reader(f) if any(c.strip() for c in r)]
+    except UNREADABLE as err:
+        raise ValueError(f"{path}: cannot be read as CSV ({err})") from None
     if not rows:
         raise ValueError(f"{path}: empty file")
     header = [c.strip() for c in rows[0]]
@@ -218,9 +227,14 @@ def _read_stations(path: Path) -> dict[str, tuple[float, float]]:
     out = {}
     for line, r in enumerate(rows[1:], start=2):
         try:
-            out[r[i_s].strip()] = (float(r[i_e]), float(r[i_n]))
+            station, position = r[i_s].strip(), (float(r[i_e]), float(r[i_n]))
         except (ValueError, IndexError):
             raise ValueError(f"{path}: row {line}: non-numeric or missing utm coordinates") from None
+        if not all(map(math.isfinite, position)):
+            raise ValueError(f"{path}: row {line}: utm coordinates must be finite, got {position}")
+        if station in out:
+            raise ValueError(f"{path}: row {line}: station {station!r} listed twice")
+        out[station] = position
     return out
 
 

@@ -25,7 +25,11 @@ import igraphflow
 
 from ._base import GraphDataset, checked_options, knn_graph, lag_names, read_numeric_csv, series_samples
 
-__all__ = ["TRAFFIC_FILE", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
+__all__ = ["MAX_MISSING", "TRAFFIC_FILE", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
+
+#: The longest gap :func:`fill_grid` fills: 4 readings, an hour of quarter hours (the embedded
+#: file's longest gap holds 3).
+MAX_MISSING = 4
 
 TRAFFIC_FILE = "traffic_detector_counts_15min.csv.gz"
 
@@ -40,13 +44,17 @@ def default_traffic_path() -> Path:
     return Path(igraphflow.__file__).resolve().parents[1] / "datasets" / TRAFFIC_FILE
 
 
-def fill_grid(times: np.ndarray, values: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray, int]:
+def fill_grid(
+    times: np.ndarray, values: np.ndarray, step: float, max_missing: int = MAX_MISSING
+) -> tuple[np.ndarray, np.ndarray, int]:
     r"""Reindexes readings to the full regular grid and fills the gaps by linear interpolation in time.
 
     Arguments:
         times: Time stamps ``[T]`` (seconds, increasing, on a grid of ``step``).
         values: Readings ``[T, V]``.
         step: The grid step in seconds.
+        max_missing: The most consecutive missing readings a gap may hold; a longer gap raises
+            ``ValueError`` (a straight line across hours or days would be invented data).
 
     Returns:
         ``(grid_times, grid_values, num_filled)``.
@@ -59,6 +67,13 @@ def fill_grid(times: np.ndarray, values: np.ndarray, step: float) -> tuple[np.nd
     offsets = (times - times[0]) / step
     if not np.allclose(offsets, np.round(offsets)):
         raise ValueError(f"time stamps are not on a regular grid of {step:g} s")
+    missing = np.round(np.diff(offsets)).astype(np.int64) - 1
+    if missing.size and missing.max() > max_missing:
+        at = int(np.argmax(missing))
+        raise ValueError(
+            f"a gap of {missing[at]} missing readings after {np.datetime64(int(times[at]), 's')} UTC; at most "
+            f"{max_missing} in a row are filled by interpolation"
+        )
     grid = times[0] + step * np.arange(int(round(offsets[-1])) + 1)
     filled = np.stack([np.interp(grid, times, values[:, j]) for j in range(values.shape[1])], axis=1)
     return grid, filled, grid.size - times.size
@@ -156,7 +171,8 @@ def traffic(
     r"""Detector counts at one intersection with iGNN-style anomaly labels.
 
     The 4 missing quarter hours are filled after reindexing to the full 15-min grid, by linear
-    interpolation in time per detector; counts are then summed to ``resolution`` minutes.
+    interpolation in time per detector (a file with a gap of more than :data:`MAX_MISSING`
+    readings in a row raises); counts are then summed to ``resolution`` minutes.
     ``X`` holds the last ``lags`` counts up to ``t`` (``log1p`` optional), standardised with
     training statistics; ``Y`` is the anomaly label at ``t`` (same window). The graph joins
     each detector to the ``k`` detectors whose training-period series correlate most with its
@@ -189,10 +205,15 @@ def traffic(
             "or a file of the same format given by path=)"
         )
     columns, times, counts = read_numeric_csv(csv_path, time_column="timestamp", min_rows=8)
+    if len(columns) < 2:  # a graph needs two nodes
+        raise ValueError(f"{csv_path}: needs at least 2 detector columns, found {columns}")
     if np.any(counts < 0):
         raise ValueError(f"{csv_path}: negative counts")
     step = float(np.min(np.diff(times)))
-    times, counts, num_filled = fill_grid(times, counts, step)
+    try:
+        times, counts, num_filled = fill_grid(times, counts, step)
+    except ValueError as error:
+        raise ValueError(f"{csv_path}: {error}") from None
     times, counts = aggregate(times, counts, step, 60.0 * resolution)
     labels, defined = anomaly_labels(times, counts, q, min_history)
     if not defined.any():
