@@ -82,6 +82,25 @@ def test_pickle_round_trip(cls):
         assert torch.equal(copy.log_prob(X, Y), model.log_prob(X, Y))
 
 
+@pytest.mark.parametrize("cls", [*ALL, IGNNBaseline])
+def test_save_load_round_trip(cls, tmp_path):
+    X, Y = _data()
+    settings = dict(blocks=2, hidden=8, seed=0) if cls is IGNNBaseline else {**SMALL[cls], "seed": 0}
+    model = cls(EDGES, V, C, K, **settings)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.save(tmp_path / "model.pt")
+    model.fit(X, Y, max_epochs=2, progress=False).save(tmp_path / "model.pt")
+    loaded = cls.load(tmp_path / "model.pt")
+    assert repr(loaded) == repr(model) and str(loaded.history_) == str(model.history_)  # NaN != NaN
+    # The iGNN's spectral norms would move the weights in training mode.
+    assert torch.equal(loaded.sample(Y[:8], seed=1), model.sample(Y[:8], seed=1))
+    if cls is not CGANBaseline:
+        assert torch.equal(loaded.log_prob(X[:8], Y[:8]), model.log_prob(X[:8], Y[:8]))
+    other = CGANBaseline if cls is not CGANBaseline else NSFBaseline
+    with pytest.raises(ValueError, match=f"holds a checkpoint of 'igraphflow.baselines.{cls.__name__}'"):
+        other.load(tmp_path / "model.pt")
+
+
 def _gauss_1node(n, seed):
     g = torch.Generator().manual_seed(seed)
     Y = torch.randint(2, (n, 1), generator=g)

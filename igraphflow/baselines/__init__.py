@@ -7,6 +7,7 @@ All share one interface (scikit-learn style: ``__init__`` stores settings, ``fit
     model.fit(X, Y, max_time=None, max_epochs=..., validation=..., progress=True)
     model.sample(Y)          # [N, V, C], one signal per label-pattern row
     model.log_prob(X, Y)     # [N], natural log-density (likelihood models only)
+    model.save(path); Baseline.load(path, device=None)   # atomic checkpoint, same class only
 
 - :class:`NSFBaseline`: a zuko neural spline flow on the flattened signal.
 - :class:`CINNBaseline`: a FrEIA conditional INN of GLOW affine couplings.

@@ -19,7 +19,9 @@ __all__ = [
 import abc
 import contextlib
 import copy
+import inspect
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import as_count, as_device, as_labels, as_real, as_seconds, as_seed, as_signals
+from ..checkpoint import load_checked, reading_contents, save_atomic
 from ..graph import check_edge_index
 
 
@@ -174,7 +177,7 @@ def train_loop(
     return history, best_epoch
 
 
-class ConditionalBaseline:
+class ConditionalBaseline(abc.ABC):
     r"""Common interface of the conditional baselines for graph signals ``X | Y``.
 
     Arguments:
@@ -251,6 +254,69 @@ class ConditionalBaseline:
         if not hasattr(self, "scale_"):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit first")
 
+    # Saving --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _build(self) -> nn.Module:
+        r"""The untrained network of the subclass, stored in ``model_`` by ``fit``."""
+
+    @classmethod
+    def _kind(cls) -> str:
+        return f"igraphflow.baselines.{cls.__name__}"
+
+    def _settings_dict(self) -> dict[str, Any]:
+        r"""The constructor's arguments (of this class and the ones above it), read back."""
+        names = []
+        for klass in type(self).__mro__:
+            if "__init__" in vars(klass) and klass is not object:
+                for name, param in inspect.signature(klass.__init__).parameters.items():
+                    if name not in ("self", "device") and param.kind is not param.VAR_KEYWORD and name not in names:
+                        names.append(name)
+        return {name: getattr(self, name) for name in names}
+
+    def save(self, path: str | os.PathLike) -> None:
+        r"""Writes the fitted model (settings, graph, weights, scaling, history) to ``path``, atomically.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> from igraphflow.baselines import NSFBaseline
+            >>> X, Y = torch.randn(64, 2, 1), torch.randint(0, 2, (64, 2))
+            >>> model = NSFBaseline(torch.tensor([[0, 1], [1, 0]]), 2, 1, 2, seed=0).fit(X, Y, max_epochs=2, progress=False)
+            >>> path = pathlib.Path(tempfile.mkdtemp()) / "nsf.pt"
+            >>> model.save(path)
+            >>> torch.equal(NSFBaseline.load(path).log_prob(X, Y), model.log_prob(X, Y))
+            True
+        """
+        self._check_fitted()
+        payload = dict(
+            settings=self._settings_dict(),
+            state_dict={k: v.cpu() for k, v in self.model_.state_dict().items()},
+            scaling=(self.loc_.cpu(), self.scale_.cpu()),
+            history=self.history_,
+            best_epoch=self.best_epoch_,
+        )
+        save_atomic(payload, path, self._kind())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> ConditionalBaseline:
+        r"""Reads a model written by :meth:`save` of the same class, onto ``device`` (default CPU).
+
+        Raises:
+            ValueError: When the file is not a checkpoint of this class, or is one whose contents
+                are damaged or written by another version.
+        """
+        payload = load_checked(path, cls._kind(), map_location="cpu")
+        with reading_contents(path, cls._kind()):
+            model = cls(**payload["settings"], device=device)
+            with seeded(model.seed):
+                network = model._build()
+            network.load_state_dict(payload["state_dict"])
+            # In evaluation mode, as fit leaves it: a training-mode spectral norm would move the weights.
+            model.model_ = network.to(model.device, model.dtype).eval()
+            model.loc_, model.scale_ = (t.to(model.device, model.dtype) for t in payload["scaling"])
+            model.history_, model.best_epoch_ = list(payload["history"]), payload["best_epoch"]
+        return model
+
     # Shared pieces --------------------------------------------------------------------------
 
     def _onehot(self, Y: Tensor) -> Tensor:
@@ -294,17 +360,13 @@ class ConditionalBaseline:
         return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-class LikelihoodBaseline(ConditionalBaseline, abc.ABC):
+class LikelihoodBaseline(ConditionalBaseline):
     r"""A conditional density model of ``X | Y`` trained by maximum likelihood.
 
     Subclasses implement :meth:`_build` (the network, after which it is stored in
     ``model_``), :meth:`_log_prob_std` and :meth:`_sample_std`, all on standardised signals
     flattened to ``[N, V * C]``.
     """
-
-    @abc.abstractmethod
-    def _build(self) -> nn.Module:
-        r"""The network of the subclass."""
 
     @abc.abstractmethod
     def _log_prob_std(self, x: Tensor, Y: Tensor) -> Tensor:

@@ -156,6 +156,15 @@ class CGANBaseline(ConditionalBaseline):
     def _noise(self, n: int, generator: torch.Generator) -> Tensor:
         return draw(torch.randn, n, self.num_nodes, self.noise, device=self.device, generator=generator, dtype=self.dtype)
 
+    def _build(self) -> nn.Module:
+        V, C, K = self.num_nodes, self.num_features, self.num_classes
+        return nn.ModuleDict(
+            {
+                "generator": _Generator(self.noise, K, C, self.hidden, self.layers, V),
+                "discriminator": _Discriminator(C, K, self.hidden, self.layers, V),
+            }
+        )
+
     def fit(
         self,
         X: Any,
@@ -186,14 +195,8 @@ class CGANBaseline(ConditionalBaseline):
         train, val = self._split(len(X), validation, g)
         self._fit_scaling(X[train])
         x, onehot = self._to_std(X), self._onehot(Y)
-        V, C, K = self.num_nodes, self.num_features, self.num_classes
         with seeded(self.seed):
-            model = nn.ModuleDict(
-                {
-                    "generator": _Generator(self.noise, K, C, self.hidden, self.layers, V),
-                    "discriminator": _Discriminator(C, K, self.hidden, self.layers, V),
-                }
-            )
+            model = self._build()
         self.model_ = model.to(self.device, self.dtype)
         G, D = self.model_["generator"], self.model_["discriminator"]
         opt_g = torch.optim.Adam(G.parameters(), lr=self.lr, betas=(0.5, 0.999))
