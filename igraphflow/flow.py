@@ -48,14 +48,15 @@ least 64 (with fewer the temperature stays 1) and at most 512, and no more than
 
 @dataclasses.dataclass
 class _FitData:
-    r"""The training and validation samples of one fit, its random source and a data fingerprint."""
+    r"""The training and validation samples of one fit, its random source and, for a checkpointed
+    fit, a data fingerprint."""
 
     x: Tensor
     y: Tensor
     x_val: Tensor
     y_val: Tensor
     generator: torch.Generator
-    fingerprint: str  # SHA-256 of X and Y
+    fingerprint: str | None  # SHA-256 of X and Y
 
 
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
@@ -323,7 +324,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         Returns:
             The fitted model.
         """
-        max_time, data = as_seconds(max_time), self._split(X, Y)
+        max_time, data = as_seconds(max_time), self._split(X, Y, fingerprint=checkpoint_dir is not None)
         self._initialise()
         self.latent.set_prior(data.y)
         if self.config["initial_separation"] == "auto":
@@ -335,7 +336,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._train_blocks(data, start, max_time, progress, checkpoint_dir)
         return self
 
-    def _split(self, X, Y) -> _FitData:
+    def _split(self, X, Y, fingerprint: bool = False) -> _FitData:
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         if X.size(0) < 2:
@@ -347,10 +348,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # At least one sample on each side, whatever the fraction.
         num_val = min(X.size(0) - 1, max(1, int(round(self.config["validation"] * X.size(0)))))
         val, train = order[:num_val], order[num_val:]
-        # The bytes themselves: sums would not tell permuted rows, nodes or labels apart.
-        digest = hashlib.sha256(X.cpu().numpy().tobytes())
-        digest.update(Y.cpu().numpy().tobytes())
-        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest.hexdigest())
+        digest = None
+        if fingerprint:  # only a checkpoint needs it
+            # The bytes themselves: sums would not tell permuted rows, nodes or labels apart.
+            hashed = hashlib.sha256(X.cpu().numpy().tobytes())
+            hashed.update(Y.cpu().numpy().tobytes())
+            digest = hashed.hexdigest()
+        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest)
 
     def _auto_depth(self) -> bool:
         return self.config["num_blocks"] == "auto"
@@ -414,8 +418,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if retrain:
             # Blocks the time did not reach are kept as they were: the noise and head must see
             # the signals pushed through them too.
-            for block in self.blocks[index:]:
-                x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
+            with torch.no_grad():
+                for block in self.blocks[index:]:
+                    x, x_val = in_chunks(block, x), in_chunks(block, x_val)
         else:
             del self.blocks[index:]
         self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
