@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -27,7 +28,7 @@ from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
 from .divergence import rademacher
 from .graph import check_edge_index
-from .jko import BlockRecord, auto_batch_size, data_parallel_rank, train_block
+from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField, HopMeans
 from .ode import DIVERGENCES, ODEBlock
@@ -40,6 +41,9 @@ CLASSIFIERS = ("bayes", "linear", "graph")
 AUTO_SEPARATION = (2.0, REFERENCE_SEPARATION)
 r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at most the iGNN
 reference's separation."""
+MAX_SOLVER_STEP = 1.0
+r"""The largest RK4 step, ``max_step / steps``: over longer steps the discrete map of a trained
+field need not be invertible (decoding missed encoded signals by up to 4 at 2.0)."""
 TEMPERATURE_SIGNALS = (64, 512, 2**16)
 r"""How many training signals ``sample_temperature="auto"`` compares decoded draws with: at
 least 64 (with fewer the temperature stays 1) and at most 512, and no more than
@@ -90,6 +94,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             trajectory converges exponentially, so later blocks take longer steps.
         max_step: The largest time step of the schedule: ``steps`` RK4 steps across a longer
             interval would integrate the field (and its log-determinant) too coarsely.
+            ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP`.
         separation: The minimum distance of the latent means in units of ``sigma``, see
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         initial_separation: How far apart the latent means start, in units of ``sigma``, or
@@ -219,6 +224,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             lr=(lr, positive), validation=(validation, "(0, 1)"),
         )
         reals = {name: as_real(value, name, interval) for name, (value, interval) in reals.items()}
+        if reals["max_step"] / steps > MAX_SOLVER_STEP:
+            raise ValueError(
+                f"max_step / steps = {reals['max_step'] / steps:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
+                "may not give an invertible map; take more steps or a smaller max_step"
+            )
         self.config = dict(
             num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
@@ -230,8 +240,6 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             classification_weight=reals["classification_weight"], divergence=divergence, batch_size=batch_size,
             lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"], seed=seed,
         )
-        # The depth asked for: fit settles config["num_blocks"], a new fit starts again from this.
-        self._requested_blocks = self.config["num_blocks"]
         self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
         self.register_buffer("fitted", torch.tensor(False))
@@ -250,9 +258,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
             self.head = self._make_head()
         self.blocks = nn.ModuleList()
-        for _ in range(0 if self._requested_blocks == "auto" else self._requested_blocks):
-            self._append_block()
-        self.config["num_blocks"] = self._requested_blocks
+        self._set_depth(0 if self._auto_depth() else c["num_blocks"])
         self.fitted.fill_(False)
         self._forget_calibration()
         self.history_: list[BlockRecord] = []
@@ -312,10 +318,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
         Arguments:
             X: Node features, numpy or torch, ``[N, V, C]``.
-            Y: Node labels in ``0..K-1``, ``[N, V]``.
-            max_time: A cap on the training time in seconds, shared equally among the blocks
-                still to train. A block whose share runs out keeps its best state; blocks that
-                get no time at all are dropped, so the model stays invertible and usable.
+            Y: Node labels in ``0..K-1``, ``[N, V]``; a label that never occurs is warned about.
+            max_time: A cap on the training time of the blocks in seconds, shared equally
+                among the blocks still to train. A block whose share runs out keeps its best
+                state; blocks that get no time at all are dropped, so the model stays invertible
+                and usable. Fitting the noise, the sampling temperature and the head on the
+                encoded signals comes after, on top of the cap (seconds: the temperature
+                decodes up to 512 signals a dozen times).
             progress: Show a progress bar.
             checkpoint_dir: Write a checkpoint there after every finished block (atomically);
                 a fit started again with the same settings, data and directory resumes after
@@ -325,15 +334,19 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             The fitted model.
         """
         max_time, data = as_seconds(max_time), self._split(X, Y, fingerprint=checkpoint_dir is not None)
+        absent = sorted(set(range(self.num_classes)) - set(torch.cat([data.y, data.y_val]).unique().tolist()))
+        if absent:
+            # Their means are placed but never fitted: signals sampled for them mean nothing.
+            warnings.warn(f"labels {absent} never occur in Y: the model cannot generate or predict them from data", stacklevel=2)
         self._initialise()
         self.latent.set_prior(data.y)
         if self.config["initial_separation"] == "auto":
             separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
             self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
-        start = 0
+        start, settled = 0, False
         if checkpoint_dir is not None:
-            start = self._resume(as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt", data)
-        self._train_blocks(data, start, max_time, progress, checkpoint_dir)
+            start, settled = self._resume(as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt", data)
+        self._train_blocks(data, start, max_time, progress, checkpoint_dir, depth_settled=settled)
         return self
 
     def _split(self, X, Y, fingerprint: bool = False) -> _FitData:
@@ -359,6 +372,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _auto_depth(self) -> bool:
         return self.config["num_blocks"] == "auto"
 
+    def _set_depth(self, num_blocks: int):
+        r"""Drops or appends (untrained) blocks until there are ``num_blocks``."""
+        del self.blocks[num_blocks:]
+        while len(self.blocks) < num_blocks:
+            self._append_block()
+
     def _append_block(self):
         c = self.config
         index = len(self.blocks)
@@ -371,26 +390,33 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 torch.manual_seed((c["seed"] * 1009 + index) % (MAX_SEED + 1))
             self.blocks.append(self._make_block(start, start + step).to(self.edge_index.device))
 
-    def _train_blocks(self, data: _FitData, start: int, max_time: float, progress: bool, checkpoint_dir, retrain: bool = False) -> None:
+    def _train_blocks(
+        self, data: _FitData, start: int, max_time: float, progress: bool, checkpoint_dir, retrain: bool = False, depth_settled: bool = False
+    ) -> None:
         r"""Trains blocks ``start, start + 1, ...`` on ``data`` pushed through the blocks before them.
 
         When time runs out, blocks never trained are dropped; with ``retrain``, every block was
-        trained before, so all are kept.
+        trained before, so all are kept. ``depth_settled``: a resumed ``num_blocks="auto"`` fit
+        whose stopping rule had fired, so no block is added.
         """
         c = self.config
         deadline = time.monotonic() + max_time
         dims = self.num_nodes * self.num_features
         x, x_val, val_logdet = data.x, data.x_val, torch.zeros(data.x_val.size(0), device=self.device)
         self.latent.reset_noise_()  # the blocks train towards the isotropic latent
-        for block in self.blocks[:start]:
-            x, x_val, val_logdet = self._push(block, x, x_val, val_logdet)[:3]
-        total = c["max_blocks"] if self._auto_depth() else len(self.blocks)
+        # A noise fit moves the means to the encoded class centres, maybe closer than the
+        # barrier allows: its logarithm would be NaN and no epoch could beat it.
+        self.latent.project_()
+        for index, block in enumerate(self.blocks[:start]):
+            x, x_val, val_logdet = self._push(block, index, x, x_val, val_logdet)[:3]
+        adding = self._auto_depth() and not (retrain or depth_settled)
+        total = c["max_blocks"] if adding else len(self.blocks)
         batch_size = auto_batch_size(x.size(0)) if c["batch_size"] == "auto" else c["batch_size"]
         bar = tqdm(total=total, initial=start, desc="JKO blocks", disable=not progress, unit="block")
         index = start
         while index < total:
             now = time.monotonic()
-            if now >= deadline:
+            if any_rank_past(deadline, self.device):  # every process stops before the same block
                 break
             if index == len(self.blocks):
                 self._append_block()
@@ -404,15 +430,16 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 deadline=now + (deadline - now) / (total - index), generator=data.generator,
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),
             )
-            x, x_val, val_logdet, record.w2 = self._push(block, x, x_val, val_logdet)
+            x, x_val, val_logdet, record.w2 = self._push(block, index, x, x_val, val_logdet)
             record.val_nll_per_dim = -(self.latent.log_prob(x_val, data.y_val) + val_logdet).mean().item() / dims
             self.history_.append(record)
             bar.set_postfix(w2=f"{record.w2:.3g}", val_nll=f"{record.val_nll_per_dim:.4f}")
             bar.update()
             index += 1
+            settled = adding and record.w2 / dims < c["w2_tolerance"]
             if checkpoint_dir is not None and data_parallel_rank()[0] == 0:
-                self._checkpoint(Path(checkpoint_dir) / "fit.pt", index, data)
-            if self._auto_depth() and record.w2 / dims < c["w2_tolerance"]:
+                self._checkpoint(Path(checkpoint_dir) / "fit.pt", index, data, settled)
+            if settled:
                 break
         bar.close()
         if retrain:
@@ -423,7 +450,6 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                     x, x_val = in_chunks(block, x), in_chunks(block, x_val)
         else:
             del self.blocks[index:]
-        self.config["num_blocks"] = len(self.blocks)  # settles "auto" and drops untrained blocks
         if c["fit_noise"]:
             self.latent.fit_noise_(x, data.y, x_val, data.y_val, seed=int(torch.randint(2**31, (), generator=data.generator)))
         self.latent.temperature.fill_(self._sample_temperature(data))
@@ -455,22 +481,23 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return energy_temperature(decoded, X[keep])
 
     @torch.no_grad()
-    def _push(self, block: ODEBlock, x: Tensor, x_val: Tensor, val_logdet: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
+    def _push(self, block: ODEBlock, index: int, x: Tensor, x_val: Tensor, val_logdet: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
         moved = in_chunks(block, x)
         w2 = (moved - x).square().flatten(1).sum(1).mean().item()
-        # A fixed probe, so that a resumed fit tracks the same validation likelihood.
-        probe = rademacher(x_val.shape, like=x_val, generator=torch.Generator().manual_seed(len(self.history_)))
+        # A probe fixed by the block's index, so that a resumed fit tracks the same validation likelihood.
+        probe = rademacher(x_val.shape, like=x_val, generator=torch.Generator().manual_seed(index))
         x_val, logdet = in_chunks(lambda x, noise: block.transform(x, divergence="hutchinson", noise=noise), x_val, probe)
         return moved, x_val, val_logdet + logdet, w2
 
-    def _checkpoint(self, path: Path, finished: int, data: _FitData):
+    def _checkpoint(self, path: Path, finished: int, data: _FitData, depth_settled: bool):
         payload = self._payload()
-        payload.update(finished=finished, generator=data.generator.get_state(), fingerprint=data.fingerprint)
+        payload.update(finished=finished, depth_settled=depth_settled, generator=data.generator.get_state(), fingerprint=data.fingerprint)
         save_atomic(payload, path, CHECKPOINT_KIND)
 
-    def _resume(self, path: Path, data: _FitData) -> int:
+    def _resume(self, path: Path, data: _FitData) -> tuple[int, bool]:
+        r"""The blocks a checkpointed fit finished (restored) and whether its depth was settled."""
         if not path.is_file():
-            return 0
+            return 0, False
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = {k: v for k, v in payload["config"].items() if k != "num_blocks"}
@@ -486,11 +513,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
             finished = as_count(payload["finished"], "finished", minimum=0)
-            while len(self.blocks) < finished:
-                self._append_block()
             self._restore(payload)
             data.generator.set_state(payload["generator"])
-        return finished
+        return finished, payload.get("depth_settled") is True
 
     # Trajectory tools ------------------------------------------------------------------
 
@@ -697,12 +722,15 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _payload(self) -> dict:
         return dict(
             config=self.config,
+            blocks=len(self.blocks),
             edge_index=self.edge_index.cpu(),
             state_dict={k: v.cpu() for k, v in self.state_dict().items()},
             history=[dataclasses.asdict(r) for r in self.history_],
         )
 
     def _restore(self, payload: dict):
+        # Files written before "blocks" was saved held the fitted depth in config["num_blocks"].
+        self._set_depth(as_count(payload.get("blocks", payload["config"].get("num_blocks")), "blocks", minimum=0))
         self.load_state_dict(payload["state_dict"])
         # Weights of a diverged or damaged fit would answer every call with NaN.
         broken = [name for name, value in self.named_parameters() if not torch.isfinite(value).all()]

@@ -13,7 +13,7 @@ with depth.
 
 from __future__ import annotations
 
-__all__ = ["BlockRecord", "auto_batch_size", "data_parallel_rank", "jko_objective", "train_block"]
+__all__ = ["BlockRecord", "any_rank_past", "auto_batch_size", "data_parallel_rank", "jko_objective", "train_block"]
 
 import copy
 import math
@@ -73,6 +73,8 @@ def jko_objective(
     added (the classification loss of the iGNN objective): it pushes each :math:`H_v` away
     from the other classes' means as well as towards its own.
 
+    ``x`` may hold no signals (a process's empty share of a batch).
+
     Returns:
         ``(objective [N], output [N, V, C], log-determinant [N])``.
     """
@@ -82,7 +84,7 @@ def jko_objective(
     if classification_weight:
         log_posterior = latent.log_posterior(out).gather(-1, y.unsqueeze(-1))
         objective = objective - classification_weight * log_posterior.flatten(1).sum(1)
-    return objective / x[0].numel(), out, logdet
+    return objective / math.prod(x.shape[1:]), out, logdet
 
 
 def data_parallel_rank() -> tuple[int, int]:
@@ -92,13 +94,31 @@ def data_parallel_rank() -> tuple[int, int]:
     return 0, 1
 
 
-def _average_gradients(parameters: list[nn.Parameter], world: int):
-    # What DistributedDataParallel does after backward; done by hand because a block is
-    # trained through ``transform``, not its ``forward``, which DDP's hooks watch.
+def _sum_over_ranks(value: float, device: torch.device | str) -> float:
+    total = torch.tensor(value, dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.item()
+
+
+def any_rank_past(deadline: float, device: torch.device | str) -> bool:
+    r"""Whether ``time.monotonic()`` is past ``deadline`` in any process of :func:`data_parallel_rank`.
+
+    Clocks and start times differ between processes; a decision to stop taken by all of them
+    together keeps their collectives in step. ``device`` holds the flag (a GPU under NCCL).
+    """
+    late = float(time.monotonic() > deadline)
+    return (_sum_over_ranks(late, device) if data_parallel_rank()[1] > 1 else late) > 0
+
+
+def _sum_gradients(parameters: list[nn.Parameter]):
+    # What DistributedDataParallel does after backward; done by hand because a block is trained
+    # through ``transform``, not its ``forward``, which DDP's hooks watch. Summed, since each
+    # share's loss is already divided by the size of the whole batch. Every process reduces
+    # every parameter, with a zero gradient where its share gave none, so the collectives pair up.
     for parameter in parameters:
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad)
-            parameter.grad /= world
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        dist.all_reduce(parameter.grad)
 
 
 def _snapshot(modules: list[nn.Module]) -> list[dict]:
@@ -129,8 +149,10 @@ def train_block(
     Early stopping watches the objective on the validation samples, evaluated with one fixed
     probe per sample; the best state of the block and the means is restored. Under
     ``torch.distributed`` (one process per device, e.g. launched by ``torchrun``), every
-    process holds the data, takes its share of each batch, and gradients are averaged across
-    processes, so the result matches one process up to floating-point rounding.
+    process holds the data and takes its share of each batch (possibly none), and the
+    gradients of the shares are summed into those of the batch's mean; the processes stop
+    together (at the deadline of the first to reach it, or early together), so the result
+    matches one process up to floating-point rounding.
 
     Arguments:
         index: The block's position, for the record.
@@ -152,6 +174,8 @@ def train_block(
     x_val, y_val = val
     val_noise = rademacher(x_val.shape, like=x_val, generator=generator)
     started = time.monotonic()
+    rank, world = data_parallel_rank()
+    device = x_train.device
 
     def validation_objective() -> float:
         block.eval()
@@ -160,43 +184,51 @@ def train_block(
                 lambda x, y, noise: jko_objective(block, latent, x, y, divergence=divergence, noise=noise,
                                         classification_weight=classification_weight)[0],
                 x_val, y_val, val_noise,
-            )
-            return objective.mean().item()
+            ).mean().item()
+        # Every process evaluates all the validation samples. Their mean is one value for all
+        # of them even where rounding differs between devices, so they agree on the best epoch
+        # and on when to stop; where their values are equal, it is that value exactly.
+        return _sum_over_ranks(objective, device) / world if world > 1 else objective
 
     # The starting state competes too: a warm-started block (refine, reparameterize) is
     # never replaced by an epoch that made it worse.
     best, best_state, stale = validation_objective(), _snapshot(modules), 0
     chunk = chunk_size(x_train, TRAIN_SCALARS)
-    rank, world = data_parallel_rank()
     for epoch in range(max_epochs):
         block.train()
-        order = draw(torch.randperm, x_train.size(0), device=x_train.device, generator=generator)
+        order = draw(torch.randperm, x_train.size(0), device=device, generator=generator)
         losses = []
         for batch in order.split(batch_size):
             # Every process draws the same batch and probes, so their random streams stay in
-            # step; each then takes its own share of the batch.
-            noise = rademacher((len(batch), *x_train.shape[1:]), like=x_train, generator=generator)
+            # step; each then takes its own share of the batch (empty when the batch is smaller
+            # than the number of processes) and divides by the size of the whole batch, so the
+            # summed gradients are those of the batch's mean.
+            batch_total = len(batch)
+            noise = rademacher((batch_total, *x_train.shape[1:]), like=x_train, generator=generator)
             batch, noise = batch[rank::world], noise[rank::world]
             optimizer.zero_grad(set_to_none=True)
-            barrier = barrier_weight * latent.barrier() / x_train[0].numel()
-            if barrier.requires_grad:
-                barrier.backward()
-            loss = barrier.item()
+            loss = 0.0
+            if rank == 0:  # the barrier is a term of the batch's loss, counted once
+                barrier = barrier_weight * latent.barrier() / x_train[0].numel()
+                if barrier.requires_grad:
+                    barrier.backward()
+                loss = barrier.item()
             # Gradients accumulate over chunks of the batch: the same step as one pass over the
             # batch, with memory bounded on large graphs.
             for part, part_noise in zip(batch.split(chunk), noise.split(chunk)):
                 objective = jko_objective(block, latent, x_train[part], y_train[part], divergence=divergence, noise=part_noise,
                                           classification_weight=classification_weight)[0]
-                part_loss = objective.sum() / len(batch)
+                part_loss = objective.sum() / batch_total
                 part_loss.backward()
                 loss += part_loss.item()
             if world > 1:
-                _average_gradients(parameters, world)
+                _sum_gradients(parameters)
+                loss = _sum_over_ranks(loss, device)
             nn.utils.clip_grad_norm_(parameters, clip)
             optimizer.step()
             latent.project_()
             losses.append(loss)
-            if time.monotonic() > deadline:
+            if any_rank_past(deadline, device):
                 break
         val_loss = validation_objective()
         record.train_loss.append(sum(losses) / len(losses))
@@ -207,7 +239,7 @@ def train_block(
             stale += 1
         if on_epoch is not None:
             on_epoch(record)
-        if time.monotonic() > deadline:
+        if any_rank_past(deadline, device):
             record.stopped_by_time = True
             break
         if stale >= patience:

@@ -320,6 +320,13 @@ def test_fit_again_starts_from_scratch():
     assert torch.equal(again.predict_proba(X2[:8]), fresh.predict_proba(X2[:8]))
 
 
+def test_fit_warns_about_labels_that_never_occur():
+    X, Y = toy(16)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 3, **dict(SMALL, max_epochs=1))
+    with pytest.warns(UserWarning, match=r"labels \[2\] never occur"):
+        model.fit(X, Y, progress=False)
+
+
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])
 def test_other_convolutions_fit(conv):
     X, Y = toy(128)
@@ -346,6 +353,52 @@ def test_auto_depth_model_round_trips(tmp_path):
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": "auto"}, max_blocks=3).fit(X, Y, progress=False)
     model.save(tmp_path / "auto.pt")
     assert torch.equal(ConditionalGraphFlow.load(tmp_path / "auto.pt").log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+
+
+def test_a_finished_auto_depth_fit_resumes_without_another_block(tmp_path):
+    X, Y = toy(128)
+    settings = {**SMALL, "num_blocks": "auto", "max_blocks": 4, "w2_tolerance": 1.0, "max_epochs": 2}
+    first = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert first.num_blocks < 4  # the stopping rule fired
+    again = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert again.num_blocks == first.num_blocks
+    assert torch.equal(again.log_prob(X[:8], Y[:8]), first.log_prob(X[:8], Y[:8]))
+
+
+@pytest.mark.parametrize("num_blocks", [4, "auto"])
+def test_save_load_keeps_the_requested_depth(num_blocks, tmp_path):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": num_blocks, "max_blocks": 4, "max_epochs": 2}
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, max_time=0)
+    assert model.num_blocks == 0  # no time: every block dropped, still usable
+    model.save(tmp_path / "m.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "m.pt")
+    assert loaded.num_blocks == 0 and loaded.config["num_blocks"] == num_blocks
+    assert torch.equal(loaded.log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+    model.fit(X, Y, progress=False)
+    loaded.fit(X, Y, progress=False)
+    assert loaded.num_blocks == model.num_blocks > 0
+    assert torch.equal(loaded.log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+
+
+def test_refine_after_a_noise_fit_that_moved_the_means_together():
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(0, 3, (400, 3), generator=g)
+    angle = 2 * math.pi * Y / 3
+    X = 0.7 * torch.stack([angle.cos(), angle.sin()], -1) + torch.randn(400, 3, 2, generator=g)
+    path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    model = ConditionalGraphFlow(path, 3, 2, 3, **{**SMALL, "max_epochs": 3}, separation=3.0).fit(X, Y, progress=False)
+    assert (model.latent.pairwise_distances() < model.latent.min_distance).any()  # the noise fit moved them
+    before = [p.clone() for p in model.blocks.parameters()]
+    model.refine(X, Y, factor=1, progress=False)
+    assert all(r.best_epoch >= 0 and math.isfinite(r.train_loss[0]) for r in model.history_)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.blocks.parameters()))
+
+
+def test_solver_steps_too_long_to_invert_are_refused():
+    with pytest.raises(ValueError, match="max_step / steps = 2: RK4 steps longer than 1"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1)
+    assert ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1, max_step=1.0).config["steps"] == 1
 
 
 def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
@@ -405,7 +458,7 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     monkeypatch.setattr(flow_module, "train_block", original)
     resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
     assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
-    assert len(resumed.history_) == 3
+    assert [r.val_nll_per_dim for r in resumed.history_] == [r.val_nll_per_dim for r in reference.history_]
 
     # Same sums, other data: a fingerprint of sums would let each of these resume.
     for other_X, other_Y in ((X, 1 - Y), (X.flip(0), Y.flip(0)), (X.flip(1), Y), (X + 1, Y)):
