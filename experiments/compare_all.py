@@ -6,7 +6,9 @@ Usage (from the repository root)::
     python experiments/compare_all.py --datasets three_node,traffic --max-time 40
     python experiments/compare_all.py --datasets traffic --methods jko --option hidden=64 --out /tmp/h64
 
-``solar_hope`` is read from the directory named by ``$IGRAPHFLOW_DATA`` (its files stay there).
+``solar_hope`` is read from the directory given by ``--data``, else ``$IGRAPHFLOW_DATA`` (its
+files stay there). Needs the ``baselines`` extra (``pip install -e ".[baselines]"``). The
+datasets, methods, settings and packages are all checked before the first training.
 Writes ``OUT/<dataset>/metrics.json`` and the figures of :func:`igraphflow.compare.compare`,
 and prints one Markdown table per dataset. NSF is skipped on ``chordal`` (1006 dimensions: its
 autoregressive inverse needs 1006 sequential passes per sample, far beyond the budget).
@@ -19,11 +21,16 @@ import time
 
 import torch
 
-from igraphflow.compare import METHODS, add_option_argument, compare, format_table, method_settings
+from igraphflow.compare import (
+    METHODS, add_option_argument, check_requirements, check_settings, compare, format_table, method_settings,
+    parse_methods,
+)
 from igraphflow.datasets import load
 
 DATASETS = ("three_moons", "three_node", "chordal", "solar_sim", "solar_hope", "traffic")
 SKIP = {"chordal": ("nsf",)}
+#: The datasets read from files, given by ``--data`` (else ``$IGRAPHFLOW_DATA``).
+READ_FROM_DATA = ("solar_hope",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,17 +41,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means")
     parser.add_argument("--out", default="experiments/results")
+    parser.add_argument("--data", default=None, help="data directory of solar_hope (default: $IGRAPHFLOW_DATA)")
     parser.add_argument("--exact-max-dim", type=int, default=16,
                         help="exact test likelihood up to this D = V * C, Hutchinson above")
     add_option_argument(parser)
     args = parser.parse_args(argv)
-    settings = method_settings(args.option)
+    names = [name.strip() for name in args.datasets.split(",") if name.strip()]
+    if not names:
+        parser.error("--datasets names no dataset")
+    # A bad name, option or missing file must fail now, not hours into the run.
+    try:
+        methods = parse_methods(args.methods)
+        settings = method_settings(args.option)
+        check_requirements(methods, figures=True)
+        datasets = {}
+        for name in names:
+            options = {"path": args.data} if args.data and name in READ_FROM_DATA else {}
+            datasets[name] = load(name, seed=args.seed, **options)
+            check_settings(settings, datasets[name])
+    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
+        parser.error(str(error))
+    plan = {name: [m for m in methods if m not in SKIP.get(name, ())] for name in datasets}
+    for name, chosen in plan.items():
+        if not chosen:
+            parser.error(f"no chosen method runs on {name} (it skips {', '.join(SKIP[name])})")
     torch.set_num_threads(1)
-    for name in args.datasets.split(","):
+    for name, data in datasets.items():
         start = time.perf_counter()
-        data = load(name, seed=args.seed)
-        methods = [m for m in args.methods.split(",") if m not in SKIP.get(name, ())]
-        result = compare(data, methods, max_time=args.max_time, seed=args.seed, out_dir=f"{args.out}/{name}",
+        result = compare(data, plan[name], max_time=args.max_time, seed=args.seed, out_dir=f"{args.out}/{name}",
                          exact_max_dim=args.exact_max_dim, settings=settings, draws=args.draws)
         protocol = next(iter(result["methods"].values()))["protocol"]
         print(f"\n## {name} (V={data.num_nodes}, C={data.num_features}, protocol={protocol}, "

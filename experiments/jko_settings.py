@@ -12,7 +12,7 @@ Usage (from the repository root)::
         --variant default --variant "bs64:batch_size=64" --variant "lr5e-3:lr=5e-3"
 
 Writes ``OUT/<dataset>/<variant>/metrics.json`` and appends one Markdown row per variant to
-``OUT/<dataset>/table.md``.
+``OUT/<dataset>/table.md``. Every variant's settings are checked before the first one trains.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ from pathlib import Path
 
 import torch
 
-from igraphflow.compare import compare
+from igraphflow.compare import check_settings, compare
 from igraphflow.datasets import load
-
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -68,16 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exact-max-dim", type=int, default=16)
     parser.add_argument("--out", default="experiments/results/jko_settings")
     args = parser.parse_args(argv)
+    variants = [parse_variant(text) for text in args.variant]
+    try:
+        data = load(args.dataset, seed=args.seed)
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        parser.error(str(error))
+    for name, settings in variants:  # a bad key in the last variant must not wait for the others to train
+        try:
+            check_settings({"jko": settings}, data)
+        except ValueError as error:
+            parser.error(f"--variant {name}: {error}")
     torch.set_num_threads(1)
-    data = load(args.dataset, seed=args.seed)
     out = Path(args.out) / args.dataset
     out.mkdir(parents=True, exist_ok=True)
     table = out / "table.md"
     if not table.exists():
         table.write_text("| variant | MMD a=0.1 | MMD a=1 | energy | test NLL/dim | train NLL/dim | acc | train s "
                          "| blocks | epochs per block | blocks ended by time |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
-    for text in args.variant:
-        name, settings = parse_variant(text)
+    for name, settings in variants:
         result = compare(data, ["jko"], max_time=args.max_time, seed=args.seed, out_dir=out / name,
                          settings={"jko": settings}, exact_max_dim=args.exact_max_dim, figures=False)
         line = row(name, result)

@@ -6,6 +6,7 @@ Examples (shell)::
     igraphflow evaluate --model runs/solar_sim/model.pt --dataset solar_sim
     igraphflow sample --model runs/solar_sim/model.pt --labels labels.npy --out samples.npz
     igraphflow train --input mydata.npz --out runs/mine     # arrays X, Y, edge_index
+    igraphflow train --dataset nsrdb --data-option "paths=['site1.csv','site2.csv']" --out runs/nsrdb
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_signals
+from .compare import add_data_option_argument
 from .flow import ConditionalGraphFlow
 
 #: The fewest graph signals an ``--input`` file may hold: 80 % train, at least one to test.
@@ -49,6 +51,8 @@ def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def _dataset_splits(args) -> tuple[dict, dict, dict]:
     r"""Returns (graph, train, test) from ``--dataset`` or ``--input``."""
+    if args.input and args.data_option:
+        raise ValueError("--data-option sets options of a --dataset, not of an --input file")
     if args.input:
         arrays = _read_arrays(args.input, ("X", "Y", "edge_index"))
         X, Y = arrays["X"], arrays["Y"]
@@ -65,7 +69,9 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
         return graph, dict(X=X[:cut], Y=Y[:cut]), dict(X=X[cut:], Y=Y[cut:])
     from .datasets import load
 
-    options = {"path": args.data} if args.data else {}
+    options = dict(args.data_option)
+    if args.data:
+        options["path"] = args.data
     data = load(args.dataset, seed=args.seed, **options)
     graph = dict(edge_index=data.edge_index, num_nodes=data.num_nodes, num_features=data.num_features,
                  num_classes=data.num_classes)
@@ -97,7 +103,7 @@ def _train(args) -> int:
     seconds = time.monotonic() - started
     model.save(out / "model.pt")
     exact = graph["num_nodes"] * graph["num_features"] <= args.exact_max_dim
-    summary = {"train_seconds": seconds, "num_blocks": model.num_blocks,
+    summary = {"train_seconds": seconds, "num_train": len(train["X"]), "num_blocks": model.num_blocks,
                "w2_per_block": [r.w2 for r in model.history_],
                "sample_temperature": float(model.latent.temperature),
                "noise_components": model.latent.noise_components, **_evaluate(model, test, exact)}
@@ -161,6 +167,7 @@ def _parser() -> argparse.ArgumentParser:
         group.add_argument("--dataset", help="a name from igraphflow.datasets.available()")
         group.add_argument("--input", help=".npz file with arrays X [N,V,C], Y [N,V], edge_index [2,E]")
         p.add_argument("--data", help="the data directory or file of a real dataset (e.g. solar_hope)")
+        add_data_option_argument(p)  # e.g. the files of nsrdb: --data-option "paths=['a.csv','b.csv']"
 
     def common(p: argparse.ArgumentParser):
         p.add_argument("--device", type=_device, default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
@@ -175,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--conv", default="l3net", choices=["l3net", "cheb", "gcn"])
     train.add_argument("--num-blocks", type=int, default=6)
     train.add_argument("--hidden", type=int, default=32)
-    train.add_argument("--max-time", type=float, default=None, help="cap on training seconds")
+    train.add_argument("--max-time", type=float, default=None, help="cap on the seconds spent training the blocks (the noise, temperature and head fits come after)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 

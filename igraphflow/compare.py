@@ -26,6 +26,10 @@ one signal for the label pattern of every test graph. Reported (``metrics.json``
 
 Figures (``samples.png``, ``pca.png``, ``training.png``) go next to ``metrics.json``.
 
+The baselines need zuko and FrEIA and the figures matplotlib: the ``baselines`` extra
+(``pip install -e ".[baselines]"``). :func:`compare` checks them, the methods, their settings
+and the test split before training anything.
+
 Example:
     >>> import tempfile
     >>> from igraphflow.datasets import load
@@ -38,10 +42,11 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "compare", "evaluate", "evaluate_draws", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "reference_signals"]
+__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "reference_signals"]
 
 import argparse
 import ast
+import importlib
 import json
 import math
 import os
@@ -64,6 +69,53 @@ METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
 
 _LABELS = {"jko": "JKO-iGNN (ours)", "ignn": "iGNN", "cinn": "cINN", "nsf": "NSF", "cgan": "cGAN"}
 
+#: Optional packages of the ``baselines`` extra: every baseline needs zuko and FrEIA (the
+#: package :mod:`igraphflow.baselines` imports all baselines), the figures need matplotlib.
+BASELINE_PACKAGES = ("zuko", "FrEIA")
+FIGURE_PACKAGES = ("matplotlib",)
+
+#: The fewest test signals :func:`evaluate` can score: the unbiased MMD and energy need two.
+MIN_TEST_SAMPLES = 2
+
+
+def parse_methods(methods: Sequence[str] | str) -> list[str]:
+    r"""The methods named by ``methods`` (a list or a comma-separated string), checked.
+
+    Raises:
+        ValueError: If none is named or one is not in :data:`METHODS`.
+
+    Example:
+        >>> parse_methods(" jko, ignn")
+        ['jko', 'ignn']
+    """
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    methods = list(methods)
+    if not methods:
+        raise ValueError(f"no methods given; choose from {', '.join(METHODS)}")
+    if unknown := [m for m in methods if m not in METHODS]:
+        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    return methods
+
+
+def check_requirements(methods: Sequence[str], figures: bool) -> None:
+    r"""Checks that the optional packages needed by ``methods`` (every one but ``jko``) and, if
+    ``figures``, by the figures are installed.
+
+    Raises:
+        ModuleNotFoundError: Naming the missing package and the extra that installs it.
+    """
+    baselines = [m for m in methods if m != "jko"]
+    needed = [(package, f"the baselines ({', '.join(baselines)})") for package in BASELINE_PACKAGES if baselines]
+    needed += [(package, "the figures") for package in FIGURE_PACKAGES if figures]
+    for package, purpose in needed:
+        try:
+            importlib.import_module(package)
+        except ModuleNotFoundError as error:
+            raise ModuleNotFoundError(
+                f"{purpose} need the package {package} ({error}); install the 'baselines' extra: "
+                f'pip install -e ".[baselines]"', name=package) from None
+
 
 def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> Any:
     r"""Builds an unfitted model of ``method`` for the graph of ``data``.
@@ -79,6 +131,9 @@ def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> A
         from .flow import ConditionalGraphFlow
 
         return ConditionalGraphFlow(*args, seed=seed, device="cpu", **settings)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    check_requirements([method], figures=False)
     from . import baselines
 
     classes = {
@@ -87,9 +142,31 @@ def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> A
         "nsf": baselines.NSFBaseline,
         "cgan": baselines.CGANBaseline,
     }
-    if method not in classes:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     return classes[method](*args, seed=seed, **settings)
+
+
+def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset) -> None:
+    r"""Checks settings per method (as :func:`compare` takes them) by building each model with
+    its settings for ``data``: a misspelt or refused setting fails here, not after the
+    methods before it have trained.
+
+    Raises:
+        ValueError: Naming the method and its settings, for an unknown method or a setting its
+            model does not take or refuses.
+
+    Example:
+        >>> check_settings({"jko": {"hiden": 8}}, load("three_node", num_train=8, num_test=8))
+        Traceback (most recent call last):
+        ...
+        ValueError: bad jko settings {'hiden': 8}: ...unexpected keyword argument 'hiden'
+    """
+    if stray := sorted(set(settings) - set(METHODS)):  # a misspelt method's settings would go unused
+        raise ValueError(f"settings for unknown methods {stray}; choose from {', '.join(METHODS)}")
+    for method, values in settings.items():
+        try:
+            make_model(method, data, seed=0, **values)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"bad {method} settings {values}: {error}") from None
 
 
 def fit_method(model: Any, method: str, data: GraphDataset, max_time: float | None) -> float:
@@ -290,17 +367,17 @@ def compare(
         ...}}, "reference": {"mmd", "energy", ...}, ...}``, as written to ``metrics.json``;
         ``reference`` scores real training signals (:func:`reference_signals`).
     """
-    if isinstance(methods, str):
-        methods = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    # Everything that can fail is checked before the first method trains.
+    methods = parse_methods(methods)
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
     draws, max_eval = as_count(draws, "draws"), as_count(max_eval, "max_eval")
+    if len(dataset.X_test) < MIN_TEST_SAMPLES:
+        raise ValueError(f"the test split of {dataset.name} has {len(dataset.X_test)} signals; "
+                         f"the MMD and energy need at least {MIN_TEST_SAMPLES}")
     settings = settings or {}
-    if stray := sorted(set(settings) - set(METHODS)):  # a misspelt method's settings would go unused
-        raise ValueError(f"settings for unknown methods {stray}; choose from {', '.join(METHODS)}")
+    check_requirements(methods, figures=figures and out_dir is not None)
+    check_settings(settings, dataset)
     if out_dir is not None:
         out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
     draw_seeds = [seed * draws + i for i in range(draws)]
@@ -569,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(data, args.methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
                          settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures,
                          draws=args.draws)
-    except (ValueError, TypeError, FileNotFoundError) as error:
+    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
         parser.exit(2, f"igraphflow compare: error: {error}\n")
     print(format_table(result))
     return 0

@@ -131,3 +131,15 @@ def test_a_corrupt_npz_file_is_reported_not_raised(tmp_path, capsys, content):
     path.write_bytes(content)
     assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "broken.npz is not a readable .npy/.npz file" in capsys.readouterr().err
+
+
+def test_dataset_options_reach_the_loader(data_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "three_node", "--data-option", "num_train=40", "--data-option", "num_test=20",
+                 "--out", str(out), "--num-blocks", "1", "--hidden", "4", "--max-time", "1", "--quiet"]) == 0
+    assert json.loads((out / "summary.json").read_text())["num_train"] == 40
+    capsys.readouterr()
+    assert main(["train", "--dataset", "nsrdb", "--out", str(out)]) == 2  # its files are an option
+    assert "--data-option \"paths=['site1.csv','site2.csv']\"" in capsys.readouterr().err
+    assert main(["train", "--input", str(data_file), "--data-option", "num_train=40", "--out", str(out)]) == 2
+    assert "not of an --input file" in capsys.readouterr().err

@@ -1,11 +1,17 @@
 r"""Smoke test of the comparison: every method trains briefly and metrics.json is complete."""
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from igraphflow.compare import compare, evaluate, evaluate_draws, format_table, main, method_settings, reference_signals
+import igraphflow.compare as compare_module
+from igraphflow.compare import (
+    check_requirements, compare, evaluate, evaluate_draws, format_table, main, method_settings, reference_signals,
+)
 from igraphflow.datasets import load
 from igraphflow.latent import MIXTURE_COMPONENTS
 from igraphflow.temperature import TEMPERATURE_BOUNDS
@@ -13,6 +19,26 @@ from igraphflow.temperature import TEMPERATURE_BOUNDS
 torch.set_num_threads(1)
 
 REQUIRED = {"mmd", "energy", "nll", "acc", "train_s"}
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _script(name):
+    r"""Imports ``experiments/<name>.py`` (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    r"""Fails the test if any method starts training: the checks must come first."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a method trained before the arguments were checked")
+
+    monkeypatch.setattr(compare_module, "fit_method", fail)
 
 
 def test_smoke_all_methods(tmp_path):
@@ -120,3 +146,75 @@ def test_bad_arguments(tmp_path):
         main(["--dataset", "nope", "--out", str(tmp_path)])
     with pytest.raises(SystemExit):
         main(["--dataset", "three_node", "--out", str(tmp_path), "--option", "vae.hidden=3"])
+
+
+def test_missing_packages_are_reported_before_training(tmp_path, monkeypatch, capsys, no_training):
+    monkeypatch.setitem(sys.modules, "FrEIA", None)  # imports as if it were not installed
+    with pytest.raises(SystemExit) as exit:
+        main(["--dataset", "three_node", "--out", str(tmp_path), "--methods", "jko,cinn",
+              "--data-option", "num_train=64", "--data-option", "num_test=32"])
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and "Traceback" not in error
+    assert "the package FrEIA" in error and 'pip install -e ".[baselines]"' in error
+    check_requirements(["jko"], figures=False)  # our flow alone needs none of the extra
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    data = load("three_node", num_train=64, num_test=32)
+    with pytest.raises(ModuleNotFoundError, match=r"the figures need the package matplotlib.*\.\[baselines\]"):
+        compare(data, "jko", max_time=1.0, out_dir=tmp_path)
+
+
+def test_every_method_settings_are_checked_before_training(tmp_path, no_training):
+    data = load("three_node", num_train=64, num_test=32)
+    with pytest.raises(ValueError, match=r"bad ignn settings \{'blcoks': 4\}: .*'blcoks'"):
+        compare(data, "jko,ignn", max_time=1.0, settings={"ignn": {"blcoks": 4}})
+    with pytest.raises(ValueError, match=r"bad ignn settings \{'blocks': 0\}: blocks"):  # a refused value
+        compare(data, "jko,ignn", max_time=1.0, settings={"ignn": {"blocks": 0}})
+    with pytest.raises(SystemExit):
+        main(["--dataset", "three_node", "--out", str(tmp_path), "--methods", "jko,ignn",
+              "--option", "ignn.blcoks=4"])
+
+
+def test_a_test_split_of_one_signal_is_refused_before_training(no_training):
+    data = load("three_node", num_train=64, num_test=1)
+    with pytest.raises(ValueError, match="has 1 signals; the MMD and energy need at least 2"):
+        compare(data, "jko", max_time=1.0)
+
+
+def test_compare_all_checks_everything_before_training(tmp_path, monkeypatch, capsys, no_training):
+    compare_all = _script("compare_all")
+    monkeypatch.delenv("IGRAPHFLOW_DATA", raising=False)
+    for argv, message in [
+        (["--datasets", "three_node,nope"], "unknown dataset 'nope'"),
+        (["--datasets", "three_node,solar_hope"], "IGRAPHFLOW_DATA"),
+        (["--datasets", "three_node", "--methods", "jko,vae"], "unknown methods ['vae']"),
+        (["--datasets", "three_node", "--option", "foo.x=1"], "unknown method 'foo'"),
+        (["--datasets", "three_node,traffic", "--option", "ignn.blcoks=4"], "bad ignn settings {'blcoks': 4}"),
+        (["--datasets", "chordal", "--methods", "nsf"], "no chosen method runs on chordal"),
+    ]:
+        with pytest.raises(SystemExit) as exit:
+            compare_all.main([*argv, "--out", str(tmp_path)])
+        assert exit.value.code == 2 and message in capsys.readouterr().err, argv
+
+
+def test_compare_all_strips_the_names(tmp_path, monkeypatch):
+    compare_all = _script("compare_all")
+    runs = []
+
+    def record(data, methods, **kwargs):
+        runs.append((data.name, methods))
+        return {"methods": {m: {"protocol": "whole_test"} for m in methods}}
+
+    monkeypatch.setattr(compare_all, "compare", record)
+    monkeypatch.setattr(compare_all, "format_table", lambda result: "")
+    assert compare_all.main(["--datasets", "three_node, traffic", "--methods", " jko", "--out", str(tmp_path)]) == 0
+    assert runs == [("three_node", ["jko"]), ("traffic", ["jko"])]
+
+
+def test_jko_settings_checks_every_variant_before_training(tmp_path, capsys, no_training):
+    jko_settings = _script("jko_settings")
+    with pytest.raises(SystemExit) as exit:
+        jko_settings.main(["--dataset", "three_node", "--variant", "default", "--variant", "typo:hiden=8",
+                           "--out", str(tmp_path)])
+    assert exit.value.code == 2
+    assert "--variant typo: bad jko settings {'hiden': 8}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

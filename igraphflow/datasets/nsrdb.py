@@ -115,7 +115,10 @@ def nsrdb(
         >>> data = nsrdb(paths=["site1.csv", "site2.csv", "site3.csv"])  # doctest: +SKIP
     """
     if not paths or isinstance(paths, (str, os.PathLike)):
-        raise FileNotFoundError("nsrdb: give paths=[...] with one NSRDB PSM CSV file per site (at least 2)")
+        raise FileNotFoundError(
+            "nsrdb: give paths=[...] with one NSRDB PSM CSV file per site (at least 2); "
+            "on the command line --data-option \"paths=['site1.csv','site2.csv']\""
+        )
     paths = [Path(p) for p in paths]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
