@@ -157,6 +157,18 @@ def test_linear_gaussian_density_against_scipy():
     np.testing.assert_allclose(data.true_log_prob(data.X_test, data.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
 
 
+@pytest.mark.parametrize("name", ["linear_gaussian", "graph_moons"])
+def test_smoothing_that_makes_the_mixing_operator_singular_is_named(name):
+    # On 2 nodes the only connected graph is one edge, where d = 0.5 gives P = [[.5, .5], [.5, .5]].
+    with pytest.raises(ValueError, match=r"smoothing=0.5 makes the mixing operator .* singular .* 2 nodes; use a smaller smoothing"):
+        D.load(name, num_nodes=2, num_train=8, num_test=8)
+    assert D.load(name, num_nodes=2, num_train=8, num_test=8, smoothing=0.3).X_train.shape[1] == 2
+    # With a radius beyond the unit square's diagonal every graph is complete, where D^-1 A has
+    # the eigenvalue -1 / 9 and d = 0.9 makes P singular: no retry can help.
+    with pytest.raises(ValueError, match=r"smoothing=0.9 makes .* every connected random geometric graph drawn"):
+        D.load(name, num_nodes=10, smoothing=0.9, radius=2.0, num_train=8, num_test=8)
+
+
 def test_chordal_graph_and_density():
     data = D.load("chordal", num_train=4, num_test=6)
     assert data.num_nodes == 503

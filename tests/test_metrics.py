@@ -109,6 +109,23 @@ def test_mmd_median_matches_double_loop():
     assert abs(mmd_median(A, B)) < 0.01 < mmd_median(A, B + 1.5)
 
 
+def test_mmd_median_averages_the_two_middle_distances():
+    # 4 points, 6 distances: the median is the mean of the 3rd and 4th (np.median), not the 3rd.
+    X, Y = np.array([[0.0], [1.0]]), np.array([[3.0], [7.0]])
+    Z = np.concatenate([X, Y])
+    h = float(np.median([abs(Z[i, 0] - Z[j, 0]) for i in range(4) for j in range(i + 1, 4)]))
+    kxx, kyy, kxy = _mmd_terms_loops(X, Y, 1 / (2 * h * h), False)
+    assert mmd_median(X, Y) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e-3])
+def test_mmd_median_with_mostly_repeated_points_is_scale_invariant(scale):
+    # Most pairwise distances are 0 (zero-inflated counts), so the median distance is 0.
+    X = np.array([[0.0]] * 8 + [[1.0], [2.0]])
+    Y = np.array([[0.0]] * 8 + [[3.0], [4.0]])
+    assert mmd_median(scale * X, scale * Y) == pytest.approx(mmd_median(X, Y), rel=1e-9)
+
+
 @pytest.mark.parametrize("biased", [False, True])
 def test_energy_matches_double_loop(biased):
     X, Y = _rand(6, 3, seed=9), _rand(4, 3, seed=10) - 0.5

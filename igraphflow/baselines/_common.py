@@ -368,6 +368,10 @@ class LikelihoodBaseline(ConditionalBaseline):
     flattened to ``[N, V * C]``.
     """
 
+    #: The generator of the running :meth:`fit` (split, batch order), None outside it. A subclass
+    #: whose training loss is random draws that noise from it, so that a seeded fit is reproducible.
+    _fit_generator: torch.Generator | None = None
+
     @abc.abstractmethod
     def _log_prob_std(self, x: Tensor, Y: Tensor) -> Tensor:
         r"""``log p(x | Y)`` of standardised, flattened signals ``[N, V * C]``."""
@@ -431,19 +435,23 @@ class LikelihoodBaseline(ConditionalBaseline):
                     ]
                 ).mean().item()
 
-        self.history_, self.best_epoch_ = train_loop(
-            step,
-            evaluate if len(val) else None,
-            self.model_,
-            num_samples=len(train),
-            batch_size=self.batch_size,
-            max_epochs=max_epochs,
-            max_time=max_time,
-            patience=self.patience,
-            generator=g,
-            progress=progress,
-            desc=type(self).__name__,
-        )
+        self._fit_generator = g
+        try:
+            self.history_, self.best_epoch_ = train_loop(
+                step,
+                evaluate if len(val) else None,
+                self.model_,
+                num_samples=len(train),
+                batch_size=self.batch_size,
+                max_epochs=max_epochs,
+                max_time=max_time,
+                patience=self.patience,
+                generator=g,
+                progress=progress,
+                desc=type(self).__name__,
+            )
+        finally:
+            self._fit_generator = None
         return self
 
     def log_prob(self, X: Any, Y: Any) -> Tensor:

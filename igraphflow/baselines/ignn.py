@@ -202,7 +202,9 @@ class IGNNNet(nn.Module):
         logdet = torch.linalg.slogdet(jacobian).logabsdet
         return h.reshape(N, D, *x.shape[1:])[:, 0], cost.reshape(N, D)[:, 0], logdet
 
-    def logdet_series(self, x: Tensor, terms: int, probes: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    def logdet_series(
+        self, x: Tensor, terms: int, probes: int = 1, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         r"""``(H, cost, estimate of log|det J_F(x)|)`` by the Residual Flows power series.
 
         For each block, :math:`\log|\det(I + J_g)| = \sum_{k=1}^{n} (-1)^{k+1}
@@ -211,6 +213,7 @@ class IGNNNet(nn.Module):
         estimate :math:`\mathrm{tr}(J^k) \approx \varepsilon^T J^k \varepsilon`
         (:math:`\varepsilon` standard Gaussian, ``probes`` per sample); :math:`\varepsilon^T J^k`
         is ``k`` vector-Jacobian products. Unbiased in the trace, biased by the truncation.
+        The probes are drawn from ``generator`` (default: the global random state).
         """
         create = torch.is_grad_enabled() and self.training
         cost = x.new_zeros(x.shape[0])
@@ -220,7 +223,7 @@ class IGNNNet(nn.Module):
         for block in self.blocks:
             step = block.residual(x)
             for _ in range(probes):
-                eps = torch.randn_like(x)
+                eps = draw(torch.randn, x.shape, device=x.device, generator=generator, dtype=x.dtype)
                 w = eps
                 for k in range(1, terms + 1):
                     (w,) = torch.autograd.grad(step, x, w, retain_graph=True, create_graph=create)
@@ -391,11 +394,17 @@ class IGNNBaseline(LikelihoodBaseline):
             if self._use_exact(training):
                 h, cost, logdet = net.logdet_exact(x)
             else:
-                h, cost, logdet = net.logdet_series(x, self.series_terms)
+                h, cost, logdet = net.logdet_series(x, self.series_terms, generator=self._probe_generator(training))
         out = net.latent.log_prob(h, Y) + logdet
         if training:
             return out - self.gamma * cost - self.barrier_weight * net.latent.barrier()
         return out.detach()
+
+    def _probe_generator(self, training: bool) -> torch.Generator | None:
+        r"""The generator of the Hutchinson probes: while training, the fit's (reproducible from
+        ``seed``); otherwise one seeded with 0, so that an estimated log-density is the same at
+        every call and the global random state is left alone."""
+        return self._fit_generator if training else torch.Generator().manual_seed(0)
 
     def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
         net: IGNNNet = self.model_
@@ -421,7 +430,9 @@ class IGNNBaseline(LikelihoodBaseline):
             X: Signals ``[N, V, C]``.
             Y: Labels ``[N, V]``.
             exact: The exact log-determinant (True), the power-series estimate (False), or the
-                rule of ``logdet`` (None).
+                rule of ``logdet`` (None). The estimate uses fixed probes (a generator seeded
+                with 0 for each batch of ``max(batch_size, 1024)`` samples): it is deterministic
+                and does not consume the global random state.
         """
         self._eval_exact = None if exact is None else as_flag(exact, "exact")
         try:

@@ -272,12 +272,26 @@ def _split(X: np.ndarray, Y: np.ndarray, num_train: int) -> tuple[Tensor, Tensor
     )
 
 
-def _well_conditioned(G: nx.Graph, d: float, tol: float = 0.05) -> bool:
+# The smallest eigenvalue modulus of P = (1 - d) I + d D^-1 A accepted by random_geometric_graph.
+_MIN_EIGENVALUE = 0.05
+
+
+def _well_conditioned(G: nx.Graph, d: float) -> bool:
     # eigenvalues of D^-1 A are real (it is similar to D^-1/2 A D^-1/2)
-    A = nx.to_numpy_array(G, nodelist=range(G.number_of_nodes()))
+    A = nx.to_scipy_sparse_array(G, nodelist=range(G.number_of_nodes()), dtype=np.float64).toarray()
     deg = A.sum(1)
     lam = np.linalg.eigvalsh(A / np.sqrt(np.outer(deg, deg)))
-    return bool(np.min(np.abs(1.0 - d + d * lam)) >= tol)
+    return bool(np.min(np.abs(1.0 - d + d * lam)) >= _MIN_EIGENVALUE)
+
+
+def _ill_conditioned_error(num_nodes: int, d: float, graphs: str) -> ValueError:
+    # The eigenvalues of D^-1 A lie in [-1, 1], so those of P have modulus >= 1 - 2d.
+    safe = (1.0 - _MIN_EIGENVALUE) / 2
+    return ValueError(
+        f"smoothing={d} makes the mixing operator P = (1 - d) I + d D^-1 A singular or ill-conditioned "
+        f"(an eigenvalue below {_MIN_EIGENVALUE} in modulus) on {graphs} with {num_nodes} nodes; "
+        f"use a smaller smoothing (below {safe:g} always works)"
+    )
 
 
 def random_geometric_graph(
@@ -289,7 +303,7 @@ def random_geometric_graph(
     radius grows by 10%. The default radius is ``1.2 sqrt(2 log V / (pi V))``. With
     ``smoothing = d``, graphs on which ``P = (1 - d) I + d D^{-1} A`` is nearly singular
     (an eigenvalue below 0.05 in modulus, e.g. a bipartite graph, such as a tree, at ``d = 0.5``)
-    are rejected too, so that ``P`` is well conditioned.
+    are rejected too, so that ``P`` is well conditioned; ``d < 0.475`` always passes.
 
     Arguments:
         num_nodes: The number of nodes ``V``.
@@ -300,6 +314,10 @@ def random_geometric_graph(
     Returns:
         ``(G, positions)`` with positions ``[V, 2]``.
 
+    Raises:
+        ValueError: When ``smoothing`` makes ``P`` nearly singular on every connected graph drawn
+            (at once for ``V = 2``, whose only connected graph is one edge).
+
     Example:
         >>> G, pos = random_geometric_graph(12, seed=0)
         >>> nx.is_connected(G), pos.shape
@@ -308,14 +326,21 @@ def random_geometric_graph(
     V = int(num_nodes)
     if V < 2:
         raise ValueError(f"num_nodes must be at least 2, got {num_nodes}")
+    if V == 2 and smoothing is not None and not _well_conditioned(nx.path_graph(2), smoothing):
+        raise _ill_conditioned_error(V, smoothing, "the only connected graph (one edge)")
     r = radius if radius is not None else 1.2 * math.sqrt(2 * math.log(V) / (math.pi * V))
+    drew_connected = False
     for attempt in range(400):
         G = nx.random_geometric_graph(V, r, seed=1000003 * int(seed) + attempt)
-        if nx.is_connected(G) and (smoothing is None or _well_conditioned(G, smoothing)):
-            pos = np.array([G.nodes[i]["pos"] for i in range(V)], dtype=np.float64)
-            return nx.Graph(G.edges()), pos
+        if nx.is_connected(G):
+            drew_connected = True
+            if smoothing is None or _well_conditioned(G, smoothing):
+                pos = np.array([G.nodes[i]["pos"] for i in range(V)], dtype=np.float64)
+                return nx.Graph(G.edges()), pos
         if attempt % 20 == 19:
             r *= 1.1
+    if drew_connected:
+        raise _ill_conditioned_error(V, smoothing, "every connected random geometric graph drawn (400 attempts)")
     raise RuntimeError("could not draw a connected random geometric graph")  # pragma: no cover
 
 
