@@ -94,7 +94,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             trajectory converges exponentially, so later blocks take longer steps.
         max_step: The largest time step of the schedule: ``steps`` RK4 steps across a longer
             interval would integrate the field (and its log-determinant) too coarsely.
-            ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP`.
+            ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP` (checked by :meth:`fit`).
         separation: The minimum distance of the latent means in units of ``sigma``, see
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         initial_separation: How far apart the latent means start, in units of ``sigma``, or
@@ -224,11 +224,6 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             lr=(lr, positive), validation=(validation, "(0, 1)"),
         )
         reals = {name: as_real(value, name, interval) for name, (value, interval) in reals.items()}
-        if reals["max_step"] / steps > MAX_SOLVER_STEP:
-            raise ValueError(
-                f"max_step / steps = {reals['max_step'] / steps:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
-                "may not give an invertible map; take more steps or a smaller max_step"
-            )
         self.config = dict(
             num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
@@ -333,6 +328,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         Returns:
             The fitted model.
         """
+        c = self.config
+        # Checked here, not when built, so that models saved before the check still load.
+        if c["max_step"] / c["steps"] > MAX_SOLVER_STEP:
+            raise ValueError(
+                f"max_step / steps = {c['max_step'] / c['steps']:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
+                "may not give an invertible map; take more steps or a smaller max_step"
+            )
         max_time, data = as_seconds(max_time), self._split(X, Y, fingerprint=checkpoint_dir is not None)
         absent = sorted(set(range(self.num_classes)) - set(torch.cat([data.y, data.y_val]).unique().tolist()))
         if absent:
@@ -500,10 +502,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             return 0, False
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
-            saved = {k: v for k, v in payload["config"].items() if k != "num_blocks"}
+            saved = dict(payload["config"])
             same_graph = torch.equal(payload["edge_index"], self.edge_index.cpu())
             same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
-        ours = {k: v for k, v in self.config.items() if k != "num_blocks"}
+        ours = self.config
         if saved != ours:
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
@@ -729,8 +731,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         )
 
     def _restore(self, payload: dict):
-        # Files written before "blocks" was saved held the fitted depth in config["num_blocks"].
-        self._set_depth(as_count(payload.get("blocks", payload["config"].get("num_blocks")), "blocks", minimum=0))
+        # Files written before "blocks" was saved: the blocks in the weights.
+        depth = payload.get("blocks", len({k.split(".")[1] for k in payload["state_dict"] if k.startswith("blocks.")}))
+        self._set_depth(as_count(depth, "blocks", minimum=0))
         self.load_state_dict(payload["state_dict"])
         # Weights of a diverged or damaged fit would answer every call with NaN.
         broken = [name for name, value in self.named_parameters() if not torch.isfinite(value).all()]

@@ -212,9 +212,9 @@ def mmd_terms(
 
 
 def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
-    r"""The median pairwise distance of ``Z``; when at least half the distances are 0 (repeated
-    points), the median of the non-zero ones, which scales with the data as the median does.
-    0 only when all points are equal."""
+    r"""The median pairwise distance of ``Z``; when that is 0 (more than half the distances are,
+    as with many repeated points), the median of the non-zero ones, which scales with the data
+    as the median does. 0 only when all points are equal."""
     if Z.shape[0] > max_points:  # a fixed, evenly spaced subsample: deterministic
         Z = Z[torch.linspace(0, Z.shape[0] - 1, max_points).long()]
     d2, scale = _scaled_sq_dists(Z, Z)
@@ -222,9 +222,11 @@ def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
     distances = _distance(d2[iu[0], iu[1]], scale)
     # The usual median (the mean of the two middle values for an even count), not torch.median's
     # lower one; quantile accepts up to 2**24 values, and max_points bounds the pairs to ~5e5.
+    # Repeated points are apart by the expansion's rounding, ~sqrt(eps) of the largest distance.
+    zero = 10 * math.sqrt(torch.finfo(distances.dtype).eps) * distances.max().item() if distances.numel() else 0.0
     median = torch.quantile(distances, 0.5).item()
-    if median == 0.0:
-        distances = distances[distances > 0]
+    if median <= zero:
+        distances = distances[distances > zero]
         median = torch.quantile(distances, 0.5).item() if distances.numel() else 0.0
     return median
 
@@ -233,8 +235,8 @@ def mmd_median(X: Any, Y: Any, *, biased: bool = False) -> float:
     r"""Squared MMD with a Gaussian kernel whose bandwidth is the median heuristic.
 
     The bandwidth :math:`h` is the median pairwise distance of the pooled sample (on at most
-    1000 evenly spaced points of it; the median of the non-zero distances when at least half of
-    them are 0, as with many repeated points) and the kernel is
+    1000 evenly spaced points of it; the median of the non-zero distances when more than half
+    of them are 0, as with many repeated points) and the kernel is
     :math:`k(x, x') = \exp(-\|x - x'\|^2 / (2 h^2))`, i.e. :math:`\alpha = 1 / (2 h^2)` in
     :func:`mmd`.
 

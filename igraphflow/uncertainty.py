@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 import math
+from fractions import Fraction
 
 import torch
 from scipy.stats import chi2
@@ -88,7 +89,8 @@ def chi2_quantile(alpha: float, df: int) -> float:
         >>> round(chi2_quantile(0.05, 1), 4)  # 1.96 ** 2
         3.8415
     """
-    return float(chi2.ppf(1.0 - as_real(alpha, "alpha", "(0, 1)"), df=int(df)))
+    # isf, not ppf(1 - alpha): 1 - alpha rounds to 1 (an infinite quantile) below alpha ~ 1e-16.
+    return float(chi2.isf(as_real(alpha, "alpha", "(0, 1)"), df=int(df)))
 
 
 def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
@@ -116,8 +118,9 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
     n = sorted_scores.size(-1)
     if n < 1:
         raise ValueError("conformal_quantile needs at least one calibration score")
-    # A small tolerance keeps (n + 1)(1 - alpha) from rounding up past an exact integer.
-    rank = math.ceil((n + 1) * (1.0 - alpha) - 1e-9)
+    # alpha as the decimal it was written as (0.3, not the binary 0.29999...), exactly: no
+    # rounding moves (n + 1)(1 - alpha) past an integer, either way.
+    rank = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
     if rank > n:
         return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype)
     return sorted_scores[..., max(rank, 1) - 1]
@@ -404,8 +407,6 @@ class UncertaintyMixin:
             centre, scale = centre + latent.offset, latent.node_scale_tril[node]
         angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device)
         radius = self._region_thresholds(alpha)[1][node].sqrt()
-        if not torch.isfinite(radius):
-            raise ValueError(f"alpha={alpha:g} is too small to draw: its region is unbounded in floating point")
         unit = radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
         h = centre.expand(num_points, -1, -1).clone()
         h[:, node] = centre[node] + unit @ scale.T

@@ -395,10 +395,32 @@ def test_refine_after_a_noise_fit_that_moved_the_means_together():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.blocks.parameters()))
 
 
-def test_solver_steps_too_long_to_invert_are_refused():
+def test_solver_steps_too_long_to_invert_are_refused(tmp_path):
+    X, Y = toy(16)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1)
+    model.save(tmp_path / "m.pt")
+    ConditionalGraphFlow.load(tmp_path / "m.pt")  # saved before the check: still loads
     with pytest.raises(ValueError, match="max_step / steps = 2: RK4 steps longer than 1"):
-        ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1)
-    assert ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1, max_step=1.0).config["steps"] == 1
+        model.fit(X, Y, progress=False)
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), steps=1, max_step=1.0).fit(X, Y, progress=False)
+
+
+def test_checkpoints_without_a_block_count_load_and_resume(tmp_path):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": "auto", "max_blocks": 2, "w2_tolerance": 0.0, "max_epochs": 1}
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    for name in ("fit.pt", "model.pt"):  # as written before the count was saved
+        if name == "model.pt":
+            model.save(tmp_path / name)
+        payload = torch.load(tmp_path / name, weights_only=False)
+        del payload["blocks"], payload["kind"]
+        payload.pop("depth_settled", None)
+        save_atomic(payload, tmp_path / name, CHECKPOINT_KIND)
+    assert ConditionalGraphFlow.load(tmp_path / "model.pt").num_blocks == 2
+    resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+    with pytest.raises(ValueError, match=r"other settings \(num_blocks\)"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "num_blocks": 3}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
 
 def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):

@@ -342,3 +342,14 @@ def test_biased_must_be_a_bool(statistic):
     with pytest.raises(ValueError, match="biased must be True or False, got 'no'"):  # read as True before
         statistic(X, Y, biased="no")
     assert statistic(X, Y, biased=np.bool_(True)) == statistic(X, Y, biased=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mmd_median_takes_rounding_between_repeated_vectors_for_zero(dtype):
+    g = torch.Generator().manual_seed(0)
+    point = torch.randn(1, 20, generator=g, dtype=dtype) * 3 + 5
+    X = torch.cat([point.repeat(20, 1), torch.randn(2, 20, generator=g, dtype=dtype)])
+    Y = torch.cat([point.repeat(20, 1), torch.randn(2, 20, generator=g, dtype=dtype) + 1])
+    values = [mmd_median(scale * X, scale * Y) for scale in (1e-3, 1.0, 1e3)]
+    assert values == pytest.approx([values[1]] * 3, rel=1e-3)
+    assert abs(values[1]) > 1e-3  # a bandwidth of rounding noise would make every kernel 0

@@ -233,10 +233,10 @@ def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
         model.in_region(X[:5], Y[:5], alpha=1e-6)
 
 
-def test_region_boundary_refuses_an_unbounded_region(three_nodes):
-    assert torch.isfinite(three_nodes.region_boundary(0, alpha=1e-6, num_points=10)).all()
-    with pytest.raises(ValueError, match="alpha=1e-17 is too small to draw"):  # "H holds 10 NaN or infinite values"
-        three_nodes.region_boundary(0, alpha=1e-17, num_points=10)
+def test_region_boundary_is_bounded_for_the_smallest_alpha(three_nodes):
+    # Sized by chi2.isf: ppf(1 - alpha) made the region infinite below alpha ~ 1e-16.
+    sizes = [three_nodes.region_boundary(0, alpha=a, num_points=10).abs().max() for a in (1e-6, 1e-17, 5e-324)]
+    assert all(torch.isfinite(s) for s in sizes) and sizes[0] < sizes[1] < sizes[2]
 
 
 def test_region_boundary_on_a_graph_node(three_nodes):
@@ -387,3 +387,17 @@ def test_unfitted_and_uncalibrated_errors():
         model.conformal_threshold(0.1)
     with pytest.raises(ValueError, match="2 features"):
         ConditionalGraphFlow(PATH3, 3, 1, 2, num_blocks=1, seed=0).region_boundary(0)
+
+
+def test_chi2_quantile_stays_finite_for_tiny_alpha():
+    from scipy.stats import chi2
+
+    assert chi2_quantile(1e-17, 2) == pytest.approx(chi2.isf(1e-17, 2))  # 1 - 1e-17 rounds to 1
+    assert chi2_quantile(1e-16, 2) == pytest.approx(73.68, abs=0.01)
+
+
+def test_conformal_rank_reads_alpha_as_written():
+    scores = torch.arange(1, 10, dtype=torch.float64) / 10  # n = 9
+    assert conformal_quantile(scores, 0.1 - 5e-11) == math.inf  # 10 (1 - alpha) just above 9
+    assert conformal_quantile(scores, 0.1) == scores[8]  # 10 * 0.9 = 9 exactly
+    assert conformal_quantile(scores, 0.3) == scores[6]  # 7, though the binary 0.3 is below 0.3
