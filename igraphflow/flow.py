@@ -44,6 +44,14 @@ reference's separation."""
 MAX_SOLVER_STEP = 1.0
 r"""The largest RK4 step, ``max_step / steps``: over longer steps the discrete map of a trained
 field need not be invertible (decoding missed encoded signals by up to 4 at 2.0)."""
+
+
+def _check_solver_step(max_step: float, steps: int):
+    if max_step / steps > MAX_SOLVER_STEP:
+        raise ValueError(
+            f"max_step / steps = {max_step / steps:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
+            "may not give an invertible map; take more steps or a smaller max_step"
+        )
 TEMPERATURE_SIGNALS = (64, 512, 2**16)
 r"""How many training signals ``sample_temperature="auto"`` compares decoded draws with: at
 least 64 (with fewer the temperature stays 1) and at most 512, and no more than
@@ -94,7 +102,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             trajectory converges exponentially, so later blocks take longer steps.
         max_step: The largest time step of the schedule: ``steps`` RK4 steps across a longer
             interval would integrate the field (and its log-determinant) too coarsely.
-            ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP` (checked by :meth:`fit`).
+            ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP` (models saved before
+            this rule load, but neither fit nor retrain).
         separation: The minimum distance of the latent means in units of ``sigma``, see
             :class:`~igraphflow.latent.GaussianMixtureLatent`.
         initial_separation: How far apart the latent means start, in units of ``sigma``, or
@@ -224,6 +233,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             lr=(lr, positive), validation=(validation, "(0, 1)"),
         )
         reals = {name: as_real(value, name, interval) for name, (value, interval) in reals.items()}
+        _check_solver_step(reals["max_step"], steps)
         self.config = dict(
             num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
@@ -328,13 +338,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         Returns:
             The fitted model.
         """
-        c = self.config
-        # Checked here, not when built, so that models saved before the check still load.
-        if c["max_step"] / c["steps"] > MAX_SOLVER_STEP:
-            raise ValueError(
-                f"max_step / steps = {c['max_step'] / c['steps']:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
-                "may not give an invertible map; take more steps or a smaller max_step"
-            )
+        _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, data = as_seconds(max_time), self._split(X, Y, fingerprint=checkpoint_dir is not None)
         absent = sorted(set(range(self.num_classes)) - set(torch.cat([data.y, data.y_val]).unique().tolist()))
         if absent:
@@ -566,6 +570,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
+        _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, data = as_seconds(max_time), self._split(X, Y)
         x = self._signals(X)
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
@@ -607,6 +612,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
+        _check_solver_step(self.config["max_step"], self.config["steps"])
         # Checked before the blocks are split: a model left refined but not retrained would
         # not match its settings.
         factor, max_time, data = as_count(factor, "factor"), as_seconds(max_time), self._split(X, Y)
@@ -762,7 +768,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)}")
+            # A model saved before MAX_SOLVER_STEP existed is built under it, then keeps its own
+            # setting: it loads and answers, and fit, refine and reparameterize refuse it.
+            max_step = config.get("max_step")
+            if isinstance(max_step, float) and isinstance(config.get("steps"), int):
+                config["max_step"] = min(max_step, MAX_SOLVER_STEP * config["steps"])
             model = cls(payload["edge_index"], *(config.pop(k) for k in dims), **config, device="cpu")
+            if isinstance(max_step, float):
+                model.config["max_step"] = max_step
             model._restore(payload)
         return model.to(as_device(device))
 

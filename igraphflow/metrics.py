@@ -217,16 +217,17 @@ def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
     as the median does. 0 only when all points are equal."""
     if Z.shape[0] > max_points:  # a fixed, evenly spaced subsample: deterministic
         Z = Z[torch.linspace(0, Z.shape[0] - 1, max_points).long()]
-    d2, scale = _scaled_sq_dists(Z, Z)
-    iu = torch.triu_indices(Z.shape[0], Z.shape[0], offset=1)
-    distances = _distance(d2[iu[0], iu[1]], scale)
+    # Differences taken directly (no expansion's rounding: repeated points are exactly 0 apart),
+    # in units of about the largest coordinate (no overflow near 1e200).
+    Z = Z - Z.mean(0)
+    largest = Z.abs().max().item() if Z.numel() else 0.0
+    scale = math.ldexp(1.0, math.frexp(largest)[1]) if largest > 0 else 1.0
+    distances = torch.pdist(Z / scale) * scale
     # The usual median (the mean of the two middle values for an even count), not torch.median's
     # lower one; quantile accepts up to 2**24 values, and max_points bounds the pairs to ~5e5.
-    # Repeated points are apart by the expansion's rounding, ~sqrt(eps) of the largest distance.
-    zero = 10 * math.sqrt(torch.finfo(distances.dtype).eps) * distances.max().item() if distances.numel() else 0.0
     median = torch.quantile(distances, 0.5).item()
-    if median <= zero:
-        distances = distances[distances > zero]
+    if median == 0.0:
+        distances = distances[distances > 0]
         median = torch.quantile(distances, 0.5).item() if distances.numel() else 0.0
     return median
 

@@ -61,7 +61,6 @@ __all__ = [
 ]
 
 import math
-from fractions import Fraction
 
 import torch
 from scipy.stats import chi2
@@ -118,9 +117,9 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
     n = sorted_scores.size(-1)
     if n < 1:
         raise ValueError("conformal_quantile needs at least one calibration score")
-    # alpha as the decimal it was written as (0.3, not the binary 0.29999...), exactly: no
-    # rounding moves (n + 1)(1 - alpha) past an integer, either way.
-    rank = math.ceil((n + 1) * (1 - Fraction(repr(alpha))))
+    # A small tolerance keeps (n + 1)(1 - alpha) from rounding up past an exact integer (for
+    # alpha = 0.3, or 1 - 0.9, whose binary values lie a hair off the decimal ones).
+    rank = math.ceil((n + 1) * (1.0 - alpha) - 1e-9)
     if rank > n:
         return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype)
     return sorted_scores[..., max(rank, 1) - 1]

@@ -397,12 +397,18 @@ def test_refine_after_a_noise_fit_that_moved_the_means_together():
 
 def test_solver_steps_too_long_to_invert_are_refused(tmp_path):
     X, Y = toy(16)
-    model = ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1)
-    model.save(tmp_path / "m.pt")
-    ConditionalGraphFlow.load(tmp_path / "m.pt")  # saved before the check: still loads
     with pytest.raises(ValueError, match="max_step / steps = 2: RK4 steps longer than 1"):
-        model.fit(X, Y, progress=False)
-    ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), steps=1, max_step=1.0).fit(X, Y, progress=False)
+        ConditionalGraphFlow(EDGES, 4, 2, 2, steps=1)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), steps=1, max_step=1.0).fit(X, Y, progress=False)
+    # A model saved before the rule, with max_step 2: it loads and answers, and does not retrain.
+    model.config["max_step"] = 2.0
+    model.save(tmp_path / "old.pt")
+    old = ConditionalGraphFlow.load(tmp_path / "old.pt")
+    assert old.config["max_step"] == 2.0
+    assert torch.equal(old.log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+    for retrain in (old.fit, old.refine, old.reparameterize):
+        with pytest.raises(ValueError, match="max_step / steps = 2"):
+            retrain(X, Y, progress=False)
 
 
 def test_checkpoints_without_a_block_count_load_and_resume(tmp_path):

@@ -353,3 +353,13 @@ def test_mmd_median_takes_rounding_between_repeated_vectors_for_zero(dtype):
     values = [mmd_median(scale * X, scale * Y) for scale in (1e-3, 1.0, 1e3)]
     assert values == pytest.approx([values[1]] * 3, rel=1e-3)
     assert abs(values[1]) > 1e-3  # a bandwidth of rounding noise would make every kernel 0
+
+
+def test_median_distance_keeps_small_distances_that_are_exact():
+    from igraphflow.metrics import _median_distance
+
+    g = torch.Generator().manual_seed(0)
+    far = torch.zeros(20, 3, dtype=torch.float64)
+    far[:10, 0], far[10:, 0] = 1.0, -1.0
+    Z = torch.cat([torch.randn(80, 3, generator=g, dtype=torch.float64) * 1e-8, far])
+    assert _median_distance(Z) == pytest.approx(np.median(torch.pdist(Z).numpy()), rel=1e-9)

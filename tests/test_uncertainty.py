@@ -396,8 +396,8 @@ def test_chi2_quantile_stays_finite_for_tiny_alpha():
     assert chi2_quantile(1e-16, 2) == pytest.approx(73.68, abs=0.01)
 
 
-def test_conformal_rank_reads_alpha_as_written():
+def test_conformal_rank_of_alphas_a_hair_off_their_decimals():
     scores = torch.arange(1, 10, dtype=torch.float64) / 10  # n = 9
-    assert conformal_quantile(scores, 0.1 - 5e-11) == math.inf  # 10 (1 - alpha) just above 9
-    assert conformal_quantile(scores, 0.1) == scores[8]  # 10 * 0.9 = 9 exactly
+    assert conformal_quantile(scores, 1 - 0.9) == scores[8]  # 10 * 0.9 = 9, not 9.0000000000000002
     assert conformal_quantile(scores, 0.3) == scores[6]  # 7, though the binary 0.3 is below 0.3
+    assert conformal_quantile(scores, 0.05) == math.inf  # 9.5: too few scores
