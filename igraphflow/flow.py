@@ -52,6 +52,8 @@ def _check_solver_step(max_step: float, steps: int):
             f"max_step / steps = {max_step / steps:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
             "may not give an invertible map; take more steps or a smaller max_step"
         )
+
+
 TEMPERATURE_SIGNALS = (64, 512, 2**16)
 r"""How many training signals ``sample_temperature="auto"`` compares decoded draws with: at
 least 64 (with fewer the temperature stays 1) and at most 512, and no more than
