@@ -79,6 +79,16 @@ def _as_pair(X: Any, Y: Any, names: tuple[str, str] = ("X", "Y")) -> tuple[Tenso
     return X, Y
 
 
+def _centred_and_scaled(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, float]:
+    r"""``(A', B', s)``: both samples less the mean of ``B``, in units ``s``, a power of two in
+    (largest / 2, largest] of their centred coordinates (1 when all are 0)."""
+    centre = B.mean(0)
+    A, B = A - centre, B - centre
+    largest = max(A.abs().max().item(), B.abs().max().item())
+    scale = math.ldexp(1.0, math.frexp(largest)[1] - 1) if largest > 0 else 1.0
+    return A / scale, B / scale, scale
+
+
 def _scaled_sq_dists(A: Tensor, B: Tensor) -> tuple[Tensor, float]:
     r"""Squared Euclidean distances ``[len(A), len(B)]`` as ``(D, s)``: :math:`\|a_i - b_j\|^2 = s^2 D_{ij}`.
 
@@ -88,11 +98,7 @@ def _scaled_sq_dists(A: Tensor, B: Tensor) -> tuple[Tensor, float]:
     lose their distances to cancellation. ``s`` is a power of two, so dividing by it rounds
     nothing. ``D`` is clamped at zero.
     """
-    centre = B.mean(0)
-    A, B = A - centre, B - centre
-    largest = max(A.abs().max().item(), B.abs().max().item())
-    scale = math.ldexp(1.0, math.frexp(largest)[1] - 1) if largest > 0 else 1.0  # in (largest / 2, largest]
-    A, B = A / scale, B / scale
+    A, B, scale = _centred_and_scaled(A, B)
     d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
     return d2.clamp_min_(0.0), scale
 
@@ -219,10 +225,8 @@ def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
         Z = Z[torch.linspace(0, Z.shape[0] - 1, max_points).long()]
     # Differences taken directly (no expansion's rounding: repeated points are exactly 0 apart),
     # in units of about the largest coordinate (no overflow near 1e200).
-    Z = Z - Z.mean(0)
-    largest = Z.abs().max().item() if Z.numel() else 0.0
-    scale = math.ldexp(1.0, math.frexp(largest)[1]) if largest > 0 else 1.0
-    distances = torch.pdist(Z / scale) * scale
+    Z, _, scale = _centred_and_scaled(Z, Z)
+    distances = torch.pdist(Z) * scale
     # The usual median (the mean of the two middle values for an even count), not torch.median's
     # lower one; quantile accepts up to 2**24 values, and max_points bounds the pairs to ~5e5.
     median = torch.quantile(distances, 0.5).item()
