@@ -346,14 +346,17 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if absent:
             # Their means are placed but never fitted: signals sampled for them mean nothing.
             warnings.warn(f"labels {absent} never occur in Y: the model cannot generate or predict them from data", stacklevel=2)
+        # The checkpoint is checked before the model is reset: a refused one leaves the fit as it was.
+        path = None if checkpoint_dir is None else as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt"
+        checkpoint = None if path is None else self._read_checkpoint(path, data)
         self._initialise()
         self.latent.set_prior(data.y)
         if self.config["initial_separation"] == "auto":
             separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
             self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
         start, settled = 0, False
-        if checkpoint_dir is not None:
-            start, settled = self._resume(as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt", data)
+        if checkpoint is not None:
+            start, settled = self._resume(path, checkpoint, data)
         self._train_blocks(data, start, max_time, progress, checkpoint_dir, depth_settled=settled)
         return self
 
@@ -502,15 +505,16 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         payload.update(finished=finished, depth_settled=depth_settled, generator=data.generator.get_state(), fingerprint=data.fingerprint)
         save_atomic(payload, path, CHECKPOINT_KIND)
 
-    def _resume(self, path: Path, data: _FitData) -> tuple[int, bool]:
-        r"""The blocks a checkpointed fit finished (restored) and whether its depth was settled."""
+    def _read_checkpoint(self, path: Path, data: _FitData) -> dict | None:
+        r"""The checkpoint of an interrupted fit at ``path`` (``None`` if there is none), checked against this fit."""
         if not path.is_file():
-            return 0, False
+            return None
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = dict(payload["config"])
             same_graph = torch.equal(payload["edge_index"], self.edge_index.cpu())
             same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
+            as_count(payload["finished"], "finished", minimum=0)
         ours = self.config
         if saved != ours:
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
@@ -519,11 +523,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
+        return payload
+
+    def _resume(self, path: Path, payload: dict, data: _FitData) -> tuple[int, bool]:
+        r"""Restores the blocks a checkpointed fit finished; returns their number and whether its depth was settled."""
         with reading_contents(path, CHECKPOINT_KIND):
-            finished = as_count(payload["finished"], "finished", minimum=0)
             self._restore(payload)
             data.generator.set_state(payload["generator"])
-        return finished, payload.get("depth_settled") is True
+        return int(payload["finished"]), payload.get("depth_settled") is True
 
     # Trajectory tools ------------------------------------------------------------------
 
@@ -721,7 +728,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def predict_proba(self, X) -> Tensor:
         r""":math:`P(Y_v = k | X)` for every node, ``[N, V, K]``."""
-        return self.predict_log_proba(X).exp()
+        return self.predict_log_proba(X).exp().to(self.latent.means.dtype)
 
     def predict(self, X) -> Tensor:
         r"""The most probable label of every node, ``[N, V]``."""

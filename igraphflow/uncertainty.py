@@ -25,12 +25,16 @@ The scores are stored as :math:`-\log P(Y_v = y | X)`, a monotone transform of
 :math:`1 - P` that yields exactly the same sets but does not round to ties when the
 probabilities saturate at 1 in floating point (ties would make coverage overshoot).
 
-Exchangeability is at the node level: the scores of all nodes of all calibration graphs are
-pooled, and the guarantee is *marginal over nodes* (a random node of a random test graph),
-not per node; nodes of one graph are dependent, which leaves the marginal guarantee intact but
-makes the empirical coverage of one test set fluctuate more than independent nodes would.
-With ``per_node=True`` each node gets its own quantile from its own ``n`` calibration scores:
-the guarantee then holds for every node separately, at the price of coarser quantiles.
+Exchangeability is at the level of graphs: the nodes of one graph are dependent. The scores of
+all ``n V`` nodes of the ``n`` calibration graphs are pooled, and their threshold is the
+:math:`\lceil (n+1) V (1-\alpha) \rceil`-th smallest: the test graph brings ``V`` scores, not
+one, and with this rank the guarantee is *marginal over nodes* (a random node of a random test
+graph) however strongly the nodes of a graph depend on each other (the rank of one score,
+:math:`\lceil (nV+1)(1-\alpha) \rceil`, falls short of it when they do: with one calibration
+graph of identical nodes it covers half the nodes at any ``alpha``). The price is an excess
+coverage of at most about :math:`(1 - \alpha) / n`. With ``per_node=True`` each node gets its
+own quantile from its own ``n`` calibration scores: the guarantee then holds for every node
+separately, at the price of coarser quantiles.
 
 Uncertainty regions in X space are the preimages under :math:`F` of the confidence balls of
 :math:`H | Y`: :meth:`UncertaintyMixin.in_region` tests membership, and
@@ -57,6 +61,7 @@ __all__ = [
     "conformal_scores",
     "conformal_sets",
     "chi2_quantile",
+    "precise_log_softmax",
     "set_coverage",
 ]
 
@@ -66,7 +71,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from ._checks import as_count, as_flag, as_real
+from ._checks import as_count, as_flag, as_labels, as_real
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
@@ -92,16 +97,20 @@ def chi2_quantile(alpha: float, df: int) -> float:
     return float(chi2.isf(as_real(alpha, "alpha", "(0, 1)"), df=int(df)))
 
 
-def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
-    r"""The split-conformal threshold: the :math:`\lceil (n+1)(1-\alpha) \rceil`-th smallest score.
+def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1) -> Tensor:
+    r"""The split-conformal threshold: the :math:`\lceil (n/g+1)\, g\, (1-\alpha) \rceil`-th smallest score.
 
-    With ``n`` calibration scores exchangeable with a test score :math:`s`,
-    :math:`P(s \le \hat q) \ge 1 - \alpha`. When :math:`\lceil (n+1)(1-\alpha) \rceil > n`
-    (too few scores for this ``alpha``) the threshold is :math:`+\infty`: the set of all labels.
+    With ``n`` calibration scores in ``n / g`` exchangeable groups of ``g = group_size`` (one
+    group per graph, one score per node), and a test group exchangeable with them, a score
+    :math:`s` drawn at random from the test group has :math:`P(s \le \hat q) \ge 1 - \alpha`,
+    however the scores of one group depend on each other. ``g = 1`` is the usual rank
+    :math:`\lceil (n+1)(1-\alpha) \rceil`. When the rank exceeds ``n`` (too few scores for this
+    ``alpha``) the threshold is :math:`+\infty`: the set of all labels.
 
     Arguments:
         sorted_scores: Scores sorted ascending along the last axis, ``[..., n]``.
         alpha: The miscoverage level in ``(0, 1)``.
+        group_size: The scores per exchangeable group; it divides ``n``.
 
     Returns:
         The thresholds ``[...]``.
@@ -112,14 +121,19 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float) -> Tensor:
         tensor(0.8000)
         >>> conformal_quantile(scores, 0.05)  # ceil(10 * 0.95) = 10 > 9
         tensor(inf)
+        >>> conformal_quantile(scores, 0.2, group_size=3)  # ceil(4 * 3 * 0.8) = 10 > 9
+        tensor(inf)
     """
     alpha = as_real(alpha, "alpha", "(0, 1)")
+    group_size = as_count(group_size, "group_size")
     n = sorted_scores.size(-1)
     if n < 1:
         raise ValueError("conformal_quantile needs at least one calibration score")
-    # A small tolerance keeps (n + 1)(1 - alpha) from rounding up past an exact integer (for
-    # alpha = 0.3, or 1 - 0.9, whose binary values lie a hair off the decimal ones).
-    rank = math.ceil((n + 1) * (1.0 - alpha) - 1e-9)
+    if n % group_size:
+        raise ValueError(f"group_size {group_size} does not divide the {n} calibration scores")
+    # A small tolerance keeps the rank from rounding up past an exact integer (for alpha = 0.3,
+    # or 1 - 0.9, whose binary values lie a hair off the decimal ones).
+    rank = math.ceil((n + group_size) * (1.0 - alpha) - 1e-9)
     if rank > n:
         return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype)
     return sorted_scores[..., max(rank, 1) - 1]
@@ -137,9 +151,35 @@ def conformal_scores(log_proba: Tensor, Y: Tensor) -> Tensor:
         >>> conformal_scores(log_proba, torch.tensor([[0, 0]])).exp()  # 1 / P(true label)
         tensor([[1.1111, 3.3333]])
     """
-    if log_proba.dim() != 3 or Y.shape != log_proba.shape[:2]:
-        raise ValueError(f"log_proba [N, V, K] and Y [N, V] do not match: {list(log_proba.shape)}, {list(Y.shape)}")
+    if log_proba.dim() != 3:
+        raise ValueError(f"log_proba must have shape [N, V, K], got {list(log_proba.shape)}")
+    num_samples, num_nodes, num_classes = log_proba.shape
+    Y = as_labels(Y, num_nodes, num_classes, num_samples=num_samples, device=log_proba.device)
     return -log_proba.gather(-1, Y.unsqueeze(-1)).squeeze(-1)
+
+
+def precise_log_softmax(logits: Tensor) -> Tensor:
+    r"""``log_softmax`` over the last axis, in float64, exact in the tails.
+
+    Computed as :math:`\log P_k = -\operatorname{softplus}(\log \sum_{j \ne k} e^{l_j - l_k})`:
+    the log-probability of a label close to certainty stays distinct from 0 up to logit gaps
+    of about 700, where ``log_softmax`` in float32 rounds it to 0 beyond a gap of about 17
+    (ties among the conformal scores of confident nodes).
+
+    Arguments:
+        logits: Unnormalised log-probabilities ``[..., K]``.
+
+    Example:
+        >>> logits = torch.tensor([0.0, -30.0])
+        >>> torch.log_softmax(logits, -1)[0].item(), f"{precise_log_softmax(logits)[0].item():.6e}"
+        (0.0, '-9.357623e-14')
+    """
+    logits = logits.double()
+    differences = logits.unsqueeze(-2) - logits.unsqueeze(-1)  # [..., k, j] = l_j - l_k
+    others = ~torch.eye(logits.size(-1), dtype=torch.bool, device=logits.device)
+    rest = differences.masked_fill(~others, -math.inf).logsumexp(-1)
+    # softplus, written out: torch's returns x itself above x = 20, short by log1p(exp(-x)).
+    return -(rest.clamp_min(0) + (-rest.abs()).exp().log1p())
 
 
 def conformal_sets(log_proba: Tensor, threshold: Tensor | float) -> Tensor:
@@ -169,9 +209,11 @@ def set_coverage(sets: Tensor, Y: Tensor) -> Tensor:
         >>> set_coverage(sets, torch.tensor([[1, 1]]))
         tensor([[False,  True]])
     """
-    if sets.dim() != 3 or Y.shape != sets.shape[:2]:
-        raise ValueError(f"sets [N, V, K] and Y [N, V] do not match: {list(sets.shape)}, {list(Y.shape)}")
-    return sets.gather(-1, Y.long().unsqueeze(-1).to(sets.device)).squeeze(-1)
+    if sets.dim() != 3:
+        raise ValueError(f"sets must have shape [N, V, K], got {list(sets.shape)}")
+    num_samples, num_nodes, num_classes = sets.shape
+    Y = as_labels(Y, num_nodes, num_classes, num_samples=num_samples, device=sets.device)
+    return sets.gather(-1, Y.unsqueeze(-1)).squeeze(-1)
 
 
 class UncertaintyMixin:
@@ -215,14 +257,15 @@ class UncertaintyMixin:
         return getattr(self, "_calibration_alpha", None)
 
     def predict_log_proba(self, X) -> Tensor:
-        r""":math:`\log P(Y_v = k | X)`, ``[N, V, K]``: the log of :meth:`predict_proba`, computed
-        without passing through probabilities (which saturate at 1 in float32)."""
+        r""":math:`\log P(Y_v = k | X)`, ``[N, V, K]`` in float64: the log of :meth:`predict_proba`,
+        computed from the logits by :func:`precise_log_softmax`, so that the scores of confident
+        nodes do not round to 0 (probabilities saturate at 1 in float32)."""
         self._check_fitted()
         h = self.encode(X)
         with torch.no_grad():
             if self.head is not None:
-                return torch.log_softmax(self.head(h), dim=-1)
-            return self.latent.log_posterior(h)
+                return precise_log_softmax(self.head(h))
+            return precise_log_softmax(self.latent.log_prior + self.latent.class_log_likelihood(h))
 
     @torch.no_grad()
     def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):
@@ -258,12 +301,16 @@ class UncertaintyMixin:
     def conformal_threshold(self, alpha: float | None = None) -> Tensor:
         r"""The conformal threshold on :math:`-\log P(Y_v = k | X)`: a scalar, or ``[V]`` per node.
 
-        ``alpha`` defaults to the level given to :meth:`calibrate`.
+        ``alpha`` defaults to the level given to :meth:`calibrate`. Pooled over nodes, the rank
+        counts the calibration scores graph by graph (:func:`conformal_quantile` with
+        ``group_size = V``), per node one by one.
         """
         if not self.is_calibrated:
             raise RuntimeError("this model is not calibrated: call calibrate(X_cal, Y_cal) first")
         alpha = self._calibration_alpha if alpha is None else alpha
-        return conformal_quantile(self._calibration_scores, alpha)
+        scores = self._calibration_scores
+        # Pooled scores come in groups of V, one group per calibration graph.
+        return conformal_quantile(scores, alpha, group_size=self.num_nodes if scores.dim() == 1 else 1)
 
     # Prediction sets ---------------------------------------------------------------------
 
@@ -443,7 +490,9 @@ class UncertaintyMixin:
         rows = self.num_nodes if per_node else 1
         if scores.numel() != rows * n:
             raise RuntimeError(f"calibration state holds {scores.numel()} scores, expected {rows} x {n}")
-        self._calibration_scores = scores.reshape(rows, n) if per_node else scores.clone()
+        if not per_node and n % self.num_nodes:
+            raise RuntimeError(f"calibration state pools {n} scores, not a whole number of graphs of {self.num_nodes} nodes")
+        self._calibration_scores = scores.reshape(rows, n).clone() if per_node else scores.clone()
         self._calibration_alpha = alpha
 
     def _forget_calibration(self):

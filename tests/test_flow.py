@@ -211,6 +211,20 @@ def test_resume_names_the_file_of_a_damaged_checkpoint(tmp_path):
             ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=damaged.parent)
 
 
+def test_a_refused_checkpoint_leaves_the_fit_as_it_was(tmp_path):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": 1, "max_epochs": 1}
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path / "other")
+    (tmp_path / "a_file").write_text("")
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False).calibrate(X, Y, alpha=0.2)
+    log_prob, sets = model.log_prob(X, Y), model.prediction_sets(X)
+    with pytest.raises(ValueError, match="other settings"):
+        model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "other")
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "a_file" / "run")
+    assert model.is_calibrated and torch.equal(model.log_prob(X, Y), log_prob) and torch.equal(model.prediction_sets(X), sets)
+
+
 @pytest.mark.parametrize(
     "X, Y, message",
     [

@@ -13,6 +13,7 @@ from igraphflow.uncertainty import (
     conformal_quantile,
     conformal_scores,
     conformal_sets,
+    precise_log_softmax,
     set_coverage,
 )
 
@@ -47,10 +48,10 @@ def three_nodes():
     return _tiny(PATH3, 3, X, Y)
 
 
-def _identity_flow(means, sigma):
+def _identity_flow(means, sigma, classifier="graph"):
     r"""A model whose flow is the identity (no blocks), so ``H = X`` and the latent is hand-made."""
     num_classes, num_features = means.shape
-    model = ConditionalGraphFlow(NO_EDGES, 1, num_features, num_classes, num_blocks=1, sigma=sigma, seed=0)
+    model = ConditionalGraphFlow(NO_EDGES, 1, num_features, num_classes, num_blocks=1, sigma=sigma, classifier=classifier, seed=0)
     model.blocks = nn.ModuleList()
     with torch.no_grad():
         model.latent.means.copy_(means)
@@ -79,6 +80,51 @@ def test_conformal_quantile_matches_direct_order_statistic():
     # Row-wise (per node) thresholds.
     rows = torch.stack([nine, 10 * nine])
     assert conformal_quantile(rows, 0.2).tolist() == [8.0, 80.0]
+
+
+def test_grouped_quantile_keeps_coverage_when_the_nodes_of_a_graph_agree():
+    # The worst dependence: all V nodes of a graph share one score. The coverage of a node of a
+    # random test graph is then m / (n + 1), m the graph whose score the threshold is.
+    g = torch.Generator().manual_seed(0)
+    num_nodes, alpha, repeats = 5, 0.2, 20000
+
+    def coverage(num_graphs: int, group_size: int) -> float:
+        calibration = torch.rand(repeats, num_graphs, generator=g, dtype=torch.float64)
+        pooled = calibration.repeat_interleave(num_nodes, dim=1).sort(dim=-1).values
+        test = torch.rand(repeats, generator=g, dtype=torch.float64)
+        return (test <= conformal_quantile(pooled, alpha, group_size=group_size)).double().mean().item()
+
+    # 9 graphs: rank ceil(10 * 5 * 0.8) = 40, the 8th graph's score, coverage 8 / 10 exactly.
+    assert abs(coverage(9, num_nodes) - 0.8) < 0.01
+    # 3 graphs: rank ceil(4 * 5 * 0.8) = 16 > 15 scores: every label. The rank of single scores,
+    # ceil(16 * 0.8) = 13, is the 3rd graph's score: coverage 3 / 4, short of 0.8.
+    assert coverage(3, num_nodes) == 1.0
+    assert abs(coverage(3, 1) - 0.75) < 0.01
+    # Rank by hand: ceil((n / g + 1) g (1 - alpha)).
+    scores = torch.arange(1.0, 13.0)
+    assert conformal_quantile(scores, 0.3, group_size=3).item() == math.ceil(15 * 0.7 - 1e-9)
+    with pytest.raises(ValueError, match="group_size 5 does not divide the 12"):
+        conformal_quantile(scores, 0.3, group_size=5)
+
+
+def test_precise_log_softmax_matches_a_direct_sum_in_the_tails():
+    logits = torch.tensor([[0.0, -3.0, -40.0], [5.0, 5.0, -700.0], [0.0, -20.0, -25.0]])
+    for row, values in zip(precise_log_softmax(logits), logits.tolist()):
+        for k, value in enumerate(row.tolist()):
+            # log P_k = -log(1 + sum_{j != k} exp(l_j - l_k)), summed in Python floats.
+            rest = sum(math.exp(other - values[k]) for j, other in enumerate(values) if j != k)
+            assert value == pytest.approx(-math.log1p(rest), rel=1e-12, abs=1e-300)
+    assert precise_log_softmax(logits).dtype == torch.float64
+    torch.testing.assert_close(precise_log_softmax(logits[:, :1]), torch.zeros(3, 1, dtype=torch.float64))
+
+
+def test_confident_nodes_keep_distinct_scores():
+    # Means 30 apart with sigma 1: near the first mean the Bayes rule is certain up to about
+    # exp(-400); float32 log-probabilities round every one of these scores to 0.
+    model = _identity_flow(torch.tensor([[0.0, 0.0], [30.0, 0.0]]), sigma=1.0, classifier="bayes")
+    X = torch.tensor([[[1.0, 0.0]], [[2.0, 0.0]], [[3.0, 0.0]]])
+    scores = conformal_scores(model.predict_log_proba(X), torch.zeros(3, 1, dtype=torch.long)).flatten()
+    assert (scores > 0).all() and scores[0] < scores[1] < scores[2]
 
 
 def test_scores_sets_and_coverage_by_hand():
@@ -116,11 +162,11 @@ def test_calibrated_sets_are_the_one_minus_probability_sets(three_nodes):
     X, _ = _blobs(100, 3, seed=21)
     model = three_nodes.calibrate(X_cal, Y_cal, alpha=0.2)
     proba = model.predict_proba(X)
-    torch.testing.assert_close(model.predict_log_proba(X).exp(), proba, atol=1e-5, rtol=1e-4)
-    # Direct computation with the score 1 - P: the same order statistic of the pooled scores.
+    torch.testing.assert_close(model.predict_log_proba(X).exp().float(), proba, atol=1e-5, rtol=1e-4)
+    # Direct computation with the score 1 - P: the same order statistic of the pooled scores,
+    # ranked graph by graph: the ceil((n + 1) V (1 - alpha))-th of the n V scores.
     scores = 1 - model.predict_proba(X_cal).gather(-1, Y_cal.unsqueeze(-1)).flatten().double()
-    n = scores.numel()
-    q = scores.sort().values[math.ceil((n + 1) * 0.8) - 1]
+    q = scores.sort().values[math.ceil((200 + 1) * 3 * 0.8) - 1]
     direct = (1 - proba.double()) <= q
     sets = model.prediction_sets(X)
     clear = ((1 - proba.double()) - q).abs() > 1e-5  # away from float round-off at the threshold
@@ -272,6 +318,16 @@ def test_save_load_keeps_calibration(three_nodes, tmp_path):
             assert torch.equal(loaded.prediction_sets(X, alpha), three_nodes.prediction_sets(X, alpha))
 
 
+def test_a_loaded_calibration_owns_its_scores(three_nodes):
+    X_cal, Y_cal = _blobs(20, 3, seed=42)
+    for per_node in (False, True):
+        state = three_nodes.calibrate(X_cal, Y_cal, alpha=0.2, per_node=per_node).state_dict()
+        thresholds = three_nodes.conformal_threshold()
+        three_nodes.load_state_dict(state)
+        state["_extra_state"][5:] = 0  # a change to the state dict after loading
+        assert torch.equal(three_nodes.conformal_threshold(), thresholds)
+
+
 def test_a_new_fit_forgets_the_calibration():
     X, Y = _blobs(60, 3, seed=50)
     model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, max_epochs=1, hidden=8, seed=0).fit(X, Y, progress=False)
@@ -366,8 +422,16 @@ def test_bad_shapes_raise(three_nodes):
         three_nodes.region_boundary(5)
     with pytest.raises(ValueError, match="node"):
         three_nodes.region_boundary(0, node=3)
-    with pytest.raises(ValueError, match="sets"):
-        set_coverage(torch.ones(2, 3, 2, dtype=torch.bool), torch.zeros(2, 2, dtype=torch.long))
+    sets, log_proba = torch.ones(2, 3, 2, dtype=torch.bool), torch.full((2, 3, 2), -math.log(2))
+    with pytest.raises(ValueError, match=r"Y must have shape \[N=2, num_nodes=3\]"):
+        set_coverage(sets, torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="sets must have shape"):
+        set_coverage(sets[0], torch.zeros(2, 3, dtype=torch.long))
+    for helper, values in ((set_coverage, sets), (conformal_scores, log_proba)):
+        with pytest.raises(ValueError, match=r"outside \[0, num_classes=2\)"):
+            helper(values, torch.full((2, 3), 2))
+        with pytest.raises(ValueError, match="non-integer"):
+            helper(values, torch.full((2, 3), 0.5))
 
 
 def test_empty_batches_give_empty_sets_and_regions(three_nodes):
