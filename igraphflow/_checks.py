@@ -27,7 +27,9 @@ def _as_tensor(value, name: str) -> Tensor:
         tensor = value
     else:
         try:
-            tensor = torch.as_tensor(np.asarray(value))
+            array = np.asarray(value)
+            # torch refuses arrays with negative strides (np.flip, [::-1]): copy those.
+            tensor = torch.as_tensor(array.copy() if any(step < 0 for step in array.strides) else array)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name} must be a tensor or an array, got {type(value).__name__}: {error}") from None
     # A meta tensor has a shape but no values: every check of its values would fail inside torch.

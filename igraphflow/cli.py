@@ -26,6 +26,7 @@ import torch
 from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_signals
 from .compare import add_data_option_argument
 from .flow import ConditionalGraphFlow
+from .graph import undirected_edges
 
 #: The fewest graph signals an ``--input`` file may hold: 80 % train, at least one to test.
 MIN_INPUT_SAMPLES = 5
@@ -113,15 +114,15 @@ def _train(args) -> int:
     return 0
 
 
-def _edges(edge_index) -> set[tuple[int, int]]:
-    return set(map(tuple, torch.as_tensor(edge_index).long().T.tolist()))
+def _edges(edge_index, num_nodes: int) -> set[tuple[int, int]]:
+    return set(map(tuple, undirected_edges(edge_index, num_nodes).cpu().T.tolist()))
 
 
 def _evaluate_command(args) -> int:
     model = ConditionalGraphFlow.load(args.model, device=args.device)
     graph, _, test = _dataset_splits(args)
     # Test signals of another graph would be scored on the model's graph without a word.
-    theirs, ours = _edges(graph["edge_index"]), _edges(model.edge_index.cpu())
+    theirs, ours = _edges(graph["edge_index"], graph["num_nodes"]), _edges(model.edge_index, model.num_nodes)
     if graph["num_nodes"] != model.num_nodes or theirs != ours:
         source = args.input or f"dataset {args.dataset!r} (seed {args.seed})"
         raise ValueError(f"{source} has another graph than the model: {graph['num_nodes']} nodes (the model "

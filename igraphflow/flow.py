@@ -27,7 +27,7 @@ from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
 from .divergence import rademacher
-from .graph import check_edge_index
+from .graph import check_edge_index, undirected_edges
 from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField, HopMeans
@@ -258,18 +258,21 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _initialise(self):
         r"""Builds the untrained latent, head and blocks, the same for the same ``seed``, and forgets any fit."""
         c = self.config
+        # A model moved to another dtype (``.double()``) keeps it through a new fit.
+        dtype = self.dtype if hasattr(self, "latent") else torch.get_default_dtype()
         with torch.random.fork_rng(devices=[]):
             if c["seed"] is not None:
                 torch.manual_seed(c["seed"])
             start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
             self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
             self.head = self._make_head()
+        self.latent.to(dtype)
         self.blocks = nn.ModuleList()
         self._set_depth(0 if self._auto_depth() else c["num_blocks"])
         self.fitted.fill_(False)
         self._forget_calibration()
         self.history_: list[BlockRecord] = []
-        self.to(self.device)
+        self.to(self.device, dtype)
 
     def _make_head(self) -> nn.Module | None:
         c = self.config
@@ -292,12 +295,17 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return self.edge_index.device
 
     @property
+    def dtype(self) -> torch.dtype:
+        r"""The floating-point type of the weights, to which inputs are cast (``float32`` unless moved, e.g. by ``.double()``)."""
+        return self.latent.means.dtype
+
+    @property
     def num_blocks(self) -> int:
         r"""The number of ODE blocks in the flow."""
         return len(self.blocks)
 
     def _signals(self, X, name: str = "X") -> Tensor:
-        return as_signals(X, self.num_nodes, self.num_features, name=name, device=self.device)
+        return as_signals(X, self.num_nodes, self.num_features, name=name, device=self.device, dtype=self.dtype)
 
     def _labels(self, Y, num_samples: int | None = None, name: str = "Y") -> Tensor:
         return as_labels(Y, self.num_nodes, self.num_classes, num_samples=num_samples, name=name, device=self.device)
@@ -399,7 +407,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if c["seed"] is not None:
                 # Modulo the seeds torch takes: the same seed as before wherever that fitted.
                 torch.manual_seed((c["seed"] * 1009 + index) % (MAX_SEED + 1))
-            self.blocks.append(self._make_block(start, start + step).to(self.edge_index.device))
+            self.blocks.append(self._make_block(start, start + step).to(self.device, self.dtype))
 
     def _train_blocks(
         self, data: _FitData, start: int, max_time: float, progress: bool, checkpoint_dir, retrain: bool = False, depth_settled: bool = False
@@ -413,7 +421,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         c = self.config
         deadline = time.monotonic() + max_time
         dims = self.num_nodes * self.num_features
-        x, x_val, val_logdet = data.x, data.x_val, torch.zeros(data.x_val.size(0), device=self.device)
+        x, x_val, val_logdet = data.x, data.x_val, data.x_val.new_zeros(data.x_val.size(0))
         self.latent.reset_noise_()  # the blocks train towards the isotropic latent
         # A noise fit moves the means to the encoded class centres, maybe closer than the
         # barrier allows: its logarithm would be NaN and no epoch could beat it.
@@ -512,14 +520,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = dict(payload["config"])
-            same_graph = torch.equal(payload["edge_index"], self.edge_index.cpu())
+            graph = torch.equal(*(undirected_edges(e, self.num_nodes).cpu() for e in (payload["edge_index"], self.edge_index)))
             same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
             as_count(payload["finished"], "finished", minimum=0)
         ours = self.config
         if saved != ours:
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
-        if not same_graph:
+        if not graph:
             raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
@@ -700,7 +708,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             batch_size = max(1, batch_size // min(64, self.num_nodes * self.num_features))
         out = []
         for x, y in zip(X.split(batch_size), Y.split(batch_size)):
-            logdet = torch.zeros(x.size(0), device=self.device)
+            logdet = x.new_zeros(x.size(0))
             for block in self.blocks:
                 x, step = block.transform(x, divergence=divergence)
                 logdet += step
@@ -728,7 +736,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @torch.no_grad()
     def predict_proba(self, X) -> Tensor:
         r""":math:`P(Y_v = k | X)` for every node, ``[N, V, K]``."""
-        return self.predict_log_proba(X).exp().to(self.latent.means.dtype)
+        return self.predict_log_proba(X).exp().to(self.dtype)
 
     def predict(self, X) -> Tensor:
         r"""The most probable label of every node, ``[N, V]``."""
@@ -749,7 +757,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # Files written before "blocks" was saved: the blocks in the weights.
         depth = payload.get("blocks", len({k.split(".")[1] for k in payload["state_dict"] if k.startswith("blocks.")}))
         self._set_depth(as_count(depth, "blocks", minimum=0))
-        self.load_state_dict(payload["state_dict"])
+        # The saved dtype, not the default one: loading into float32 weights would round float64 ones.
+        means = payload["state_dict"].get("latent.means")
+        if isinstance(means, Tensor) and means.is_floating_point():
+            self.to(dtype=means.dtype)
+        # The model's own edge list: a resumed fit may write the same graph otherwise.
+        self.load_state_dict({**payload["state_dict"], "edge_index": self.edge_index})
         # Weights of a diverged or damaged fit would answer every call with NaN.
         broken = [name for name, value in self.named_parameters() if not torch.isfinite(value).all()]
         if broken:

@@ -90,7 +90,7 @@ def linear_separability(
     features, targets = means(X).flatten(0, 1), Y.flatten()
     # Standardised features and a zero start: the fit is the same on any scale and draws nothing.
     features = (features - features.mean(0)) / features.std(0, correction=0).clamp_min(1e-12)
-    layer = nn.utils.skip_init(nn.Linear, features.size(1), num_classes, device=X.device)
+    layer = nn.utils.skip_init(nn.Linear, features.size(1), num_classes, device=X.device, dtype=features.dtype)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
     predicted = fit_softmax(layer, features, targets)(features).argmax(-1)

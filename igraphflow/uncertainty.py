@@ -448,10 +448,10 @@ class UncertaintyMixin:
         labels = self._labels(torch.as_tensor(labels).reshape(1, -1), num_samples=1, name="labels")[0].clone()
         labels[node] = label
         latent = self.latent
-        centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device)
+        centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device, dtype=self.dtype)
         if latent.has_noise_covariance:
             centre, scale = centre + latent.offset, latent.node_scale_tril[node]
-        angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device)
+        angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device, dtype=self.dtype)
         radius = self._region_thresholds(alpha)[1][node].sqrt()
         unit = radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
         h = centre.expand(num_points, -1, -1).clone()

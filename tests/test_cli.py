@@ -122,6 +122,12 @@ def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "other.npz")]) == 2
     assert "another graph than the model" in capsys.readouterr().err
+    # The model's graph written otherwise: one direction of each edge, reversed, and a self-loop.
+    with np.load(data_file) as arrays:
+        edges = arrays["edge_index"]
+        same = dict(arrays) | dict(edge_index=np.concatenate([edges[:, edges[0] < edges[1]][::-1], [[0], [0]]], axis=1))
+    np.savez(tmp_path / "same.npz", **same)
+    assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "same.npz")]) == 0
 
 
 @pytest.mark.parametrize("content", [b"PK\x03\x04 not a zip archive", b""])

@@ -515,6 +515,10 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     cycle = torch.cat([EDGES, torch.tensor([[0, 3], [3, 0]])], 1)
     with pytest.raises(ValueError, match="another graph"):
         ConditionalGraphFlow(cycle, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    # The same graph written otherwise (one direction, reordered, with a self-loop) resumes.
+    same = torch.cat([EDGES[:, [4, 0, 2]], torch.tensor([[1], [1]])], 1)
+    resumed = ConditionalGraphFlow(same, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
     with pytest.raises(ValueError, match="other settings"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
@@ -705,3 +709,40 @@ def test_auto_initial_separation_places_the_means_from_the_data(monkeypatch, est
     model.config["initial_separation"] = 3.0  # a number skips the estimate
     model.fit(X, Y, progress=False)
     assert len(seen) == 1 and model.latent.pairwise_distances().item() == pytest.approx(3.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("conv", ["l3net", "cheb", "gcn"])
+def test_a_double_model_computes_and_saves_in_double(conv, tmp_path):
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "max_epochs": 2, "conv": conv}).double()
+    model.fit(X, Y, progress=False)  # a fit rebuilds the model, in the dtype it was moved to
+    assert {p.dtype for p in model.parameters()} == {torch.float64} and model.dtype == torch.float64
+    H = model.encode(X)
+    assert H.dtype == model.log_prob(X, Y).dtype == model.sample(Y, seed=0).dtype == torch.float64
+    # float32 would leave an error of about 1e-6 here.
+    assert (model.decode(H) - X.double()).abs().max() < 1e-9
+    assert model.region_boundary(0, num_points=5).dtype == torch.float64
+    model.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert loaded.dtype == torch.float64 and torch.equal(loaded.log_prob(X, Y), model.log_prob(X, Y))
+
+
+def test_a_float32_model_keeps_float32_under_a_float64_default(tmp_path):
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "max_epochs": 2}).fit(X, Y, progress=False)
+    model.save(tmp_path / "model.pt")
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+        assert loaded.dtype == torch.float32 and torch.equal(loaded.log_prob(X, Y), model.log_prob(X, Y))
+        built = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "max_epochs": 2}).fit(X, Y, progress=False)
+        assert built.dtype == torch.float64 and built.log_prob(X, Y).dtype == torch.float64
+    finally:
+        torch.set_default_dtype(default)
+
+
+def test_numpy_views_with_negative_strides_are_read(fitted):
+    X, Y = toy(16, seed=4)
+    flipped = fitted.log_prob(np.flip(X.numpy(), 0), Y.numpy()[::-1])
+    assert torch.equal(flipped, fitted.log_prob(X.flip(0), Y.flip(0)))

@@ -83,7 +83,7 @@ class L3NetConv(nn.Module):
         self.lin.reset_parameters()
         # A basis starts as the mean over its support, a well-scaled local average.
         for weights, support in zip(self.filters, self.supports()):
-            count = degree(support[1], self.num_nodes)
+            count = degree(support[1], self.num_nodes, dtype=weights.dtype)
             weights.data.copy_(1.0 / count[support[1]])
         if self.bias is not None:
             nn.init.zeros_(self.bias)
