@@ -473,7 +473,7 @@ def _pyplot():
 def _panel_points(X: Tensor, node: int) -> tuple[np.ndarray, np.ndarray]:
     r"""The two coordinates plotted for ``node``: its first two features, else its feature
     and the next node's."""
-    X = X.double().numpy()
+    X = X.cpu().double().numpy()
     if X.shape[2] >= 2:
         return X[:, node, 0], X[:, node, 1]
     return X[:, node, 0], X[:, (node + 1) % X.shape[1], 0]
@@ -482,7 +482,8 @@ def _panel_points(X: Tensor, node: int) -> tuple[np.ndarray, np.ndarray]:
 def plot_samples(data: GraphDataset, generated: dict[str, Tensor], path: Path, max_nodes: int = 3) -> None:
     r"""Generated against real node features within the most frequent test label patterns (the
     papers' scatter figures): one row per pattern, one column per method; real signals as
-    circles, generated as crosses, one colour per node (the first ``max_nodes`` nodes)."""
+    circles, generated as crosses, one colour per node (the first ``max_nodes`` nodes). The
+    signals may be on any device."""
     plt = _pyplot()
     groups = M._frequent_patterns(data.Y_test, 3, 2) or [(None, torch.arange(len(data.Y_test)))]
     methods = list(generated)
@@ -510,9 +511,9 @@ def plot_samples(data: GraphDataset, generated: dict[str, Tensor], path: Path, m
 
 def plot_pca(data: GraphDataset, generated: dict[str, Tensor], path: Path) -> None:
     r"""Real and generated test signals projected on the first two principal components of the
-    real ones (NumPy SVD), one panel per method."""
+    real ones (NumPy SVD), one panel per method. The signals may be on any device."""
     plt = _pyplot()
-    real = data.X_test.flatten(1).double().numpy()
+    real = data.X_test.flatten(1).cpu().double().numpy()
     mean = real.mean(0)
     _, _, vt = np.linalg.svd(real - mean, full_matrices=False)
     basis = vt[:2].T if vt.shape[0] >= 2 else np.eye(real.shape[1], 2)
@@ -522,7 +523,7 @@ def plot_pca(data: GraphDataset, generated: dict[str, Tensor], path: Path) -> No
     for c, method in enumerate(methods):
         ax = axes[0, c]
         r = (real - mean) @ basis
-        f = (generated[method].flatten(1).double().numpy() - mean) @ basis
+        f = (generated[method].flatten(1).cpu().double().numpy() - mean) @ basis
         ax.scatter(r[:, 0], r[:, 1], s=3, alpha=0.3, label="real", color="tab:blue")
         ax.scatter(f[:, 0], f[:, 1], s=3, alpha=0.3, label="generated", color="tab:red")
         ax.set_title(_LABELS.get(method, method), fontsize=9)

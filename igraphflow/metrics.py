@@ -345,7 +345,8 @@ def conditional_metric(
             returning a number or a dictionary of numbers (averaged key by key).
         X_gen: Generated signals ``[N, V, C]`` or ``[N, d]``.
         X_real: Real signals ``[N, V, C]`` or ``[N, d]``.
-        Y: Label patterns ``[N, V]`` (any integer or discrete values), aligned with both.
+        Y: Label patterns ``[N, V]`` (any integer or discrete values), aligned with both; the
+            three may be on different devices.
         top_k: How many of the most frequent patterns to use.
         min_count: Patterns seen fewer times are skipped (unbiased statistics need 2).
         return_details: Whether to also return a list with, for each pattern used, a
@@ -366,7 +367,8 @@ def conditional_metric(
     """
     X_gen = _as_tensor(X_gen, "X_gen")
     X_real = _as_tensor(X_real, "X_real")
-    Y = _as_tensor(Y, "Y")
+    # Row indices on the CPU index a tensor on any device; ones on a GPU index only its own.
+    Y = _as_tensor(Y, "Y").cpu()
     if Y.dim() == 1:
         Y = Y[:, None]
     if Y.dim() != 2:
@@ -433,8 +435,8 @@ def accuracy(pred: Any, Y: Any) -> float:
 
     Arguments:
         pred: Predicted labels ``[N, V]`` or scores / probabilities ``[N, V, K]`` (arg-maxed
-            over the last axis).
-        Y: True labels ``[N, V]``.
+            over the last axis; a boolean ``[N, V, K]``, such as prediction sets, is refused).
+        Y: True labels ``[N, V]``, on the device of ``pred`` or another.
 
     Returns:
         The node-label accuracy, between 0 and 1.
@@ -447,6 +449,8 @@ def accuracy(pred: Any, Y: Any) -> float:
     """
     pred, Y = _as_tensor(pred, "pred"), _as_tensor(Y, "Y")
     if pred.dim() == Y.dim() + 1:
+        if pred.dtype == torch.bool:  # which label would the arg-max of a set be?
+            raise ValueError("pred scores must be numbers, got booleans: sets of labels per node have no arg-max")
         if pred.shape[-1] == 0 or (pred.is_floating_point() and pred.isnan().any()):
             raise ValueError(f"pred scores must be [..., K] with K >= 1 and no NaN, got shape {tuple(pred.shape)}")
         pred = pred.argmax(-1)
@@ -461,7 +465,7 @@ def accuracy(pred: Any, Y: Any) -> float:
         # 0.3 would silently count as wrong everywhere: labels are whole numbers.
         if labels.is_complex() or (labels.is_floating_point() and not (labels == labels.round()).all()):
             raise ValueError(f"{name} labels must be whole numbers (or pred scores [..., K]), got dtype {labels.dtype}")
-    return (pred == Y).double().mean().item()
+    return (pred.cpu() == Y.cpu()).double().mean().item()
 
 
 def _c2st_labels(Y: Any, num_samples: int, num_classes: int | None, name: str) -> Tensor:
@@ -469,7 +473,7 @@ def _c2st_labels(Y: Any, num_samples: int, num_classes: int | None, name: str) -
     Y = _as_tensor(Y, name)
     if Y.dim() == 1:
         Y = Y[:, None]
-    return as_labels(Y, Y.shape[-1], num_classes, num_samples=num_samples, name=name)
+    return as_labels(Y, Y.shape[-1], num_classes, num_samples=num_samples, name=name, device="cpu")
 
 
 def _c2st_features(X: Tensor, Y: Tensor, num_classes: int) -> np.ndarray:

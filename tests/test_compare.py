@@ -10,11 +10,13 @@ import torch
 
 import igraphflow.compare as compare_module
 from igraphflow.compare import (
-    check_requirements, compare, evaluate, evaluate_draws, format_table, main, method_settings, reference_signals,
+    check_requirements, compare, evaluate, evaluate_draws, format_table, main, method_settings, plot_pca, plot_samples,
+    reference_signals,
 )
 from igraphflow.datasets import load
 from igraphflow.latent import MIXTURE_COMPONENTS
 from igraphflow.temperature import TEMPERATURE_BOUNDS
+from test_metrics import OnAnotherDevice
 
 torch.set_num_threads(1)
 
@@ -218,3 +220,12 @@ def test_jko_settings_checks_every_variant_before_training(tmp_path, capsys, no_
     assert exit.value.code == 2
     assert "--variant typo: bad jko settings {'hiden': 8}" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_figures_take_signals_on_another_device(tmp_path):
+    # The signals went to NumPy from the GPU they were drawn on.
+    data = load("three_node", num_train=64, num_test=32)
+    generated = {"jko": reference_signals(data).as_subclass(OnAnotherDevice)}
+    plot_samples(data, generated, tmp_path / "samples.png")
+    plot_pca(data, generated, tmp_path / "pca.png")
+    assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "pca.png").stat().st_size > 0

@@ -167,3 +167,12 @@ def test_counts_go_through_as_count():
                         ("max_iter", 0), ("orders", (0, 1.5))):
         with pytest.raises(ValueError, match=f"{name} must be an integer"):
             IGNNBaseline(EDGES, V, C, K, **{name: value})
+
+
+@pytest.mark.parametrize("conv", ["l3net", "cheb", "gcn"])
+def test_network_moves_to_another_device_after_construction(conv):
+    # The power iterations at construction left a GCN's normalised graph on the CPU, where
+    # moving the network did not reach it: no GCN model could be fitted on a GPU.
+    net = IGNNBaseline(EDGES, V, C, K, blocks=2, hidden=8, conv=conv, seed=0)._build().to("meta")
+    h, cost = net(torch.randn(4, V, C, device="meta"))
+    assert h.device.type == cost.device.type == "meta" and h.shape == (4, V, C)

@@ -1,11 +1,11 @@
 import networkx as nx
 import pytest
 import torch
-from torch_geometric.nn import ChebConv
+from torch_geometric.nn import ChebConv, GCNConv
 from torch_geometric.utils import to_networkx
 
 from igraphflow.graph import check_edge_index, hop_supports, symmetric_edges
-from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, make_conv
+from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, StaticGCNConv, make_conv
 from igraphflow import ConditionalGraphFlow
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -88,8 +88,42 @@ def test_static_cheb_equals_pyg_chebconv(graph):
     reference = ChebConv(3, 4, K=3, normalization="sym")
     reference.load_state_dict({k: v for k, v in static.state_dict().items() if not k.startswith("scaled")})
     x = torch.randn(n, 3)
-    assert torch.allclose(static(x), reference(x, edge_index, lambda_max=2.0), atol=1e-6)
+    # In float64 (this module's default) to 1e-12: the Laplacian is computed in the weights' dtype.
+    torch.testing.assert_close(static(x), reference(x, edge_index, lambda_max=2.0), atol=1e-12, rtol=1e-12)
     assert torch.allclose(static(x.expand(2, n, 3))[1], static(x))
+
+
+def test_l3net_filters_start_as_exact_means_in_the_weights_dtype(graph):
+    edge_index, n = graph
+    torch.set_default_dtype(torch.float32)  # the module's fixture restores the default afterwards
+    conv = L3NetConv(2, 3, edge_index, n, orders=(1,)).double()
+    conv.reset_parameters()
+    counts = torch.bincount(conv.supports()[0][1], minlength=n).double()
+    assert torch.equal(conv.filters[0], 1 / counts[conv.supports()[0][1]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_static_gcn_equals_pyg_gcnconv(graph, dtype):
+    torch.set_default_dtype(dtype)  # the module's fixture restores the default afterwards
+    edge_index, n = graph
+    static = StaticGCNConv(3, 4, edge_index, n)
+    reference = GCNConv(3, 4)
+    reference.load_state_dict(static.state_dict(), strict=False)  # all but the graph
+    x = torch.randn(2, n, 3)
+    assert torch.equal(static(x), reference(x, static.edge_index))  # the same graph, sorted
+    assert set(static.state_dict()) == {"bias", "lin.weight", "edge_index"}  # the normalisation is derived
+
+
+def test_static_gcn_normalisation_follows_the_module(graph):
+    # It sat in a plain attribute: .double() kept it float32 and another device found it on the CPU.
+    edge_index, n = graph
+    conv = StaticGCNConv(3, 4, edge_index, n).float()
+    conv(torch.randn(2, n, 3, dtype=torch.float32))
+    conv.to(torch.float64)
+    assert conv.norm_weight.dtype == torch.float64 and conv(torch.randn(2, n, 3, dtype=torch.float64)).dtype == torch.float64
+    conv.to("meta")
+    assert {conv.norm_index.device.type, conv.norm_weight.device.type} == {"meta"}
+    assert conv(torch.randn(2, n, 3, device="meta")).shape == (2, n, 4)
 
 
 def test_velocity_field_starts_small_and_takes_time(graph):

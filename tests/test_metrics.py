@@ -5,6 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
+from torch.utils._pytree import tree_leaves
 
 from igraphflow.metrics import (
     accuracy,
@@ -18,6 +20,32 @@ from igraphflow.metrics import (
 )
 
 torch.set_num_threads(1)
+
+
+class OnAnotherDevice(Tensor):
+    r"""A CPU tensor that acts as one on a GPU, to check device handling on machines without one:
+    converting it to NumPy fails, and so does a torch function that mixes it with CPU tensors
+    (0-d ones and CPU indices into it aside, as on a GPU); ``.cpu()`` and ``.to("cpu")`` give
+    it back as a plain tensor."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is Tensor.cpu or (func is Tensor.to and "cpu" in map(str, [*args[1:], *kwargs.values()])):
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs).as_subclass(Tensor)
+        if func in (Tensor.numpy, Tensor.__array__):
+            raise TypeError("can't convert a tensor on another device to numpy: use Tensor.cpu() first")
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, Tensor)]
+        on_cpu = [t for t in tensors if not isinstance(t, cls) and t.dim() > 0]
+        indexed_here = func is Tensor.__getitem__ and isinstance(args[0], cls)
+        if on_cpu and not indexed_here and any(isinstance(t, cls) for t in tensors):
+            raise RuntimeError(f"{func.__name__}: expected all tensors to be on the same device")
+        return super().__torch_function__(func, types, args, kwargs)
+
+
+def _elsewhere(tensor):
+    return tensor.as_subclass(OnAnotherDevice)
 
 
 def _rand(*shape, seed=0):
@@ -203,6 +231,43 @@ def test_nll_per_dim_and_accuracy():
     assert accuracy(scores, Y) == pytest.approx(4 / 6)
     with pytest.raises(ValueError, match="pred must have shape"):
         accuracy(pred[:1], Y)
+
+
+def _signals_and_labels(seed=6):
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(2, (60, 3), generator=g)
+    X_gen, X_real = torch.randn(2, 60, 3, 2, generator=g)
+    return X_gen, X_real, Y
+
+
+def test_accuracy_takes_labels_on_another_device():
+    # pred == Y met a GPU tensor and a CPU one.
+    _, _, Y = _signals_and_labels()
+    pred = Y.flip(0)
+    assert accuracy(_elsewhere(pred), Y) == accuracy(pred, _elsewhere(Y)) == accuracy(pred, Y)
+
+
+def test_conditional_metric_takes_labels_on_another_device():
+    # The rows of a pattern, found on the labels' GPU, indexed signals on the CPU.
+    X_gen, X_real, Y = _signals_and_labels()
+    expected = conditional_metric(energy_distance, X_gen, X_real, Y)
+    assert conditional_metric(energy_distance, X_gen, X_real, _elsewhere(Y)) == expected
+    assert conditional_metric(energy_distance, _elsewhere(X_gen), X_real, _elsewhere(Y)) == expected
+
+
+def test_c2st_takes_labels_on_another_device():
+    # The one-hot labels stayed on their GPU, where torch.cat met the signals on the CPU.
+    X_a, X_b, Y = _signals_and_labels()
+    expected = classifier_two_sample_test(X_a, Y, X_b, Y)
+    assert classifier_two_sample_test(_elsewhere(X_a), _elsewhere(Y), X_b, _elsewhere(Y)) == expected
+
+
+def test_accuracy_refuses_boolean_scores():
+    # Sets of labels [N, V, K] used to fail inside torch's argmax.
+    sets = torch.tensor([[[True, False], [True, True]]])
+    with pytest.raises(ValueError, match="pred scores must be numbers, got booleans"):
+        accuracy(sets, torch.tensor([[0, 1]]))
+    assert accuracy(torch.tensor([[True, False]]), torch.tensor([[1, 1]])) == 0.5  # labels of two classes
 
 
 def test_c2st_same_and_different():

@@ -310,9 +310,11 @@ class ConditionalBaseline(abc.ABC):
             model = cls(**payload["settings"], device=device)
             with seeded(model.seed):
                 network = model._build()
+            # Moved first: loading float64 weights into the float32 network would round them.
+            network = network.to(model.device, model.dtype)
             network.load_state_dict(payload["state_dict"])
             # In evaluation mode, as fit leaves it: a training-mode spectral norm would move the weights.
-            model.model_ = network.to(model.device, model.dtype).eval()
+            model.model_ = network.eval()
             model.loc_, model.scale_ = (t.to(model.device, model.dtype) for t in payload["scaling"])
             model.history_, model.best_epoch_ = list(payload["history"]), payload["best_epoch"]
         return model

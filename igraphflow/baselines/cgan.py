@@ -13,6 +13,7 @@ from torch_geometric.nn import ChebConv
 
 from .._checks import as_count
 from .._random import draw
+from ..graph import symmetric_edges
 from ._common import ConditionalBaseline, batched_edge_index, seeded, train_loop
 
 
@@ -99,7 +100,7 @@ class CGANBaseline(ConditionalBaseline):
     on them in ``history_``; it does not stop training early.
 
     Arguments:
-        edge_index: The graph ``[2, E]``.
+        edge_index: The graph ``[2, E]`` (taken as undirected).
         num_nodes: Number of nodes V.
         num_features: Number of features per node C.
         num_classes: Number of node labels K.
@@ -156,6 +157,11 @@ class CGANBaseline(ConditionalBaseline):
     def _noise(self, n: int, generator: torch.Generator) -> Tensor:
         return draw(torch.randn, n, self.num_nodes, self.noise, device=self.device, generator=generator, dtype=self.dtype)
 
+    def _graph(self) -> Tensor:
+        r"""The graph on the model's device, both directions of every edge once: ChebConv's
+        Laplacian would otherwise depend on which directions the edge list holds."""
+        return symmetric_edges(self.edge_index, self.num_nodes).to(self.device)
+
     def _build(self) -> nn.Module:
         V, C, K = self.num_nodes, self.num_features, self.num_classes
         return nn.ModuleDict(
@@ -201,7 +207,7 @@ class CGANBaseline(ConditionalBaseline):
         G, D = self.model_["generator"], self.model_["discriminator"]
         opt_g = torch.optim.Adam(G.parameters(), lr=self.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(D.parameters(), lr=self.lr, betas=(0.5, 0.999))
-        ei = self.edge_index.to(self.device)
+        ei = self._graph()
 
         def d_loss(idx: Tensor, fake: Tensor) -> Tensor:
             real_logit = D(x[idx], onehot[idx], ei)
@@ -258,5 +264,5 @@ class CGANBaseline(ConditionalBaseline):
             return self.loc_.new_empty(0, self.num_nodes, self.num_features)
         with torch.no_grad():
             G = self.model_["generator"]
-            x = G(self._noise(len(Y), g), self._onehot(Y), self.edge_index.to(self.device))
+            x = G(self._noise(len(Y), g), self._onehot(Y), self._graph())
         return self._from_std(x)

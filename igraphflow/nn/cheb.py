@@ -41,7 +41,7 @@ class StaticChebConv(ChebConv):
         num_nodes = self.num_nodes = as_count(num_nodes, "num_nodes")
         # The symmetric Laplacian needs both directions of every edge.
         scaled_index, scaled_weight = super().__norm__(
-            symmetric_edges(edge_index, num_nodes), num_nodes, None, "sym", lambda_max=2.0, dtype=torch.float32
+            symmetric_edges(edge_index, num_nodes), num_nodes, None, "sym", lambda_max=2.0, dtype=self.lins[0].weight.dtype
         )
         self.register_buffer("scaled_index", scaled_index)
         self.register_buffer("scaled_weight", scaled_weight)

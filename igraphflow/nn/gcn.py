@@ -1,4 +1,4 @@
-r"""GCN convolution on a static graph."""
+r"""GCN convolution on a static graph, with its normalised adjacency cached."""
 
 from __future__ import annotations
 
@@ -7,13 +7,29 @@ __all__ = ["StaticGCNConv"]
 import torch
 from torch import Tensor
 from torch_geometric.nn import GCNConv
+from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .._checks import as_count, check_node_input
 from ..graph import symmetric_edges
 
 
 class StaticGCNConv(GCNConv):
-    r"""PyG's :class:`~torch_geometric.nn.conv.GCNConv` bound to one static graph (normalisation cached).
+    r"""PyG's :class:`~torch_geometric.nn.conv.GCNConv` bound to one static graph.
+
+    The normalised adjacency :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` is computed once, at
+    construction, and kept in the buffers ``norm_index`` and ``norm_weight``, so that
+    ``.to(device)``, ``.cuda()`` and ``.double()`` move it with the weights (PyG's own cache,
+    ``cached=True``, is a plain attribute that stays where it was filled). They are derived
+    from the ``edge_index`` buffer and left out of the state dict.
+
+    Arguments:
+        in_channels: Input channels per node.
+        out_channels: Output channels per node.
+        edge_index: The graph, ``[2, E]`` (taken as undirected).
+        num_nodes: The number of nodes ``V``.
+
+    Shapes:
+        input ``[*, V, in_channels]``, output ``[*, V, out_channels]``.
 
     Example:
         >>> conv = StaticGCNConv(2, 3, torch.tensor([[0, 1], [1, 0]]), num_nodes=2)
@@ -22,11 +38,18 @@ class StaticGCNConv(GCNConv):
     """
 
     def __init__(self, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int):
-        super().__init__(in_channels, out_channels, cached=True)
+        # normalize=False: the layer is handed the weights normalised here instead of
+        # normalising at every call.
+        super().__init__(in_channels, out_channels, normalize=False)
         self.num_nodes = as_count(num_nodes, "num_nodes")
         self.register_buffer("edge_index", symmetric_edges(edge_index, self.num_nodes))
+        # GCNConv's defaults: self-loops added, in the dtype of the weights.
+        norm_index, norm_weight = gcn_norm(
+            self.edge_index, None, self.num_nodes, add_self_loops=True, dtype=self.lin.weight.dtype
+        )
+        self.register_buffer("norm_index", norm_index, persistent=False)
+        self.register_buffer("norm_weight", norm_weight, persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
         check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
-        return super().forward(x, self.edge_index)
-
+        return super().forward(x, self.norm_index, self.norm_weight)
