@@ -523,12 +523,15 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             graph = torch.equal(*(undirected_edges(e, self.num_nodes).cpu() for e in (payload["edge_index"], self.edge_index)))
             same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
             as_count(payload["finished"], "finished", minimum=0)
+            dtype = payload["state_dict"]["latent.means"].dtype
         ours = self.config
         if saved != ours:
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
         if not graph:
             raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
+        if dtype != self.dtype:
+            raise ValueError(f"{path} holds a fit in {dtype}, this model computes in {self.dtype}; use another checkpoint_dir")
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
         return payload

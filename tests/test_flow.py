@@ -521,6 +521,8 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
     with pytest.raises(ValueError, match="other settings"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="holds a fit in torch.float32, this model computes in torch.float64"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).double().fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
 
 def test_fit_noise_must_be_a_bool():
