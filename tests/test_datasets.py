@@ -4,6 +4,7 @@ import gzip
 import math
 import os
 import pickle
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import networkx as nx
@@ -17,6 +18,7 @@ from torch_geometric.utils import contains_self_loops, is_undirected
 import igraphflow.datasets as D
 from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
 from igraphflow.datasets.solar import resample_mean
+from igraphflow.datasets.traffic import anomaly_labels
 
 torch.set_num_threads(1)
 
@@ -169,6 +171,13 @@ def test_smoothing_that_makes_the_mixing_operator_singular_is_named(name):
         D.load(name, num_nodes=10, smoothing=0.9, radius=2.0, num_train=8, num_test=8)
 
 
+@pytest.mark.parametrize("name", ["linear_gaussian", "graph_moons"])
+def test_radius_too_small_to_connect_the_graph_is_named(name):
+    # Even grown by 10% every 20 attempts, a radius of 0.01 joins no 5 points of the unit square.
+    with pytest.raises(ValueError, match=r"radius=0.01 is too small to connect 5 nodes: .* use a larger radius"):
+        D.load(name, num_nodes=5, radius=0.01, num_train=8, num_test=8)
+
+
 def test_chordal_graph_and_density():
     data = D.load("chordal", num_train=4, num_test=6)
     assert data.num_nodes == 503
@@ -244,6 +253,35 @@ def test_graph_moons_density_matches_unmixing():
     assert Zt[..., 1][data.Y_test == 0].mean() > Zt[..., 1][data.Y_test == 1].mean() + 0.5
 
 
+@pytest.mark.parametrize("name", ["three_moons", "linear_gaussian", "graph_moons"])
+def test_true_log_prob_refuses_labels_outside_the_classes(name):
+    data = D.load(name, num_train=8, num_test=8, **({} if name == "three_moons" else dict(num_nodes=4)))
+    X, Y, K = data.X_test, data.Y_test, data.num_classes
+    # -1 read class K-1 (a NumPy index) or uninitialised memory; 0.5 was truncated to class 0
+    cases = [(-1, r"labels in \[-1, -1\], outside \[0, num_classes"), (K, "outside"), (0.5, "integer class labels")]
+    for bad, match in cases:
+        with pytest.raises(ValueError, match=f"Y .*{match}"):
+            data.true_log_prob(X, torch.full(Y.shape, bad))
+    with pytest.raises(ValueError, match="labels holds labels in"):
+        moon_log_density(torch.zeros(3, 2), torch.tensor([0, 1, 2]), TWO_MOONS)
+
+
+@pytest.mark.parametrize("name", ["three_moons", "three_node"])
+def test_densities_are_computed_on_the_device_of_the_input(name):
+    data = D.load(name, num_train=8, num_test=8)
+    X, Y = data.X_test, data.Y_test
+    ref = data.true_log_prob(X, Y)
+    z, labels = X[:, 0].double(), Y[:, 0]
+    ref_moon = moon_log_density(z, labels, THREE_MOONS)
+    # A tensor made without device= lands on the meta device here, and no value can be read there.
+    with torch.device("meta"):
+        lp = data.true_log_prob(X, Y)
+        lp_moon = moon_log_density(z, labels, THREE_MOONS)
+    assert lp.device == X.device and lp_moon.device == z.device
+    torch.testing.assert_close(lp, ref)
+    torch.testing.assert_close(lp_moon, ref_moon)
+
+
 # ----------------------------------------------------------------------------- time series
 
 
@@ -308,6 +346,37 @@ def test_traffic_has_no_leakage(tmp_path):
     assert not torch.equal(a.X_test, b.X_test)
 
 
+def test_traffic_labels_are_the_same_for_stamps_at_the_middle_of_each_interval(tmp_path):
+    src = D.traffic.default_traffic_path()
+    with gzip.open(src, "rt") as f:
+        lines = f.read().splitlines()
+    shifted = [lines[0]]
+    for line in lines[1:]:  # 00:07:30, 00:22:30, ...: round-half-to-even put two quarter hours on one slot
+        stamp, counts = line.split(",", 1)
+        shifted.append(f"{datetime.fromisoformat(stamp) + timedelta(minutes=7, seconds=30)},{counts}")
+    path = tmp_path / "centred.csv"
+    path.write_text("\n".join(shifted) + "\n")
+    a, b = D.load("traffic"), D.load("traffic", path=path)
+    assert torch.equal(a.Y_train, b.Y_train) and torch.equal(a.Y_test, b.Y_test)
+    # ten identical days hold no anomaly, whichever instant of its interval a reading is stamped with
+    times = 900.0 * np.arange(96 * 10) + 450.0
+    counts = np.tile(96.0 - np.arange(96), 10)[:, None].repeat(2, 1)
+    labels, defined = anomaly_labels(times, counts, 0.9, 7)
+    assert labels.sum() == 0 and defined.sum() == 96 * 3
+
+
+def test_traffic_readings_must_recur_at_the_same_times_of_day():
+    for resolution in (105, 2880):  # 105 min compared different times of day; 2880 raised an IndexError
+        with pytest.raises(ValueError, match=f"resolution must divide a day \\(1440 min\\).*got {resolution}"):
+            D.load("traffic", resolution=resolution)
+    with pytest.raises(ValueError, match="readings every 105 min do not divide a day"):
+        anomaly_labels(6300.0 * np.arange(100), np.ones((100, 2)), 0.9, 2)
+    # off the grid: the last reading of day 1 fell on the slot of its first, one overwriting the other
+    times = np.array([30.0, 30.0 + 21600, 86400.0, 86400.0 + 64830])
+    with pytest.raises(ValueError, match="two readings fall on the same time-of-day slot of one day"):
+        anomaly_labels(times, np.ones((4, 2)), 0.9, 1)
+
+
 def test_nsrdb(tmp_path):
     rng = np.random.default_rng(0)
     paths = []
@@ -364,6 +433,32 @@ def test_nsrdb(tmp_path):
         D.load("nsrdb", paths=[paths[1], tmp_path / "nope.csv"])
     with pytest.raises(FileNotFoundError, match="PSM CSV"):
         D.load("nsrdb")
+
+
+def write_psm(path, lat, lon):
+    lines = ["Source,Location ID,Latitude,Longitude", f"NSRDB,{path.stem},{lat},{lon}", "Year,Month,Day,Hour,Minute,DHI"]
+    lines += [f"2020,6,1,{hour},{minute},{(hour * 60 + minute) % 97}" for hour in range(24) for minute in (0, 30)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    "lat, lon, match",
+    [
+        # scipy's "data must be finite", without the file
+        ("nan", -105.0, r"Latitude \(degrees\) must be a finite number in \[-90, 90\], got nan"),
+        ("inf", -105.0, "Latitude"),  # math domain error
+        (39.75, "-inf", "Longitude"),
+        (999, -105.0, r"Latitude .* got 999"),  # loaded 70000 km north of the others
+        (39.75, 720, r"Longitude \(degrees\) must be a finite number in \[-180, 180\], got 720"),
+    ],
+)
+def test_nsrdb_site_positions_must_be_on_the_globe(tmp_path, lat, lon, match):
+    good = [write_psm(tmp_path / "a.csv", 39.7, -105.2), write_psm(tmp_path / "b.csv", 39.8, -105.1)]
+    write_psm(tmp_path / "bad.csv", lat, lon)
+    with pytest.raises(ValueError, match=rf"bad\.csv: {match}"):
+        D.load("nsrdb", paths=good + [tmp_path / "bad.csv"], daylight_only=False)
+    assert D.load("nsrdb", paths=good, daylight_only=False).num_nodes == 2
 
 
 def test_solar_hope():
@@ -469,6 +564,19 @@ def test_bad_hope_stations_file(tmp_path):
     assert torch.equal(D.load("solar_hope", path=tmp_path).positions, D.load("solar_hope", path=root).positions)
 
 
+def test_hope_stations_at_one_position_are_refused(tmp_path):
+    # The k nearest neighbours of stations at one position are an arbitrary pick among them.
+    stamps = [f"2013-09-08 09:15:{second:02d}" for second in range(40)]
+    rows = [f"{stamp},{100 + i},{120 + 2 * i},{90 + 3 * (i % 5)}" for i, stamp in enumerate(stamps)]
+    (tmp_path / D.solar.HOPE_FILES[0]).write_bytes(gzip.compress("\n".join(["time_utc,s1,s2,s3"] + rows).encode()))
+    stations = tmp_path / D.solar.HOPE_FILES[1]
+    stations.write_text("station,utm_e,utm_n\ns1,0,0\ns2,10,0\ns3,0,10\n")
+    assert D.load("solar_hope", path=tmp_path, resample=2, k=1).num_nodes == 3
+    stations.write_text("station,utm_e,utm_n\ns1,0,0\ns2,0,0\ns3,0,0\n")
+    with pytest.raises(ValueError, match=f"{stations.name}: row 3: station 's2' has the position of station 's1'"):
+        D.load("solar_hope", path=tmp_path, resample=2, k=1)
+
+
 @pytest.mark.parametrize("name", ["three_node", "graph_moons"])
 def test_pickle_roundtrip(name):
     data = D.load(name, num_train=10, num_test=10)
@@ -503,6 +611,23 @@ def test_load_checks_counts_and_seed(name, options, match):
     small = dict(num_train=8, num_test=8) if name != "solar_sim" else dict(num_sensors=4, num_days=1)
     with pytest.raises(ValueError, match=match):
         D.load(name, **(small | options))
+
+
+@pytest.mark.parametrize(
+    "name, options, match",
+    [
+        ("traffic", dict(path=123), r"path must be a file or directory path \(str or os.PathLike\), got int 123"),
+        ("solar_hope", dict(path=["data"]), r"path must be a file or directory path .* got list \['data'\]"),
+        ("nsrdb", dict(paths=[1, 2]), r"paths\[0\] must be a file or directory path .* got int 1"),
+        ("nsrdb", dict(paths=123), "paths must be a list of files, one per site, got int 123"),
+        ("three_moons", dict(weights="abc"), "weights must be three finite non-negative numbers"),
+        ("three_moons", dict(weights={"a": 1}), "weights must be three"),
+        ("three_moons", dict(weights=("0.5", "0.3", "0.2")), "weights must be three"),  # read as numbers
+    ],
+)
+def test_options_of_the_wrong_type_are_named(name, options, match):
+    with pytest.raises(ValueError, match=match):
+        D.load(name, **options)
 
 
 def test_load_accepts_integral_floats_and_numpy_integers():

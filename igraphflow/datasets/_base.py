@@ -15,6 +15,7 @@ import csv
 import functools
 import gzip
 import inspect
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +33,7 @@ from .._checks import as_count, as_flag, as_real, as_seed
 __all__ = [
     "GraphDataset",
     "Scaler",
+    "as_path",
     "checked_options",
     "check_options",
     "chronological_windows",
@@ -627,6 +629,24 @@ def read_numeric_csv(
         if np.any(np.diff(times) <= 0):
             raise ValueError(f"{path}: time stamps must be strictly increasing")
     return columns, times, values
+
+
+def as_path(value, name: str) -> Path:
+    r"""Checks a file or directory path option (``str`` or ``os.PathLike``) and returns it as a ``Path``.
+
+    Example:
+        >>> as_path("counts.csv", "path").name
+        'counts.csv'
+        >>> as_path(123, "path")
+        Traceback (most recent call last):
+        ...
+        ValueError: path must be a file or directory path (str or os.PathLike), got int 123
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(
+            f"{name} must be a file or directory path (str or os.PathLike), got {type(value).__name__} {value!r}"
+        )
+    return Path(value)
 
 
 def check_options(func: Callable, options: dict, name: str) -> None:

@@ -13,15 +13,17 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .._checks import as_real
 from ._base import (
-    UNREADABLE, GraphDataset, _open_text, checked_options, knn_graph, lag_names, ramp_labels, read_numeric_csv, series_samples,
+    UNREADABLE, GraphDataset, _open_text, as_path, checked_options, knn_graph, lag_names, ramp_labels, read_numeric_csv,
+    series_samples,
 )
 
 __all__ = ["nsrdb", "read_psm_csv"]
@@ -42,14 +44,15 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: Naming the file and the problem.
+        ValueError: Naming the file and the problem (among them a ``Latitude`` outside
+            ``[-90, 90]`` or a ``Longitude`` outside ``[-180, 180]``, in degrees).
 
     Example:
         >>> meta, times, dhi = read_psm_csv("nsrdb_site.csv", "DHI")  # doctest: +SKIP
         >>> float(meta["Latitude"]), dhi.shape  # doctest: +SKIP
         (39.74, (17520,))
     """
-    path = Path(path)
+    path = as_path(path, "path")
     if not path.is_file():
         raise FileNotFoundError(f"nsrdb: no such file {path} (expected an NSRDB PSM CSV download)")
     try:
@@ -59,13 +62,14 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
         raise ValueError(f"{path}: cannot be read as CSV ({err})") from None
     keys, vals = ([c.strip() for c in row] for row in head)
     meta = dict(zip(keys, vals))
-    for key in ("Latitude", "Longitude"):
+    for key, interval in (("Latitude", "[-90, 90]"), ("Longitude", "[-180, 180]")):
         try:
-            float(meta[key])
+            degrees = float(meta[key])
         except (KeyError, ValueError):
             raise ValueError(
                 f"{path}: the two metadata lines must give a numeric {key} (NSRDB PSM CSV format)"
             ) from None
+        as_real(degrees, f"{path}: {key} (degrees)", interval)
     columns, _, values = read_numeric_csv(path, skip_lines=2, required=_TIME_COLUMNS + (feature,), min_rows=3)
     ix = [columns.index(c) for c in _TIME_COLUMNS]
     try:
@@ -99,7 +103,7 @@ def nsrdb(
 
     Arguments:
         seed: Unused (the data are fixed).
-        paths: One PSM CSV per site (at least 2).
+        paths: One PSM CSV per site (at least 2), a list of ``str`` or ``os.PathLike``.
         feature: The column used as signal.
         k: Neighbours per site.
         lags: ``C``, the readings per sample.
@@ -119,7 +123,9 @@ def nsrdb(
             "nsrdb: give paths=[...] with one NSRDB PSM CSV file per site (at least 2); "
             "on the command line --data-option \"paths=['site1.csv','site2.csv']\""
         )
-    paths = [Path(p) for p in paths]
+    if not isinstance(paths, Iterable):
+        raise ValueError(f"paths must be a list of files, one per site, got {type(paths).__name__} {paths!r}")
+    paths = [as_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"nsrdb: missing files {missing} (expected NSRDB PSM CSV downloads)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterable
 
 import networkx as nx
 import numpy as np
@@ -28,6 +29,7 @@ import torch
 from scipy.sparse.linalg import splu
 from torch import Tensor
 
+from .._checks import _as_tensor, as_labels, as_real
 from ._base import GraphDataset, as_float_tensor, as_long_tensor, checked_options, edge_index_from_networkx
 
 __all__ = [
@@ -118,15 +120,15 @@ def _unmix(lu, X: np.ndarray) -> np.ndarray:
     return np.transpose(lu.solve(np.ascontiguousarray(flat)).reshape(V, N, C), (1, 0, 2))
 
 
-def _as_batch(X: Tensor, Y: Tensor, V: int, C: int) -> tuple[np.ndarray, np.ndarray, tuple]:
-    X = torch.as_tensor(X)
-    Y = torch.as_tensor(Y)
+def _as_batch(X: Tensor, Y: Tensor, V: int, C: int, K: int) -> tuple[np.ndarray, np.ndarray, tuple, torch.device]:
+    # The density is computed on the CPU (a sparse LU) and returned on X's device.
+    X, Y = _as_tensor(X, "X"), _as_tensor(Y, "Y")
     if X.shape[-2:] != (V, C) or Y.shape != X.shape[:-1]:
         raise ValueError(f"expected X [..., {V}, {C}] and Y [..., {V}], got {tuple(X.shape)} and {tuple(Y.shape)}")
     batch = tuple(X.shape[:-2])
     Xn = X.detach().cpu().double().reshape(-1, V, C).numpy()
-    Yn = Y.detach().cpu().long().reshape(-1, V).numpy()
-    return Xn, Yn, batch
+    Yn = as_labels(Y.detach().reshape(-1, V), V, K, device="cpu").numpy()
+    return Xn, Yn, batch, X.device
 
 
 class GaussianLatentLogProb:
@@ -137,8 +139,8 @@ class GaussianLatentLogProb:
         means: The class means ``[K, C]``.
         sigma: The latent standard deviation.
 
-    Returns (when called with ``X [..., V, C]`` and ``Y [..., V]``):
-        The log-densities, float64 ``[...]``.
+    Returns (when called with ``X [..., V, C]`` and ``Y [..., V]``, labels in ``0..K-1``):
+        The log-densities, float64 ``[...]``, on the device of ``X``.
 
     Example:
         >>> logp = GaussianLatentLogProb(np.eye(2), np.array([[0.0], [1.0]]), 1.0)
@@ -153,12 +155,12 @@ class GaussianLatentLogProb:
         self.log_abs_det, self._lu = _log_abs_det(self.P)
 
     def __call__(self, X: Tensor, Y: Tensor) -> Tensor:
-        V, C = self.P.shape[0], self.means.shape[1]
-        Xn, Yn, batch = _as_batch(X, Y, V, C)
+        V, (K, C) = self.P.shape[0], self.means.shape
+        Xn, Yn, batch, device = _as_batch(X, Y, V, C, K)
         Z = _unmix(self._lu, Xn)
         r = (Z - self.means[Yn]) / self.sigma
         logp = -0.5 * (r**2).sum(axis=(1, 2)) - V * C * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
-        return torch.from_numpy(logp - C * self.log_abs_det).reshape(batch)
+        return torch.from_numpy(logp - C * self.log_abs_det).reshape(batch).to(device)
 
     def __getstate__(self) -> dict:  # the LU factor cannot be pickled: rebuilt on load
         return {k: v for k, v in self.__dict__.items() if k != "_lu"}
@@ -180,13 +182,13 @@ def moon_log_density(z: Tensor, labels: Tensor, arcs=TWO_MOONS, noise: float = 0
 
     Arguments:
         z: Points ``[M, 2]``.
-        labels: Arc index of each point ``[M]``.
+        labels: Arc index of each point ``[M]``, in ``0..len(arcs)-1`` (``ValueError`` otherwise).
         arcs: ``(centre x, centre y, start angle)`` per label.
         noise: The noise standard deviation.
         num_points: The number of quadrature nodes.
 
     Returns:
-        float64 log-densities ``[M]``.
+        float64 log-densities ``[M]``, on the device of ``z``.
 
     Example:
         >>> z = torch.tensor([[0.0, 1.0], [5.0, 5.0]])
@@ -194,19 +196,21 @@ def moon_log_density(z: Tensor, labels: Tensor, arcs=TWO_MOONS, noise: float = 0
         >>> bool(lp[0] > lp[1])
         True
     """
-    z = torch.as_tensor(z, dtype=torch.float64)
-    labels = torch.as_tensor(labels, dtype=torch.long)
-    out = torch.empty(z.shape[0], dtype=torch.float64)
+    z = _as_tensor(z, "z").double()
+    # Every point gets a label of an arc, so every entry of ``out`` is written below.
+    labels = _as_tensor(labels, "labels").unsqueeze(-1)
+    labels = as_labels(labels, 1, len(arcs), num_samples=z.shape[0], name="labels", device=z.device)[:, 0]
+    out = torch.empty(z.shape[0], dtype=torch.float64, device=z.device)
     s2 = float(noise) ** 2
     const = -math.log(2 * math.pi * s2) - math.log(num_points)
     for k, (cx, cy, start) in enumerate(arcs):
         idx = torch.nonzero(labels == k).flatten()
         if idx.numel() == 0:
             continue
-        theta = start + (torch.arange(num_points, dtype=torch.float64) + 0.5) * math.pi / num_points
+        theta = start + (torch.arange(num_points, dtype=torch.float64, device=z.device) + 0.5) * math.pi / num_points
         dirs = torch.stack([torch.cos(theta), torch.sin(theta)])  # [2, Q]
         for chunk in idx.split(4096):
-            d = z[chunk] - torch.tensor([cx, cy], dtype=torch.float64)
+            d = z[chunk] - torch.tensor([cx, cy], dtype=torch.float64, device=z.device)
             # ||d - u||^2 = ||d||^2 + 1 - 2 d.u  for unit vectors u
             lse = torch.logsumexp((d @ dirs) / s2, dim=1)
             out[chunk] = lse - ((d**2).sum(1) + 1.0) / (2 * s2) + const
@@ -237,10 +241,10 @@ class MoonLatentLogProb:
 
     def __call__(self, X: Tensor, Y: Tensor) -> Tensor:
         V = self.P.shape[0]
-        Xn, Yn, batch = _as_batch(X, Y, V, 2)
+        Xn, Yn, batch, device = _as_batch(X, Y, V, 2, len(self.arcs))
         Z = _unmix(self._lu, Xn)
         lp = moon_log_density(torch.from_numpy(Z.reshape(-1, 2)), torch.from_numpy(Yn.reshape(-1)), self.arcs, self.noise, self.num_points)
-        return (lp.reshape(-1, V).sum(1) - 2 * self.log_abs_det).reshape(batch)
+        return (lp.reshape(-1, V).sum(1) - 2 * self.log_abs_det).reshape(batch).to(device)
 
     __getstate__ = GaussianLatentLogProb.__getstate__
     __setstate__ = GaussianLatentLogProb.__setstate__
@@ -316,7 +320,8 @@ def random_geometric_graph(
 
     Raises:
         ValueError: When ``smoothing`` makes ``P`` nearly singular on every connected graph drawn
-            (at once for ``V = 2``, whose only connected graph is one edge).
+            (at once for ``V = 2``, whose only connected graph is one edge), or when ``radius`` is
+            too small for any connected graph to be drawn.
 
     Example:
         >>> G, pos = random_geometric_graph(12, seed=0)
@@ -328,7 +333,8 @@ def random_geometric_graph(
         raise ValueError(f"num_nodes must be at least 2, got {num_nodes}")
     if V == 2 and smoothing is not None and not _well_conditioned(nx.path_graph(2), smoothing):
         raise _ill_conditioned_error(V, smoothing, "the only connected graph (one edge)")
-    r = radius if radius is not None else 1.2 * math.sqrt(2 * math.log(V) / (math.pi * V))
+    default = 1.2 * math.sqrt(2 * math.log(V) / (math.pi * V))
+    r = first = radius if radius is not None else default
     drew_connected = False
     for attempt in range(400):
         G = nx.random_geometric_graph(V, r, seed=1000003 * int(seed) + attempt)
@@ -341,7 +347,10 @@ def random_geometric_graph(
             r *= 1.1
     if drew_connected:
         raise _ill_conditioned_error(V, smoothing, "every connected random geometric graph drawn (400 attempts)")
-    raise RuntimeError("could not draw a connected random geometric graph")  # pragma: no cover
+    raise ValueError(
+        f"radius={first:g} is too small to connect {V} nodes: no connected random "
+        f"geometric graph in 400 attempts, though the radius grew to {r:.3g}; use a larger radius (default {default:.3g})"
+    )
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -367,7 +376,7 @@ def three_moons(
         num_train: Training samples.
         num_test: Test samples.
         noise: The noise standard deviation.
-        weights: The class probabilities.
+        weights: Three non-negative numbers, the class probabilities up to normalisation.
 
     Returns:
         A :class:`GraphDataset` with ``X [N, 1, 2]``, ``Y [N, 1]`` and the exact
@@ -378,9 +387,14 @@ def three_moons(
         >>> data.X_train.shape, data.num_classes, data.edge_index.shape
         (torch.Size([300, 1, 2]), 3, torch.Size([2, 0]))
     """
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (3,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"weights must be three finite non-negative numbers, got {weights}")
+    # as_real refuses strings and booleans, which np.asarray would read as numbers.
+    items = [] if isinstance(weights, (str, bytes)) or not isinstance(weights, Iterable) else list(weights)
+    try:
+        w = np.array([as_real(x, "weights", "[0, inf)") for x in items])
+    except ValueError:
+        w = np.zeros(0)
+    if w.shape != (3,) or w.sum() <= 0:
+        raise ValueError(f"weights must be three finite non-negative numbers, not all zero, got {weights!r}")
     rng = np.random.default_rng(seed)
     N = num_train + num_test
     Y = rng.choice(3, size=(N, 1), p=w / w.sum())

@@ -29,6 +29,7 @@ from ._base import (
     UNREADABLE,
     GraphDataset,
     _open_text,
+    as_path,
     checked_options,
     knn_graph,
     lag_names,
@@ -204,7 +205,7 @@ def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: s
             raise FileNotFoundError(
                 f"{name}: give path=DIR (or set IGRAPHFLOW_DATA) to a directory holding {', '.join(expected)}"
             )
-    root = Path(path)
+    root = as_path(path, "path")
     missing = [f for f in expected if not (root / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{name}: {root} lacks {', '.join(missing)} (expected files: {', '.join(expected)})")
@@ -224,7 +225,7 @@ def _read_stations(path: Path) -> dict[str, tuple[float, float]]:
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; found {header}")
     i_s, i_e, i_n = header.index("station"), header.index("utm_e"), header.index("utm_n")
-    out = {}
+    out, at = {}, {}
     for line, r in enumerate(rows[1:], start=2):
         try:
             station, position = r[i_s].strip(), (float(r[i_e]), float(r[i_n]))
@@ -234,7 +235,9 @@ def _read_stations(path: Path) -> dict[str, tuple[float, float]]:
             raise ValueError(f"{path}: row {line}: utm coordinates must be finite, got {position}")
         if station in out:
             raise ValueError(f"{path}: row {line}: station {station!r} listed twice")
-        out[station] = position
+        if position in at:  # the nearest neighbours of either would be an arbitrary pick
+            raise ValueError(f"{path}: row {line}: station {station!r} has the position of station {at[position]!r}")
+        out[station], at[position] = position, station
     return out
 
 
@@ -255,8 +258,9 @@ def solar_hope(
 
     The files stay where they are (``path`` or ``$IGRAPHFLOW_DATA``): ``hope_melpitz_ghi_1s.csv.gz``
     (``time_utc`` then one column per station) and ``hope_melpitz_stations.csv`` (``station``,
-    ``utm_e``, ``utm_n`` in metres). Readings are averaged over ``resample`` seconds; the graph
-    joins each station to its ``k`` nearest (UTM distance), symmetric and connected.
+    ``utm_e``, ``utm_n`` in metres, a distinct position per station). Readings are averaged over
+    ``resample`` seconds; the graph joins each station to its ``k`` nearest (UTM distance),
+    symmetric and connected.
 
     Arguments:
         seed: Unused (the data are fixed); accepted for a uniform interface.

@@ -23,7 +23,7 @@ import numpy as np
 
 import igraphflow
 
-from ._base import GraphDataset, checked_options, knn_graph, lag_names, read_numeric_csv, series_samples
+from ._base import GraphDataset, as_path, checked_options, knn_graph, lag_names, read_numeric_csv, series_samples
 
 __all__ = ["MAX_MISSING", "TRAFFIC_FILE", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
 
@@ -105,14 +105,23 @@ def aggregate(times: np.ndarray, values: np.ndarray, step: float, resolution: fl
 def anomaly_labels(times: np.ndarray, counts: np.ndarray, q: float, min_history: int) -> tuple[np.ndarray, np.ndarray]:
     r"""Labels ``counts[t] > quantile_q(counts at the same time of day on previous days)``.
 
+    A reading's time-of-day slot counts the whole steps from the first stamp's time of day, so
+    stamps at the start of each interval (00:00, 00:15, ...) and at its middle (00:07:30,
+    00:22:30, ...) give the same labels.
+
     Arguments:
-        times: Regular time stamps ``[T]`` (seconds; days are UTC/naive calendar days).
+        times: Regular time stamps ``[T]`` (seconds; days are UTC/naive calendar days) whose
+            step divides a day.
         counts: Counts ``[T, V]``.
         q: The quantile level in ``(0, 1)``.
         min_history: The number of previous days needed for a label.
 
     Returns:
         ``(labels [T, V] int64, defined [T] bool)``; labels are 0 where undefined.
+
+    Raises:
+        ValueError: If the step does not divide a day, or two readings fall on the same slot of
+            one day (stamps off the regular grid).
 
     Example:
         >>> t = np.arange(4) * 86400.0  # one reading per day
@@ -123,10 +132,15 @@ def anomaly_labels(times: np.ndarray, counts: np.ndarray, q: float, min_history:
     if not 0.0 < q < 1.0:
         raise ValueError(f"q must lie in (0, 1), got {q}")
     step = float(np.min(np.diff(times)))
-    slots = int(round(86400 / step))
+    slots = round(86400 / step)
+    if slots < 1 or not np.isclose(slots * step, 86400):
+        raise ValueError(f"readings every {step / 60:g} min do not divide a day into whole time-of-day slots")
     day = np.floor(times / 86400 + 1e-9).astype(np.int64)
     day -= day[0]
-    slot = np.round((times - np.floor(times / 86400 + 1e-9) * 86400) / step).astype(np.int64) % slots
+    # Floor, not round: stamps at the middle of each interval would round half to even, two to one slot.
+    slot = np.floor(((times - times[0]) % 86400) / step + 1e-9).astype(np.int64)
+    if np.unique(day * slots + slot).size < times.size:  # the later reading would overwrite the earlier one
+        raise ValueError("two readings fall on the same time-of-day slot of one day (time stamps off a regular grid)")
     D, V = int(day[-1]) + 1, counts.shape[1]
     grid = np.full((D, slots, V), np.nan)
     grid[day, slot] = counts
@@ -182,7 +196,8 @@ def traffic(
         seed: Unused (the data are fixed).
         path: A CSV (optionally gzipped) with ``timestamp`` and one count column per detector;
             default: the embedded file (:func:`default_traffic_path`).
-        resolution: Minutes per reading: 15, 30 or 60 (any multiple of the file's step).
+        resolution: Minutes per reading: 15, 30 or 60 (any multiple of the file's step that
+            divides a day, 1440 min, so that every reading has a time of day to compare with).
         q: The quantile level of the anomaly rule.
         min_history: Previous days required before labels are defined.
         lags: ``C``, the readings per sample.
@@ -198,7 +213,9 @@ def traffic(
         >>> data.num_nodes, data.num_features, data.node_names[:3]
         (22, 2, ['d1', 'd2', 'd3'])
     """
-    csv_path = Path(path) if path is not None else default_traffic_path()
+    if 1440 % resolution:
+        raise ValueError(f"resolution must divide a day (1440 min) into whole readings, got {resolution}")
+    csv_path = as_path(path, "path") if path is not None else default_traffic_path()
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"traffic: no such file {csv_path} (expected {TRAFFIC_FILE} in the project's datasets/ folder, "
@@ -212,10 +229,10 @@ def traffic(
     step = float(np.min(np.diff(times)))
     try:
         times, counts, num_filled = fill_grid(times, counts, step)
+        times, counts = aggregate(times, counts, step, 60.0 * resolution)
+        labels, defined = anomaly_labels(times, counts, q, min_history)
     except ValueError as error:
         raise ValueError(f"{csv_path}: {error}") from None
-    times, counts = aggregate(times, counts, step, 60.0 * resolution)
-    labels, defined = anomaly_labels(times, counts, q, min_history)
     if not defined.any():
         raise ValueError(f"{csv_path}: too few days for min_history={min_history}")
     first = max(0, int(np.argmax(defined)) - lags + 1)
