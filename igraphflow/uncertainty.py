@@ -135,7 +135,7 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1)
     # or 1 - 0.9, whose binary values lie a hair off the decimal ones).
     rank = math.ceil((n + group_size) * (1.0 - alpha) - 1e-9)
     if rank > n:
-        return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype)
+        return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype, device=sorted_scores.device)
     return sorted_scores[..., max(rank, 1) - 1]
 
 

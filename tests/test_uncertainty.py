@@ -80,6 +80,8 @@ def test_conformal_quantile_matches_direct_order_statistic():
     # Row-wise (per node) thresholds.
     rows = torch.stack([nine, 10 * nine])
     assert conformal_quantile(rows, 0.2).tolist() == [8.0, 80.0]
+    # On the scores' device, the infinite threshold too (meta stands in for a GPU).
+    assert {conformal_quantile(torch.zeros(2, 9, device="meta"), a).device.type for a in (0.2, 0.05)} == {"meta"}
 
 
 def test_grouped_quantile_keeps_coverage_when_the_nodes_of_a_graph_agree():
