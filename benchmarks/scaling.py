@@ -8,7 +8,7 @@ resident memory (VmHWM) is its own.
   features) on grid graphs and networkx chordal-cycle graphs with about 100, 1k, 10k and 100k
   nodes; median time over 3 steps after a warm-up, peak RSS; log-log slope of time against
   the number of edges from 1k to 100k nodes.
-* ``grid10k``: a 10,000-node grid (about 40k edges), 2 features, 128 training graphs: fit
+* ``grid10k``: a 10,000-node grid (about 20k edges), 2 features, 128 training graphs: fit
   (default settings, a time cap) and ``log_prob(exact=False)``; peak RSS.
 
 Usage::

@@ -24,11 +24,15 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
+import matplotlib
 
-from igraphflow.compare import _pyplot, add_data_option_argument, add_option_argument, make_model, method_settings
-from igraphflow.datasets import load
-from igraphflow.metrics import conditional_metric, energy_distance, mmd
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from igraphflow.compare import add_data_option_argument, add_option_argument, make_model, method_settings  # noqa: E402
+from igraphflow.datasets import load  # noqa: E402
+from igraphflow.metrics import conditional_metric, energy_distance, mmd  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
                                                   "data_options": data_options, "settings": settings,
                                                   "results": rows}, indent=2) + "\n")
     # Figure: node 0 and node 2 (the symmetric pair) features for pattern 100 vs 001.
-    plt = _pyplot()
     patterns = [torch.tensor(p) for p in ([1, 0, 0], [0, 0, 1])]
     fig, axes = plt.subplots(len(patterns), len(generated) + 1, figsize=(2.4 * (len(generated) + 1), 4.6),
                              squeeze=False, sharex=True, sharey=True)

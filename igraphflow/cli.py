@@ -173,12 +173,15 @@ def _parser() -> argparse.ArgumentParser:
     def common(p: argparse.ArgumentParser):
         p.add_argument("--device", type=_device, default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
         p.add_argument("--seed", type=int, default=0)
+
+    def likelihood(p: argparse.ArgumentParser):
         p.add_argument("--exact-max-dim", type=int, default=32,
                        help="use the exact log-likelihood when V*C is at most this (else Hutchinson)")
 
     train = commands.add_parser("train", help="fit a model and write model.pt and summary.json")
     source(train)
     common(train)
+    likelihood(train)
     train.add_argument("--out", default="runs/latest", help="output directory")
     train.add_argument("--conv", default="l3net", choices=["l3net", "cheb", "gcn"])
     train.add_argument("--num-blocks", type=int, default=6)
@@ -191,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", required=True)
     source(evaluate)
     common(evaluate)
+    likelihood(evaluate)
     evaluate.set_defaults(run=_evaluate_command)
 
     sample = commands.add_parser("sample", help="draw X | Y for label patterns in a .npy/.npz file (array Y)")

@@ -42,7 +42,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "reference_signals"]
+__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
 
 import argparse
 import ast

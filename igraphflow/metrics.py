@@ -28,6 +28,7 @@ References:
 from __future__ import annotations
 
 __all__ = [
+    "DEFAULT_ALPHAS",
     "mmd",
     "mmd_terms",
     "mmd_median",
@@ -49,6 +50,7 @@ from torch import Tensor
 from ._checks import _as_tensor, as_count, as_flag, as_labels, as_seed
 
 DEFAULT_ALPHAS = (0.1, 1.0, 5.0, 10.0)
+r"""The iGNN paper's kernel parameters :math:`a` of :func:`mmd`, on :math:`\exp(-a \|x - x'\|^2)`."""
 
 # Rows of the first sample per chunk of a pairwise matrix: 1024 x 5000 float64 is 40 MB.
 _CHUNK = 1024

@@ -50,6 +50,11 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     assert str(tmp_path / "plain") in capsys.readouterr().out.splitlines()[-1]
     assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(out)]) == 2
     assert "is a directory, not a file" in capsys.readouterr().err
+    # Sampling computes no likelihood, so it takes no likelihood option.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "u.npz"),
+              "--exact-max-dim", "1"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --exact-max-dim" in capsys.readouterr().err
 
 
 def test_output_paths_are_checked_before_training(data_file, tmp_path, capsys, monkeypatch):
