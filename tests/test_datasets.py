@@ -17,6 +17,7 @@ from torch_geometric.utils import contains_self_loops, is_undirected
 
 import igraphflow.datasets as D
 from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
+from igraphflow.datasets.nsrdb import read_psm_csv
 from igraphflow.datasets.solar import resample_mean
 from igraphflow.datasets.traffic import anomaly_labels
 
@@ -264,6 +265,13 @@ def test_true_log_prob_refuses_labels_outside_the_classes(name):
             data.true_log_prob(X, torch.full(Y.shape, bad))
     with pytest.raises(ValueError, match="labels holds labels in"):
         moon_log_density(torch.zeros(3, 2), torch.tensor([0, 1, 2]), TWO_MOONS)
+    with pytest.raises(ValueError, match=r"z must have shape \[M, 2\], got \[3, 1\]"):
+        moon_log_density(torch.zeros(3, 1), torch.tensor([0, 1, 0]), TWO_MOONS)
+
+
+def test_a_feature_that_is_no_column_name_is_named(tmp_path):
+    with pytest.raises(ValueError, match="feature must be a column name"):
+        read_psm_csv(tmp_path / "site.csv", feature=None)
 
 
 @pytest.mark.parametrize("name", ["three_moons", "three_node"])

@@ -53,6 +53,8 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
         (39.74, (17520,))
     """
     path = as_path(path, "path")
+    if not isinstance(feature, str):
+        raise ValueError(f"feature must be a column name (str), got {type(feature).__name__} {feature!r}")
     if not path.is_file():
         raise FileNotFoundError(f"nsrdb: no such file {path} (expected an NSRDB PSM CSV download)")
     try:

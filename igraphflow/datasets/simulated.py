@@ -197,6 +197,8 @@ def moon_log_density(z: Tensor, labels: Tensor, arcs=TWO_MOONS, noise: float = 0
         True
     """
     z = _as_tensor(z, "z").double()
+    if z.dim() != 2 or z.size(1) != 2:
+        raise ValueError(f"z must have shape [M, 2], got {list(z.shape)}")
     # Every point gets a label of an arc, so every entry of ``out`` is written below.
     labels = _as_tensor(labels, "labels").unsqueeze(-1)
     labels = as_labels(labels, 1, len(arcs), num_samples=z.shape[0], name="labels", device=z.device)[:, 0]
