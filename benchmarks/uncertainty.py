@@ -181,8 +181,7 @@ def run_dataset(name: str, options: dict, *, quick: bool, max_time: float, cheb_
     result["flow_acc"] = (log_test.argmax(-1) == Y_test).float().mean().item()
     result["flow"] = conformal_report(log_cal, Y_cal, log_test, Y_test, ALPHA_GRID + ALPHAS)
     # The same flow's mixture Bayes rule (classifier="bayes"), to show what the graph head adds.
-    bayes_cal, bayes_test = (precise_log_softmax(flow.latent.log_prior + flow.latent.class_log_likelihood(flow.encode(x)))
-                             for x in (X_cal, X_test))
+    bayes_cal, bayes_test = (precise_log_softmax(flow.latent.posterior_logits(flow.encode(x))) for x in (X_cal, X_test))
     result["bayes"] = conformal_report(bayes_cal, Y_cal, bayes_test, Y_test, ALPHA_GRID + ALPHAS)
     result["gauss"] = {a: summarize(flow.gaussian_sets(X_test, a), Y_test) for a in ALPHAS}
     # The model's own calibrate / prediction_sets (pooled, then per node) agree with the above.

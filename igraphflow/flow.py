@@ -514,33 +514,38 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         save_atomic(payload, path, CHECKPOINT_KIND)
 
     def _read_checkpoint(self, path: Path, data: _FitData) -> dict | None:
-        r"""The checkpoint of an interrupted fit at ``path`` (``None`` if there is none), checked against this fit."""
+        r"""The checkpoint of an interrupted fit at ``path`` (``None`` if there is none), checked against
+        this fit and restored into a copy of the model, so that one refused leaves the model as it is."""
         if not path.is_file():
             return None
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = dict(payload["config"])
-            graph = torch.equal(*(undirected_edges(e, self.num_nodes).cpu() for e in (payload["edge_index"], self.edge_index)))
-            same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
-            as_count(payload["finished"], "finished", minimum=0)
-            dtype = payload["state_dict"]["latent.means"].dtype
         ours = self.config
-        if saved != ours:
+        if saved != ours:  # first: the graph is read against the number of nodes
             changed = sorted(k for k in ours if saved.get(k) != ours[k])
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
+        with reading_contents(path, CHECKPOINT_KIND):
+            graph = torch.equal(*(undirected_edges(e, self.num_nodes).cpu() for e in (payload["edge_index"], self.edge_index)))
+            same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
+            dtype = payload["state_dict"]["latent.means"].dtype
         if not graph:
             raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
         if dtype != self.dtype:
             raise ValueError(f"{path} holds a fit in {dtype}, this model computes in {self.dtype}; use another checkpoint_dir")
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
+        with reading_contents(path, CHECKPOINT_KIND):
+            as_count(payload["finished"], "finished", minimum=0)
+            copy.deepcopy(self)._restore(payload)
+            torch.Generator().set_state(payload["generator"])
         return payload
 
     def _resume(self, path: Path, payload: dict, data: _FitData) -> tuple[int, bool]:
-        r"""Restores the blocks a checkpointed fit finished; returns their number and whether its depth was settled."""
-        with reading_contents(path, CHECKPOINT_KIND):
-            self._restore(payload)
-            data.generator.set_state(payload["generator"])
+        r"""Restores the blocks a checkpointed fit finished (read by :meth:`_read_checkpoint`); returns
+        their number and whether its depth was settled."""
+        self._restore(payload)
+        data.generator.set_state(payload["generator"])
         return int(payload["finished"]), payload.get("depth_settled") is True
 
     # Trajectory tools ------------------------------------------------------------------

@@ -228,10 +228,15 @@ class GaussianMixtureLatent(nn.Module):
         r"""The Bayes rule of the mixture, :math:`P(Y_v = k | h_v)`, ``[N, V, K]``."""
         return self.log_posterior(h).exp()
 
+    def posterior_logits(self, h: Tensor) -> Tensor:
+        r""":math:`\log \pi_k + \log p(h_v | Y_v = k)`, ``[N, V, K]``: the Bayes rule before normalisation."""
+        return self.log_prior + self.class_log_likelihood(h)
+
     def log_posterior(self, h: Tensor) -> Tensor:
         r""":math:`\log P(Y_v = k | h_v)`, ``[N, V, K]``, computed without passing through
-        probabilities (which saturate at 1 in float32)."""
-        return torch.log_softmax(self.log_prior + self.class_log_likelihood(h), dim=-1)
+        probabilities, in the dtype of ``h`` (for the scores of confident nodes, exact in the
+        tails, see :func:`~igraphflow.uncertainty.precise_log_softmax`)."""
+        return torch.log_softmax(self.posterior_logits(h), dim=-1)
 
     def sample(self, y: Tensor, generator: torch.Generator | None = None, temperature: float | None = None) -> Tensor:
         r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``, its noise scaled by ``temperature`` (by

@@ -31,8 +31,10 @@ all ``n V`` nodes of the ``n`` calibration graphs are pooled, and their threshol
 one, and with this rank the guarantee is *marginal over nodes* (a random node of a random test
 graph) however strongly the nodes of a graph depend on each other (the rank of one score,
 :math:`\lceil (nV+1)(1-\alpha) \rceil`, falls short of it when they do: with one calibration
-graph of identical nodes it covers half the nodes at any ``alpha``). The price is an excess
-coverage of at most about :math:`(1 - \alpha) / n`. With ``per_node=True`` each node gets its
+graph of identical nodes it covers half the nodes at every ``alpha`` from :math:`1 / (V + 1)`).
+The price is an excess coverage of at most about :math:`(1 - \alpha) / n`, and sets of every
+label below :math:`\alpha = 1 / (n + 1)` however many nodes the graphs have (``calibrate``
+warns). With ``per_node=True`` each node gets its
 own quantile from its own ``n`` calibration scores: the guarantee then holds for every node
 separately, at the price of coarser quantiles.
 
@@ -66,6 +68,7 @@ __all__ = [
 ]
 
 import math
+import warnings
 
 import torch
 from scipy.stats import chi2
@@ -75,7 +78,9 @@ from ._checks import as_count, as_flag, as_labels, as_real
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
-_STATE_VERSION = 1
+# Version 2: scores from precise_log_softmax. Those of version 1 came from a float32
+# log_softmax, whose scores of confident nodes are 0: below every score of today's.
+_STATE_VERSION = 2
 _HEADER = 5  # version, calibrated, alpha, per_node, scores per node (per_node) or in all
 
 REGION_DRAWS = 2**14
@@ -162,10 +167,11 @@ def conformal_scores(log_proba: Tensor, Y: Tensor) -> Tensor:
 def precise_log_softmax(logits: Tensor) -> Tensor:
     r"""``log_softmax`` over the last axis, in float64, exact in the tails.
 
-    Computed as :math:`\log P_k = -\operatorname{softplus}(\log \sum_{j \ne k} e^{l_j - l_k})`:
-    the log-probability of a label close to certainty stays distinct from 0 up to logit gaps
-    of about 700, where ``log_softmax`` in float32 rounds it to 0 beyond a gap of about 17
-    (ties among the conformal scores of confident nodes).
+    ``log_softmax`` in float64, but for the most probable label ``t``, whose log-probability
+    :math:`\log P_t = -\log(1 + \sum_{j \ne t} e^{l_j - l_t})` is taken with ``log1p``: it
+    stays distinct from 0 up to logit gaps of about 700, where ``log_softmax`` rounds it to 0
+    beyond a gap of about 17 in float32 and 37 in float64 (ties among the conformal scores of
+    confident nodes). Memory is that of the output.
 
     Arguments:
         logits: Unnormalised log-probabilities ``[..., K]``.
@@ -176,11 +182,12 @@ def precise_log_softmax(logits: Tensor) -> Tensor:
         (0.0, '-9.357623e-14')
     """
     logits = logits.double()
-    differences = logits.unsqueeze(-2) - logits.unsqueeze(-1)  # [..., k, j] = l_j - l_k
-    others = ~torch.eye(logits.size(-1), dtype=torch.bool, device=logits.device)
-    rest = differences.masked_fill(~others, -math.inf).logsumexp(-1)
-    # softplus, written out: torch's returns x itself above x = 20, short by log1p(exp(-x)).
-    return -(rest.clamp_min(0) + (-rest.abs()).exp().log1p())
+    out = torch.log_softmax(logits, dim=-1)
+    # Only the most probable label's log-probability, log(1 - small), cancels in log_softmax;
+    # log1p of the sum of the others' exp(l_j - l_top) keeps it.
+    top = logits.argmax(-1, keepdim=True)
+    others = (logits - logits.gather(-1, top)).scatter(-1, top, -math.inf)
+    return out.scatter(-1, top, -others.exp().sum(-1, keepdim=True).log1p())
 
 
 def conformal_sets(log_proba: Tensor, threshold: Tensor | float) -> Tensor:
@@ -264,9 +271,7 @@ class UncertaintyMixin:
         self._check_fitted()
         h = self.encode(X)
         with torch.no_grad():
-            if self.head is not None:
-                return precise_log_softmax(self.head(h))
-            return precise_log_softmax(self.latent.log_prior + self.latent.class_log_likelihood(h))
+            return precise_log_softmax(self.head(h) if self.head is not None else self.latent.posterior_logits(h))
 
     @torch.no_grad()
     def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):
@@ -297,6 +302,9 @@ class UncertaintyMixin:
         scores = scores.T.contiguous() if per_node else scores.flatten()
         self._calibration_scores = scores.sort(dim=-1).values
         self._calibration_alpha = alpha
+        if torch.isinf(self.conformal_threshold()).any():
+            warnings.warn(f"{X_cal.size(0)} calibration graphs are too few for alpha={alpha:g}: every set holds "
+                          f"every label (about 1/alpha - 1 graphs are needed)", stacklevel=2)
         return self
 
     def conformal_threshold(self, alpha: float | None = None) -> Tensor:
@@ -479,6 +487,11 @@ class UncertaintyMixin:
         if state.dim() != 1 or state.numel() < _HEADER:
             raise RuntimeError(f"unreadable calibration state of shape {list(state.shape)}")
         version, calibrated, alpha, per_node, n = state[:_HEADER].tolist()
+        if version == 1:
+            warnings.warn("the calibration was saved by an earlier version, whose scores do not compare with "
+                          "today's: it is dropped; call calibrate(X_cal, Y_cal) again", stacklevel=2)
+            self._forget_calibration()
+            return
         # alpha is NaN in an uncalibrated state; the other fields are whole numbers.
         whole = all(v.is_integer() for v in (calibrated, per_node, n))
         if version != _STATE_VERSION or not whole or (calibrated and not 0.0 < alpha < 1.0):

@@ -630,6 +630,8 @@ def test_load_checks_counts_and_seed(name, options, match):
         ("nsrdb", dict(paths=123), "paths must be a list of files, one per site, got int 123"),
         ("three_moons", dict(weights="abc"), "weights must be three finite non-negative numbers"),
         ("three_moons", dict(weights={"a": 1}), "weights must be three"),
+        ("three_moons", dict(weights={1: 0, 2: 0, 3: 0}), "weights must be three"),  # its keys are no weights
+        ("three_moons", dict(weights={0.2, 0.3, 0.5}), "weights must be three"),  # a set has no order
         ("three_moons", dict(weights=("0.5", "0.3", "0.2")), "weights must be three"),  # read as numbers
     ],
 )

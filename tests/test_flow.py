@@ -222,7 +222,30 @@ def test_a_refused_checkpoint_leaves_the_fit_as_it_was(tmp_path):
         model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "other")
     with pytest.raises(ValueError, match="checkpoint_dir"):
         model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "a_file" / "run")
+    # A checkpoint that passes the checks but cannot be restored (weights holding NaN).
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path / "nan")
+    payload = torch.load(tmp_path / "nan" / "fit.pt", weights_only=True)
+    payload["state_dict"]["latent.means"].fill_(float("nan"))
+    torch.save(payload, tmp_path / "nan" / "fit.pt")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "nan")
     assert model.is_calibrated and torch.equal(model.log_prob(X, Y), log_prob) and torch.equal(model.prediction_sets(X), sets)
+    # A checkpoint of a larger graph: other settings, not a damaged file.
+    ring = torch.tensor([[0, 1, 1, 2, 2, 3, 3, 4, 4, 0], [1, 0, 2, 1, 3, 2, 4, 3, 0, 4]])
+    X5, Y5 = torch.randn(16, 5, 2), torch.randint(2, (16, 5))
+    ConditionalGraphFlow(ring, 5, 2, 2, **settings).fit(X5, Y5, progress=False, checkpoint_dir=tmp_path / "ring")
+    with pytest.raises(ValueError, match=r"other settings \(num_nodes\)"):
+        model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "ring")
+
+
+@pytest.mark.parametrize("conv", ["l3net", "cheb", "gcn"])
+def test_the_same_graph_written_otherwise_resumes(conv, tmp_path):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": 1, "max_epochs": 1, "conv": conv}
+    reference = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    same = torch.cat([EDGES[:, [4, 0, 2]], torch.tensor([[1, 2], [1, 2]])], 1)  # one direction, self-loops
+    resumed = ConditionalGraphFlow(same, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
 
 
 @pytest.mark.parametrize(

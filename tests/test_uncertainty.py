@@ -118,6 +118,7 @@ def test_precise_log_softmax_matches_a_direct_sum_in_the_tails():
             assert value == pytest.approx(-math.log1p(rest), rel=1e-12, abs=1e-300)
     assert precise_log_softmax(logits).dtype == torch.float64
     torch.testing.assert_close(precise_log_softmax(logits[:, :1]), torch.zeros(3, 1, dtype=torch.float64))
+    assert precise_log_softmax(torch.tensor([0.0, -math.inf, -math.inf])).tolist() == [0.0, -math.inf, -math.inf]
 
 
 def test_confident_nodes_keep_distinct_scores():
@@ -328,6 +329,25 @@ def test_a_loaded_calibration_owns_its_scores(three_nodes):
         three_nodes.load_state_dict(state)
         state["_extra_state"][5:] = 0  # a change to the state dict after loading
         assert torch.equal(three_nodes.conformal_threshold(), thresholds)
+
+
+def test_too_few_calibration_graphs_are_warned_about(three_nodes):
+    X, Y = _blobs(5, 3, seed=44)
+    with pytest.warns(UserWarning, match="5 calibration graphs are too few for alpha=0.1"):
+        three_nodes.calibrate(X, Y, alpha=0.1)  # rank ceil(6 * 3 * 0.9) = 17 > 15 scores
+    assert three_nodes.prediction_sets(X).all()
+    three_nodes.calibrate(X, Y, alpha=0.2)  # rank ceil(6 * 3 * 0.8) = 15: no warning
+
+
+def test_a_calibration_of_float32_scores_is_dropped_with_a_warning(three_nodes):
+    # Saved before the scores were exact: confident nodes scored 0, below every score of today's,
+    # so its threshold would leave sets empty.
+    X_cal, Y_cal = _blobs(20, 3, seed=43)
+    state = three_nodes.calibrate(X_cal, Y_cal, alpha=0.2).state_dict()
+    state["_extra_state"][0] = 1
+    with pytest.warns(UserWarning, match="calibrate"):
+        three_nodes.load_state_dict(state)
+    assert not three_nodes.is_calibrated
 
 
 def test_a_new_fit_forgets_the_calibration():

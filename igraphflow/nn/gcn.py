@@ -19,8 +19,9 @@ class StaticGCNConv(GCNConv):
     The normalised adjacency :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` is computed once, at
     construction, and kept in the buffers ``norm_index`` and ``norm_weight``, so that
     ``.to(device)``, ``.cuda()`` and ``.double()`` move it with the weights (PyG's own cache,
-    ``cached=True``, is a plain attribute that stays where it was filled). They are derived
-    from the ``edge_index`` buffer and left out of the state dict.
+    ``cached=True``, is a plain attribute that stays where it was filled). They and the
+    ``edge_index`` buffer they come from are left out of the state dict: the layer is bound to
+    the graph it was built with.
 
     Arguments:
         in_channels: Input channels per node.
@@ -42,7 +43,8 @@ class StaticGCNConv(GCNConv):
         # normalising at every call.
         super().__init__(in_channels, out_channels, normalize=False)
         self.num_nodes = as_count(num_nodes, "num_nodes")
-        self.register_buffer("edge_index", symmetric_edges(edge_index, self.num_nodes))
+        # Derived from the graph given, like the normalisation: neither is part of the state.
+        self.register_buffer("edge_index", symmetric_edges(edge_index, self.num_nodes), persistent=False)
         # GCNConv's defaults: self-loops added, in the dtype of the weights.
         norm_index, norm_weight = gcn_norm(
             self.edge_index, None, self.num_nodes, add_self_loops=True, dtype=self.lin.weight.dtype
@@ -53,3 +55,9 @@ class StaticGCNConv(GCNConv):
     def forward(self, x: Tensor) -> Tensor:
         check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
         return super().forward(x, self.norm_index, self.norm_weight)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # States written when the graph was saved with the layer: the layer keeps its own, so
+        # that the same graph written otherwise (self-loops, one direction) loads.
+        state_dict.pop(prefix + "edge_index", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
