@@ -10,14 +10,16 @@ from torch_geometric.nn import ChebConv
 
 from .._checks import as_count, check_node_input
 from ..graph import symmetric_edges
+from ._operator import CachedOperator
 
 
-class StaticChebConv(ChebConv):
+class StaticChebConv(CachedOperator, ChebConv):
     r"""PyG's :class:`~torch_geometric.nn.conv.ChebConv` bound to one static graph.
 
     :math:`\sum_{k<K} T_k(\hat L) X \Theta_k`, with :math:`T_k` the Chebyshev polynomials of
     the scaled Laplacian. PyG recomputes the normalised Laplacian at every call; inside an ODE
-    block that is several times per solver step, so it is computed once here and stored.
+    block that is several times per solver step, so it is computed once here and stored (in
+    float64, then in the weights' dtype: see :class:`~igraphflow.nn._operator.CachedOperator`).
 
     Arguments:
         in_channels: Input channels per node.
@@ -38,13 +40,16 @@ class StaticChebConv(ChebConv):
 
     def __init__(self, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int, K: int = 3):
         super().__init__(in_channels, out_channels, K=as_count(K, "K"), normalization="sym")
-        num_nodes = self.num_nodes = as_count(num_nodes, "num_nodes")
+        self.num_nodes = as_count(num_nodes, "num_nodes")
         # The symmetric Laplacian needs both directions of every edge.
-        scaled_index, scaled_weight = super().__norm__(
-            symmetric_edges(edge_index, num_nodes), num_nodes, None, "sym", lambda_max=2.0, dtype=self.lins[0].weight.dtype
-        )
-        self.register_buffer("scaled_index", scaled_index)
-        self.register_buffer("scaled_weight", scaled_weight)
+        self._graph = symmetric_edges(edge_index, self.num_nodes).cpu()
+        self._operator_buffers = ("scaled_index", "scaled_weight")
+        self.register_buffer("scaled_index", None)
+        self.register_buffer("scaled_weight", None)
+        self._set_operator()
+
+    def _operator(self) -> tuple[Tensor, Tensor]:
+        return ChebConv.__norm__(self, self._graph, self.num_nodes, None, "sym", lambda_max=2.0, dtype=torch.float64)
 
     def __norm__(self, edge_index, num_nodes, edge_weight, normalization, lambda_max=None, dtype=None, batch=None):
         return self.scaled_index, self.scaled_weight.to(dtype or self.scaled_weight.dtype)

@@ -11,9 +11,10 @@ from torch_geometric.nn.conv.gcn_conv import gcn_norm
 
 from .._checks import as_count, check_node_input
 from ..graph import symmetric_edges
+from ._operator import CachedOperator
 
 
-class StaticGCNConv(GCNConv):
+class StaticGCNConv(CachedOperator, GCNConv):
     r"""PyG's :class:`~torch_geometric.nn.conv.GCNConv` bound to one static graph.
 
     The normalised adjacency :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` is computed once, at
@@ -45,12 +46,15 @@ class StaticGCNConv(GCNConv):
         self.num_nodes = as_count(num_nodes, "num_nodes")
         # Derived from the graph given, like the normalisation: neither is part of the state.
         self.register_buffer("edge_index", symmetric_edges(edge_index, self.num_nodes), persistent=False)
-        # GCNConv's defaults: self-loops added, in the dtype of the weights.
-        norm_index, norm_weight = gcn_norm(
-            self.edge_index, None, self.num_nodes, add_self_loops=True, dtype=self.lin.weight.dtype
-        )
-        self.register_buffer("norm_index", norm_index, persistent=False)
-        self.register_buffer("norm_weight", norm_weight, persistent=False)
+        self._graph = self.edge_index.cpu()
+        self._operator_buffers = ("norm_index", "norm_weight")
+        self.register_buffer("norm_index", None, persistent=False)
+        self.register_buffer("norm_weight", None, persistent=False)
+        self._set_operator()
+
+    def _operator(self) -> tuple[Tensor, Tensor]:
+        # GCNConv's defaults: self-loops added.
+        return gcn_norm(self._graph, None, self.num_nodes, add_self_loops=True, dtype=torch.float64)
 
     def forward(self, x: Tensor) -> Tensor:
         check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)

@@ -1,0 +1,33 @@
+r"""Graph layers whose normalised operator is computed once, from the graph they are bound to."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+
+class CachedOperator:
+    r"""A mixin for ``nn.Module`` graph layers that keep a normalised operator ``(index, weight)``.
+
+    The operator is computed from the graph in float64 on the CPU (:meth:`_operator`) and put
+    in two buffers, in the dtype and on the device of the layer's weights, again whenever the
+    layer is moved or cast: ``.double()`` gets the exact operator rather than a float32 one
+    cast up, and a GPU gets its own copy.
+    """
+
+    _operator_buffers: tuple[str, str]
+
+    def _operator(self) -> tuple[Tensor, Tensor]:
+        r"""``(index [2, E'], weight [E'])``, float64 on the CPU."""
+        raise NotImplementedError
+
+    def _set_operator(self):
+        like = next(self.parameters())
+        index, weight = self._operator()
+        index_name, weight_name = self._operator_buffers
+        setattr(self, index_name, index.to(like.device))
+        setattr(self, weight_name, weight.to(like.device, like.dtype))
+
+    def _apply(self, fn, *args, **kwargs):
+        super()._apply(fn, *args, **kwargs)
+        self._set_operator()
+        return self
