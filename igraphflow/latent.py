@@ -187,13 +187,27 @@ class GaussianMixtureLatent(nn.Module):
         variable for the true class)."""
         return self._node_distances(h, self.node_scale_tril)
 
+    def node_squared_distance(self, h: Tensor, y: Tensor) -> Tensor:
+        r"""The distance of :meth:`squared_distances` to each node's own class ``y``, ``[N, V]``."""
+        node_tril = self.node_scale_tril
+        if node_tril is None:
+            return self._residual(h, y).square().sum(-1) / self.sigma**2
+        return self._node_whitened(self._residual(h, y), node_tril).square().sum(-1)
+
     def _node_distances(self, h: Tensor, node_tril: Tensor | None) -> Tensor:
-        r = h.unsqueeze(-2) - self.means
+        r = h.unsqueeze(-2) - self.means  # [N, V, K, C]
         if node_tril is None:
             return r.square().sum(-1) / self.sigma**2
-        r = r - self.offset.unsqueeze(-2)
-        # [V, 1, C, C] against r [N, V, K, C, 1]
-        return torch.linalg.solve_triangular(node_tril.unsqueeze(1), r.unsqueeze(-1), upper=False).square().sum((-2, -1))
+        return self._node_whitened(r - self.offset.unsqueeze(-2), node_tril).square().sum(-1)
+
+    @staticmethod
+    def _node_whitened(r: Tensor, node_tril: Tensor) -> Tensor:
+        r""":math:`L_v^{-1} r_v` for residuals ``r [N, V, ..., C]`` and factors ``[V, C, C]``."""
+        # The V small inverses once: a solve broadcast against r would copy them N K times.
+        eye = torch.eye(node_tril.size(-1), dtype=node_tril.dtype, device=node_tril.device)
+        inverse = torch.linalg.solve_triangular(node_tril, eye.expand_as(node_tril), upper=False)
+        flat = r.reshape(r.size(0), r.size(1), math.prod(r.shape[2:-1]), r.size(-1))  # [N, V, M, C]
+        return torch.einsum("vij,nvmj->nvmi", inverse, flat).reshape(r.shape)
 
     def class_log_likelihood(self, h: Tensor) -> Tensor:
         r""":math:`\log \mathcal{N}(h_v; \mu_k + b_v, \Sigma_{vv})` for every node and class, ``[N, V, K]``

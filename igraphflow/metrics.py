@@ -52,8 +52,9 @@ from ._checks import _as_tensor, as_count, as_flag, as_labels, as_seed
 DEFAULT_ALPHAS = (0.1, 1.0, 5.0, 10.0)
 r"""The iGNN paper's kernel parameters :math:`a` of :func:`mmd`, on :math:`\exp(-a \|x - x'\|^2)`."""
 
-# Rows of the first sample per chunk of a pairwise matrix: 1024 x 5000 float64 is 40 MB.
+# A tile of a pairwise matrix: 1024 x 4096 float64 is 32 MB, whatever the sizes of the samples.
 _CHUNK = 1024
+_TILE = 4096
 
 
 def _as_samples(X: Any, name: str) -> Tensor:
@@ -91,31 +92,27 @@ def _centred_and_scaled(A: Tensor, B: Tensor) -> tuple[Tensor, Tensor, float]:
     return A / scale, B / scale, scale
 
 
-def _scaled_sq_dists(A: Tensor, B: Tensor) -> tuple[Tensor, float]:
-    r"""Squared Euclidean distances ``[len(A), len(B)]`` as ``(D, s)``: :math:`\|a_i - b_j\|^2 = s^2 D_{ij}`.
+def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor, float], Tensor]]) -> list[float]:
+    r"""``sum_{i, j} fn(D_ij, s)`` for each ``fn``, with :math:`\|a_i - b_j\|^2 = s^2 D_{ij}`,
+    over tiles of ``_CHUNK`` rows of ``A`` and ``_TILE`` rows of ``B`` (memory bounded).
 
     The expansion :math:`\|a\|^2 + \|b\|^2 - 2 a \cdot b` is taken around the mean of ``B`` and
-    in units ``s`` of about the largest centred coordinate: otherwise coordinates near 1e200
-    square to inf (and inf - inf gives nan), near 1e-200 to 0, and samples far from the origin
-    lose their distances to cancellation. ``s`` is a power of two, so dividing by it rounds
-    nothing. ``D`` is clamped at zero.
-    """
-    A, B, scale = _centred_and_scaled(A, B)
-    d2 = (A * A).sum(1)[:, None] + (B * B).sum(1)[None, :] - 2.0 * A @ B.T
-    return d2.clamp_min_(0.0), scale
-
-
-def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor, float], Tensor]]) -> list[float]:
-    r"""``sum_{i, j} fn(D_ij, s)`` for each ``fn``, over row chunks of ``A`` (``D, s`` of :func:`_scaled_sq_dists`).
+    in units ``s`` of about the largest centred coordinate (:func:`_centred_and_scaled`):
+    otherwise coordinates near 1e200 square to inf (and inf - inf gives nan), near 1e-200 to 0,
+    and samples far from the origin lose their distances to cancellation. ``s`` is a power of
+    two, so dividing by it rounds nothing. ``D`` is clamped at zero.
 
     Raises:
         ValueError: When a sum is not finite: the distances overflow float64.
     """
+    A, B, scale = _centred_and_scaled(A, B)
     totals = [0.0] * len(fns)
-    for start in range(0, A.shape[0], _CHUNK):
-        d2, scale = _scaled_sq_dists(A[start : start + _CHUNK], B)
-        for i, fn in enumerate(fns):
-            totals[i] += fn(d2, scale).sum().item()
+    for a in A.split(_CHUNK):
+        a_norms = (a * a).sum(1)[:, None]
+        for b in B.split(_TILE):
+            d2 = (a_norms + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min_(0.0)
+            for i, fn in enumerate(fns):
+                totals[i] += fn(d2, scale).sum().item()
     if not all(math.isfinite(total) for total in totals):
         raise ValueError("the distances between the samples are too large for float64; rescale both samples")
     return totals

@@ -75,6 +75,7 @@ from scipy.stats import chi2
 from torch import Tensor
 
 from ._checks import as_count, as_flag, as_labels, as_real
+from ._chunks import in_chunks
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
@@ -270,8 +271,13 @@ class UncertaintyMixin:
         nodes do not round to 0 (probabilities saturate at 1 in float32)."""
         self._check_fitted()
         h = self.encode(X)
+
+        def log_proba(part: Tensor) -> Tensor:
+            return precise_log_softmax(self.head(part) if self.head is not None else self.latent.posterior_logits(part))
+
+        # In chunks: the graph head gathers every neighbourhood of every signal at once.
         with torch.no_grad():
-            return precise_log_softmax(self.head(h) if self.head is not None else self.latent.posterior_logits(h))
+            return in_chunks(log_proba, h)
 
     @torch.no_grad()
     def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):
@@ -377,7 +383,7 @@ class UncertaintyMixin:
         # The ceil(n (1 - alpha))-th smallest of n draws.
         rank = max(1, math.ceil(REGION_DRAWS * (1 - alpha)))
         joint = self.latent.joint_squared_distance(h, y).double().kthvalue(rank).values.item()
-        nodes = self.latent.squared_distances(h)[..., 0].double().kthvalue(rank, dim=0).values
+        nodes = self.latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values
         return joint, nodes
 
     # Regions in X space ------------------------------------------------------------------
@@ -414,7 +420,7 @@ class UncertaintyMixin:
         joint_threshold, node_thresholds = self._region_thresholds(alpha)
         if joint:
             return self.latent.joint_squared_distance(h, Y) <= joint_threshold
-        distance = self.latent.squared_distances(h).gather(-1, Y.unsqueeze(-1)).squeeze(-1)
+        distance = self.latent.node_squared_distance(h, Y)
         return distance <= node_thresholds
 
     @torch.no_grad()

@@ -110,6 +110,11 @@ def test_fitted_noise_log_prob_and_node_marginals_match_scipy(fitted_noise):
             centre = latent.means[k].detach() + latent.offset[v]
             marginal = torch.tensor(multivariate_normal(centre, block).logpdf(h[:, v]))
             assert torch.allclose(latent.class_log_likelihood(h)[:, v, k], marginal)
+            # The Mahalanobis distance under the same block, by a direct solve.
+            r = (h[:, v] - centre).double()
+            direct = (r @ torch.linalg.inv(block.double()) * r).sum(-1)
+            assert torch.allclose(latent.squared_distances(h)[:, v, k].double(), direct, atol=1e-4)
+    assert torch.allclose(latent.node_squared_distance(h, y), latent.squared_distances(h).gather(-1, y.unsqueeze(-1))[..., 0])
 
 
 def test_samples_have_the_fitted_covariance(fitted_noise):

@@ -104,11 +104,15 @@ def test_mmd_chunking(monkeypatch):
     import igraphflow.metrics as metrics
 
     X, Y = _rand(50, 4, seed=5), _rand(40, 4, seed=6)
-    whole = mmd(X, Y)
+    whole, whole_energy = mmd(X, Y), energy_distance(X, Y)
     monkeypatch.setattr(metrics, "_CHUNK", 7)
+    monkeypatch.setattr(metrics, "_TILE", 5)
     chunked = mmd(X, Y)
     for a in whole:
         assert chunked[a] == pytest.approx(whole[a], abs=1e-12)
+    # Distances come from an expansion whose rounding (about 1e-8 once square-rooted, on the
+    # zero distances of a sample to itself) depends on the tiles.
+    assert energy_distance(X, Y) == pytest.approx(whole_energy, abs=1e-9)
 
 
 def test_mmd_identical_vs_shifted():
