@@ -130,7 +130,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             and off the means; sampling the isotropic latent then decodes too widely spread
             signals, or in the wrong place. Where a mixture of diagonal Gaussians fits the
             whitened residuals better still, it becomes the noise (``latent.noise_components``).
-            The blocks always train towards the isotropic latent.
+            The blocks always train towards the isotropic latent. Signals of more than
+            :data:`~igraphflow.latent.MAX_NOISE_DIM` dimensions keep the isotropic latent (a
+            ``D x D`` covariance would not fit).
         sample_temperature: The factor on the latent noise when sampling, or ``"auto"``: the one
             whose decoded draws are closest, in the energy distance, to the training signals
             (64 to 512 of them, fewer on larger graphs, with their labels; 1 when there are

@@ -93,6 +93,18 @@ def test_static_cheb_equals_pyg_chebconv(graph):
     assert torch.allclose(static(x.expand(2, n, 3))[1], static(x))
 
 
+def test_l3net_state_holds_no_supports_and_older_states_load(graph):
+    edge_index, n = graph
+    conv = L3NetConv(2, 3, edge_index, n, orders=(0, 1, 2))
+    state = conv.state_dict()
+    assert not any(key.startswith("support") for key in state)  # derived from the graph
+    older = state | {f"support_{m}": s for m, s in enumerate(conv.supports())}
+    other = L3NetConv(2, 3, edge_index, n, orders=(0, 1, 2))
+    other.load_state_dict(older)
+    x = torch.randn(4, n, 2)
+    assert torch.equal(other(x), conv(x))
+
+
 def test_l3net_filters_start_as_exact_means_in_the_weights_dtype(graph):
     edge_index, n = graph
     torch.set_default_dtype(torch.float32)  # the module's fixture restores the default afterwards

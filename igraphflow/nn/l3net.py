@@ -65,7 +65,8 @@ class L3NetConv(nn.Module):
         self.orders = as_orders(orders)
         supports = hop_supports(edge_index, self.num_nodes, self.orders)
         for m, support in enumerate(supports):
-            self.register_buffer(f"support_{m}", support)
+            # Derived from the graph, so not part of the state: a checkpoint stays small.
+            self.register_buffer(f"support_{m}", support, persistent=False)
         self.filters = nn.ParameterList(nn.Parameter(torch.empty(s.size(1))) for s in supports)
         self.aggregate_first = in_channels <= out_channels
         if self.aggregate_first:
@@ -78,6 +79,12 @@ class L3NetConv(nn.Module):
     def supports(self) -> list[Tensor]:
         r"""The ``[2, E_m]`` (neighbour, node) pairs of each basis."""
         return [getattr(self, f"support_{m}") for m in range(len(self.orders))]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # States written when the supports were saved with the layer: it keeps its own.
+        for m in range(len(self.orders)):
+            state_dict.pop(f"{prefix}support_{m}", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self):
         self.lin.reset_parameters()
