@@ -11,7 +11,8 @@ class CachedOperator:
     The operator is computed from the graph in float64 on the CPU (:meth:`_operator`) and put
     in two buffers, in the dtype and on the device of the layer's weights, again whenever the
     layer is moved or cast: ``.double()`` gets the exact operator rather than a float32 one
-    cast up, and a GPU gets its own copy.
+    cast up, and a GPU gets its own copy. Derived from the graph, they are not part of the
+    state (register them with ``persistent=False``); states that hold them load.
     """
 
     _operator_buffers: tuple[str, str]
@@ -26,6 +27,11 @@ class CachedOperator:
         index_name, weight_name = self._operator_buffers
         setattr(self, index_name, index.to(like.device))
         setattr(self, weight_name, weight.to(like.device, like.dtype))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in self._operator_buffers:
+            state_dict.pop(prefix + name, None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _apply(self, fn, *args, **kwargs):
         super()._apply(fn, *args, **kwargs)

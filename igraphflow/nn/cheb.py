@@ -44,8 +44,8 @@ class StaticChebConv(CachedOperator, ChebConv):
         # The symmetric Laplacian needs both directions of every edge.
         self._graph = symmetric_edges(edge_index, self.num_nodes).cpu()
         self._operator_buffers = ("scaled_index", "scaled_weight")
-        self.register_buffer("scaled_index", None)
-        self.register_buffer("scaled_weight", None)
+        self.register_buffer("scaled_index", None, persistent=False)
+        self.register_buffer("scaled_weight", None, persistent=False)
         self._set_operator()
 
     def _operator(self) -> tuple[Tensor, Tensor]:
