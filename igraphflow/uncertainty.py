@@ -79,8 +79,8 @@ from ._chunks import in_chunks
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
 # ``torch.load(weights_only=True)``): a header, then the sorted calibration scores row-wise.
-# Version 2: scores from precise_log_softmax. Those of version 1 came from a float32
-# log_softmax, whose scores of confident nodes are 0: below every score of today's.
+# Version 2: scores from precise_log_softmax. Those of version 1 may come from a float32
+# log_softmax, whose scores of confident nodes are exactly 0: below every score of today's.
 _STATE_VERSION = 2
 _HEADER = 5  # version, calibrated, alpha, per_node, scores per node (per_node) or in all
 
@@ -131,19 +131,24 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1)
         >>> conformal_quantile(scores, 0.2, group_size=3)  # ceil(4 * 3 * 0.8) = 10 > 9
         tensor(inf)
     """
+    n = sorted_scores.size(-1)
+    rank = _conformal_rank(n, alpha, group_size)
+    if rank > n:
+        return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype, device=sorted_scores.device)
+    return sorted_scores[..., max(rank, 1) - 1]
+
+
+def _conformal_rank(n: int, alpha: float, group_size: int) -> int:
+    r"""The 1-based rank of :func:`conformal_quantile`'s threshold among ``n`` scores (``> n``: none)."""
     alpha = as_real(alpha, "alpha", "(0, 1)")
     group_size = as_count(group_size, "group_size")
-    n = sorted_scores.size(-1)
     if n < 1:
         raise ValueError("conformal_quantile needs at least one calibration score")
     if n % group_size:
         raise ValueError(f"group_size {group_size} does not divide the {n} calibration scores")
     # A small tolerance keeps the rank from rounding up past an exact integer (for alpha = 0.3,
     # or 1 - 0.9, whose binary values lie a hair off the decimal ones).
-    rank = math.ceil((n + group_size) * (1.0 - alpha) - 1e-9)
-    if rank > n:
-        return torch.full(sorted_scores.shape[:-1], math.inf, dtype=sorted_scores.dtype, device=sorted_scores.device)
-    return sorted_scores[..., max(rank, 1) - 1]
+    return math.ceil((n + group_size) * (1.0 - alpha) - 1e-9)
 
 
 def conformal_scores(log_proba: Tensor, Y: Tensor) -> Tensor:
@@ -168,11 +173,11 @@ def conformal_scores(log_proba: Tensor, Y: Tensor) -> Tensor:
 def precise_log_softmax(logits: Tensor) -> Tensor:
     r"""``log_softmax`` over the last axis, in float64, exact in the tails.
 
-    ``log_softmax`` in float64, but for the most probable label ``t``, whose log-probability
-    :math:`\log P_t = -\log(1 + \sum_{j \ne t} e^{l_j - l_t})` is taken with ``log1p``: it
-    stays distinct from 0 up to logit gaps of about 700, where ``log_softmax`` rounds it to 0
-    beyond a gap of about 17 in float32 and 37 in float64 (ties among the conformal scores of
-    confident nodes). Memory is that of the output.
+    Computed around the most probable label ``t`` as :math:`\log P_k = (l_k - l_t) -
+    \log(1 + \sum_{j \ne t} e^{l_j - l_t})`, the logarithm taken with ``log1p``: the top
+    label's log-probability stays distinct from 0 up to logit gaps of about 700, where
+    ``log_softmax`` rounds it to 0 beyond a gap of about 17 in float32 and 37 in float64 (ties
+    among the conformal scores of confident nodes). Memory is that of the output.
 
     Arguments:
         logits: Unnormalised log-probabilities ``[..., K]``.
@@ -183,12 +188,15 @@ def precise_log_softmax(logits: Tensor) -> Tensor:
         (0.0, '-9.357623e-14')
     """
     logits = logits.double()
-    out = torch.log_softmax(logits, dim=-1)
-    # Only the most probable label's log-probability, log(1 - small), cancels in log_softmax;
-    # log1p of the sum of the others' exp(l_j - l_top) keeps it.
+    if logits.size(-1) == 0:
+        return logits
+    # log P_k = (l_k - l_t) - log(1 + sum_{j != t} exp(l_j - l_t)), t the most probable label:
+    # log1p keeps the top label's log(1 - small), which cancels in log_softmax, and a label
+    # tied with the top gets exactly the same value.
     top = logits.argmax(-1, keepdim=True)
-    others = (logits - logits.gather(-1, top)).scatter(-1, top, -math.inf)
-    return out.scatter(-1, top, -others.exp().sum(-1, keepdim=True).log1p())
+    shifted = logits - logits.gather(-1, top)
+    rest = shifted.scatter(-1, top, -math.inf).exp().sum(-1, keepdim=True).log1p()
+    return (shifted - rest).scatter(-1, top, -rest)
 
 
 def conformal_sets(log_proba: Tensor, threshold: Tensor | float) -> Tensor:
@@ -308,7 +316,7 @@ class UncertaintyMixin:
         scores = scores.T.contiguous() if per_node else scores.flatten()
         self._calibration_scores = scores.sort(dim=-1).values
         self._calibration_alpha = alpha
-        if torch.isinf(self.conformal_threshold()).any():
+        if _conformal_rank(scores.size(-1), alpha, self.num_nodes if scores.dim() == 1 else 1) > scores.size(-1):
             warnings.warn(f"{X_cal.size(0)} calibration graphs are too few for alpha={alpha:g}: every set holds "
                           f"every label (about 1/alpha - 1 graphs are needed)", stacklevel=2)
         return self
@@ -493,11 +501,12 @@ class UncertaintyMixin:
         if state.dim() != 1 or state.numel() < _HEADER:
             raise RuntimeError(f"unreadable calibration state of shape {list(state.shape)}")
         version, calibrated, alpha, per_node, n = state[:_HEADER].tolist()
-        if version == 1:
-            warnings.warn("the calibration was saved by an earlier version, whose scores do not compare with "
-                          "today's: it is dropped; call calibrate(X_cal, Y_cal) again", stacklevel=2)
+        if version == 1 and calibrated and (state[_HEADER:] == 0).any():
+            warnings.warn("the calibration was saved by an earlier version, whose scores of confident nodes "
+                          "were rounded to 0: it is dropped; call calibrate(X_cal, Y_cal) again", stacklevel=2)
             self._forget_calibration()
             return
+        version = _STATE_VERSION if version == 1 else version  # the same layout
         # alpha is NaN in an uncalibrated state; the other fields are whole numbers.
         whole = all(v.is_integer() for v in (calibrated, per_node, n))
         if version != _STATE_VERSION or not whole or (calibrated and not 0.0 < alpha < 1.0):

@@ -1,5 +1,6 @@
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -119,6 +120,10 @@ def test_precise_log_softmax_matches_a_direct_sum_in_the_tails():
     assert precise_log_softmax(logits).dtype == torch.float64
     torch.testing.assert_close(precise_log_softmax(logits[:, :1]), torch.zeros(3, 1, dtype=torch.float64))
     assert precise_log_softmax(torch.tensor([0.0, -math.inf, -math.inf])).tolist() == [0.0, -math.inf, -math.inf]
+    assert precise_log_softmax(torch.tensor([math.inf, 0.0])).tolist() == [0.0, -math.inf]
+    assert precise_log_softmax(torch.empty(3, 0)).shape == (3, 0)
+    tied = precise_log_softmax(torch.tensor([1.0, 1.0, -3.0]))
+    assert tied[0] == tied[1]  # equal logits, equal scores: no set holds one without the other
 
 
 def test_confident_nodes_keep_distinct_scores():
@@ -336,16 +341,26 @@ def test_too_few_calibration_graphs_are_warned_about(three_nodes):
     with pytest.warns(UserWarning, match="5 calibration graphs are too few for alpha=0.1"):
         three_nodes.calibrate(X, Y, alpha=0.1)  # rank ceil(6 * 3 * 0.9) = 17 > 15 scores
     assert three_nodes.prediction_sets(X).all()
-    three_nodes.calibrate(X, Y, alpha=0.2)  # rank ceil(6 * 3 * 0.8) = 15: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        three_nodes.calibrate(X, Y, alpha=0.2)  # rank ceil(6 * 3 * 0.8) = 15: no warning
 
 
-def test_a_calibration_of_float32_scores_is_dropped_with_a_warning(three_nodes):
-    # Saved before the scores were exact: confident nodes scored 0, below every score of today's,
-    # so its threshold would leave sets empty.
+def test_calibrations_of_earlier_versions_load_unless_their_scores_were_rounded(three_nodes):
     X_cal, Y_cal = _blobs(20, 3, seed=43)
     state = three_nodes.calibrate(X_cal, Y_cal, alpha=0.2).state_dict()
-    state["_extra_state"][0] = 1
-    with pytest.warns(UserWarning, match="calibrate"):
+    scores = three_nodes.calibration_scores_.clone()
+    state["_extra_state"][0] = 1  # version 1: the same layout
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        three_nodes.load_state_dict(state)
+        assert three_nodes.is_calibrated and torch.equal(three_nodes.calibration_scores_, scores)
+        three_nodes.load_state_dict(three_nodes.state_dict() | {"_extra_state": torch.tensor([1.0, 0.0, math.nan, 0.0, 0.0], dtype=torch.float64)})
+        assert not three_nodes.is_calibrated
+    # Scores of a float32 log_softmax: confident nodes at exactly 0, below every score of
+    # today's, so that the threshold would leave sets empty.
+    state["_extra_state"][5:10] = 0
+    with pytest.warns(UserWarning, match="rounded to 0"):
         three_nodes.load_state_dict(state)
     assert not three_nodes.is_calibrated
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Set
 
 import networkx as nx
 import numpy as np
@@ -389,10 +389,10 @@ def three_moons(
         >>> data.X_train.shape, data.num_classes, data.edge_index.shape
         (torch.Size([300, 1, 2]), 3, torch.Size([2, 0]))
     """
-    # In order (a set or the keys of a dict are not); as_real refuses strings and booleans,
-    # which np.asarray would read as numbers.
-    ordered = isinstance(weights, (Sequence, np.ndarray, Tensor)) and not isinstance(weights, (str, bytes))
-    items = list(weights) if ordered else []
+    # In order: a set or a dict (its keys) is not; as_real refuses strings and booleans, which
+    # np.asarray would read as numbers.
+    unordered = isinstance(weights, (str, bytes, Set, Mapping)) or not isinstance(weights, Iterable)
+    items = [] if unordered else list(weights)
     try:
         w = np.array([as_real(x, "weights", "[0, inf)") for x in items])
     except ValueError:

@@ -17,12 +17,12 @@ from ._operator import CachedOperator
 class StaticGCNConv(CachedOperator, GCNConv):
     r"""PyG's :class:`~torch_geometric.nn.conv.GCNConv` bound to one static graph.
 
-    The normalised adjacency :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` is computed once, at
-    construction, and kept in the buffers ``norm_index`` and ``norm_weight``, so that
-    ``.to(device)``, ``.cuda()`` and ``.double()`` move it with the weights (PyG's own cache,
-    ``cached=True``, is a plain attribute that stays where it was filled). They and the
-    ``edge_index`` buffer they come from are left out of the state dict: the layer is bound to
-    the graph it was built with.
+    The normalised adjacency :math:`\hat D^{-1/2} (A + I) \hat D^{-1/2}` is computed from the
+    graph in float64 and kept in the buffers ``norm_index`` and ``norm_weight``, again whenever
+    the layer is moved or cast (:class:`~igraphflow.nn._operator.CachedOperator`), where PyG's
+    own cache, ``cached=True``, is a plain attribute that stays where it was filled. They and
+    the ``edge_index`` buffer they come from are left out of the state dict: the layer is bound
+    to the graph it was built with.
 
     Arguments:
         in_channels: Input channels per node.
