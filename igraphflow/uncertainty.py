@@ -34,9 +34,8 @@ graph) however strongly the nodes of a graph depend on each other (the rank of o
 graph of identical nodes it covers half the nodes at every ``alpha`` from :math:`1 / (V + 1)`).
 The price is an excess coverage of at most about :math:`(1 - \alpha) / n`, and sets of every
 label below :math:`\alpha = 1 / (n + 1)` however many nodes the graphs have (``calibrate``
-warns). With ``per_node=True`` each node gets its
-own quantile from its own ``n`` calibration scores: the guarantee then holds for every node
-separately, at the price of coarser quantiles.
+warns). With ``per_node=True`` each node gets its own quantile from its own ``n`` calibration
+scores: the guarantee then holds for every node separately, at the price of coarser quantiles.
 
 Uncertainty regions in X space are the preimages under :math:`F` of the confidence balls of
 :math:`H | Y`: :meth:`UncertaintyMixin.in_region` tests membership, and
@@ -316,7 +315,7 @@ class UncertaintyMixin:
         scores = scores.T.contiguous() if per_node else scores.flatten()
         self._calibration_scores = scores.sort(dim=-1).values
         self._calibration_alpha = alpha
-        if _conformal_rank(scores.size(-1), alpha, self.num_nodes if scores.dim() == 1 else 1) > scores.size(-1):
+        if _conformal_rank(scores.size(-1), alpha, self._score_group_size()) > scores.size(-1):
             warnings.warn(f"{X_cal.size(0)} calibration graphs are too few for alpha={alpha:g}: every set holds "
                           f"every label (about 1/alpha - 1 graphs are needed)", stacklevel=2)
         return self
@@ -331,9 +330,11 @@ class UncertaintyMixin:
         if not self.is_calibrated:
             raise RuntimeError("this model is not calibrated: call calibrate(X_cal, Y_cal) first")
         alpha = self._calibration_alpha if alpha is None else alpha
-        scores = self._calibration_scores
-        # Pooled scores come in groups of V, one group per calibration graph.
-        return conformal_quantile(scores, alpha, group_size=self.num_nodes if scores.dim() == 1 else 1)
+        return conformal_quantile(self._calibration_scores, alpha, group_size=self._score_group_size())
+
+    def _score_group_size(self) -> int:
+        # Pooled scores come in groups of V, one group per calibration graph; per node, one by one.
+        return self.num_nodes if self._calibration_scores.dim() == 1 else 1
 
     # Prediction sets ---------------------------------------------------------------------
 

@@ -2,24 +2,21 @@ r"""Graph layers whose normalised operator is computed once, from the graph they
 
 from __future__ import annotations
 
-from torch import Tensor
-
 
 class CachedOperator:
     r"""A mixin for ``nn.Module`` graph layers that keep a normalised operator ``(index, weight)``.
 
-    The operator is computed from the graph in float64 on the CPU (:meth:`_operator`) and put
+    The operator is computed from the graph in float64 on the CPU (``_operator()``) and put
     in two buffers, in the dtype and on the device of the layer's weights, again whenever the
     layer is moved or cast: ``.double()`` gets the exact operator rather than a float32 one
     cast up, and a GPU gets its own copy. Derived from the graph, they are not part of the
     state (register them with ``persistent=False``); states that hold them load.
+
+    A layer names the two buffers in ``_operator_buffers`` and defines ``_operator()``, which
+    returns ``(index [2, E'], weight [E'])`` in float64 on the CPU.
     """
 
     _operator_buffers: tuple[str, str]
-
-    def _operator(self) -> tuple[Tensor, Tensor]:
-        r"""``(index [2, E'], weight [E'])``, float64 on the CPU."""
-        raise NotImplementedError
 
     def _set_operator(self):
         like = next(self.parameters())
