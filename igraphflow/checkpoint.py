@@ -2,23 +2,65 @@ r"""Atomic checkpoint files: a payload of tensors and plain settings, tagged wit
 
 from __future__ import annotations
 
-__all__ = ["save_atomic", "load_checked", "reading_contents"]
+__all__ = ["atomic_file", "save_atomic", "load_checked", "reading_contents"]
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 
 from ._checks import as_output_file
 
 
-def save_atomic(payload: dict, path: str | os.PathLike, kind: str):
-    r"""Writes ``payload`` to ``path`` so that a reader sees either the old file or the new one.
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
 
-    The file is written beside its destination, flushed to disk, then renamed over it.
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, name: str = "checkpoint path") -> Iterator[BinaryIO]:
+    r"""A binary file that replaces ``path`` when the block ends, so that a reader sees either
+    the old file or the new one.
+
+    The file is written beside its destination, flushed to disk, given the permissions a plain
+    ``open`` would give it (``mkstemp`` makes it private), then renamed over ``path``. A block
+    that raises leaves ``path`` as it was and removes the temporary; so does the next write to
+    ``path`` for the temporaries of a writer that was killed.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> with atomic_file(path) as file:
+        ...     _ = file.write(b"done")
+        >>> path.read_text()
+        'done'
+    """
+    path = as_output_file(path, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        stale.unlink(missing_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_atomic(payload: dict, path: str | os.PathLike, kind: str):
+    r"""Writes ``payload`` tagged with ``kind`` to ``path`` through :func:`atomic_file`.
 
     Example:
         >>> import tempfile, pathlib
@@ -27,18 +69,8 @@ def save_atomic(payload: dict, path: str | os.PathLike, kind: str):
         >>> load_checked(path, kind="demo")["step"]
         1
     """
-    path = as_output_file(path, "checkpoint path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save({"kind": kind, **payload}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        torch.save({"kind": kind, **payload}, file)
 
 
 def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:

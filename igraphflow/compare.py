@@ -50,7 +50,6 @@ import importlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -63,6 +62,7 @@ from torch import Tensor
 
 from . import metrics as M
 from ._checks import as_count, as_output_dir
+from .checkpoint import atomic_file
 from .datasets import GraphDataset, load
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
@@ -82,7 +82,7 @@ def parse_methods(methods: Sequence[str] | str) -> list[str]:
     r"""The methods named by ``methods`` (a list or a comma-separated string), checked.
 
     Raises:
-        ValueError: If none is named or one is not in :data:`METHODS`.
+        ValueError: If none is named, one is not in :data:`METHODS` or one is named twice.
 
     Example:
         >>> parse_methods(" jko, ignn")
@@ -95,6 +95,8 @@ def parse_methods(methods: Sequence[str] | str) -> list[str]:
         raise ValueError(f"no methods given; choose from {', '.join(METHODS)}")
     if unknown := [m for m in methods if m not in METHODS]:
         raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+    if twice := sorted({m for m in methods if methods.count(m) > 1}):
+        raise ValueError(f"methods named more than once: {twice}")
     return methods
 
 
@@ -366,18 +368,26 @@ def compare(
         ``{"dataset": name, "methods": {method: {"mmd", "energy", "nll", "acc", "train_s",
         ...}}, "reference": {"mmd", "energy", ...}, ...}``, as written to ``metrics.json``;
         ``reference`` scores real training signals (:func:`reference_signals`).
+        ``metrics.json`` is written after every method, with ``pending`` listing the methods
+        still to come (empty once all are done), so a method that fails loses none before it.
     """
     # Everything that can fail is checked before the first method trains.
     methods = parse_methods(methods)
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
     draws, max_eval = as_count(draws, "draws"), as_count(max_eval, "max_eval")
+    exact_max_dim = as_count(exact_max_dim, "exact_max_dim", minimum=0)
     if len(dataset.X_test) < MIN_TEST_SAMPLES:
         raise ValueError(f"the test split of {dataset.name} has {len(dataset.X_test)} signals; "
                          f"the MMD and energy need at least {MIN_TEST_SAMPLES}")
     settings = settings or {}
     check_requirements(methods, figures=figures and out_dir is not None)
     check_settings(settings, dataset)
+    try:  # metrics.json records them
+        json.dumps(settings, allow_nan=True)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"settings {settings} cannot be written to metrics.json ({error}): "
+                         "give numbers, strings, booleans, None, lists or tuples") from None
     if out_dir is not None:
         out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
     draw_seeds = [seed * draws + i for i in range(draws)]
@@ -418,10 +428,10 @@ def compare(
         start = time.perf_counter()
         row, sample = evaluate_draws(data, lambda s: model.sample(data.Y_test, seed=s), draw_seeds)
         lp = method_log_prob(model, method, X_eval, Y_eval, exact)
-        row["nll"] = None if lp is None else M.nll_per_dim(lp.detach().cpu(), D)
-        if lp is not None:  # the same on training samples: the gap shows overfitting
-            lp_train = method_log_prob(model, method, X_fit, Y_fit, exact)
-            row["nll_train"] = M.nll_per_dim(lp_train.detach().cpu(), D)
+        row["nll"], row["nll_train"] = None, None
+        if lp is not None:  # also on training samples: the gap shows overfitting
+            row["nll"] = M.nll_per_dim(lp.detach().cpu(), D)
+            row["nll_train"] = M.nll_per_dim(method_log_prob(model, method, X_fit, Y_fit, exact).detach().cpu(), D)
         row["acc"] = M.accuracy(model.predict(data.X_test).cpu(), data.Y_test) if hasattr(model, "predict") else None
         row["train_s"] = train_s
         row["eval_s"] = time.perf_counter() - start
@@ -436,12 +446,15 @@ def compare(
         result["methods"][method] = {k: row[k] for k in sorted(row)}
         generated[method] = sample
         curves[method] = _curve(model, method)
+        if out_dir is not None:  # a later method that fails loses nothing of this one
+            result["pending"] = methods[len(result["methods"]):]
+            _write_json(out_dir / "metrics.json", result)
 
     reference = evaluate_draws(data, lambda s: reference_signals(data, s), draw_seeds)[0]
     result["reference"] = reference | {"label": "training data (reference)"}
+    result["pending"] = []
 
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(out_dir / "metrics.json", result)
         if figures:
             plot_samples(data, generated, out_dir / "samples.png")
@@ -451,11 +464,8 @@ def compare(
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, allow_nan=True)
-        f.write("\n")
-    os.replace(tmp, path)
+    with atomic_file(path, "metrics path") as file:
+        file.write((json.dumps(payload, indent=2, allow_nan=True) + "\n").encode())
 
 
 # Figures ------------------------------------------------------------------------------------

@@ -62,8 +62,8 @@ least 64 (with fewer the temperature stays 1) and at most 512, and no more than
 
 @dataclasses.dataclass
 class _FitData:
-    r"""The training and validation samples of one fit, its random source and, for a checkpointed
-    fit, a data fingerprint."""
+    r"""The training and validation samples of one fit, its random source, the seed of the split
+    and, for a checkpointed fit, a data fingerprint."""
 
     x: Tensor
     y: Tensor
@@ -71,6 +71,7 @@ class _FitData:
     y_val: Tensor
     generator: torch.Generator
     fingerprint: str | None  # SHA-256 of X and Y
+    split_seed: int
 
 
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
@@ -134,9 +135,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :data:`~igraphflow.latent.MAX_NOISE_DIM` dimensions keep the isotropic latent (a
             ``D x D`` covariance would not fit).
         sample_temperature: The factor on the latent noise when sampling, or ``"auto"``: the one
-            whose decoded draws are closest, in the energy distance, to the training signals
-            (64 to 512 of them, fewer on larger graphs, with their labels; 1 when there are
-            fewer than 64; :data:`TEMPERATURE_SIGNALS`,
+            whose decoded draws are closer, in the energy distance, to the training signals
+            (64 to 512 of them, fewer on larger graphs, with their labels) than those at 1 by
+            more than two standard errors of that gain; 1 when none is, or when there are
+            fewer than 64 signals (:data:`TEMPERATURE_SIGNALS`,
             :func:`~igraphflow.temperature.energy_temperature`).
             A flow trained for a limited time may decode Gaussian draws to signals less (or
             more) spread than the data; an exact flow gets 1, and so does a mixture noise
@@ -352,13 +354,16 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, data = as_seconds(max_time), self._split(X, Y, fingerprint=checkpoint_dir is not None)
+        # The checkpoint is checked before the model is reset: a refused one leaves the fit as it was.
+        path = None if checkpoint_dir is None else as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt"
+        checkpoint = None if path is None else self._read_checkpoint(path, data)
+        if checkpoint is not None and self.config["seed"] is None and "split_seed" in checkpoint:
+            # Without a seed the split was drawn: the resumed blocks must validate on the same samples.
+            data = self._split(X, Y, fingerprint=True, split_seed=checkpoint["split_seed"])
         absent = sorted(set(range(self.num_classes)) - set(torch.cat([data.y, data.y_val]).unique().tolist()))
         if absent:
             # Their means are placed but never fitted: signals sampled for them mean nothing.
             warnings.warn(f"labels {absent} never occur in Y: the model cannot generate or predict them from data", stacklevel=2)
-        # The checkpoint is checked before the model is reset: a refused one leaves the fit as it was.
-        path = None if checkpoint_dir is None else as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt"
-        checkpoint = None if path is None else self._read_checkpoint(path, data)
         self._initialise()
         self.latent.set_prior(data.y)
         if self.config["initial_separation"] == "auto":
@@ -370,14 +375,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._train_blocks(data, start, max_time, progress, checkpoint_dir, depth_settled=settled)
         return self
 
-    def _split(self, X, Y, fingerprint: bool = False) -> _FitData:
+    def _split(self, X, Y, fingerprint: bool = False, split_seed: int | None = None) -> _FitData:
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         if X.size(0) < 2:
             raise ValueError(f"fit needs at least 2 samples, got {X.size(0)}")
-        generator = torch.Generator()
-        seed = self.config["seed"]
-        generator.manual_seed(seed if seed is not None else int(torch.randint(2**31, ())))
+        if split_seed is None:
+            split_seed = self.config["seed"] if self.config["seed"] is not None else int(torch.randint(2**31, ()))
+        generator = torch.Generator().manual_seed(split_seed)
         order = draw(torch.randperm, X.size(0), device=self.device, generator=generator)
         # At least one sample on each side, whatever the fraction.
         num_val = min(X.size(0) - 1, max(1, int(round(self.config["validation"] * X.size(0)))))
@@ -388,7 +393,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             hashed = hashlib.sha256(X.cpu().numpy().tobytes())
             hashed.update(Y.cpu().numpy().tobytes())
             digest = hashed.hexdigest()
-        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest)
+        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest, split_seed)
 
     def _auto_depth(self) -> bool:
         return self.config["num_blocks"] == "auto"
@@ -512,14 +517,17 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def _checkpoint(self, path: Path, finished: int, data: _FitData, depth_settled: bool):
         payload = self._payload()
-        payload.update(finished=finished, depth_settled=depth_settled, generator=data.generator.get_state(), fingerprint=data.fingerprint)
+        payload.update(finished=finished, depth_settled=depth_settled, generator=data.generator.get_state(),
+                       fingerprint=data.fingerprint, split_seed=data.split_seed)
         save_atomic(payload, path, CHECKPOINT_KIND)
 
     def _read_checkpoint(self, path: Path, data: _FitData) -> dict | None:
         r"""The checkpoint of an interrupted fit at ``path`` (``None`` if there is none), checked against
         this fit and restored into a copy of the model, so that one refused leaves the model as it is."""
-        if not path.is_file():
+        if not path.exists():
             return None
+        if not path.is_file():  # found now, not when the first block is written
+            raise ValueError(f"{path} is not a file: the fit's checkpoint goes there; use another checkpoint_dir")
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = dict(payload["config"])
@@ -538,9 +546,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
-            as_count(payload["finished"], "finished", minimum=0)
-            copy.deepcopy(self)._restore(payload)
+            restored = copy.deepcopy(self)
+            restored._restore(payload)
+            as_count(payload["finished"], "finished", minimum=0, maximum=len(restored.blocks))
             torch.Generator().set_state(payload["generator"])
+            as_seed(payload.get("split_seed", 0), "split_seed")
         return payload
 
     def _resume(self, path: Path, payload: dict, data: _FitData) -> tuple[int, bool]:
@@ -792,6 +802,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 contents are damaged or written by another version.
         """
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
+        if "finished" in payload:
+            raise ValueError(
+                f"{path} is the checkpoint of a fit in progress ({payload['finished']} blocks trained), written by "
+                "fit(..., checkpoint_dir=...): fit again with that directory to finish it; load reads files written by save"
+            )
         with reading_contents(path, CHECKPOINT_KIND):
             config = payload.get("config", {})
             if not isinstance(config, dict):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import as_real
 from ._random import draw
 
 MAX_NOISE_DIM = 4096
@@ -81,12 +82,9 @@ class GaussianMixtureLatent(nn.Module):
         self, num_classes: int, num_features: int, sigma: float = 1.0, separation: float = 0.0, initial_separation: float = 2.0
     ):
         super().__init__()
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
-        if separation < 0:
-            raise ValueError(f"separation must be non-negative, got {separation}")
+        sigma, separation = as_real(sigma, "sigma", "(0, inf)"), as_real(separation, "separation", "[0, inf)")
         self.num_classes, self.num_features = num_classes, num_features
-        self.sigma, self.min_distance = float(sigma), float(separation) * float(sigma)
+        self.sigma, self.min_distance = sigma, separation * sigma
         self.means = nn.Parameter(self._evenly_spaced(initial_separation))
         self.register_buffer("log_prior", torch.full((num_classes,), -math.log(num_classes)))
         # The fitted noise (fit_noise_, which also moves the means): offset b [V, C] and the

@@ -32,18 +32,39 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
     r"""Multinomial logistic regression of ``targets [n]`` on fixed ``features [n, F]``, in place.
 
     Convex, so full-batch L-BFGS reaches its optimum in a few dozen steps; a small weight decay
-    keeps the weights finite when the classes are separable.
+    keeps the weights finite when the classes are separable. The layer is fitted on the
+    standardised features (every column centred, and scaled to unit variance unless constant)
+    and then folded back to take the features as they are: L-BFGS in float32 does not move
+    from the start on features far from zero (counts near 1000 stayed at chance), and the
+    weight decay then weighs every feature alike, whatever its units.
+
+    Example:
+        >>> features = torch.tensor([[1000.0], [1001.0], [1002.0], [1003.0]])
+        >>> layer = fit_softmax(nn.Linear(1, 2), features, torch.tensor([0, 0, 1, 1]))
+        >>> layer(features).argmax(-1).tolist()
+        [0, 0, 1, 1]
     """
+    wide = features.double()
+    mean, scale = wide.mean(0), wide.std(0, correction=0)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    standardised = ((wide - mean) / scale).to(features.dtype)
+    mean, scale = mean.to(layer.weight.dtype), scale.to(layer.weight.dtype)
+    with torch.no_grad():  # the same function of the standardised features
+        layer.bias += layer.weight @ mean
+        layer.weight *= scale
     optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(layer(features), targets) + weight_decay * layer.weight.square().sum()
+        loss = F.cross_entropy(layer(standardised), targets) + weight_decay * layer.weight.square().sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
+    with torch.no_grad():
+        layer.weight /= scale
+        layer.bias -= layer.weight @ mean
     return layer
 
 
@@ -88,8 +109,7 @@ def linear_separability(
     X, Y = X[:keep], Y[:keep]
     means = HopMeans(edge_index, num_nodes, orders).to(X.device)
     features, targets = means(X).flatten(0, 1), Y.flatten()
-    # Standardised features and a zero start: the fit is the same on any scale and draws nothing.
-    features = (features - features.mean(0)) / features.std(0, correction=0).clamp_min(1e-12)
+    # A zero start draws nothing (and fit_softmax makes the fit the same on any scale).
     layer = nn.utils.skip_init(nn.Linear, features.size(1), num_classes, device=X.device, dtype=features.dtype)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)

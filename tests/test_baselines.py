@@ -100,6 +100,9 @@ def test_save_load_round_trip(cls, dtype, tmp_path):
     other = CGANBaseline if cls is not CGANBaseline else NSFBaseline
     with pytest.raises(ValueError, match=f"holds a checkpoint of 'igraphflow.baselines.{cls.__name__}'"):
         other.load(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="device must name a torch device.*got 'bogus'") as error:  # was blamed on the file
+        cls.load(tmp_path / "model.pt", device="bogus")
+    assert "checkpoint" not in str(error.value)
 
 
 def _gauss_1node(n, seed):
@@ -401,6 +404,27 @@ def test_log_prob_of_no_signals_is_empty(cls):
     model = cls(EDGES, V, C, K, seed=0, **SMALL.get(cls, dict(blocks=1, hidden=4))).fit(X, Y, max_epochs=1, progress=False)
     out = model.log_prob(X[:0], Y[:0])
     assert out.shape == (0,) and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "cls, setting, match",
+    [
+        (IGNNBaseline, dict(gamma=math.nan), "gamma must be a finite number"),  # trained to NaN, quietly
+        (IGNNBaseline, dict(barrier_weight=math.nan), "barrier_weight must be a finite number"),
+        (IGNNBaseline, dict(sigma=math.nan), "sigma must be a finite number"),  # NaN samples
+        (IGNNBaseline, dict(lipschitz="0.5"), "lipschitz must be a finite number in \\(0, 1\\)"),  # a TypeError
+        (IGNNBaseline, dict(conv="bogus"), "conv must be one of"),  # refused only in fit
+        (IGNNBaseline, dict(orders=()), "orders must be a non-empty sequence"),
+        (IGNNBaseline, dict(separation=-1.0), "separation must be a finite number"),
+        (CINNBaseline, dict(clamp=-1.0), "clamp must be a finite number"),
+        (CINNBaseline, dict(clamp="nan"), "clamp must be a finite number"),
+        (NSFBaseline, dict(standardize="no"), "standardize must be True or False"),  # was truthy
+        (NSFBaseline, dict(randperm="yes"), "randperm must be True or False"),
+    ],
+)
+def test_settings_are_refused_at_construction(cls, setting, match):
+    with pytest.raises(ValueError, match=match):
+        cls(EDGES, V, C, K, **setting)
 
 
 @pytest.mark.parametrize("cls", ALL + [IGNNBaseline])

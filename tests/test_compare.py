@@ -2,6 +2,7 @@ r"""Smoke test of the comparison: every method trains briefly and metrics.json i
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -174,6 +175,41 @@ def test_every_method_settings_are_checked_before_training(tmp_path, no_training
     with pytest.raises(SystemExit):
         main(["--dataset", "three_node", "--out", str(tmp_path), "--methods", "jko,ignn",
               "--option", "ignn.blcoks=4"])
+
+
+def test_settings_json_cannot_record_methods_named_twice_and_bad_dims_are_refused_before_training(tmp_path, no_training):
+    data = load("three_node", num_train=64, num_test=32)
+    # A set of hop radii was accepted by the flow, and compare failed writing metrics.json after training.
+    with pytest.raises(ValueError, match="cannot be written to metrics.json"):
+        compare(data, "jko", max_time=1.0, settings={"jko": {"orders": {0, 1}}}, out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"methods named more than once: \['jko'\]"):
+        compare(data, "jko,nsf,jko", max_time=1.0)
+    with pytest.raises(ValueError, match="exact_max_dim must be an integer >= 0"):
+        compare(data, "jko", max_time=1.0, exact_max_dim=-1)
+    for setting in ({"sigma": -1.0}, {"conv": "bogus"}, {"orders": ()}, {"gamma": math.nan}):
+        with pytest.raises(ValueError, match="bad ignn settings"):  # were refused only when the iGNN trained
+            compare(data, "jko,ignn", max_time=1.0, settings={"ignn": setting})
+
+
+def test_metrics_are_written_after_every_method(tmp_path, monkeypatch):
+    data = load("three_node", num_train=64, num_test=32)
+    fit_method = compare_module.fit_method
+
+    def fit_or_fail(model, method, *args):
+        if method == "nsf":
+            raise RuntimeError("a late method failed")
+        return fit_method(model, method, *args)
+
+    monkeypatch.setattr(compare_module, "fit_method", fit_or_fail)
+    with pytest.raises(RuntimeError, match="a late method failed"):
+        compare(data, "cinn,nsf", max_time=1.0, out_dir=tmp_path, figures=False, draws=1)
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(written["methods"]) == {"cinn"} and written["pending"] == ["nsf"]
+    assert [f.name for f in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind
+    monkeypatch.setattr(compare_module, "fit_method", fit_method)
+    result = compare(data, "cinn,nsf", max_time=1.0, out_dir=tmp_path, figures=False, draws=1)
+    assert result["pending"] == [] and json.loads((tmp_path / "metrics.json").read_text())["pending"] == []
+    assert result["methods"]["cinn"]["nll_train"] is not None
 
 
 def test_a_test_split_of_one_signal_is_refused_before_training(no_training):

@@ -113,6 +113,18 @@ def test_linear_classifier_head():
     assert (model.predict(X) == Y).float().mean() > 0.8
 
 
+@pytest.mark.parametrize("classifier", ["graph", "linear"])
+def test_heads_fit_signals_far_from_zero(classifier):
+    # Their softmax layers were fitted on the raw latent: 300 away from zero, L-BFGS stayed at chance.
+    X, Y = toy(200, seed=3)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 1, "max_epochs": 1}, classifier=classifier)
+    model.fit(X + 300.0, Y, progress=False)
+    reference = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 1, "max_epochs": 1}, classifier="bayes")
+    reference.fit(X + 300.0, Y, progress=False)
+    accuracy = (model.predict(X + 300.0) == Y).float().mean()
+    assert accuracy > 0.9 and accuracy >= (reference.predict(X + 300.0) == Y).float().mean() - 0.05
+
+
 def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp_path):
     # One label per graph, weak per-node evidence: the neighbourhood means carry most of it.
     g = torch.Generator().manual_seed(1)
@@ -121,12 +133,14 @@ def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp
     kwargs = dict(SMALL, num_blocks=1, max_epochs=2, orders=(0, 1, 2))
     graph = ConditionalGraphFlow(EDGES, 4, 2, 3, **kwargs, classifier="graph").fit(X, Y, progress=False)
     # The reference: scikit-learn's multinomial logistic regression with the same L2 penalty
-    # (1e-4 |W|^2 on the mean cross-entropy) on the means of H over the 0-, 1- and 2-hop balls.
+    # (1e-4 |W|^2 on the mean cross-entropy) on the means of H over the 0-, 1- and 2-hop balls,
+    # standardised (the head's penalty weighs every feature alike, whatever its units).
     H = graph.encode(X).double()
     ring = torch.eye(4, dtype=torch.float64)
     ring[EDGES[0], EDGES[1]] = 1.0
     balls = [torch.eye(4, dtype=torch.float64), (ring > 0).double(), (ring @ ring > 0).double()]
     features = torch.cat([(ball / ball.sum(1, keepdim=True)) @ H for ball in balls], -1).flatten(0, 1)
+    features = (features - features.mean(0)) / features.std(0, correction=0)
     reference = LogisticRegression(C=1.0 / (2e-4 * features.size(0)), tol=1e-10, max_iter=10_000)
     reference.fit(features.numpy(), Y.flatten().numpy())
     expected = torch.from_numpy(reference.predict_proba(features.numpy())).view(300, 4, 3)
@@ -501,6 +515,65 @@ def test_refine_splits_blocks_and_starts_from_the_same_map():
     assert torch.allclose(model.decode(model.encode(X[:8])), X[:8], atol=1e-4)
 
 
+def _interrupted_fit(monkeypatch, settings, X, Y, checkpoint_dir, at_block):
+    import igraphflow.flow as flow_module
+
+    original, calls = flow_module.train_block, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at_block:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "train_block", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=checkpoint_dir)
+    monkeypatch.setattr(flow_module, "train_block", original)
+
+
+def test_a_resumed_fit_without_a_seed_keeps_its_validation_split(tmp_path, monkeypatch):
+    # Without a seed the split is drawn; a resumed fit drew another, so its later blocks
+    # stopped early on samples the earlier blocks had trained on.
+    X, Y = toy(128)
+    settings = {**SMALL, "num_blocks": 2, "seed": None}
+    torch.manual_seed(0)
+    _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=2)
+    saved = torch.load(tmp_path / "fit.pt", weights_only=True)["split_seed"]
+    splits, split = [], ConditionalGraphFlow._split
+
+    def spy(self, *args, **kwargs):
+        splits.append(kwargs.get("split_seed"))
+        return split(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalGraphFlow, "_split", spy)
+    torch.manual_seed(1)  # another draw of the split, as in a new process
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert splits == [None, saved]
+
+
+def test_the_checkpoint_of_a_fit_in_progress_is_not_loaded_as_a_model(tmp_path, monkeypatch):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": 2, "max_epochs": 1}
+    _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=2)
+    with pytest.raises(ValueError, match=r"a fit in progress \(1 blocks trained\).*fit again with that directory"):
+        ConditionalGraphFlow.load(tmp_path / "fit.pt")
+
+
+def test_fit_refuses_a_checkpoint_path_that_is_a_directory_or_past_its_blocks(tmp_path):
+    X, Y = toy(64)
+    settings = {**SMALL, "num_blocks": 1, "max_epochs": 1}
+    (tmp_path / "dir" / "fit.pt").mkdir(parents=True)
+    with pytest.raises(ValueError, match="fit.pt is not a file"):  # before the first block, not after it
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path / "dir")
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    payload = torch.load(tmp_path / "fit.pt", weights_only=True)
+    payload["finished"] = 99
+    torch.save(payload, tmp_path / "fit.pt")
+    with pytest.raises(ValueError, match="finished must be an integer <= 1"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+
+
 def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     import igraphflow.flow as flow_module
 
@@ -597,8 +670,10 @@ def test_a_mixture_noise_is_sampled_at_temperature_one(fitted):
     latent.mixture_centres = torch.stack([torch.full((dims,), -2.0), torch.full((dims,), 2.0)])
     latent.mixture_scales = torch.full((2, dims), 0.3)
     assert model._sample_temperature(model._split(X, Y)) == 1.0
+    # The same flow with a Gaussian noise of half the fitted spread: draws at 1 are too narrow.
     model.latent.mixture_logits = model.latent.mixture_centres = model.latent.mixture_scales = None
-    assert model._sample_temperature(model._split(X, Y)) != 1.0  # the same flow, Gaussian noise
+    model.latent.scale_tril = 0.5 * model.latent.scale_tril
+    assert model._sample_temperature(model._split(X, Y)) > 1.5
 
 
 def test_non_integral_sizes_raise_instead_of_truncating():

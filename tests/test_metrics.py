@@ -69,10 +69,11 @@ def _mmd_terms_loops(X, Y, alpha, biased):
     return kxx, kyy, kxy
 
 
-def _energy_loops(X, Y, biased):
+def _energy_loops(X, Y, biased, paired=False):
     d = lambda a, b: math.sqrt(_sq(a, b))  # noqa: E731
     n, m = len(X), len(Y)
-    exy = sum(d(X[i], Y[j]) for i in range(n) for j in range(m)) / (n * m)
+    pairs = [(i, j) for i in range(n) for j in range(m) if not (paired and i == j)]
+    exy = sum(d(X[i], Y[j]) for i, j in pairs) / len(pairs)
     exx = sum(d(X[i], X[j]) for i in range(n) for j in range(n))
     eyy = sum(d(Y[i], Y[j]) for i in range(m) for j in range(m))
     exx /= n * n if biased else n * (n - 1)
@@ -164,6 +165,16 @@ def test_energy_matches_double_loop(biased):
     assert energy_distance(X, Y, biased=biased) == pytest.approx(
         _energy_loops(X, Y, biased), abs=1e-12
     )
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_paired_energy_matches_double_loop_without_the_matched_pairs(biased):
+    X, Y = _rand(6, 3, seed=11), _rand(6, 3, seed=12) + 0.2
+    assert energy_distance(X, Y, biased=biased, paired=True) == pytest.approx(
+        _energy_loops(X, Y, biased, paired=True), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="paired samples need as many rows"):
+        energy_distance(X, Y[:5], paired=True)
 
 
 def test_energy_identical_vs_shifted():

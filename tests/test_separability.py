@@ -38,6 +38,21 @@ def test_fit_softmax_matches_scikit_learn():
     assert bias == pytest.approx(reference.intercept_[0], abs=1e-3)
 
 
+@pytest.mark.parametrize("offset, scale", [(300.0, 1.0), (1000.0, 200.0), (0.0, 1e-4)])
+def test_fit_softmax_is_the_same_fit_in_any_units(offset, scale):
+    # float32 L-BFGS on raw features 300 away from zero stayed at chance (cross-entropy log 2).
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(800, 2, generator=g)
+    targets = (features[:, 0] - features[:, 1] + 0.3 * torch.randn(800, generator=g) > 0).long()
+    torch.manual_seed(0)
+    reference = fit_softmax(nn.Linear(2, 2), features, targets)
+    torch.manual_seed(0)
+    moved = offset + scale * features
+    layer = fit_softmax(nn.Linear(2, 2), moved, targets)
+    assert torch.allclose(layer(moved).log_softmax(-1), reference(features).log_softmax(-1), atol=2e-3)
+    assert (layer(moved).argmax(-1) == targets).float().mean() > 0.9
+
+
 @pytest.mark.parametrize("distance", [1.0, 3.0])
 def test_linear_separability_recovers_the_distance_of_two_gaussians(distance):
     g = torch.Generator().manual_seed(1)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from igraphflow.metrics import energy_distance
-from igraphflow.temperature import TEMPERATURE_BOUNDS, energy_temperature
+from igraphflow.temperature import TEMPERATURE_BOUNDS, _energy_influence, energy_temperature
 
 
 def _normal(n, seed, *shape):
@@ -16,16 +16,54 @@ def test_recovers_the_scale_of_gaussian_signals(scale):
     assert abs(energy_temperature(lambda t: t * noise, X) - scale) < 0.05
 
 
-def test_is_the_minimum_of_the_energy_distance_on_a_fine_grid():
-    # A nonlinear decoder, and signals that are not of its family: the answer is the grid's argmin.
+def _decoder_and_signals():
+    # A nonlinear decoder, and signals that are not of its family.
     noise = _normal(400, 2, 2, 2)
     decode = lambda t: torch.sinh(t * noise) + 0.3 * (t * noise).square()  # noqa: E731
-    X = torch.distributions.StudentT(4.0).sample((400, 2, 2)) + 0.2
-    grid = np.arange(TEMPERATURE_BOUNDS[0], TEMPERATURE_BOUNDS[1] + 1e-9, 0.005)
-    energies = [energy_distance(decode(t), X) for t in grid]
+    X = 1.5 * torch.distributions.StudentT(4.0).sample((400, 2, 2)) + 0.2
+    return decode, X, np.arange(TEMPERATURE_BOUNDS[0], TEMPERATURE_BOUNDS[1] + 1e-9, 0.005)
+
+
+def _gain_bound(G, G_one, X, standard_errors=2.0):
+    # The U-statistic of the pairs i != j, its kernel symmetrised, from whole distance matrices.
+    def kernel(G):
+        return 2 * torch.cdist(G.flatten(1), X.flatten(1).double()) - torch.cdist(G.flatten(1), G.flatten(1))
+
+    n = len(X)
+    gain = kernel(G.double()) - kernel(G_one.double())
+    symmetric = (gain + gain.T) / 2
+    psi = (symmetric.sum(1) - symmetric.diagonal()) / (n - 1)
+    return (psi.mean() + standard_errors * (4 * psi.var() / n).sqrt()).item()
+
+
+def test_is_the_minimum_of_the_upper_bound_of_the_gain_on_a_fine_grid():
+    decode, X, grid = _decoder_and_signals()
+    bounds = [_gain_bound(decode(t), decode(1.0), X) for t in grid]
     chosen = energy_temperature(decode, X)
+    assert min(bounds) < 0 and abs(chosen - grid[int(np.argmin(bounds))]) < 0.03
+
+
+def test_without_standard_errors_is_the_minimum_of_the_paired_energy_distance():
+    decode, X, grid = _decoder_and_signals()
+    energies = [energy_distance(decode(t), X, paired=True) for t in grid]
+    chosen = energy_temperature(decode, X, standard_errors=0.0)
     assert abs(chosen - grid[int(np.argmin(energies))]) < 0.03
-    assert energy_distance(decode(chosen), X) <= min(energies) + 1e-3
+    assert energy_distance(decode(chosen), X, paired=True) <= min(energies) + 1e-3
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_draws_as_spread_as_the_data_keep_temperature_one(seed):
+    # Draw i is made for the labels of signal i, of classes far apart. Counting the pairs i = i
+    # in the energy chose 0.75-0.88 here; the search alone, without the standard error, 0.88-1.03.
+    labels = torch.randint(0, 3, (512, 4, 1), generator=torch.Generator().manual_seed(seed))
+    noise, X = _normal(512, 10 + seed, 4, 1), 6.0 * labels + _normal(512, 20 + seed, 4, 1)
+    assert energy_temperature(lambda t: 6.0 * labels + t * noise, X) == 1.0
+
+
+def test_the_standard_error_terms_average_to_the_paired_energy():
+    G, X = 1.3 * _normal(60, 7, 3).double(), _normal(60, 8, 3).double()
+    within_X = torch.cdist(X, X).sum() / (60 * 59)
+    assert _energy_influence(G, X).mean() - within_X == pytest.approx(energy_distance(G, X, paired=True), abs=1e-9)
 
 
 def test_draws_that_are_not_finite_are_never_chosen():

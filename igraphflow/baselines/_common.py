@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import as_count, as_device, as_labels, as_real, as_seconds, as_seed, as_signals
+from .._checks import as_count, as_device, as_flag, as_labels, as_real, as_seconds, as_seed, as_signals
 from ..checkpoint import load_checked, reading_contents, save_atomic
 from ..graph import check_edge_index
 
@@ -228,7 +228,7 @@ class ConditionalBaseline(abc.ABC):
         self.seed = seed
         self.device = as_device("cpu" if device is None else device)
         self.dtype = dtype
-        self.standardize = standardize
+        self.standardize = as_flag(standardize, "standardize")
         self.batch_size = batch_size
         self.lr = as_real(lr, "lr", "(0, inf)")
         self.patience = patience
@@ -305,6 +305,7 @@ class ConditionalBaseline(abc.ABC):
             ValueError: When the file is not a checkpoint of this class, or is one whose contents
                 are damaged or written by another version.
         """
+        device = as_device("cpu" if device is None else device)  # a bad one is not the file's fault
         payload = load_checked(path, cls._kind(), map_location="cpu")
         with reading_contents(path, cls._kind()):
             model = cls(**payload["settings"], device=device)

@@ -13,7 +13,7 @@ import FrEIA.modules as Fm
 import torch
 from torch import Tensor, nn
 
-from .._checks import as_count
+from .._checks import as_count, as_real
 from .._random import draw
 from ._common import LikelihoodBaseline
 
@@ -115,7 +115,7 @@ class CINNBaseline(LikelihoodBaseline):
         self.blocks = as_count(blocks, "blocks")
         self.hidden = as_count(hidden, "hidden")
         self.layers = as_count(layers, "layers", minimum=0)
-        self.clamp = clamp
+        self.clamp = as_real(clamp, "clamp", "(0, inf)")
 
     def _build(self) -> nn.Module:
         dim = self.num_nodes * self.num_features

@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .._checks import as_count, as_flag
+from .._checks import as_count, as_flag, as_orders, as_real
 from .._random import draw
 from ..latent import GaussianMixtureLatent
 from ..nn import make_conv
+from ..nn.velocity import CONVOLUTIONS
 from ._common import LikelihoodBaseline
 
 LogDet = Literal["auto", "exact", "series"]
@@ -340,28 +341,25 @@ class IGNNBaseline(LikelihoodBaseline):
         **kwargs: Any,
     ) -> None:
         super().__init__(edge_index, num_nodes, num_features, num_classes, **kwargs)
-        if not 0.0 < lipschitz < 1.0:
-            raise ValueError(f"lipschitz must be in (0, 1) for the blocks to be invertible, got {lipschitz!r}")
         if logdet not in ("auto", "exact", "series"):
             raise ValueError(f"logdet must be 'auto', 'exact' or 'series', got {logdet!r}")
-        if gamma < 0 or barrier_weight < 0:
-            raise ValueError(f"gamma and barrier_weight must be non-negative, got {gamma!r}, {barrier_weight!r}")
-        if not tol > 0:
-            raise ValueError(f"tol must be positive, got {tol!r}")
+        if conv not in CONVOLUTIONS:
+            raise ValueError(f"conv must be one of {CONVOLUTIONS}, got {conv!r}")
         self.blocks = as_count(blocks, "blocks")
         self.hidden = as_count(hidden, "hidden")
         self.conv = conv
-        self.orders = tuple(as_count(m, "orders", minimum=0) for m in orders)
-        self.lipschitz = float(lipschitz)
-        self.sigma = float(sigma)
-        self.separation = float(separation)
-        self.gamma = float(gamma)
-        self.barrier_weight = float(barrier_weight)
+        self.orders = as_orders(orders)
+        # (0, 1): the blocks are invertible only when contractive.
+        self.lipschitz = as_real(lipschitz, "lipschitz", "(0, 1)")
+        self.sigma = as_real(sigma, "sigma", "(0, inf)")
+        self.separation = as_real(separation, "separation", "[0, inf)")
+        self.gamma = as_real(gamma, "gamma", "[0, inf)")
+        self.barrier_weight = as_real(barrier_weight, "barrier_weight", "[0, inf)")
         self.logdet = logdet
         self.exact_max_dim = as_count(exact_max_dim, "exact_max_dim", minimum=0)
         self.eval_exact_max_dim = as_count(eval_exact_max_dim, "eval_exact_max_dim", minimum=0)
         self.series_terms = as_count(series_terms, "series_terms")
-        self.tol = float(tol)
+        self.tol = as_real(tol, "tol", "(0, inf)")
         self.max_iter = as_count(max_iter, "max_iter")
         self._eval_exact: bool | None = None
 

@@ -10,7 +10,7 @@ import torch
 import zuko
 from torch import Tensor, nn
 
-from .._checks import as_count
+from .._checks import as_count, as_flag
 from .._random import draw
 from ._common import LikelihoodBaseline
 
@@ -77,7 +77,7 @@ class NSFBaseline(LikelihoodBaseline):
         self.transforms = as_count(transforms, "transforms")
         self.hidden_features = tuple(as_count(h, "hidden_features") for h in hidden_features)
         self.bins = as_count(bins, "bins")
-        self.randperm = randperm
+        self.randperm = as_flag(randperm, "randperm")
 
     def _build(self) -> nn.Module:
         return zuko.flows.NSF(

@@ -1,0 +1,50 @@
+import os
+import stat
+
+import pytest
+
+from igraphflow.checkpoint import atomic_file, load_checked, save_atomic
+
+
+@pytest.fixture
+def umask():
+    def set_umask(mask):
+        previous = os.umask(mask)
+        restore.append(previous)
+
+    restore = []
+    yield set_umask
+    for previous in restore:
+        os.umask(previous)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_files_get_the_permissions_of_a_plain_open(tmp_path, umask, mask):
+    # mkstemp makes its files private (0600), and the rename kept that whatever the umask.
+    umask(mask)
+    save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+    with open(tmp_path / "plain", "wb"):
+        pass
+    assert stat.S_IMODE((tmp_path / "state.pt").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "state.pt").stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, error):
+    save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+    with pytest.raises(error), atomic_file(tmp_path / "state.pt") as file:
+        file.write(b"half a checkpoint")
+        raise error
+    assert load_checked(tmp_path / "state.pt", kind="demo")["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
+
+
+def test_the_next_write_removes_the_temporaries_of_a_killed_writer(tmp_path):
+    # A process killed while writing cannot remove its temporary: a full-size file stayed for good.
+    stale = [".state.pt.abc123.tmp", ".state.pt.x.tmp", ".run[1].pt.x.tmp"]
+    kept = [".other.pt.abc123.tmp", ".run1.pt.x.tmp"]  # other files' (a bracket is no pattern)
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"partial")
+    save_atomic({"step": 2}, tmp_path / "state.pt", kind="demo")
+    save_atomic({"step": 2}, tmp_path / "run[1].pt", kind="demo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["state.pt", "run[1].pt"])
