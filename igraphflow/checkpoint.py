@@ -5,9 +5,10 @@ from __future__ import annotations
 __all__ = ["atomic_file", "save_atomic", "load_checked", "reading_contents"]
 
 import contextlib
-import glob
 import os
-import tempfile
+import re
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -17,10 +18,18 @@ import torch
 from ._checks import as_output_file
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it is to set it
-    os.umask(mask)
-    return mask
+def _temporary_pattern(path: Path) -> re.Pattern:
+    return re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{16}}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process, or no pid this system has
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -28,10 +37,12 @@ def atomic_file(path: str | os.PathLike, name: str = "checkpoint path") -> Itera
     r"""A binary file that replaces ``path`` when the block ends, so that a reader sees either
     the old file or the new one.
 
-    The file is written beside its destination, flushed to disk, given the permissions a plain
-    ``open`` would give it (``mkstemp`` makes it private), then renamed over ``path``. A block
-    that raises leaves ``path`` as it was and removes the temporary; so does the next write to
-    ``path`` for the temporaries of a writer that was killed.
+    The file is written beside its destination (``.NAME.PID.RANDOM.tmp``), flushed to disk and
+    renamed over ``path``. It is created as a plain ``open`` creates a file (the umask and the
+    directory's default ACLs apply), and takes the permissions of the file it replaces. A block
+    that raises leaves ``path`` as it was and removes the temporary; a writer that was killed
+    cannot, so every write removes the temporaries of ``path`` left by processes no longer
+    running on this machine.
 
     Example:
         >>> import tempfile, pathlib
@@ -43,19 +54,22 @@ def atomic_file(path: str | os.PathLike, name: str = "checkpoint path") -> Itera
     """
     path = as_output_file(path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}."
-    for stale in path.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        stale.unlink(missing_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    pattern = _temporary_pattern(path)
+    for entry in os.listdir(path.parent):
+        if (match := pattern.fullmatch(entry)) and not _alive(int(match[1])):
+            (path.parent / entry).unlink(missing_ok=True)
+    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
+        with contextlib.suppress(OSError):  # a filesystem without modes keeps its own
+            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_signals
+from .checkpoint import atomic_file
 from .compare import add_data_option_argument
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
@@ -108,7 +109,8 @@ def _train(args) -> int:
                "w2_per_block": [r.w2 for r in model.history_],
                "sample_temperature": float(model.latent.temperature),
                "noise_components": model.latent.noise_components, **_evaluate(model, test, exact)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    with atomic_file(out / "summary.json", "summary path") as file:
+        file.write(json.dumps(summary, indent=2).encode())
     print(json.dumps(summary, indent=2))
     print(f"model written to {out / 'model.pt'}")
     return 0

@@ -368,8 +368,9 @@ def compare(
         ``{"dataset": name, "methods": {method: {"mmd", "energy", "nll", "acc", "train_s",
         ...}}, "reference": {"mmd", "energy", ...}, ...}``, as written to ``metrics.json``;
         ``reference`` scores real training signals (:func:`reference_signals`).
-        ``metrics.json`` is written after every method, with ``pending`` listing the methods
-        still to come (empty once all are done), so a method that fails loses none before it.
+        Until the last method is done, ``metrics.partial.json`` holds the methods done so far
+        (and ``pending``, those still to come): a method that fails loses none before it, and
+        ``metrics.json`` is only ever a complete run.
     """
     # Everything that can fail is checked before the first method trains.
     methods = parse_methods(methods)
@@ -383,13 +384,13 @@ def compare(
     settings = settings or {}
     check_requirements(methods, figures=figures and out_dir is not None)
     check_settings(settings, dataset)
-    try:  # metrics.json records them
-        json.dumps(settings, allow_nan=True)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"settings {settings} cannot be written to metrics.json ({error}): "
-                         "give numbers, strings, booleans, None, lists or tuples") from None
     if out_dir is not None:
         out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
+        try:  # metrics.json records them
+            _json_text(settings)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"settings {settings} cannot be written to metrics.json ({error}): "
+                             "give numbers, strings, booleans, None, lists or tuples") from None
     draw_seeds = [seed * draws + i for i in range(draws)]
     data = dataset
     D = data.num_nodes * data.num_features
@@ -447,15 +448,14 @@ def compare(
         generated[method] = sample
         curves[method] = _curve(model, method)
         if out_dir is not None:  # a later method that fails loses nothing of this one
-            result["pending"] = methods[len(result["methods"]):]
-            _write_json(out_dir / "metrics.json", result)
+            _write_json(out_dir / "metrics.partial.json", result | {"pending": methods[len(result["methods"]):]})
 
     reference = evaluate_draws(data, lambda s: reference_signals(data, s), draw_seeds)[0]
     result["reference"] = reference | {"label": "training data (reference)"}
-    result["pending"] = []
 
     if out_dir is not None:
         _write_json(out_dir / "metrics.json", result)
+        (out_dir / "metrics.partial.json").unlink(missing_ok=True)
         if figures:
             plot_samples(data, generated, out_dir / "samples.png")
             plot_pca(data, generated, out_dir / "pca.png")
@@ -463,9 +463,18 @@ def compare(
     return result
 
 
+def _json_text(payload: Any) -> str:
+    def number(value: Any) -> Any:  # NumPy scalars, as the settings' checks take them
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    return json.dumps(payload, indent=2, allow_nan=True, default=number) + "\n"
+
+
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     with atomic_file(path, "metrics path") as file:
-        file.write((json.dumps(payload, indent=2, allow_nan=True) + "\n").encode())
+        file.write(_json_text(payload).encode())
 
 
 # Figures ------------------------------------------------------------------------------------

@@ -135,10 +135,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :data:`~igraphflow.latent.MAX_NOISE_DIM` dimensions keep the isotropic latent (a
             ``D x D`` covariance would not fit).
         sample_temperature: The factor on the latent noise when sampling, or ``"auto"``: the one
-            whose decoded draws are closer, in the energy distance, to the training signals
-            (64 to 512 of them, fewer on larger graphs, with their labels) than those at 1 by
-            more than two standard errors of that gain; 1 when none is, or when there are
-            fewer than 64 signals (:data:`TEMPERATURE_SIGNALS`,
+            whose decoded draws are closest, in the energy distance, to the training signals
+            (64 to 512 of them, fewer on larger graphs, with their labels), kept only where
+            they are closer than the draws at 1 by more than two standard errors; else 1, as
+            with fewer than 64 signals (:data:`TEMPERATURE_SIGNALS`,
             :func:`~igraphflow.temperature.energy_temperature`).
             A flow trained for a limited time may decode Gaussian draws to signals less (or
             more) spread than the data; an exact flow gets 1, and so does a mixture noise
@@ -359,7 +359,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         checkpoint = None if path is None else self._read_checkpoint(path, data)
         if checkpoint is not None and self.config["seed"] is None and "split_seed" in checkpoint:
             # Without a seed the split was drawn: the resumed blocks must validate on the same samples.
-            data = self._split(X, Y, fingerprint=True, split_seed=checkpoint["split_seed"])
+            fingerprint = data.fingerprint
+            data = self._split(X, Y, split_seed=as_seed(checkpoint["split_seed"], "split_seed"))
+            data.fingerprint = fingerprint
         absent = sorted(set(range(self.num_classes)) - set(torch.cat([data.y, data.y_val]).unique().tolist()))
         if absent:
             # Their means are placed but never fitted: signals sampled for them mean nothing.
@@ -550,7 +552,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             restored._restore(payload)
             as_count(payload["finished"], "finished", minimum=0, maximum=len(restored.blocks))
             torch.Generator().set_state(payload["generator"])
-            as_seed(payload.get("split_seed", 0), "split_seed")
+            if "split_seed" in payload:
+                as_seed(payload["split_seed"], "split_seed")
         return payload
 
     def _resume(self, path: Path, payload: dict, data: _FitData) -> tuple[int, bool]:

@@ -47,25 +47,37 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
     wide = features.double()
     mean, scale = wide.mean(0), wide.std(0, correction=0)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    standardised = ((wide - mean) / scale).to(features.dtype)
-    mean, scale = mean.to(layer.weight.dtype), scale.to(layer.weight.dtype)
+    dtype = layer.weight.dtype
+    standardised = ((wide - mean) / scale).to(dtype)
+    mean, scale = mean.to(dtype), scale.to(dtype)
+    start = [parameter.detach().clone() for parameter in layer.parameters()]
     with torch.no_grad():  # the same function of the standardised features
         layer.bias += layer.weight @ mean
         layer.weight *= scale
+    try:
+        _fit_standardised(layer, standardised, targets, max_iter, weight_decay)
+    except BaseException:
+        with torch.no_grad():  # a failed fit leaves the layer as it was
+            for parameter, value in zip(layer.parameters(), start):
+                parameter.copy_(value)
+        raise
+    with torch.no_grad():
+        layer.weight /= scale
+        layer.bias -= layer.weight @ mean
+    return layer
+
+
+def _fit_standardised(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: int, weight_decay: float):
     optimizer = torch.optim.LBFGS(layer.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = F.cross_entropy(layer(standardised), targets) + weight_decay * layer.weight.square().sum()
+        loss = F.cross_entropy(layer(features), targets) + weight_decay * layer.weight.square().sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
-    with torch.no_grad():
-        layer.weight /= scale
-        layer.bias -= layer.weight @ mean
-    return layer
 
 
 def separation_of_accuracy(accuracy: float) -> float:
@@ -113,6 +125,7 @@ def linear_separability(
     layer = nn.utils.skip_init(nn.Linear, features.size(1), num_classes, device=X.device, dtype=features.dtype)
     nn.init.zeros_(layer.weight)
     nn.init.zeros_(layer.bias)
-    predicted = fit_softmax(layer, features, targets)(features).argmax(-1)
+    # In float64: the folded weights and bias of features far from zero nearly cancel.
+    predicted = fit_softmax(layer, features, targets).double()(features.double()).argmax(-1)
     recalls = [(predicted[targets == k] == k).float().mean() for k in range(num_classes) if (targets == k).any()]
     return separation_of_accuracy(torch.stack(recalls).mean().item())

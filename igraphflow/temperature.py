@@ -25,7 +25,7 @@ from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 from ._checks import as_real
-from .metrics import energy_distance
+from .metrics import _as_samples, _centred_and_scaled, energy_distance
 
 TEMPERATURE_BOUNDS = (0.5, 2.0)
 r"""The interval searched by :func:`energy_temperature`."""
@@ -34,11 +34,13 @@ _CHUNK = 1024
 
 
 def _energy_influence(G: Tensor, X: Tensor) -> Tensor:
-    r"""Per pair ``i``, the terms of the paired energy statistic that depend on the draws:
-    :math:`\psi_i = \frac{1}{n-1} \sum_{j \neq i} \big(\|G_i - X_j\| + \|G_j - X_i\|
-    - \|G_i - G_j\|\big)`, ``[n]``, whose mean is the statistic up to a term of ``X`` alone
-    and whose spread gives its standard error (the first-order term of a U-statistic)."""
-    G, X = G.flatten(1).double(), X.flatten(1).double()
+    r"""Per pair ``i`` of ``G, X [n, d]`` (float64), the terms of the paired energy statistic
+    that depend on the draws: :math:`\psi_i = \frac{1}{n-1} \sum_{j \neq i} \big(\|G_i - X_j\|
+    + \|G_j - X_i\| - \|G_i - G_j\|\big)`, ``[n]``. Their mean is the statistic up to a term of
+    ``X`` alone; the spread of the difference of two of them gives the standard error of the
+    difference of two statistics (the first-order term of a U-statistic)."""
+    # Distances taken around the signals' mean, in units of their size, as in the metrics.
+    G, X, scale = _centred_and_scaled(G, X)
     n = G.size(0)
     rows, columns, within = G.new_zeros(n), G.new_zeros(n), G.new_zeros(n)
     for start, g in zip(range(0, n, _CHUNK), G.split(_CHUNK)):
@@ -47,7 +49,7 @@ def _energy_influence(G: Tensor, X: Tensor) -> Tensor:
         columns += to_X.sum(0)
         within[start : start + len(g)] = torch.cdist(g, G).sum(1)
     matched = (G - X).norm(dim=1)
-    return (rows + columns - 2 * matched - within) / (n - 1)
+    return (rows + columns - 2 * matched - within) * scale / (n - 1)
 
 
 @torch.no_grad()
@@ -58,27 +60,24 @@ def energy_temperature(
     tolerance: float = 0.02,
     standard_errors: float = 2.0,
 ) -> float:
-    r"""The temperature :math:`t` whose draws ``draw(t)`` are surely closer to ``X`` than at 1,
-    in the energy distance.
+    r"""The temperature :math:`t` minimizing the energy distance between ``draw(t)`` and ``X``,
+    if it is closer than :math:`t = 1` beyond the noise of the statistic; else 1.
 
-    The statistic of a few hundred signals is flat near its minimum: taken as it is, a flow
-    whose draws are as spread as the data gets whatever temperature the noise of one set of
-    draws favours. So the gain over :math:`t = 1` is counted at its upper confidence bound,
-    ``standard_errors`` standard errors above its estimate (over the pairs of draw and signal),
-    and :math:`t` minimizes that bound: 1 unless some temperature is closer beyond the noise,
-    and otherwise no further from 1 than the evidence carries. Draw ``i`` is made for the labels
-    of ``X[i]``, so the distance leaves those dependent pairs out
-    (:func:`~igraphflow.metrics.energy_distance` with ``paired=True``). Without 1 in ``bounds``,
-    or when the draws at 1 are not finite, the distance itself is minimized.
-
-    ``draw`` must use the same noise at every call (a fixed seed), so that the distance is a
-    smooth function of :math:`t`, searched by Brent's bounded method to within ``tolerance``.
-    Draws that are not finite count as infinitely far.
+    Draw ``i`` is made for the labels of ``X[i]``, so the distance leaves those dependent pairs
+    out (:func:`~igraphflow.metrics.energy_distance` with ``paired=True``); with them, narrower
+    draws would be favoured. The minimum is searched by Brent's bounded method to within
+    ``tolerance``; ``draw`` must use the same noise at every call (a fixed seed), so that the
+    distance is a smooth function of :math:`t`. The statistic of a few hundred signals is flat
+    near its minimum: the minimum is kept only when its gain over :math:`t = 1` exceeds
+    ``standard_errors`` standard errors (over the pairs of draw and signal), so that a flow whose
+    draws are as spread as the data keeps 1 instead of whatever temperature one set of draws
+    favours. Draws that are not finite count as infinitely far; without 1 in ``bounds``, or when
+    the draws at 1 are not finite, the minimum is kept as it is.
 
     Arguments:
         draw: ``t -> [n, V, C]`` signals decoded from latent noise scaled by ``t``, one per
             row of ``X`` and for its labels.
-        X: The real signals ``[n, V, C]``, ``n >= 2``.
+        X: The real signals ``[n, V, C]`` (or ``[n, d]``), ``n >= 3``.
         bounds: The interval of :math:`t`.
         tolerance: The absolute precision of :math:`t`.
         standard_errors: How many standard errors the gain must clear (0: the plain minimum).
@@ -92,30 +91,35 @@ def energy_temperature(
         >>> energy_temperature(lambda t: t * noise, X), round(energy_temperature(lambda t: t * noise, X, standard_errors=0), 2)
         (1.0, 1.01)
     """
+    X = _as_samples(X, "X")
+    if len(X) < 3:  # two pairs have one standard error term between them: none to estimate
+        raise ValueError(f"energy_temperature needs at least 3 signals, got {len(X)}")
     standard_errors = as_real(standard_errors, "standard_errors", "[0, inf)")
-    at_one = draw(1.0) if bounds[0] <= 1.0 <= bounds[1] else None
-    if at_one is None or not torch.isfinite(at_one).all():
 
-        def objective(t: float) -> float:
-            sample = draw(t)
-            return energy_distance(sample, X, paired=True) if torch.isfinite(sample).all() else math.inf
+    def drawn(t: float) -> Tensor | None:
+        sample = torch.as_tensor(draw(t))
+        if not torch.isfinite(sample).all():
+            return None
+        sample = _as_samples(sample, "draw(t)")
+        if sample.shape != X.shape:
+            raise ValueError(f"draw(t) must give one signal per row of X, {tuple(X.shape)} flattened, got {tuple(sample.shape)}")
+        return sample
 
-    else:
-        reference = _energy_influence(at_one, X)
+    def distance(t: float) -> float:
+        sample = drawn(t)
+        return math.inf if sample is None else energy_distance(sample, X, paired=True)
 
-        def objective(t: float) -> float:
-            sample = draw(t)
-            if not torch.isfinite(sample).all():
-                return math.inf
-            gain = _energy_influence(sample, X) - reference
-            return (gain.mean() + standard_errors * (4 * gain.var() / len(gain)).sqrt()).item()
-
-    # An infinite objective makes Brent's parabolic step NaN, which it rejects for a golden-section step.
+    # An infinite distance makes Brent's parabolic step NaN, which it rejects for a golden-section step.
     with np.errstate(invalid="ignore"):
-        result = minimize_scalar(objective, bounds=bounds, method="bounded", options={"xatol": tolerance})
+        result = minimize_scalar(distance, bounds=bounds, method="bounded", options={"xatol": tolerance})
+    chosen = float(result.x)
+    if not bounds[0] <= 1.0 <= bounds[1]:
+        return chosen
+    if not math.isfinite(result.fun):
+        return 1.0
+    at_one = drawn(1.0)
     if at_one is None:
-        return float(result.x)
-    if torch.isfinite(at_one).all():
-        # 1 when no temperature is surely closer (draws that do not depend on t gain exactly 0).
-        return float(result.x) if result.fun < 0 else 1.0
-    return float(result.x) if math.isfinite(result.fun) else 1.0
+        return chosen
+    # Draws that do not depend on t gain exactly 0 and keep 1.
+    gain = _energy_influence(drawn(chosen), X) - _energy_influence(at_one, X)
+    return chosen if gain.mean() + standard_errors * (4 * gain.var() / len(gain)).sqrt() < 0 else 1.0

@@ -1,7 +1,10 @@
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
+import torch
 
 from igraphflow.checkpoint import atomic_file, load_checked, save_atomic
 
@@ -29,6 +32,13 @@ def test_files_get_the_permissions_of_a_plain_open(tmp_path, umask, mask):
     assert stat.S_IMODE((tmp_path / "state.pt").stat().st_mode) == 0o666 & ~mask
 
 
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+    os.chmod(tmp_path / "state.pt", 0o640)
+    save_atomic({"step": 2}, tmp_path / "state.pt", kind="demo")
+    assert stat.S_IMODE((tmp_path / "state.pt").stat().st_mode) == 0o640
+
+
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, error):
     save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
@@ -39,12 +49,27 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path, err
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"]
 
 
-def test_the_next_write_removes_the_temporaries_of_a_killed_writer(tmp_path):
+def test_the_next_write_removes_only_the_temporaries_of_killed_writers(tmp_path):
     # A process killed while writing cannot remove its temporary: a full-size file stayed for good.
-    stale = [".state.pt.abc123.tmp", ".state.pt.x.tmp", ".run[1].pt.x.tmp"]
-    kept = [".other.pt.abc123.tmp", ".run1.pt.x.tmp"]  # other files' (a bracket is no pattern)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(finished.stdout), os.getpid()
+    stale = [f".state.pt.{dead}.{'0' * 16}.tmp", f".run[1].pt.{dead}.{'a' * 16}.tmp"]
+    kept = [
+        f".state.pt.{alive}.{'1' * 16}.tmp",  # a writer still at work (another thread)
+        f".state.pt.best.{dead}.{'2' * 16}.tmp",  # another file's
+        f".run1.pt.{dead}.{'3' * 16}.tmp",  # another file's: a bracket is no pattern
+        ".state.pt.abc.tmp",  # not the shape of ours
+    ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"partial")
     save_atomic({"step": 2}, tmp_path / "state.pt", kind="demo")
     save_atomic({"step": 2}, tmp_path / "run[1].pt", kind="demo")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["state.pt", "run[1].pt"])
+
+
+def test_a_write_inside_another_leaves_both_whole(tmp_path):
+    # The sweep removed the outer writer's temporary, which then failed.
+    with atomic_file(tmp_path / "state.pt") as file:
+        save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+        torch.save({"kind": "demo", "step": 2}, file)
+    assert load_checked(tmp_path / "state.pt", kind="demo")["step"] == 2

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import numpy as np
 import torch
 
 import igraphflow.compare as compare_module
@@ -182,6 +183,8 @@ def test_settings_json_cannot_record_methods_named_twice_and_bad_dims_are_refuse
     # A set of hop radii was accepted by the flow, and compare failed writing metrics.json after training.
     with pytest.raises(ValueError, match="cannot be written to metrics.json"):
         compare(data, "jko", max_time=1.0, settings={"jko": {"orders": {0, 1}}}, out_dir=tmp_path)
+    with pytest.raises(AssertionError, match="a method trained"):  # NumPy numbers are numbers
+        compare(data, "jko", max_time=1.0, settings={"jko": {"max_epochs": np.int64(1)}}, out_dir=tmp_path)
     with pytest.raises(ValueError, match=r"methods named more than once: \['jko'\]"):
         compare(data, "jko,nsf,jko", max_time=1.0)
     with pytest.raises(ValueError, match="exact_max_dim must be an integer >= 0"):
@@ -203,13 +206,14 @@ def test_metrics_are_written_after_every_method(tmp_path, monkeypatch):
     monkeypatch.setattr(compare_module, "fit_method", fit_or_fail)
     with pytest.raises(RuntimeError, match="a late method failed"):
         compare(data, "cinn,nsf", max_time=1.0, out_dir=tmp_path, figures=False, draws=1)
-    written = json.loads((tmp_path / "metrics.json").read_text())
+    written = json.loads((tmp_path / "metrics.partial.json").read_text())
     assert set(written["methods"]) == {"cinn"} and written["pending"] == ["nsf"]
-    assert [f.name for f in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left behind
+    assert [f.name for f in tmp_path.iterdir()] == ["metrics.partial.json"]  # no temporary left behind
     monkeypatch.setattr(compare_module, "fit_method", fit_method)
     result = compare(data, "cinn,nsf", max_time=1.0, out_dir=tmp_path, figures=False, draws=1)
-    assert result["pending"] == [] and json.loads((tmp_path / "metrics.json").read_text())["pending"] == []
-    assert result["methods"]["cinn"]["nll_train"] is not None
+    assert [f.name for f in tmp_path.iterdir()] == ["metrics.json"]  # a complete run, and only that
+    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(result))
+    assert "pending" not in result and result["methods"]["nsf"]["nll_train"] is not None
 
 
 def test_a_test_split_of_one_signal_is_refused_before_training(no_training):

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -20,35 +22,29 @@ def _decoder_and_signals():
     # A nonlinear decoder, and signals that are not of its family.
     noise = _normal(400, 2, 2, 2)
     decode = lambda t: torch.sinh(t * noise) + 0.3 * (t * noise).square()  # noqa: E731
-    X = 1.5 * torch.distributions.StudentT(4.0).sample((400, 2, 2)) + 0.2
+    torch.manual_seed(0)
+    X = 2.0 * torch.distributions.StudentT(4.0).sample((400, 2, 2)) + 0.2
     return decode, X, np.arange(TEMPERATURE_BOUNDS[0], TEMPERATURE_BOUNDS[1] + 1e-9, 0.005)
 
 
-def _gain_bound(G, G_one, X, standard_errors=2.0):
-    # The U-statistic of the pairs i != j, its kernel symmetrised, from whole distance matrices.
-    def kernel(G):
-        return 2 * torch.cdist(G.flatten(1), X.flatten(1).double()) - torch.cdist(G.flatten(1), G.flatten(1))
-
+def _influence(G, X):
+    # psi_i from whole distance matrices: the kernel of the pairs i != j, symmetrised.
+    G, X = G.flatten(1).double(), X.flatten(1).double()
     n = len(X)
-    gain = kernel(G.double()) - kernel(G_one.double())
-    symmetric = (gain + gain.T) / 2
-    psi = (symmetric.sum(1) - symmetric.diagonal()) / (n - 1)
-    return (psi.mean() + standard_errors * (4 * psi.var() / n).sqrt()).item()
+    kernel = 2 * torch.cdist(G, X) - torch.cdist(G, G)
+    symmetric = (kernel + kernel.T) / 2
+    return (symmetric.sum(1) - symmetric.diagonal()) / (n - 1)
 
 
-def test_is_the_minimum_of_the_upper_bound_of_the_gain_on_a_fine_grid():
-    decode, X, grid = _decoder_and_signals()
-    bounds = [_gain_bound(decode(t), decode(1.0), X) for t in grid]
-    chosen = energy_temperature(decode, X)
-    assert min(bounds) < 0 and abs(chosen - grid[int(np.argmin(bounds))]) < 0.03
-
-
-def test_without_standard_errors_is_the_minimum_of_the_paired_energy_distance():
+def test_is_the_minimum_of_the_paired_energy_distance_on_a_fine_grid():
     decode, X, grid = _decoder_and_signals()
     energies = [energy_distance(decode(t), X, paired=True) for t in grid]
-    chosen = energy_temperature(decode, X, standard_errors=0.0)
+    chosen = energy_temperature(decode, X)
     assert abs(chosen - grid[int(np.argmin(energies))]) < 0.03
     assert energy_distance(decode(chosen), X, paired=True) <= min(energies) + 1e-3
+    # Kept because its gain over 1 clears two standard errors.
+    gain = _influence(decode(chosen), X) - _influence(decode(1.0), X)
+    assert gain.mean() + 2 * (4 * gain.var() / len(gain)).sqrt() < 0
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -58,12 +54,30 @@ def test_draws_as_spread_as_the_data_keep_temperature_one(seed):
     labels = torch.randint(0, 3, (512, 4, 1), generator=torch.Generator().manual_seed(seed))
     noise, X = _normal(512, 10 + seed, 4, 1), 6.0 * labels + _normal(512, 20 + seed, 4, 1)
     assert energy_temperature(lambda t: 6.0 * labels + t * noise, X) == 1.0
+    assert energy_temperature(lambda t: 6.0 * labels + t * noise, X, standard_errors=0.0) != 1.0
 
 
-def test_the_standard_error_terms_average_to_the_paired_energy():
+@pytest.mark.parametrize("offset", [0.0, 1e8])
+def test_the_standard_error_terms_match_whole_distance_matrices(offset):
+    # Far from the origin the distances lost their digits (an error of 1 in psi at 1e8).
     G, X = 1.3 * _normal(60, 7, 3).double(), _normal(60, 8, 3).double()
+    psi = _energy_influence(G + offset, X + offset)
+    assert torch.allclose(psi, _influence(G, X), atol=1e-9)
     within_X = torch.cdist(X, X).sum() / (60 * 59)
-    assert _energy_influence(G, X).mean() - within_X == pytest.approx(energy_distance(G, X, paired=True), abs=1e-9)
+    assert psi.mean() - within_X == pytest.approx(energy_distance(G, X, paired=True), abs=1e-9)
+
+
+def test_bad_signals_and_draws_are_refused():
+    noise = _normal(50, 9, 2, 2)
+    with pytest.raises(ValueError, match="at least 3 signals, got 2"):
+        energy_temperature(lambda t: t * noise[:2], noise[:2])
+    with pytest.raises(ValueError, match="X contains NaN"):
+        energy_temperature(lambda t: t * noise, torch.full_like(noise, math.nan))
+    with pytest.raises(ValueError, match=r"draw\(t\) must give one signal per row of X, \(50, 4\) flattened, got \(49, 4\)"):
+        energy_temperature(lambda t: t * noise[:49], noise)
+    with pytest.raises(ValueError, match="standard_errors must be"):
+        energy_temperature(lambda t: t * noise, noise, standard_errors=-1.0)
+    assert energy_temperature(lambda t: t * noise, noise.numpy()) == 1.0  # numpy signals are read
 
 
 def test_draws_that_are_not_finite_are_never_chosen():
