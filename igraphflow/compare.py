@@ -16,7 +16,8 @@ one signal for the label pattern of every test graph. Reported (``metrics.json``
 - ``nll``: test negative log-likelihood per dimension (nats), exact log-determinant when
   ``D = V * C <= exact_max_dim`` (128), else Hutchinson / power-series estimates; ``None`` for
   the cGAN. At most ``max_eval`` (1000) test samples, a fixed random subset, enter it.
-  ``nll_train`` is the same on as many training samples (a gap shows overfitting).
+  ``nll_train`` is the same on as many training samples (a gap shows overfitting; ``None``
+  with ``nll``).
 - Each method generates ``draws`` (5) such sets with different seeds; ``mmd``, ``energy`` and
   the other sample statistics are their means (one set moves the energy by about as much as
   retraining with another seed does), the values of every set are kept in ``mmd_draws`` and
@@ -24,7 +25,9 @@ one signal for the label pattern of every test graph. Reported (``metrics.json``
 - ``acc``: node-label accuracy of ``predict`` (our flow and iGNN), else ``None``.
 - ``train_s``: wall time of ``fit``.
 
-Figures (``samples.png``, ``pca.png``, ``training.png``) go next to ``metrics.json``.
+Figures (``samples.png``, ``pca.png``, ``training.png``) go next to ``metrics.json``, which is
+written once every method is done; until then ``metrics.partial.json`` holds those done so far
+and ``pending``, those to come.
 
 The baselines need zuko and FrEIA and the figures matplotlib: the ``baselines`` extra
 (``pip install -e ".[baselines]"``). :func:`compare` checks them, the methods, their settings

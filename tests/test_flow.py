@@ -575,25 +575,10 @@ def test_fit_refuses_a_checkpoint_path_that_is_a_directory_or_past_its_blocks(tm
 
 
 def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
-    import igraphflow.flow as flow_module
-
     X, Y = toy(256)
     settings = {**SMALL, "num_blocks": 3}
     reference = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
-
-    calls = {"n": 0}
-    original = flow_module.train_block
-
-    def interrupted(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(flow_module, "train_block", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
-    monkeypatch.setattr(flow_module, "train_block", original)
+    _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=3)
     resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
     assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
     assert [r.val_nll_per_dim for r in resumed.history_] == [r.val_nll_per_dim for r in reference.history_]
