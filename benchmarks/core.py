@@ -107,7 +107,7 @@ def main():
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         header = (
             "# Core engine on simulated graphs with known density\n\n"
-            f"`python benchmarks/core.py --seed {args.seed}` ({torch.get_num_threads()} threads, CPU). "
+            f"`python benchmarks/core.py --seed {args.seed}` (threads: {torch.get_num_threads()}, CPU). "
             "NLL in nats per dimension on the test split (exact trace); gap = igraphflow - true; "
             "C2ST = held-out accuracy of a classifier telling generated from real (X, Y) pairs, 0.5 is chance.\n\n"
         )
