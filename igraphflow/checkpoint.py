@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = ["atomic_file", "save_atomic", "load_checked", "reading_contents"]
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -18,8 +19,9 @@ import torch
 from ._checks import as_output_file
 
 
-def _temporary_pattern(path: Path) -> re.Pattern:
-    return re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]{{16}}\.tmp")
+def _temporary_stem(path: Path) -> str:
+    # Names near the system's limit get no room for the suffix: a digest stands in for them.
+    return path.name if len(path.name) <= 200 else hashlib.sha256(path.name.encode()).hexdigest()
 
 
 def _alive(pid: int) -> bool:
@@ -39,10 +41,10 @@ def atomic_file(path: str | os.PathLike, name: str = "checkpoint path") -> Itera
 
     The file is written beside its destination (``.NAME.PID.RANDOM.tmp``), flushed to disk and
     renamed over ``path``. It is created as a plain ``open`` creates a file (the umask and the
-    directory's default ACLs apply), and takes the permissions of the file it replaces. A block
-    that raises leaves ``path`` as it was and removes the temporary; a writer that was killed
-    cannot, so every write removes the temporaries of ``path`` left by processes no longer
-    running on this machine.
+    directory's default ACLs apply), and takes the permissions of the file it replaces (a link
+    is replaced by the file, as by any rename). A block that raises leaves ``path`` as it was
+    and removes the temporary; a writer that was killed cannot, so on POSIX systems every write
+    removes the temporaries of ``path`` left by processes no longer running on this machine.
 
     Example:
         >>> import tempfile, pathlib
@@ -54,19 +56,22 @@ def atomic_file(path: str | os.PathLike, name: str = "checkpoint path") -> Itera
     """
     path = as_output_file(path, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pattern = _temporary_pattern(path)
-    for entry in os.listdir(path.parent):
-        if (match := pattern.fullmatch(entry)) and not _alive(int(match[1])):
-            (path.parent / entry).unlink(missing_ok=True)
-    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(8)}.tmp"
+    stem = _temporary_stem(path)
+    if os.name == "posix":  # elsewhere os.kill(pid, 0) is no liveness probe (Ctrl+C on Windows)
+        pattern = re.compile(rf"\.{re.escape(stem)}\.(\d+)\.[0-9a-f]{{8}}\.tmp")
+        for entry in os.listdir(path.parent):
+            if (match := pattern.fullmatch(entry)) and not _alive(int(match[1])):
+                (path.parent / entry).unlink(missing_ok=True)
+    temporary = path.parent / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
-        with contextlib.suppress(OSError):  # a filesystem without modes keeps its own
-            os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
+        if not path.is_symlink():
+            with contextlib.suppress(OSError):  # none to replace, or a filesystem without modes
+                os.chmod(temporary, stat.S_IMODE(path.stat().st_mode))
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

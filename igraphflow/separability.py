@@ -34,7 +34,8 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
     Convex, so full-batch L-BFGS reaches its optimum in a few dozen steps; a small weight decay
     keeps the weights finite when the classes are separable. The layer is fitted on the
     standardised features (every column centred, and scaled to unit variance unless constant)
-    and then folded back to take the features as they are: L-BFGS in float32 does not move
+    and then folded back to take the features as they are (only scaled for a layer without a
+    bias, which cannot take the centring back): L-BFGS in float32 does not move
     from the start on features far from zero (counts near 1000 stayed at chance), and the
     weight decay then weighs every feature alike, whatever its units.
 
@@ -47,12 +48,15 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
     wide = features.double()
     mean, scale = wide.mean(0), wide.std(0, correction=0)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    if layer.bias is None:
+        mean = torch.zeros_like(mean)
     dtype = layer.weight.dtype
     standardised = ((wide - mean) / scale).to(dtype)
     mean, scale = mean.to(dtype), scale.to(dtype)
     start = [parameter.detach().clone() for parameter in layer.parameters()]
     with torch.no_grad():  # the same function of the standardised features
-        layer.bias += layer.weight @ mean
+        if layer.bias is not None:
+            layer.bias += layer.weight @ mean
         layer.weight *= scale
     try:
         _fit_standardised(layer, standardised, targets, max_iter, weight_decay)
@@ -63,7 +67,8 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
         raise
     with torch.no_grad():
         layer.weight /= scale
-        layer.bias -= layer.weight @ mean
+        if layer.bias is not None:
+            layer.bias -= layer.weight @ mean
     return layer
 
 

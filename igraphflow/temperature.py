@@ -98,12 +98,10 @@ def energy_temperature(
 
     def drawn(t: float) -> Tensor | None:
         sample = torch.as_tensor(draw(t))
-        if not torch.isfinite(sample).all():
-            return None
-        sample = _as_samples(sample, "draw(t)")
-        if sample.shape != X.shape:
-            raise ValueError(f"draw(t) must give one signal per row of X, {tuple(X.shape)} flattened, got {tuple(sample.shape)}")
-        return sample
+        rows = sample.flatten(1).shape if sample.dim() >= 2 else tuple(sample.shape)
+        if rows != X.shape:
+            raise ValueError(f"draw(t) must give one signal per row of X, {tuple(X.shape)} flattened, got {tuple(rows)}")
+        return _as_samples(sample, "draw(t)") if torch.isfinite(sample).all() else None
 
     def distance(t: float) -> float:
         sample = drawn(t)

@@ -53,6 +53,14 @@ def test_fit_softmax_is_the_same_fit_in_any_units(offset, scale):
     assert (layer(moved).argmax(-1) == targets).float().mean() > 0.9
 
 
+def test_fit_softmax_takes_a_layer_without_bias():
+    g = torch.Generator().manual_seed(2)
+    features = torch.randn(400, 2, generator=g)
+    targets = (features[:, 0] > 0).long()
+    layer = fit_softmax(nn.Linear(2, 2, bias=False), 50.0 * features, targets)
+    assert layer.bias is None and (layer(50.0 * features).argmax(-1) == targets).float().mean() > 0.95
+
+
 @pytest.mark.parametrize("distance", [1.0, 3.0])
 def test_linear_separability_recovers_the_distance_of_two_gaussians(distance):
     g = torch.Generator().manual_seed(1)

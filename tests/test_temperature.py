@@ -75,6 +75,8 @@ def test_bad_signals_and_draws_are_refused():
         energy_temperature(lambda t: t * noise, torch.full_like(noise, math.nan))
     with pytest.raises(ValueError, match=r"draw\(t\) must give one signal per row of X, \(50, 4\) flattened, got \(49, 4\)"):
         energy_temperature(lambda t: t * noise[:49], noise)
+    with pytest.raises(ValueError, match="draw\\(t\\) must give one signal per row"):  # not finite, and of another shape
+        energy_temperature(lambda t: torch.full((5, 1), math.nan), noise)
     with pytest.raises(ValueError, match="standard_errors must be"):
         energy_temperature(lambda t: t * noise, noise, standard_errors=-1.0)
     assert energy_temperature(lambda t: t * noise, noise.numpy()) == 1.0  # numpy signals are read
