@@ -16,7 +16,7 @@ from .._checks import as_count, as_flag, as_orders, as_real
 from .._random import draw
 from ..latent import GaussianMixtureLatent
 from ..nn import make_conv
-from ..nn.velocity import CONVOLUTIONS
+from ..nn.velocity import as_convolution
 from ._common import LikelihoodBaseline
 
 LogDet = Literal["auto", "exact", "series"]
@@ -343,11 +343,9 @@ class IGNNBaseline(LikelihoodBaseline):
         super().__init__(edge_index, num_nodes, num_features, num_classes, **kwargs)
         if logdet not in ("auto", "exact", "series"):
             raise ValueError(f"logdet must be 'auto', 'exact' or 'series', got {logdet!r}")
-        if conv not in CONVOLUTIONS:
-            raise ValueError(f"conv must be one of {CONVOLUTIONS}, got {conv!r}")
         self.blocks = as_count(blocks, "blocks")
         self.hidden = as_count(hidden, "hidden")
-        self.conv = conv
+        self.conv = as_convolution(conv)
         self.orders = as_orders(orders)
         # (0, 1): the blocks are invertible only when contractive.
         self.lipschitz = as_real(lipschitz, "lipschitz", "(0, 1)")

@@ -2,7 +2,7 @@ r"""Velocity fields :math:`f(x, t)` of the ODE blocks: graph convolutions and no
 
 from __future__ import annotations
 
-__all__ = ["GraphVelocityField", "make_conv", "CONVOLUTIONS"]
+__all__ = ["GraphVelocityField", "make_conv", "as_convolution", "CONVOLUTIONS"]
 
 from collections.abc import Sequence
 
@@ -16,6 +16,13 @@ from .l3net import L3NetConv
 
 
 CONVOLUTIONS = ("l3net", "cheb", "gcn")
+
+
+def as_convolution(conv) -> str:
+    r"""Checks the name of a graph convolution, one of :data:`CONVOLUTIONS`."""
+    if conv not in CONVOLUTIONS:
+        raise ValueError(f"conv must be one of {CONVOLUTIONS}, got {conv!r}")
+    return conv
 
 
 def make_conv(conv: str, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> nn.Module:
@@ -35,14 +42,12 @@ def make_conv(conv: str, in_channels: int, out_channels: int, edge_index: Tensor
         >>> make_conv("cheb", 2, 3, edge_index, 2, (0, 1))
         StaticChebConv(2, 3, num_nodes=2, K=2)
     """
-    orders = as_orders(orders)
+    conv, orders = as_convolution(conv), as_orders(orders)
     if conv == "l3net":
         return L3NetConv(in_channels, out_channels, edge_index, num_nodes, orders)
     if conv == "cheb":
         return StaticChebConv(in_channels, out_channels, edge_index, num_nodes, K=max(orders) + 1)
-    if conv == "gcn":
-        return StaticGCNConv(in_channels, out_channels, edge_index, num_nodes)
-    raise ValueError(f"conv must be one of {CONVOLUTIONS}, got {conv!r}")
+    return StaticGCNConv(in_channels, out_channels, edge_index, num_nodes)
 
 
 class GraphVelocityField(nn.Module):
