@@ -11,6 +11,7 @@ import math
 import numbers
 import operator
 import os
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:
     """
     low, high = (float(end) for end in interval[1:-1].split(","))
     number = math.nan
-    if not isinstance(value, (bool, np.bool_, str, bytes)):
+    # A one-element array or tensor converts too, but only 0-d ones are numbers.
+    if not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0:
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -206,9 +208,10 @@ def as_device(value, name: str = "device") -> torch.device:
 
 
 def as_output_dir(path: str | os.PathLike, name: str) -> Path:
-    r"""Checks that ``path`` can be a directory to write into: it is one, or nothing in its way is a file.
+    r"""Makes ``path`` a directory to write into (creating it), or says why it cannot be one.
 
-    Checked before long work, so that a wrong path fails at once rather than after a fit.
+    Checked before long work, so that a wrong path (a file in the way, a folder without write
+    access, a system folder) fails at once rather than after a fit.
 
     Example:
         >>> import tempfile
@@ -218,12 +221,19 @@ def as_output_dir(path: str | os.PathLike, name: str) -> Path:
         ...
         ValueError: out ... cannot be written: ... is a file, not a directory
     """
+    if os.fspath(path) == "":  # Path("") is ".": the files would land wherever the process runs
+        raise ValueError(f"{name} is empty: give a directory")
     path = Path(path)
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
                 raise ValueError(f"{name} {path} cannot be written: {folder} is a file, not a directory")
             break
+    try:  # permissions alone do not tell (root, read-only or virtual filesystems): try it
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as error:
+        raise ValueError(f"{name} {path} cannot be written: {error.strerror or error}") from None
     return path
 
 
@@ -274,12 +284,16 @@ def as_signals(
         )
     if X.dtype.is_complex or X.dtype == torch.bool:  # integers of any width are readings (counts, pixels)
         raise ValueError(f"{name} must hold real numbers (floats or integers), got dtype {X.dtype}")
-    # Checked after the cast, so that values too large for ``dtype`` are caught as infinite.
+    finite = torch.isfinite(X)
+    if not finite.all():
+        first = (~finite).nonzero()[0].tolist()
+        raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite values (first at index {first})")
+    # Checked again after the cast: finite values too large for ``dtype`` become infinite.
     X = X.to(device=device, dtype=dtype)
-    bad = ~torch.isfinite(X)
-    if bad.any():
-        first = bad.nonzero()[0].tolist()
-        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (first at index {first})")
+    overflow = ~torch.isfinite(X)
+    if overflow.any():
+        first = overflow.nonzero()[0].tolist()
+        raise ValueError(f"{name} holds {int(overflow.sum())} values too large for {dtype} (first at index {first})")
     return X
 
 

@@ -1,7 +1,7 @@
 r"""The comparison of the papers: our flow against iGNN, cINN, NSF and cGAN on one dataset.
 
-Every method is trained on the same training split with the same time budget, then generates
-one signal for the label pattern of every test graph. Reported (``metrics.json``):
+Every method is trained on the same training split under the same cap on its training time,
+then generates one signal for the label pattern of every test graph. Reported (``metrics.json``):
 
 - ``mmd`` (squared MMD, Gaussian kernel :math:`\alpha = 1`; all of
   :data:`~igraphflow.metrics.DEFAULT_ALPHAS` under ``mmd_alpha``) and ``energy`` (energy
@@ -23,7 +23,11 @@ one signal for the label pattern of every test graph. Reported (``metrics.json``
   retraining with another seed does), the values of every set are kept in ``mmd_draws`` and
   ``energy_draws``.
 - ``acc``: node-label accuracy of ``predict`` (our flow and iGNN), else ``None``.
-- ``train_s``: wall time of ``fit``.
+- ``train_s``: wall time of ``fit``. It may exceed the cap: our flow fits its latent noise,
+  sampling temperature and head after its blocks, and the baselines check the cap between
+  batches (iGNN after a validation pass with the exact log-determinant).
+- ``nonfinite_draws``: per generated set, the signals holding NaN or infinite values (a
+  diverged model); they are scored with NaN as 0 and infinities as +-1e6, and warned about.
 
 Figures (``samples.png``, ``pca.png``, ``training.png``) go next to ``metrics.json``, which is
 written once every method is done; until then ``metrics.partial.json`` holds those done so far
@@ -243,9 +247,14 @@ def evaluate(
 def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Sequence[int]) -> tuple[dict[str, Any], Tensor]:
     r""":func:`evaluate` averaged over several generated sets, ``draw(seed)`` for each seed.
 
+    A set holding NaN or infinite values (a diverged model) is scored with NaN as 0 and
+    infinities as +-1e6, so that one method does not stop a comparison; it is warned about and
+    counted in ``nonfinite_draws``.
+
     Returns:
         The mean of every statistic (``mmd_alpha`` key by key), with ``mmd_draws`` and
-        ``energy_draws`` listing the values of each set, and the first set (for figures).
+        ``energy_draws`` listing the values of each set, ``nonfinite_draws`` the number of its
+        signals that were not finite, and the first set (for figures).
 
     Example:
         >>> data = load("three_node", num_train=64, num_test=32)
@@ -256,10 +265,13 @@ def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Seq
     if len(seeds) == 0:
         raise ValueError("evaluate_draws needs at least one seed")
     first = None
-    rows = []
+    rows, nonfinite = [], []
     for seed in seeds:
-        sample = draw(seed).detach().cpu().float()
-        if not torch.isfinite(sample).all():
+        sample = draw(seed).detach().cpu().double()
+        nonfinite.append(int((~torch.isfinite(sample.flatten(1))).any(1).sum()))
+        if nonfinite[-1]:
+            warnings.warn(f"{nonfinite[-1]} of {len(sample)} generated signals (draw seed {seed}) hold NaN or "
+                          "infinite values: scored with NaN as 0 and infinities as +-1e6", stacklevel=2)
             sample = torch.nan_to_num(sample, nan=0.0, posinf=1e6, neginf=-1e6)
         first = sample if first is None else first
         rows.append(evaluate(data, sample))
@@ -269,6 +281,7 @@ def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Seq
     out["mmd_alpha"] = {a: float(np.mean([r["mmd_alpha"][a] for r in rows])) for a in rows[0]["mmd_alpha"]}
     out["mmd"] = out["mmd_alpha"]["1"]
     out["mmd_draws"], out["energy_draws"] = [r["mmd"] for r in rows], [r["energy"] for r in rows]
+    out["nonfinite_draws"] = nonfinite
     return out, first
 
 
@@ -649,7 +662,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="dataset name, see igraphflow.datasets.available()")
     parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
-    parser.add_argument("--data", default=None, help="data folder of datasets that need files (solar_hope)")
+    parser.add_argument("--data", default=None, help="the files of a real dataset: the directory of solar_hope, the CSV of traffic "
+                        "(default: $IGRAPHFLOW_DATA for solar_hope, the embedded copy of traffic)")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
     parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
     parser.add_argument("--seed", type=int, default=0)

@@ -31,6 +31,7 @@ from .graph import check_edge_index, undirected_edges
 from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField, HopMeans
+from .nn.velocity import as_convolution
 from .ode import DIVERGENCES, ODEBlock
 from .separability import REFERENCE_SEPARATION, fit_softmax, linear_separability
 from .temperature import energy_temperature
@@ -107,8 +108,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             interval would integrate the field (and its log-determinant) too coarsely.
             ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP` (models saved before
             this rule load, but neither fit nor retrain).
-        separation: The minimum distance of the latent means in units of ``sigma``, see
-            :class:`~igraphflow.latent.GaussianMixtureLatent`.
+        separation: The minimum distance of the latent means in units of ``sigma`` while the
+            blocks train, see :class:`~igraphflow.latent.GaussianMixtureLatent`. The noise fit
+            after training (``fit_noise``) moves the means to the encoded class centres, which
+            may lie closer.
         initial_separation: How far apart the latent means start, in units of ``sigma``, or
             ``"auto"``: as far apart as a linear classifier finds the classes of the training
             signals (:func:`~igraphflow.separability.linear_separability`), between 2 and the
@@ -159,7 +162,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             but stalls the later blocks on small mixing graphs such as three_node
             (``experiments/RESULTS.md``, "Learning rate").
         max_epochs: The most epochs per block.
-        patience: Epochs without validation improvement before a block stops.
+        patience: Epochs without validation improvement before a block stops (0: after its
+            first epoch).
         validation: The fraction of the training samples held out for early stopping (at
             least one sample, and at least one left to train on).
         device: Where to compute; the GPU when one is available if ``None``.
@@ -226,6 +230,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             sample_temperature = as_real(sample_temperature, "sample_temperature", "(0, inf)")
         if seed is not None:
             seed = as_seed(seed)
+        as_convolution(conv)  # here too: with num_blocks="auto" no block is built before fit
         if classifier not in CLASSIFIERS:
             raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
         if divergence not in DIVERGENCES:
@@ -264,9 +269,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         c = self.config
         # A model moved to another dtype (``.double()``) keeps it through a new fit.
         dtype = self.dtype if hasattr(self, "latent") else torch.get_default_dtype()
+        # The CPU generator alone (the modules are built there): torch.manual_seed would also
+        # reseed every CUDA generator, which fork_rng(devices=[]) does not restore.
         with torch.random.fork_rng(devices=[]):
             if c["seed"] is not None:
-                torch.manual_seed(c["seed"])
+                torch.default_generator.manual_seed(c["seed"])
             start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
             self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
             self.head = self._make_head()
@@ -342,8 +349,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 among the blocks still to train. A block whose share runs out keeps its best
                 state; blocks that get no time at all are dropped, so the model stays invertible
                 and usable. Fitting the noise, the sampling temperature and the head on the
-                encoded signals comes after, on top of the cap (seconds: the temperature
-                decodes up to 512 signals a dozen times).
+                encoded signals comes after, on top of the cap (seconds on small graphs, tens of
+                seconds on larger ones: the temperature decodes up to 512 signals a dozen times).
             progress: Show a progress bar.
             checkpoint_dir: Write a checkpoint there after every finished block (atomically);
                 a fit started again with the same settings, data and directory resumes after
@@ -415,7 +422,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         with torch.random.fork_rng(devices=[]):
             if c["seed"] is not None:
                 # Modulo the seeds torch takes: the same seed as before wherever that fitted.
-                torch.manual_seed((c["seed"] * 1009 + index) % (MAX_SEED + 1))
+                torch.default_generator.manual_seed((c["seed"] * 1009 + index) % (MAX_SEED + 1))
             self.blocks.append(self._make_block(start, start + step).to(self.device, self.dtype))
 
     def _train_blocks(
@@ -428,6 +435,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         whose stopping rule had fired, so no block is added.
         """
         c = self.config
+        progress = as_flag(progress, "progress")
         deadline = time.monotonic() + max_time
         dims = self.num_nodes * self.num_features
         x, x_val, val_logdet = data.x, data.x_val, data.x_val.new_zeros(data.x_val.size(0))
@@ -458,6 +466,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 deadline=now + (deadline - now) / (total - index), generator=data.generator,
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),
             )
+            if record.val_loss and not np.isfinite(record.val_loss).any():
+                warnings.warn(f"block {index}: every epoch's validation objective was NaN or infinite (is lr too "
+                              "large?); the block keeps its starting state", stacklevel=3)
             x, x_val, val_logdet, record.w2 = self._push(block, index, x, x_val, val_logdet)
             record.val_nll_per_dim = -(self.latent.log_prob(x_val, data.y_val) + val_logdet).mean().item() / dims
             self.history_.append(record)
@@ -786,8 +797,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.to(dtype=means.dtype)
         # The model's own edge list: a resumed fit may write the same graph otherwise.
         self.load_state_dict({**payload["state_dict"], "edge_index": self.edge_index})
-        # Weights of a diverged or damaged fit would answer every call with NaN.
-        broken = [name for name, value in self.named_parameters() if not torch.isfinite(value).all()]
+        # Weights or noise of a diverged or damaged fit would answer every call with NaN.
+        tensors = itertools.chain(self.named_parameters(), self.named_buffers())
+        broken = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]
         if broken:
             raise ValueError(f"its weights hold NaN or infinite values ({', '.join(broken[:3])})")
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
@@ -807,8 +819,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         if "finished" in payload:
             raise ValueError(
-                f"{path} is the checkpoint of a fit in progress ({payload['finished']} blocks trained), written by "
-                "fit(..., checkpoint_dir=...): fit again with that directory to finish it; load reads files written by save"
+                f"{path} is a checkpoint written by fit(..., checkpoint_dir=...) ({payload['finished']} blocks trained), "
+                "not by save: fit again with that directory to finish the fit; load reads files written by save"
             )
         with reading_contents(path, CHECKPOINT_KIND):
             config = payload.get("config", {})

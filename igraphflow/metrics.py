@@ -66,6 +66,8 @@ def _as_samples(X: Any, name: str) -> Tensor:
         raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty")
+    if X[0].numel() == 0:
+        raise ValueError(f"{name} has no dimensions: shape {tuple(X.shape)}")
     X = X.to("cpu", torch.float64).reshape(X.shape[0], -1)
     if not torch.isfinite(X).all():
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -100,17 +102,21 @@ def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor, float], Tensor]
     in units ``s`` of about the largest centred coordinate (:func:`_centred_and_scaled`):
     otherwise coordinates near 1e200 square to inf (and inf - inf gives nan), near 1e-200 to 0,
     and samples far from the origin lose their distances to cancellation. ``s`` is a power of
-    two, so dividing by it rounds nothing. ``D`` is clamped at zero.
+    two, so dividing by it rounds nothing. ``D`` is clamped at zero, and is exactly zero on the
+    diagonal when ``A is B`` (the expansion leaves ~1e-16 there, whose square root is ~1e-8).
 
     Raises:
         ValueError: When a sum is not finite: the distances overflow float64.
     """
+    same = A is B
     A, B, scale = _centred_and_scaled(A, B)
     totals = [0.0] * len(fns)
-    for a in A.split(_CHUNK):
+    for row, a in zip(range(0, len(A), _CHUNK), A.split(_CHUNK)):
         a_norms = (a * a).sum(1)[:, None]
-        for b in B.split(_TILE):
+        for column, b in zip(range(0, len(B), _TILE), B.split(_TILE)):
             d2 = (a_norms + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min_(0.0)
+            if same:
+                d2.diagonal(offset=row - column).zero_()  # the pairs (i, i): (k, k + row - column) here
             for i, fn in enumerate(fns):
                 totals[i] += fn(d2, scale).sum().item()
     if not all(math.isfinite(total) for total in totals):

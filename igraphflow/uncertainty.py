@@ -100,7 +100,7 @@ def chi2_quantile(alpha: float, df: int) -> float:
         3.8415
     """
     # isf, not ppf(1 - alpha): 1 - alpha rounds to 1 (an infinite quantile) below alpha ~ 1e-16.
-    return float(chi2.isf(as_real(alpha, "alpha", "(0, 1)"), df=int(df)))
+    return float(chi2.isf(as_real(alpha, "alpha", "(0, 1)"), df=as_count(df, "df")))
 
 
 def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1) -> Tensor:
@@ -130,6 +130,7 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1)
         >>> conformal_quantile(scores, 0.2, group_size=3)  # ceil(4 * 3 * 0.8) = 10 > 9
         tensor(inf)
     """
+    sorted_scores = torch.as_tensor(sorted_scores)
     n = sorted_scores.size(-1)
     rank = _conformal_rank(n, alpha, group_size)
     if rank > n:
@@ -212,6 +213,12 @@ def conformal_sets(log_proba: Tensor, threshold: Tensor | float) -> Tensor:
                  [ True,  True]]])
     """
     threshold = torch.as_tensor(threshold, dtype=log_proba.dtype, device=log_proba.device)
+    if log_proba.dim() != 3:
+        raise ValueError(f"log_proba must have shape [N, V, K], got {list(log_proba.shape)}")
+    if threshold.shape not in (torch.Size([]), log_proba.shape[1:2]):
+        raise ValueError(f"threshold must be a number or one per node [{log_proba.size(1)}], got shape {list(threshold.shape)}")
+    if torch.isnan(threshold).any():  # every comparison with NaN is False: all sets would be empty
+        raise ValueError("threshold is NaN")
     if threshold.dim() == 1:
         threshold = threshold[:, None]
     return -log_proba <= threshold
@@ -315,10 +322,15 @@ class UncertaintyMixin:
         scores = scores.T.contiguous() if per_node else scores.flatten()
         self._calibration_scores = scores.sort(dim=-1).values
         self._calibration_alpha = alpha
-        if _conformal_rank(scores.size(-1), alpha, self._score_group_size()) > scores.size(-1):
-            warnings.warn(f"{X_cal.size(0)} calibration graphs are too few for alpha={alpha:g}: every set holds "
-                          f"every label (about 1/alpha - 1 graphs are needed)", stacklevel=2)
+        self._warn_if_too_few(alpha, stacklevel=4)  # past calibrate's no_grad wrapper, to the caller
         return self
+
+    def _warn_if_too_few(self, alpha: float, stacklevel: int):
+        n = self._calibration_scores.size(-1)
+        if _conformal_rank(n, alpha, self._score_group_size()) > n:
+            graphs = n // self._score_group_size()
+            warnings.warn(f"{graphs} calibration graphs are too few for alpha={alpha:g}: every set holds "
+                          f"every label (about 1/alpha - 1 graphs are needed)", stacklevel=stacklevel)
 
     def conformal_threshold(self, alpha: float | None = None) -> Tensor:
         r"""The conformal threshold on :math:`-\log P(Y_v = k | X)`: a scalar, or ``[V]`` per node.
@@ -327,9 +339,14 @@ class UncertaintyMixin:
         counts the calibration scores graph by graph (:func:`conformal_quantile` with
         ``group_size = V``), per node one by one.
         """
+        return self._threshold(alpha, stacklevel=4)
+
+    def _threshold(self, alpha: float | None, stacklevel: int) -> Tensor:
+        # stacklevel: from the warning up to the public caller, past any no_grad wrapper.
         if not self.is_calibrated:
             raise RuntimeError("this model is not calibrated: call calibrate(X_cal, Y_cal) first")
-        alpha = self._calibration_alpha if alpha is None else alpha
+        alpha = self._calibration_alpha if alpha is None else as_real(alpha, "alpha", "(0, 1)")
+        self._warn_if_too_few(alpha, stacklevel)
         return conformal_quantile(self._calibration_scores, alpha, group_size=self._score_group_size())
 
     def _score_group_size(self) -> int:
@@ -359,7 +376,7 @@ class UncertaintyMixin:
         if alpha is not None:
             alpha = as_real(alpha, "alpha", "(0, 1)")
         if self.is_calibrated:
-            threshold = self.conformal_threshold(alpha).to(self.device)
+            threshold = self._threshold(alpha, stacklevel=5).to(self.device)
             return conformal_sets(self.predict_log_proba(X), threshold)
         return self.gaussian_sets(X, 0.1 if alpha is None else alpha)
 
@@ -443,8 +460,11 @@ class UncertaintyMixin:
         :math:`\mu_{label} + b_v + \sqrt{\chi^2_{2, 1-\alpha}} L_v (\cos t, \sin t)`,
         :math:`L_v L_v^T = \Sigma_{vv}`; under a mixture noise its size is set by draws of the
         density, see :meth:`in_region`) is decoded by :math:`F^{-1}`. On a one-node graph this is the
-        boundary of the region exactly; on a larger graph the other nodes are held at the means
-        of their labels (``labels``, by default ``label`` everywhere), so the curve is a slice.
+        boundary of the region exactly. On a larger graph the other nodes are held at the means
+        of their labels (``labels``, by default ``label`` everywhere) in the latent, not in
+        :math:`X`: every decoded signal lies on the node's boundary, but the other nodes'
+        decoded features move along the curve, so it is not a slice of the region at fixed
+        neighbours in :math:`X`.
 
         Arguments:
             label: The class ``k`` of node ``node``.

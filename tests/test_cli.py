@@ -1,5 +1,8 @@
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,6 +70,24 @@ def test_output_paths_are_checked_before_training(data_file, tmp_path, capsys, m
     with pytest.raises(SystemExit) as exit_info:
         main(["compare", "--dataset", "three_node", "--methods", "jko", "--out", str(blocker)])
     assert exit_info.value.code == 2 and "is a file, not a directory" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_output_folders_that_cannot_be_made_or_are_empty_fail_before_training(data_file, capsys, monkeypatch):
+    # A folder under /proc failed after the first method had trained; "" wrote into the working directory.
+    monkeypatch.setattr(ConditionalGraphFlow, "fit", lambda *args, **kwargs: pytest.fail("trained before checking --out"))
+    assert main(["train", "--input", str(data_file), "--out", "/proc/igraphflow-run", "--quiet"]) == 2
+    assert "--out /proc/igraphflow-run cannot be written" in capsys.readouterr().err
+    for out in ("/proc/igraphflow-run", ""):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["compare", "--dataset", "three_node", "--methods", "jko", "--out", out])
+        assert exit_info.value.code == 2
+    assert "out_dir is empty" in capsys.readouterr().err
+
+
+def test_python_m_runs_the_command_line():
+    done = subprocess.run([sys.executable, "-m", "igraphflow", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage: igraphflow" in done.stdout
 
 
 def test_errors_are_reported_not_raised(tmp_path, capsys):

@@ -269,3 +269,20 @@ def test_figures_take_signals_on_another_device(tmp_path):
     plot_samples(data, generated, tmp_path / "samples.png")
     plot_pca(data, generated, tmp_path / "pca.png")
     assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "pca.png").stat().st_size > 0
+
+
+def test_non_finite_draws_are_warned_about_and_counted():
+    # A method that generated only NaN scored finite values, silently.
+    data = load("three_node", num_train=64, num_test=64)
+
+    def draw(seed):
+        sample = reference_signals(data, seed)
+        if seed == 1:
+            sample[:3, 0, 0] = math.nan
+            sample[5, 1, 1] = math.inf
+        return sample
+
+    with pytest.warns(UserWarning, match=r"4 of 64 generated signals \(draw seed 1\) hold NaN or infinite values"):
+        row, _ = evaluate_draws(data, draw, [0, 1])
+    assert row["nonfinite_draws"] == [0, 4]
+    assert math.isfinite(row["energy"])

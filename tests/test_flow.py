@@ -195,6 +195,9 @@ def test_load_rejects_other_checkpoints(tmp_path):
         (lambda p: p["state_dict"].pop("fitted"), r"RuntimeError: .*Missing key\(s\) in state_dict: \"fitted\""),
         (lambda p: p.pop("edge_index"), "it lacks edge_index"),
         (lambda p: p["state_dict"]["latent.means"].fill_(math.nan), r"weights hold NaN or infinite values \(latent.means\)"),
+        # Buffers too: a NaN temperature loaded, then sampling blamed an "H" nobody passed.
+        (lambda p: p["state_dict"]["latent.temperature"].fill_(math.nan), r"NaN or infinite values \(latent.temperature\)"),
+        (lambda p: p["state_dict"]["latent.log_prior"].fill_(math.inf), r"NaN or infinite values \(latent.log_prior\)"),
     ],
 )
 def test_load_names_the_file_of_a_damaged_checkpoint(fitted, tmp_path, damage, reason):
@@ -556,7 +559,7 @@ def test_the_checkpoint_of_a_fit_in_progress_is_not_loaded_as_a_model(tmp_path, 
     X, Y = toy(64)
     settings = {**SMALL, "num_blocks": 2, "max_epochs": 1}
     _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=2)
-    with pytest.raises(ValueError, match=r"a fit in progress \(1 blocks trained\).*fit again with that directory"):
+    with pytest.raises(ValueError, match=r"written by fit\(\.\.\., checkpoint_dir=\.\.\.\) \(1 blocks trained\), not by save.*fit again"):
         ConditionalGraphFlow.load(tmp_path / "fit.pt")
 
 
@@ -831,3 +834,37 @@ def test_numpy_views_with_negative_strides_are_read(fitted):
     X, Y = toy(16, seed=4)
     flipped = fitted.log_prob(np.flip(X.numpy(), 0), Y.numpy()[::-1])
     assert torch.equal(flipped, fitted.log_prob(X.flip(0), Y.flip(0)))
+
+
+def test_a_bad_convolution_is_refused_at_construction_with_automatic_depth():
+    # With num_blocks="auto" no block is built before fit, which alone checked the name.
+    for conv in ("gat", None, ["cheb"]):
+        with pytest.raises(ValueError, match="conv must be one of"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, conv=conv, num_blocks="auto")
+
+
+def test_a_seeded_model_leaves_the_cuda_generators_alone(monkeypatch):
+    # torch.manual_seed also reseeds every CUDA generator, which fork_rng(devices=[]) does not restore.
+    calls = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: calls.append(seed))
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
+    model._append_block()
+    assert calls == []
+    state = torch.random.get_rng_state()
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_a_fit_whose_losses_are_all_nan_is_warned_about():
+    # It returned a near-identity "fitted" flow without a word.
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 1, "max_epochs": 2, "lr": 100.0})
+    with pytest.warns(UserWarning, match="block 0: every epoch's validation objective was NaN or infinite") as caught:
+        model.fit(X, Y, progress=False)
+    assert [w.filename for w in caught] == [__file__]
+
+
+def test_progress_must_be_a_flag():
+    X, Y = toy(64)
+    with pytest.raises(ValueError, match="progress must be"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress="no")

@@ -443,3 +443,25 @@ def test_median_distance_keeps_small_distances_that_are_exact():
     far[:10, 0], far[10:, 0] = 1.0, -1.0
     Z = torch.cat([torch.randn(80, 3, generator=g, dtype=torch.float64) * 1e-8, far])
     assert _median_distance(Z) == pytest.approx(np.median(torch.pdist(Z).numpy()), rel=1e-9)
+
+
+def test_energy_distance_is_exact_against_scipy_distances():
+    # The diagonal of ||x||^2 + ||x'||^2 - 2 x.x' is ~1e-16, not 0, and its square root ~1e-8
+    # per sample: the statistic was off by ~1e-9 relative. 2000 and 1500 rows span several tiles.
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(3)
+    X, Y = rng.normal(size=(2000, 5)), rng.normal(size=(1500, 5)) + 0.2
+    n, m = len(X), len(Y)
+    direct = 2 * cdist(X, Y).mean() - cdist(X, X).sum() / (n * (n - 1)) - cdist(Y, Y).sum() / (m * (m - 1))
+    assert energy_distance(X, Y) == pytest.approx(direct, rel=1e-12)
+    direct_biased = 2 * cdist(X, Y).mean() - cdist(X, X).mean() - cdist(Y, Y).mean()
+    assert energy_distance(X, Y, biased=True) == pytest.approx(direct_biased, rel=1e-12)
+
+
+def test_samples_without_dimensions_are_refused():
+    for shape in ((5, 0), (5, 0, 2)):
+        with pytest.raises(ValueError, match="X has no dimensions"):
+            mmd(np.zeros(shape), np.zeros(shape))
+        with pytest.raises(ValueError, match="X has no dimensions"):
+            energy_distance(np.zeros(shape), np.zeros(shape))

@@ -340,10 +340,24 @@ def test_too_few_calibration_graphs_are_warned_about(three_nodes):
     X, Y = _blobs(5, 3, seed=44)
     with pytest.warns(UserWarning, match="5 calibration graphs are too few for alpha=0.1"):
         three_nodes.calibrate(X, Y, alpha=0.1)  # rank ceil(6 * 3 * 0.9) = 17 > 15 scores
-    assert three_nodes.prediction_sets(X).all()
+    with pytest.warns(UserWarning, match="too few"):  # and again for every use of that level
+        assert three_nodes.prediction_sets(X).all()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         three_nodes.calibrate(X, Y, alpha=0.2)  # rank ceil(6 * 3 * 0.8) = 15: no warning
+
+
+def test_sets_at_an_uncalibrated_alpha_warn_when_there_are_too_few_graphs(three_nodes):
+    # Calibrated at 0.2 (enough graphs), then asked for 0.1: all labels, silently, before.
+    X, Y = _blobs(5, 3, seed=44)
+    three_nodes.calibrate(X, Y, alpha=0.2)
+    for call in (lambda: three_nodes.prediction_sets(X, 0.1), lambda: three_nodes.conformal_threshold(0.1)):
+        with pytest.warns(UserWarning, match="5 calibration graphs are too few for alpha=0.1") as caught:
+            call()
+        assert [w.filename for w in caught] == [__file__]  # the caller's line, not torch's wrapper
+    with pytest.warns(UserWarning) as caught:
+        three_nodes.calibrate(X, Y, alpha=0.1)
+    assert [w.filename for w in caught] == [__file__]
 
 
 def test_calibrations_of_earlier_versions_load_unless_their_scores_were_rounded(three_nodes):
@@ -424,6 +438,23 @@ def test_bad_alpha_raises(three_nodes, alpha):
         conformal_quantile(torch.arange(5.0), alpha)
     with pytest.raises(ValueError, match=match):
         chi2_quantile(alpha, 2)
+
+
+def test_helpers_refuse_bad_thresholds_degrees_and_array_alphas():
+    log_proba = torch.zeros(2, 3, 2)
+    with pytest.raises(ValueError, match=r"one per node \[3\], got shape \[4\]"):
+        conformal_sets(log_proba, torch.ones(4))
+    with pytest.raises(ValueError, match="threshold is NaN"):  # every set would be empty
+        conformal_sets(log_proba, math.nan)
+    assert conformal_sets(log_proba, torch.ones(3)).all()
+    for df in (0, 2.5):
+        with pytest.raises(ValueError, match="df must be an integer"):
+            chi2_quantile(0.1, df)
+    for alpha in (np.array([0.1]), torch.tensor([0.1])):  # only 0-d arrays are numbers
+        with pytest.raises(ValueError, match="alpha must be a finite number"):
+            chi2_quantile(alpha, 2)
+    assert chi2_quantile(np.array(0.1), 2) == chi2_quantile(torch.tensor(0.1, dtype=torch.float64), 2)
+    assert conformal_quantile(np.arange(9.0), 0.2) == 7.0  # a NumPy array of scores
 
 
 def test_flags_must_be_bools(three_nodes):

@@ -203,7 +203,8 @@ def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: s
         path = os.environ.get("IGRAPHFLOW_DATA")
         if not path:
             raise FileNotFoundError(
-                f"{name}: give path=DIR (or set IGRAPHFLOW_DATA) to a directory holding {', '.join(expected)}"
+                f"{name}: give path=DIR (--data DIR on the command line) or set IGRAPHFLOW_DATA "
+                f"to a directory holding {', '.join(expected)}"
             )
     root = as_path(path, "path")
     missing = [f for f in expected if not (root / f).is_file()]
