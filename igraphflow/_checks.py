@@ -238,7 +238,8 @@ def as_output_dir(path: str | os.PathLike, name: str) -> Path:
 
 
 def as_output_file(path: str | os.PathLike, name: str) -> Path:
-    r"""Checks that ``path`` can be a file to write: it is not a directory, and its folder can be one.
+    r"""Checks that ``path`` can be a file to write: it is not a directory, and its folder is made and
+    can be written into (:func:`as_output_dir`).
 
     Example:
         >>> as_output_file(".", "out")

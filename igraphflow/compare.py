@@ -401,12 +401,12 @@ def compare(
     check_requirements(methods, figures=figures and out_dir is not None)
     check_settings(settings, dataset)
     if out_dir is not None:
-        out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
         try:  # metrics.json records them
             _json_text(settings)
         except (TypeError, ValueError) as error:
             raise ValueError(f"settings {settings} cannot be written to metrics.json ({error}): "
                              "give numbers, strings, booleans, None, lists or tuples") from None
+        out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
     draw_seeds = [seed * draws + i for i in range(draws)]
     data = dataset
     D = data.num_nodes * data.num_features

@@ -360,7 +360,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             The fitted model.
         """
         _check_solver_step(self.config["max_step"], self.config["steps"])
-        max_time, data = as_seconds(max_time), self._split(X, Y, fingerprint=checkpoint_dir is not None)
+        max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
+        data = self._split(X, Y, fingerprint=checkpoint_dir is not None)
         # The checkpoint is checked before the model is reset: a refused one leaves the fit as it was.
         path = None if checkpoint_dir is None else as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt"
         checkpoint = None if path is None else self._read_checkpoint(path, data)
@@ -435,7 +436,6 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         whose stopping rule had fired, so no block is added.
         """
         c = self.config
-        progress = as_flag(progress, "progress")
         deadline = time.monotonic() + max_time
         dims = self.num_nodes * self.num_features
         x, x_val, val_logdet = data.x, data.x_val, data.x_val.new_zeros(data.x_val.size(0))
@@ -467,8 +467,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),
             )
             if record.val_loss and not np.isfinite(record.val_loss).any():
+                # stacklevel: the caller of fit, or of refine / reparameterize (through _retrain).
                 warnings.warn(f"block {index}: every epoch's validation objective was NaN or infinite (is lr too "
-                              "large?); the block keeps its starting state", stacklevel=3)
+                              "large?); the block keeps its starting state", stacklevel=4 if retrain else 3)
             x, x_val, val_logdet, record.w2 = self._push(block, index, x, x_val, val_logdet)
             record.val_nll_per_dim = -(self.latent.log_prob(x_val, data.y_val) + val_logdet).mean().item() / dims
             self.history_.append(record)
@@ -622,7 +623,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         self._check_fitted()
         _check_solver_step(self.config["max_step"], self.config["steps"])
-        max_time, data = as_seconds(max_time), self._split(X, Y)
+        max_time, progress, data = as_seconds(max_time), as_flag(progress, "progress"), self._split(X, Y)
         x = self._signals(X)
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
         with torch.no_grad():
@@ -667,6 +668,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # Checked before the blocks are split: a model left refined but not retrained would
         # not match its settings.
         factor, max_time, data = as_count(factor, "factor"), as_seconds(max_time), self._split(X, Y)
+        progress = as_flag(progress, "progress")
         refined = nn.ModuleList()
         for parent in self.blocks:
             t0, h = float(parent.interval[0]), parent.step_size / factor
@@ -801,7 +803,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
         broken = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]
         if broken:
-            raise ValueError(f"its weights hold NaN or infinite values ({', '.join(broken[:3])})")
+            raise ValueError(f"its weights or buffers hold NaN or infinite values ({', '.join(broken[:3])})")
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
 
     def save(self, path: str | os.PathLike):

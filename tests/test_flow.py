@@ -194,7 +194,7 @@ def test_load_rejects_other_checkpoints(tmp_path):
         (lambda p: p["state_dict"]["_extra_state"].__setitem__(0, math.nan), r"unreadable calibration state with header \[nan"),
         (lambda p: p["state_dict"].pop("fitted"), r"RuntimeError: .*Missing key\(s\) in state_dict: \"fitted\""),
         (lambda p: p.pop("edge_index"), "it lacks edge_index"),
-        (lambda p: p["state_dict"]["latent.means"].fill_(math.nan), r"weights hold NaN or infinite values \(latent.means\)"),
+        (lambda p: p["state_dict"]["latent.means"].fill_(math.nan), r"weights or buffers hold NaN or infinite values \(latent.means\)"),
         # Buffers too: a NaN temperature loaded, then sampling blamed an "H" nobody passed.
         (lambda p: p["state_dict"]["latent.temperature"].fill_(math.nan), r"NaN or infinite values \(latent.temperature\)"),
         (lambda p: p["state_dict"]["latent.log_prior"].fill_(math.inf), r"NaN or infinite values \(latent.log_prior\)"),
@@ -862,9 +862,23 @@ def test_a_fit_whose_losses_are_all_nan_is_warned_about():
     with pytest.warns(UserWarning, match="block 0: every epoch's validation objective was NaN or infinite") as caught:
         model.fit(X, Y, progress=False)
     assert [w.filename for w in caught] == [__file__]
+    with pytest.warns(UserWarning, match="every epoch's validation objective was NaN") as caught:
+        model.refine(X, Y, progress=False)
+    assert {w.filename for w in caught} == {__file__}
 
 
-def test_progress_must_be_a_flag():
+def test_progress_must_be_a_flag_and_a_refused_one_changes_nothing(tmp_path):
     X, Y = toy(64)
-    with pytest.raises(ValueError, match="progress must be"):
-        ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress="no")
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "max_epochs": 1}).fit(X, Y, progress=False)
+    state = copy.deepcopy(model.state_dict())
+    calls = (
+        lambda: model.fit(X, Y, progress="no", checkpoint_dir=tmp_path / "run"),
+        lambda: model.refine(X, Y, progress="no"),
+        lambda: model.reparameterize(X, Y, progress="no"),
+    )
+    for call in calls:
+        with pytest.raises(ValueError, match="progress must be"):
+            call()
+        assert model.num_blocks == 2 and bool(model.fitted)
+        torch.testing.assert_close(model.state_dict(), state, rtol=0, atol=0, equal_nan=True)
+    assert not (tmp_path / "run").exists()

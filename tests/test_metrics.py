@@ -447,15 +447,17 @@ def test_median_distance_keeps_small_distances_that_are_exact():
 
 def test_energy_distance_is_exact_against_scipy_distances():
     # The diagonal of ||x||^2 + ||x'||^2 - 2 x.x' is ~1e-16, not 0, and its square root ~1e-8
-    # per sample: the statistic was off by ~1e-9 relative. 2000 and 1500 rows span several tiles.
-    from scipy.spatial.distance import cdist
+    # per sample: the statistic was off by ~1e-9 relative. 4500 rows span row chunks (1024) and
+    # column tiles (4096), so the diagonal also crosses tiles at a column offset.
+    from scipy.spatial.distance import cdist, pdist
 
     rng = np.random.default_rng(3)
-    X, Y = rng.normal(size=(2000, 5)), rng.normal(size=(1500, 5)) + 0.2
+    X, Y = rng.normal(size=(4500, 3)), rng.normal(size=(300, 3)) + 0.2
     n, m = len(X), len(Y)
-    direct = 2 * cdist(X, Y).mean() - cdist(X, X).sum() / (n * (n - 1)) - cdist(Y, Y).sum() / (m * (m - 1))
+    sxx, syy, sxy = 2 * pdist(X).sum(), 2 * pdist(Y).sum(), cdist(X, Y).sum()
+    direct = 2 * sxy / (n * m) - sxx / (n * (n - 1)) - syy / (m * (m - 1))
     assert energy_distance(X, Y) == pytest.approx(direct, rel=1e-12)
-    direct_biased = 2 * cdist(X, Y).mean() - cdist(X, X).mean() - cdist(Y, Y).mean()
+    direct_biased = 2 * sxy / (n * m) - sxx / n**2 - syy / m**2
     assert energy_distance(X, Y, biased=True) == pytest.approx(direct_biased, rel=1e-12)
 
 
