@@ -713,3 +713,47 @@ def test_resampling_takes_whole_multiples_of_the_step():
             resample_mean(times, values, interval)
     data = D.simulated.linear_gaussian(num_nodes=np.int64(5), num_train=8.0, num_test=8, p_one=np.float32(0.25), radius=None)
     assert data.num_nodes == 5 and len(data.X_train) == 8 and "Bernoulli(0.25)" in data.label_rule
+
+
+def test_a_stray_traffic_stamp_is_named_not_regridded(tmp_path):
+    # One reading 5 minutes after a quarter hour made 5 minutes the step: the series was
+    # regridded, thousands of readings invented, and counts summed three to one.
+    with gzip.open(D.traffic.default_traffic_path(), "rt") as f:
+        lines = f.read().splitlines()
+    stamp, counts = lines[200].split(",", 1)
+    stray = f"{datetime.fromisoformat(stamp) + timedelta(minutes=5)},{counts}"
+    path = tmp_path / "stray.csv"
+    path.write_text("\n".join(lines[:201] + [stray] + lines[201:]) + "\n")
+    with pytest.raises(ValueError, match=r"stray\.csv: the time stamp .* is off the regular grid of 900 s"):
+        D.load("traffic", path=path)
+
+
+def test_the_traffic_attribution_goes_with_its_file_only(tmp_path):
+    assert "Shawn Strasser" in D.load("traffic").provenance
+    with gzip.open(D.traffic.default_traffic_path(), "rt") as f:
+        (tmp_path / "counts.csv").write_text(f.read())
+    assert "Shawn Strasser" not in D.load("traffic", path=tmp_path / "counts.csv").provenance
+
+
+def test_none_is_refused_where_the_default_is_a_number():
+    # None passed every range check, then failed inside the loader with a TypeError.
+    for name, option in (("solar_sim", "noise"), ("traffic", "q"), ("three_moons", "noise")):
+        with pytest.raises(ValueError, match=f"{option} must be a finite number .*got None"):
+            D.load(name, **{option: None})
+    assert D.load("chordal", num_nodes=11, num_train=4, num_test=4, seed=0).num_nodes == 11
+
+
+def test_chordal_needs_a_prime():
+    with pytest.raises(ValueError, match="num_nodes must be a prime of at least 3, got 15"):
+        D.load("chordal", num_nodes=15, num_train=4, num_test=4)
+
+
+def test_a_dataset_refuses_an_asymmetric_graph_self_loops_and_labels_out_of_range():
+    X, Y = torch.zeros(4, 3, 1), torch.zeros(4, 3, dtype=torch.long)
+    path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    D.GraphDataset(X, X, Y, Y, edge_index=path, num_classes=2, name="ok")
+    for edge_index in (torch.tensor([[0, 1], [1, 2]]), torch.cat([path, torch.tensor([[0], [0]])], 1)):
+        with pytest.raises(ValueError, match="symmetric .* without self loops"):
+            D.GraphDataset(X, X, Y, Y, edge_index=edge_index, num_classes=2, name="bad")
+    with pytest.raises(ValueError, match=r"Y_train holds labels outside 0\.\.1"):
+        D.GraphDataset(X, X, Y + 5, Y, edge_index=path, num_classes=2, name="bad")

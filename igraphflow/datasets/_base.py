@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
-from torch_geometric.utils import coalesce, from_networkx, remove_self_loops, to_undirected
+from torch_geometric.utils import coalesce, contains_self_loops, from_networkx, is_undirected, remove_self_loops, to_undirected
 
 from .._checks import as_count, as_flag, as_real, as_seed
 
@@ -210,6 +210,12 @@ class GraphDataset:
             raise ValueError(f"edge_index must be int64 [2, E], got {ei.dtype} {tuple(ei.shape)}")
         if ei.numel() and (ei.min() < 0 or ei.max() >= V):
             raise ValueError("edge_index refers to a node outside 0..V-1")
+        if contains_self_loops(ei) or not is_undirected(ei, num_nodes=V):
+            raise ValueError("edge_index must be symmetric (every edge in both directions) without self loops")
+        for key in ("Y_train", "Y_test"):
+            y = getattr(self, key)
+            if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
+                raise ValueError(f"{key} holds labels outside 0..{self.num_classes - 1}")
         if not is_connected(ei, V):
             raise ValueError("the graph must be connected")
         if len(self.node_names) != V or len(self.feature_names) != self.num_features:
@@ -673,8 +679,8 @@ def checked_options(**intervals: str) -> Callable[[Callable[..., GraphDataset]],
     An option the loader does not take raises ``TypeError`` naming it; the seed must be an
     integer ``>= 0``, an option annotated ``int`` (a count, size or window length) an integer
     ``>= 1``, one annotated ``bool`` a boolean, and an option named in ``intervals`` a finite
-    number in its interval (see :func:`~igraphflow._checks.as_real`; ``None`` passes, the
-    loader's "use the default").
+    number in its interval (see :func:`~igraphflow._checks.as_real`; ``None`` passes where the
+    loader's default is ``None``, its "choose for me").
     Every other option is the loader's to check.
 
     Example:
@@ -700,7 +706,7 @@ def checked_options(**intervals: str) -> Callable[[Callable[..., GraphDataset]],
         def checked(**options) -> GraphDataset:
             check_options(loader, options, loader.__name__)
             for key, value in options.items():
-                if key in checks and not (value is None and key in intervals):
+                if key in checks and not (value is None and key in intervals and params[key].default is None):
                     options[key] = checks[key](value)
             return loader(**options)
 

@@ -531,8 +531,9 @@ def chordal(
         (torch.Size([20, 11, 2]), 5)
     """
     p = num_nodes
-    if p < 3:
-        raise ValueError(f"num_nodes must be at least 3, got {num_nodes}")
+    # The chordal cycle graph is a 3-regular expander for a prime p only (x -> 1/x mod p).
+    if p < 3 or any(p % d == 0 for d in range(2, int(p**0.5) + 1)):
+        raise ValueError(f"num_nodes must be a prime of at least 3, got {num_nodes}")
     rng = np.random.default_rng(seed)
     G = nx.Graph(nx.chordal_cycle_graph(p))
     G.remove_edges_from(list(nx.selfloop_edges(G)))

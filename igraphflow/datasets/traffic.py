@@ -65,8 +65,10 @@ def fill_grid(
         ([0.0, 10.0, 20.0, 30.0], [0.0, 1.0, 2.0, 3.0], 1)
     """
     offsets = (times - times[0]) / step
-    if not np.allclose(offsets, np.round(offsets)):
-        raise ValueError(f"time stamps are not on a regular grid of {step:g} s")
+    off = ~np.isclose(offsets, np.round(offsets))
+    if off.any():
+        at = int(np.argmax(off))
+        raise ValueError(f"the time stamp {np.datetime64(int(times[at]), 's')} UTC is off the regular grid of {step:g} s")
     missing = np.round(np.diff(offsets)).astype(np.int64) - 1
     if missing.size and missing.max() > max_missing:
         at = int(np.argmax(missing))
@@ -226,7 +228,9 @@ def traffic(
         raise ValueError(f"{csv_path}: needs at least 2 detector columns, found {columns}")
     if np.any(counts < 0):
         raise ValueError(f"{csv_path}: negative counts")
-    step = float(np.min(np.diff(times)))
+    # The most common step: the smallest would let one stray stamp regrid the whole series.
+    steps, occurrences = np.unique(np.diff(times), return_counts=True)
+    step = float(steps[np.argmax(occurrences)])
     try:
         times, counts, num_filled = fill_grid(times, counts, step)
         times, counts = aggregate(times, counts, step, 60.0 * resolution)
@@ -261,8 +265,9 @@ def traffic(
             f"previous days (at least {min_history}); same window as the features"
         ),
         provenance=(
-            "traffic-anomaly (PyPI) sample data, MIT licence, (c) 2024 Shawn Strasser; "
-            f"{csv_path.name}: {num_filled} missing readings filled by linear interpolation, "
+            # The attribution belongs to that file (the embedded copy or the shared one), not to any CSV.
+            ("traffic-anomaly (PyPI) sample data, MIT licence, (c) 2024 Shawn Strasser; " if csv_path.name == TRAFFIC_FILE else "")
+            + f"{csv_path.name}: {num_filled} missing readings filled by linear interpolation, "
             f"{resolution} min counts, X = {name} lags standardised per node and lag with training statistics"
         ),
         time_train=out["time_train"],
