@@ -724,7 +724,15 @@ def test_a_stray_traffic_stamp_is_named_not_regridded(tmp_path):
     stray = f"{datetime.fromisoformat(stamp) + timedelta(minutes=5)},{counts}"
     path = tmp_path / "stray.csv"
     path.write_text("\n".join(lines[:201] + [stray] + lines[201:]) + "\n")
-    with pytest.raises(ValueError, match=r"stray\.csv: the time stamp .* is off the regular grid of 900 s"):
+    near = rf"the readings at {datetime.fromisoformat(stamp).isoformat()} and .* UTC are 300 s apart, less than the most common step of 900 s"
+    with pytest.raises(ValueError, match=rf"stray\.csv: {near}"):
+        D.load("traffic", path=path)
+    path.write_text("\n".join(lines[:1] + [stray] + lines[201:]) + "\n")  # the stray one first: named, not its successor
+    with pytest.raises(ValueError, match=rf"the readings at {stray.split(',')[0].replace(' ', 'T')} and"):
+        D.load("traffic", path=path)
+    # Every other reading missing over most of the series: 30 min is the most common difference.
+    path.write_text("\n".join(lines[:1] + lines[1:2000:2] + lines[2000:]) + "\n")
+    with pytest.raises(ValueError, match="900 s apart, less than the most common step of 1800 s"):
         D.load("traffic", path=path)
 
 

@@ -229,8 +229,16 @@ def traffic(
     if np.any(counts < 0):
         raise ValueError(f"{csv_path}: negative counts")
     # The most common step: the smallest would let one stray stamp regrid the whole series.
-    steps, occurrences = np.unique(np.diff(times), return_counts=True)
+    differences = np.diff(times)
+    steps, occurrences = np.unique(differences, return_counts=True)
     step = float(steps[np.argmax(occurrences)])
+    if (short := differences < step * (1 - 1e-6)).any():
+        at = int(np.argmax(short))
+        first, second = (np.datetime64(int(t), "s") for t in times[at : at + 2])
+        raise ValueError(
+            f"{csv_path}: the readings at {first} and {second} UTC are {differences[at]:g} s apart, less than the "
+            f"most common step of {step:g} s (a stray time stamp, or more gaps than readings)"
+        )
     try:
         times, counts, num_filled = fill_grid(times, counts, step)
         times, counts = aggregate(times, counts, step, 60.0 * resolution)
