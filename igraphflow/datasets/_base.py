@@ -43,6 +43,7 @@ __all__ = [
     "ramp_labels",
     "lag_features",
     "lag_names",
+    "most_common_step",
     "read_numeric_csv",
     "series_samples",
 ]
@@ -354,6 +355,18 @@ def knn_graph(
 # ----------------------------------------------------------------------------- time series
 
 
+def most_common_step(times: np.ndarray) -> float:
+    r"""The most common difference between consecutive time stamps: the series' step, which a
+    few stray stamps or gaps do not change (the smallest difference would).
+
+    Example:
+        >>> most_common_step(np.array([0.0, 900.0, 1200.0, 1800.0, 2700.0, 4500.0]))
+        900.0
+    """
+    steps, occurrences = np.unique(np.diff(times), return_counts=True)
+    return float(steps[np.argmax(occurrences)])
+
+
 def chronological_windows(
     times: np.ndarray,
     *,
@@ -397,8 +410,7 @@ def chronological_windows(
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     diffs = np.diff(times)
     if step is None:
-        values, counts = np.unique(diffs, return_counts=True)
-        step = float(values[np.argmax(counts)])
+        step = most_common_step(times)
     boundary = int(round(T * (1.0 - float(test_fraction))))
     valid = np.ones(T, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
     # a new segment starts after a gap, at the split boundary, and around invalid readings

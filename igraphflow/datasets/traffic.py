@@ -23,7 +23,9 @@ import numpy as np
 
 import igraphflow
 
-from ._base import GraphDataset, as_path, checked_options, knn_graph, lag_names, read_numeric_csv, series_samples
+from ._base import (
+    GraphDataset, as_path, checked_options, knn_graph, lag_names, most_common_step, read_numeric_csv, series_samples,
+)
 
 __all__ = ["MAX_MISSING", "TRAFFIC_FILE", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
 
@@ -229,9 +231,7 @@ def traffic(
     if np.any(counts < 0):
         raise ValueError(f"{csv_path}: negative counts")
     # The most common step: the smallest would let one stray stamp regrid the whole series.
-    differences = np.diff(times)
-    steps, occurrences = np.unique(differences, return_counts=True)
-    step = float(steps[np.argmax(occurrences)])
+    differences, step = np.diff(times), most_common_step(times)
     if (short := differences < step * (1 - 1e-6)).any():
         at = int(np.argmax(short))
         first, second = (np.datetime64(int(t), "s") for t in times[at : at + 2])
