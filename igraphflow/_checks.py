@@ -58,7 +58,8 @@ def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> 
         ValueError: num_blocks must be an integer >= 1, got True
     """
     count = None
-    if not isinstance(value, (bool, np.bool_, str, bytes)):
+    # A one-element tensor has an index too, but only 0-d ones are numbers (as in as_real).
+    if not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0:
         try:
             count = operator.index(value)
         except TypeError:

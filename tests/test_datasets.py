@@ -765,3 +765,30 @@ def test_a_dataset_refuses_an_asymmetric_graph_self_loops_and_labels_out_of_rang
             D.GraphDataset(X, X, Y, Y, edge_index=edge_index, num_classes=2, name="bad")
     with pytest.raises(ValueError, match=r"Y_train holds labels outside 0\.\.1"):
         D.GraphDataset(X, X, Y + 5, Y, edge_index=path, num_classes=2, name="bad")
+
+
+def test_csv_errors_name_the_line_in_the_file(tmp_path):
+    # Rows were counted from the data: off by every skipped and blank line before them.
+    from igraphflow.datasets._base import read_numeric_csv
+
+    path = tmp_path / "values.csv"
+    path.write_text("# a preamble\n# of two lines\nt,a,b\n2024-01-01 00:00,1,2\n\n\n2024-01-01 00:15,1,x\n")
+    with pytest.raises(ValueError, match=r"non-numeric cell 'x' in row 7, column 'b'"):
+        read_numeric_csv(path, time_column="t", skip_lines=2)
+    path.write_text("t,a,b\n2024-01-01 00:00,1,2\n\n2024-01-01 00:15,1\n")
+    with pytest.raises(ValueError, match="row 4 has 2 cells"):
+        read_numeric_csv(path, time_column="t")
+    path.write_text("t,a,b\n\n2024-01-01 00:00,1,2\nnot a time,1,2\n")
+    with pytest.raises(ValueError, match="row 4: cannot parse the time stamp 'not a time'"):
+        read_numeric_csv(path, time_column="t")
+
+
+def test_counts_and_reals_refuse_one_element_arrays_alike():
+    from igraphflow._checks import as_count, as_real
+
+    for value in (torch.tensor([3]), np.array([3])):
+        with pytest.raises(ValueError, match="num_nodes must be an integer"):
+            as_count(value, "num_nodes")
+        with pytest.raises(ValueError, match="noise must be a finite number"):
+            as_real(value, "noise", "(0, inf)")
+    assert as_count(torch.tensor(3), "num_nodes") == as_count(np.array(3), "num_nodes") == 3

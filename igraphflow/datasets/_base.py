@@ -594,7 +594,7 @@ def read_numeric_csv(
     Raises:
         FileNotFoundError: If the file does not exist.
         ValueError: Naming the file and the problem (missing columns, too few rows, a
-            non-numeric or empty cell, a ragged row).
+            non-numeric or empty cell, a ragged row), with the row's line in the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -603,22 +603,24 @@ def read_numeric_csv(
         with _open_text(path) as f:
             for _ in range(skip_lines):
                 f.readline()
-            rows = list(csv.reader(f))
+            reader = csv.reader(f)
+            # Each row with its line in the file (the last, for a cell spanning lines), for the messages.
+            rows = [(r, skip_lines + reader.line_num) for r in reader]
     except UNREADABLE as err:
         raise ValueError(f"{path}: cannot be read as CSV ({err})") from None
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    rows = [(r, line) for r, line in rows if any(c.strip() for c in r)]
     if not rows:
         raise ValueError(f"{path}: empty file, expected a header row")
-    header = [c.strip() for c in rows[0]]
+    header = [c.strip() for c in rows[0][0]]
     missing = [c for c in list(required) + ([time_column] if time_column else []) if c not in header]
     if missing:
         raise ValueError(f"{path}: missing columns {missing}; found {header}")
-    body = rows[1:]
+    body, lines = [r for r, _ in rows[1:]], [line for _, line in rows[1:]]
     if len(body) < min_rows:
         raise ValueError(f"{path}: too few rows ({len(body)}, need at least {min_rows})")
     for i, r in enumerate(body):
         if len(r) != len(header):
-            raise ValueError(f"{path}: row {i + 2} has {len(r)} cells, the header has {len(header)}")
+            raise ValueError(f"{path}: row {lines[i]} has {len(r)} cells, the header has {len(header)}")
     t_idx = header.index(time_column) if time_column else None
     columns = [c for j, c in enumerate(header) if j != t_idx]
     if not columns:
@@ -635,15 +637,15 @@ def read_numeric_csv(
                     float(r[j])
                 except ValueError:
                     raise ValueError(
-                        f"{path}: non-numeric cell {r[j]!r} in row {i + 2}, column {header[j]!r}"
+                        f"{path}: non-numeric cell {r[j]!r} in row {lines[i]}, column {header[j]!r}"
                     ) from None
         raise
     if not np.isfinite(values).all():
         i, j = np.argwhere(~np.isfinite(values))[0]
-        raise ValueError(f"{path}: non-finite value in row {i + 2}, column {columns[j]!r}")
+        raise ValueError(f"{path}: non-finite value in row {lines[i]}, column {columns[j]!r}")
     times = None
     if t_idx is not None:
-        times = np.array([parse_time(r[t_idx], path, i + 2) for i, r in enumerate(body)])
+        times = np.array([parse_time(r[t_idx], path, line) for r, line in zip(body, lines)])
         if np.any(np.diff(times) <= 0):
             raise ValueError(f"{path}: time stamps must be strictly increasing")
     return columns, times, values
