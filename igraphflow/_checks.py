@@ -39,6 +39,12 @@ def _as_tensor(value, name: str) -> Tensor:
     return tensor
 
 
+def _is_scalar(value) -> bool:
+    # Booleans and strings convert to numbers but are none; a one-element array or tensor
+    # converts too, but only 0-d ones are numbers.
+    return not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0
+
+
 def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:
     r"""Checks a whole number ``>= minimum`` (and ``<= maximum``, if given) and returns it as ``int``.
 
@@ -58,8 +64,7 @@ def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> 
         ValueError: num_blocks must be an integer >= 1, got True
     """
     count = None
-    # A one-element tensor has an index too, but only 0-d ones are numbers (as in as_real).
-    if not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0:
+    if _is_scalar(value):
         try:
             count = operator.index(value)
         except TypeError:
@@ -122,8 +127,7 @@ def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:
     """
     low, high = (float(end) for end in interval[1:-1].split(","))
     number = math.nan
-    # A one-element array or tensor converts too, but only 0-d ones are numbers.
-    if not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0:
+    if _is_scalar(value):
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -286,16 +290,14 @@ def as_signals(
         )
     if X.dtype.is_complex or X.dtype == torch.bool:  # integers of any width are readings (counts, pixels)
         raise ValueError(f"{name} must hold real numbers (floats or integers), got dtype {X.dtype}")
-    finite = torch.isfinite(X)
-    if not finite.all():
-        first = (~finite).nonzero()[0].tolist()
-        raise ValueError(f"{name} holds {int((~finite).sum())} NaN or infinite values (first at index {first})")
-    # Checked again after the cast: finite values too large for ``dtype`` become infinite.
-    X = X.to(device=device, dtype=dtype)
-    overflow = ~torch.isfinite(X)
-    if overflow.any():
-        first = overflow.nonzero()[0].tolist()
-        raise ValueError(f"{name} holds {int(overflow.sum())} values too large for {dtype} (first at index {first})")
+    given, X = X, X.to(device=device, dtype=dtype)
+    bad = ~torch.isfinite(X)  # after the cast, so that values too large for ``dtype`` are caught
+    if bad.any():
+        # Only on failure: which of them were finite as given, but too large for ``dtype``.
+        infinite = ~torch.isfinite(given.to(X.device))
+        reason, bad = ("NaN or infinite values", infinite) if infinite.any() else (f"values too large for {dtype}", bad)
+        first = bad.nonzero()[0].tolist()
+        raise ValueError(f"{name} holds {int(bad.sum())} {reason} (first at index {first})")
     return X
 
 

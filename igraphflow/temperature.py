@@ -16,6 +16,7 @@ from __future__ import annotations
 
 __all__ = ["TEMPERATURE_BOUNDS", "energy_temperature"]
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -96,6 +97,7 @@ def energy_temperature(
         raise ValueError(f"energy_temperature needs at least 3 signals, got {len(X)}")
     standard_errors = as_real(standard_errors, "standard_errors", "[0, inf)")
 
+    @functools.cache  # the chosen temperature and 1 were decoded during the search already
     def drawn(t: float) -> Tensor | None:
         sample = torch.as_tensor(draw(t))
         rows = sample.flatten(1).shape if sample.dim() >= 2 else tuple(sample.shape)
