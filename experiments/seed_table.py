@@ -44,7 +44,13 @@ def seed_table(runs: list[Path], dataset: str) -> str:
         path = run / dataset / "metrics.json"
         if not path.is_file():
             raise FileNotFoundError(f"no comparison result at {path}")
-        results.append(json.loads(path.read_text()))
+        try:
+            result = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a comparison result: {error}") from None
+        if not isinstance(result, dict) or not isinstance(result.get("methods"), dict):
+            raise ValueError(f"{path} is not a comparison result: it has no 'methods'")
+        results.append(result)
     methods = [m for m in METHODS if all(m in r["methods"] for r in results)]
     rows = [(m, [r["methods"][m] for r in results]) for m in methods]
     if all("reference" in r for r in results):
@@ -62,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="traffic,solar_hope")
     args = parser.parse_args(argv)
     for dataset in args.datasets.split(","):
+        try:
+            table = seed_table(args.runs, dataset)
+        except (FileNotFoundError, ValueError) as error:
+            parser.error(str(error))
         print(f"\n## {dataset} ({len(args.runs)} runs)\n")
-        print(seed_table(args.runs, dataset))
+        print(table)
     return 0
 
 

@@ -96,10 +96,11 @@ def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool) -> dict:
 
 
 def _train(args) -> int:
-    out = as_output_dir(args.out, "--out")
     graph, train, test = _dataset_splits(args)
     settings = dict(conv=args.conv, num_blocks=args.num_blocks, hidden=args.hidden, device=args.device, seed=args.seed)
     model = ConditionalGraphFlow(**graph, **settings)
+    # After the input and settings are checked (no empty folder for a typo), before training.
+    out = as_output_dir(args.out, "--out")
     started = time.monotonic()
     model.fit(train["X"], train["Y"], max_time=args.max_time, progress=not args.quiet)
     seconds = time.monotonic() - started

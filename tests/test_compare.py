@@ -262,6 +262,27 @@ def test_jko_settings_checks_every_variant_before_training(tmp_path, capsys, no_
     assert not any(tmp_path.iterdir())
 
 
+def test_seed_table_is_the_mean_and_spread_over_runs(tmp_path, capsys):
+    seed_table = _script("seed_table")
+    for seed, (mmd, energy) in enumerate([(1.0, 0.2), (3.0, 0.4)]):
+        (tmp_path / f"seed{seed}" / "traffic").mkdir(parents=True)
+        row = {"mmd": mmd, "mmd_alpha": {"0.1": mmd / 10}, "energy": energy, "nll": None, "acc": 0.5}
+        (tmp_path / f"seed{seed}" / "traffic" / "metrics.json").write_text(json.dumps({"methods": {"nsf": row}}))
+    runs = [tmp_path / "seed0", tmp_path / "seed1"]
+    table = seed_table.seed_table(runs, "traffic")
+    # mean 2, sample standard deviation sqrt(2); the NLL is missing from both runs
+    assert "| nsf | 2 ± 1.4 | 0.2 ± 0.14 | 0.3 ± 0.14 | - | 0.5 ± 0 |" in table
+    (tmp_path / "seed1" / "traffic" / "metrics.json").write_text("{")
+    (tmp_path / "seed0" / "solar_hope").mkdir()
+    (tmp_path / "seed0" / "solar_hope" / "metrics.json").write_text("[]")
+    for datasets, message in [("traffic", "seed1/traffic/metrics.json is not a comparison result"),
+                              ("solar_hope", "seed0/solar_hope/metrics.json is not a comparison result: it has no"),
+                              ("three_node", "no comparison result at")]:
+        with pytest.raises(SystemExit) as exit:
+            seed_table.main([*map(str, runs), "--datasets", datasets])
+        assert exit.value.code == 2 and message in capsys.readouterr().err, datasets
+
+
 def test_figures_take_signals_on_another_device(tmp_path):
     # The signals went to NumPy from the GPU they were drawn on.
     data = load("three_node", num_train=64, num_test=32)
