@@ -441,6 +441,8 @@ def test_nsrdb(tmp_path):
         D.load("nsrdb", paths=[paths[1], tmp_path / "nope.csv"])
     with pytest.raises(FileNotFoundError, match="PSM CSV"):
         D.load("nsrdb")
+    with pytest.raises(ValueError, match=r"paths\[0\] and paths\[2\] are the same file"):
+        D.load("nsrdb", paths=[paths[1], paths[0], tmp_path / ".." / tmp_path.name / "site1.csv"])
 
 
 def write_psm(path, lat, lon):
