@@ -53,6 +53,13 @@ def _energy_influence(G: Tensor, X: Tensor) -> Tensor:
     return (rows + columns - 2 * matched - within) * scale / (n - 1)
 
 
+def _standard_error(gain: Tensor) -> Tensor:
+    r"""The standard error of the difference of two paired energy statistics, from the
+    differences ``gain [n]`` of their :func:`_energy_influence` terms: a U-statistic of degree 2
+    varies as :math:`4 \operatorname{Var}(\psi) / n` to first order."""
+    return (4 * gain.var() / len(gain)).sqrt()
+
+
 @torch.no_grad()
 def energy_temperature(
     draw: Callable[[float], Tensor],
@@ -122,4 +129,4 @@ def energy_temperature(
         return chosen
     # Draws that do not depend on t gain exactly 0 and keep 1.
     gain = _energy_influence(drawn(chosen), X) - _energy_influence(at_one, X)
-    return chosen if gain.mean() + standard_errors * (4 * gain.var() / len(gain)).sqrt() < 0 else 1.0
+    return chosen if gain.mean() + standard_errors * _standard_error(gain) < 0 else 1.0

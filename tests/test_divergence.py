@@ -57,6 +57,25 @@ def test_finite_difference_matches_vector_jacobian_product(field):
     assert torch.allclose(vjp, fd, atol=1e-4)
 
 
+def test_stochastic_estimators_return_the_field_at_x(field):
+    x, noise = torch.randn(6, 4, 2), torch.randn(6, 4, 2)
+    for estimate in (hutchinson_divergence, finite_difference_divergence):
+        fx, _ = estimate(field, x, noise)
+        assert torch.equal(fx, field(x)), estimate.__name__  # not the field at the shifted point
+
+
+def test_hutchinson_trains_through_the_trace():
+    # For f(x) = A x the estimate is e^T A e, whose gradient in A is e e^T: training with
+    # divergence="hutchinson" needs the graph of the vector-Jacobian product kept.
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(6, 6, generator=g, requires_grad=True)
+    x, noise = torch.randn(4, 3, 2, generator=g), rademacher(torch.Size([4, 3, 2]), like=A, generator=g)
+    _, div = hutchinson_divergence(lambda z: (z.flatten(1) @ A.T).view_as(z), x, noise)
+    div.sum().backward()
+    e = noise.flatten(1)
+    torch.testing.assert_close(A.grad, e.T @ e)
+
+
 def test_finite_difference_step_is_relative_to_the_signal():
     # In float32 an absolute step of 1e-3 vanishes next to x ~ 1e5 (the spacing there is 8e-3);
     # the relative step keeps the estimate exact for a linear field.

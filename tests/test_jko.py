@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from igraphflow import ConditionalGraphFlow, jko
@@ -56,6 +57,42 @@ def test_classification_weight_adds_the_cross_entropy_of_the_bayes_rule(float64)
     posterior = latent.posterior(out)  # softmax of the mixture's Bayes rule
     cross_entropy = -posterior.gather(-1, Y.unsqueeze(-1)).log().sum((1, 2))
     torch.testing.assert_close(weighted, plain + 0.7 * cross_entropy / 8)
+    # ... and trains the block through its output, not only the means.
+    parameters = list(block.parameters())
+    assert all(p.grad is None for p in parameters)
+    expected = torch.autograd.grad((plain + 0.7 * cross_entropy / 8).sum(), parameters)
+    weighted = jko.jko_objective(block, latent, X, Y, divergence="exact", classification_weight=0.7)[0]
+    for got, want in zip(torch.autograd.grad(weighted.sum(), parameters), expected):
+        torch.testing.assert_close(got, want)
+
+
+def _block_and_data(seed):
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(0, 2, (48, 4), generator=g)
+    X = torch.randn(48, 4, 2, generator=g) + Y.unsqueeze(-1)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, hidden=8, seed=0)
+    return model.blocks[0], model.latent, X, Y
+
+
+def test_the_training_loss_is_the_mean_objective_plus_the_barrier_per_dimension(float64):
+    # lr = 0: the one batch of the epoch is scored at the starting state.
+    block, latent, X, Y = _block_and_data(2)
+    record = jko.train_block(0, block, latent, (X[:40], Y[:40]), (X[40:], Y[40:]), divergence="exact", batch_size=64,
+                             lr=0.0, max_epochs=1, barrier_weight=0.3)
+    with torch.no_grad():
+        objective = jko.jko_objective(block, latent, X[:40], Y[:40], divergence="exact")[0].mean()
+        expected = objective + 0.3 * latent.barrier() / 8
+    assert record.train_loss[0] == pytest.approx(expected.item(), rel=1e-9)
+
+
+@pytest.mark.parametrize("divergence", ["hutchinson", "finite_difference"])
+def test_the_validation_objective_uses_one_fixed_probe(divergence, float64):
+    # The state never changes (lr = 0), so a fixed probe scores every epoch the same and no
+    # epoch beats the start; fresh probes would score each one differently.
+    block, latent, X, Y = _block_and_data(3)
+    record = jko.train_block(0, block, latent, (X[:40], Y[:40]), (X[40:], Y[40:]), divergence=divergence,
+                             lr=0.0, max_epochs=3, patience=5, generator=torch.Generator().manual_seed(0))
+    assert len(set(record.val_loss)) == 1 and record.best_epoch == -1
 
 
 def test_jko_objective_of_a_linear_block_is_the_closed_form(float64):

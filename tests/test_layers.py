@@ -171,6 +171,22 @@ def test_velocity_field_starts_small_and_takes_time(graph):
     assert not torch.allclose(f(torch.tensor(0.0), x), f(torch.tensor(1.0), x))
 
 
+@pytest.mark.parametrize("conv, radius", [("l3net", 2), ("cheb", 2), ("gcn", 1)])
+def test_velocity_field_reaches_twice_the_hop_radius(conv, radius):
+    # Two convolutions: node v's velocity depends on the nodes within 2 * radius hops, no further.
+    path = torch.stack([torch.arange(7), torch.arange(1, 8)])
+    path = torch.cat([path, path.flip(0)], dim=1)
+    torch.manual_seed(0)
+    field = GraphVelocityField(path, 8, 1, hidden=8, conv=conv, orders=(0, 1, 2)).double()
+    for parameter in field.parameters():
+        parameter.data.normal_(0, 0.5)
+    x = torch.randn(1, 8, 1, dtype=torch.float64)
+    J = torch.autograd.functional.jacobian(lambda z: field(torch.tensor(0.3), z).flatten(), x).reshape(8, 8)
+    hops = (torch.arange(8)[:, None] - torch.arange(8)[None, :]).abs()
+    assert (J[hops > 2 * radius] == 0).all()
+    assert (J[hops == 2 * radius].abs() > 1e-8).all()
+
+
 def test_bad_graphs_and_names():
     with pytest.raises(ValueError, match="outside"):
         check_edge_index(torch.tensor([[0, 5], [1, 0]]), 3)

@@ -29,6 +29,17 @@ def test_linear_block_matches_matrix_exponential():
     assert torch.allclose(logdet, torch.logdet(M).expand(4), atol=1e-8)  # = h tr(A)
 
 
+@pytest.mark.parametrize("divergence", ["hutchinson", "finite_difference"])
+def test_default_probes_estimate_the_log_determinant_without_bias(divergence):
+    # Without a given probe the block draws its own; the log-determinant of a linear block is
+    # h tr(A) whatever x, so the mean over many samples must land on it.
+    torch.manual_seed(0)
+    A = 0.5 * torch.randn(6, 6)
+    block = ODEBlock(LinearField(A), 0.2, 0.7, steps=20)
+    _, logdet = block.transform(torch.randn(20000, 3, 2), divergence=divergence)
+    assert abs(logdet.mean() - 0.5 * A.trace()) < 4 * logdet.std() / 20000**0.5
+
+
 @pytest.mark.parametrize("adjoint", [False, True])
 def test_inverse_of_forward_is_identity(adjoint):
     torch.manual_seed(1)

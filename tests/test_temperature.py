@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from igraphflow.metrics import energy_distance
-from igraphflow.temperature import TEMPERATURE_BOUNDS, _energy_influence, energy_temperature
+from igraphflow.temperature import TEMPERATURE_BOUNDS, _energy_influence, _standard_error, energy_temperature
 
 
 def _normal(n, seed, *shape):
@@ -44,7 +44,7 @@ def test_is_the_minimum_of_the_paired_energy_distance_on_a_fine_grid():
     assert energy_distance(decode(chosen), X, paired=True) <= min(energies) + 1e-3
     # Kept because its gain over 1 clears two standard errors.
     gain = _influence(decode(chosen), X) - _influence(decode(1.0), X)
-    assert gain.mean() + 2 * (4 * gain.var() / len(gain)).sqrt() < 0
+    assert gain.mean() + 2 * _standard_error(gain) < 0
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -65,6 +65,18 @@ def test_the_standard_error_terms_match_whole_distance_matrices(offset):
     assert torch.allclose(psi, _influence(G, X), atol=1e-9)
     within_X = torch.cdist(X, X).sum() / (60 * 59)
     assert psi.mean() - within_X == pytest.approx(energy_distance(G, X, paired=True), abs=1e-9)
+
+
+def test_the_standard_error_is_the_spread_of_the_gain_over_repeated_samples():
+    # The gain of temperature 1.3 over 1 on fresh signals and draws, 400 times: its standard
+    # deviation must be what one sample's influence terms predict.
+    gains, predicted = [], []
+    for seed in range(400):
+        X, noise = _normal(100, 2 * seed, 2).double(), _normal(100, 2 * seed + 1, 2).double()
+        gains.append(energy_distance(1.3 * noise, X, paired=True) - energy_distance(noise, X, paired=True))
+        predicted.append(_standard_error(_energy_influence(1.3 * noise, X) - _energy_influence(noise, X)).item())
+    # The standard deviation of 400 values is off by about 3.5 % (one error): 12 % is over three.
+    assert np.std(gains, ddof=1) == pytest.approx(np.sqrt(np.mean(np.square(predicted))), rel=0.12)
 
 
 def test_bad_signals_and_draws_are_refused():

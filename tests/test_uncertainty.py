@@ -145,6 +145,9 @@ def test_scores_sets_and_coverage_by_hand():
     assert set_coverage(sets, Y).tolist() == [[False, True]]
     per_node = conformal_sets(proba.log(), torch.tensor([-math.log(0.5), -math.log(0.3)]))
     assert per_node.tolist() == [[[True, False, False], [True, True, False]]]
+    # A score equal to the threshold is in the set: the guarantee counts the quantile itself.
+    log_proba = proba.log()
+    assert conformal_sets(log_proba, -log_proba[0, 0, 1])[0, 0].tolist() == [True, True, False]
 
 
 # Calibrated sets ---------------------------------------------------------------------------
@@ -186,7 +189,14 @@ def test_per_node_calibration(three_nodes):
     model = three_nodes.calibrate(X_cal, Y_cal, alpha=0.1, per_node=True)
     assert model.calibration_scores_.shape == (3, 200)
     assert model.conformal_threshold().shape == (3,)
-    assert model.prediction_sets(X_cal[:5], 0.3).shape == (5, 3, 2)
+    X, _ = _blobs(100, 3, seed=31)
+    # Direct computation: node v's threshold is the ceil((n + 1)(1 - alpha))-th of its own n scores.
+    scores = conformal_scores(model.predict_log_proba(X_cal), Y_cal).double()  # [n, V]
+    for alpha in (0.1, 0.3):
+        thresholds = scores.sort(dim=0).values[math.ceil(201 * (1 - alpha)) - 1]  # [V]
+        assert not torch.equal(thresholds, thresholds[:1].expand(3))  # the nodes differ
+        torch.testing.assert_close(model.conformal_threshold(alpha), thresholds)
+        assert torch.equal(model.prediction_sets(X, alpha), conformal_sets(model.predict_log_proba(X), thresholds))
 
 
 # Gaussian regions --------------------------------------------------------------------------
@@ -282,6 +292,12 @@ def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
         sets = model.gaussian_sets(X, alpha)
         inside = sets.gather(-1, Y[:4000].unsqueeze(-1)).squeeze(-1)
         assert torch.equal(inside, nodes)
+    # The regions hold the fitted density, not the tempered draws of sample().
+    inside = model.in_region(X, Y[:4000], 0.1), model.in_region(X, Y[:4000], 0.1, joint=False)
+    model.latent.temperature.fill_(2.0)
+    assert torch.equal(model.in_region(X, Y[:4000], 0.1), inside[0])
+    assert torch.equal(model.in_region(X, Y[:4000], 0.1, joint=False), inside[1])
+    model.latent.temperature.fill_(1.0)
     # Rarer than one in the draws: the largest draw would have sized the region.
     with pytest.raises(ValueError, match="alpha must be at least 1/16384 under a mixture noise"):
         model.in_region(X[:5], Y[:5], alpha=1e-6)
