@@ -81,3 +81,14 @@ def test_a_write_inside_another_leaves_both_whole(tmp_path):
         save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
         torch.save({"kind": "demo", "step": 2}, file)
     assert load_checked(tmp_path / "state.pt", kind="demo")["step"] == 2
+
+
+class _Unsafe:
+    r"""Any object outside plain tensors and containers: unpickling it would run its code."""
+
+
+def test_a_checkpoint_holding_arbitrary_objects_is_refused(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save({"kind": "igraphflow.test", "payload": _Unsafe()}, path)
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checked(path, "igraphflow.test")

@@ -90,6 +90,38 @@ def test_protocol_falls_back_to_whole_test():
     assert shifted["mmd"] > evaluate(data, data.X_test)["mmd"]
 
 
+def test_three_patterns_of_exactly_the_minimum_count_use_the_pattern_protocol():
+    data = load("three_node", num_train=8, num_test=60)
+    data.Y_test = torch.tensor([[0, 0, 1]] * 20 + [[1, 0, 0]] * 20 + [[1, 1, 1]] * 20)
+    assert evaluate(data, data.X_test, min_pattern_count=20)["protocol"] == "top3_patterns"
+    assert evaluate(data, data.X_test, min_pattern_count=21)["protocol"] == "whole_test"
+
+
+def test_compare_records_per_dimension_values_and_its_draw_seeds(monkeypatch):
+    # D = 6 = exact_max_dim: exact likelihoods. The NLLs are per dimension (V * C), and so is
+    # the movement of each block; draw i of run `seed` uses the sampling seed seed * draws + i.
+    data = load("three_node", num_train=200, num_test=40)
+    models, seeds = [], []
+
+    def recording(*args, **kwargs):
+        model = make_model(*args, **kwargs)
+        sample = model.sample
+        model.sample = lambda Y, seed=None: seeds.append(seed) or sample(Y, seed=seed)
+        models.append(model)
+        return model
+
+    make_model = compare_module.make_model
+    monkeypatch.setattr(compare_module, "make_model", recording)
+    result = compare(data, "jko", max_time=1.0, seed=2, draws=3, exact_max_dim=6, figures=False,
+                     settings={"jko": {"num_blocks": 2, "hidden": 8}})
+    model = models[-1]  # the one trained (the settings check builds one too)
+    row = result["methods"]["jko"]
+    assert result["nll_exact"] is True and seeds == [6, 7, 8]
+    assert result["true_nll"] == pytest.approx(-data.true_log_prob(data.X_test, data.Y_test).mean().item() / 6)
+    assert row["nll"] == pytest.approx(-model.log_prob(data.X_test, data.Y_test).mean().item() / 6, rel=1e-6)
+    assert [b["w2_per_dim"] for b in row["blocks"]] == pytest.approx([r.w2 / 6 for r in model.history_])
+
+
 def test_evaluate_draws_averages_the_statistics_of_each_set():
     data = load("three_node", num_train=200, num_test=400)
     sets = {s: data.X_test + 0.3 * torch.randn(data.X_test.shape, generator=torch.Generator().manual_seed(s)) for s in (3, 4, 5)}
@@ -117,6 +149,16 @@ def test_reference_signals_are_training_signals_with_the_test_patterns():
     rare = load("three_node", num_train=16, num_test=40)  # some patterns run out: others fill in
     rows = torch.cat([(rare.X_train == x).flatten(1).all(1).nonzero().flatten() for x in reference_signals(rare)])
     assert len(rows) == 40 and len(rows.unique()) == 16
+
+
+def test_reference_signals_use_every_training_signal_before_repeating_one():
+    # Every training pattern is as far from the test patterns as a pattern can be (all V nodes
+    # differ): a used signal must still lose to an unused one.
+    data = load("three_node", num_train=2, num_test=2)
+    data.Y_train, data.Y_test = torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long)
+    for seed in range(3):
+        first, second = reference_signals(data, seed=seed)
+        assert not torch.equal(first, second)
 
 
 def test_reference_signals_fall_back_to_the_nearest_label_pattern():

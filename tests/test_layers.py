@@ -27,6 +27,13 @@ def test_hop_supports_match_networkx_distances(graph):
         assert set(map(tuple, support.T.tolist())) == expected
 
 
+def test_hop_supports_take_a_one_way_edge_list_as_undirected(graph):
+    edge_index, n = graph
+    one_way = edge_index[:, : edge_index.size(1) // 2]  # each edge once, in one direction
+    for one, both in zip(hop_supports(one_way, n, (0, 1, 2)), hop_supports(edge_index, n, (0, 1, 2))):
+        assert torch.equal(one, both)
+
+
 def torch_geometric_data(edge_index, n):
     from torch_geometric.data import Data
 
@@ -190,6 +197,8 @@ def test_velocity_field_reaches_twice_the_hop_radius(conv, radius):
 def test_bad_graphs_and_names():
     with pytest.raises(ValueError, match="outside"):
         check_edge_index(torch.tensor([[0, 5], [1, 0]]), 3)
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):  # the first index past the end
+        check_edge_index(torch.tensor([[0, 3], [1, 0]]), 3)
     with pytest.raises(ValueError, match=r"\[2, E\]"):
         check_edge_index(torch.tensor([0, 1]), 3)
     with pytest.raises(ValueError, match="integers"):

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.spatial.distance import pdist
 from torch import Tensor
 from torch.utils._pytree import tree_leaves
 
@@ -157,6 +158,21 @@ def test_mmd_median_with_mostly_repeated_points_is_scale_invariant(scale):
     X = np.array([[0.0]] * 8 + [[1.0], [2.0]])
     Y = np.array([[0.0]] * 8 + [[3.0], [4.0]])
     assert mmd_median(scale * X, scale * Y) == pytest.approx(mmd_median(X, Y), rel=1e-9)
+    # ... and the bandwidth is the median of the non-zero distances, by a direct loop.
+    Z = np.concatenate([X, Y])
+    nonzero = [d for i in range(20) for j in range(i + 1, 20) if (d := abs(Z[i, 0] - Z[j, 0])) > 0]
+    h = float(np.median(nonzero))
+    kxx, kyy, kxy = _mmd_terms_loops(X, Y, 1 / (2 * h * h), False)
+    assert mmd_median(X, Y) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
+
+
+def test_mmd_median_takes_the_bandwidth_from_1000_evenly_spaced_points():
+    X, Y = _rand(700, 2, seed=13), _rand(500, 2, seed=14) + 0.5
+    Z = np.concatenate([X, Y])
+    keep = Z[np.linspace(0, len(Z) - 1, 1000).astype(int)]  # the first and the last point among them
+    h = float(np.median(pdist(keep)))
+    expected = mmd(X, Y, alphas=1 / (2 * h * h))[1 / (2 * h * h)]
+    assert mmd_median(X, Y) == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("biased", [False, True])
