@@ -5,6 +5,7 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from igraphflow.baselines import CGANBaseline, CINNBaseline, IGNNBaseline, NSFBaseline
@@ -445,3 +446,55 @@ def test_real_settings_and_meta_tensors_raise_clear_errors(cls):
         model.fit(X.to("meta"), Y, max_epochs=1, progress=False)
     with pytest.raises(ValueError, match="Y is on the meta device"):
         model.fit(X, Y.to("meta"), max_epochs=1, progress=False)
+
+
+@pytest.mark.parametrize("cls", DENSITY)
+def test_recorded_validation_loss_is_the_nll_of_the_held_out_rows(cls):
+    X, Y = _data()
+    model = _model(cls).fit(X, Y, max_epochs=3, progress=False)
+    # fit's split: the first draw of a generator seeded with the model's seed; the scaling comes from its training rows
+    train, val = model._split(len(X), 0.1, torch.Generator().manual_seed(0))
+    assert len(val) == 10 and torch.allclose(model.loc_, X[train].mean(0))
+    # The recorded loss is in standardised units: log_prob adds the scaling's log-Jacobian -sum(log scale).
+    nll = -(model.log_prob(X, Y) + model.scale_.log().sum())
+    recorded = model.history_[model.best_epoch_]["val_loss"]  # the best state is the one kept
+    assert recorded == pytest.approx(nll[val].mean().item(), rel=1e-5, abs=1e-5)
+    assert abs(nll[train].mean() - nll[val].mean()) > 1e-2  # the training rows would give another number
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_a_tiny_fit_keeps_one_validation_sample(cls):
+    # round(0.1 * 5) = 0, but a positive fraction holds out at least one sample.
+    X, Y = _data(5)
+    model = _model(cls).fit(X, Y, max_epochs=1, validation=0.1, progress=False)
+    assert all(h["val_loss"] is not None and math.isfinite(h["val_loss"]) for h in model.history_)
+
+
+def test_cgan_generator_loss_is_the_non_saturating_loss(monkeypatch):
+    # One batch, one epoch: the recorded generator loss is mean softplus(-D(G(z))) with the discriminator
+    # just updated (the one kept, as the generator's update follows).
+    calls = []
+    build = CGANBaseline._build
+
+    def hooked(self):
+        net = build(self)
+        net["generator"].register_forward_hook(lambda module, args, out: calls.append((args, out.detach())))
+        return net
+
+    monkeypatch.setattr(CGANBaseline, "_build", hooked)
+    X, Y = _data()
+    model = _model(CGANBaseline, batch_size=len(X)).fit(X, Y, max_epochs=1, progress=False)
+    (_, onehot, ei), fake = calls[0]
+    with torch.no_grad():
+        logit = model.model_["discriminator"](fake, onehot, ei)
+    assert model.history_[1]["train_loss"] == pytest.approx(F.softplus(-logit).mean().item(), rel=1e-5)
+    assert abs(F.softplus(logit).mean() - F.softplus(-logit).mean()) > 1e-3  # the sign matters here
+
+
+def test_cgan_samples_are_in_the_units_of_the_data():
+    # N(100, 10^2) data: even a barely trained generator's standardised output comes back near 100.
+    g = torch.Generator().manual_seed(0)
+    X, Y = 100.0 + 10.0 * torch.randn(64, V, C, generator=g), torch.randint(K, (64, V), generator=g)
+    model = _model(CGANBaseline).fit(X, Y, max_epochs=2, progress=False)
+    mean = model.sample(Y).mean().item()
+    assert abs(mean - 100.0) < 20.0

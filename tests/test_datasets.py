@@ -16,6 +16,7 @@ import torch
 from torch_geometric.utils import contains_self_loops, is_undirected
 
 import igraphflow.datasets as D
+from igraphflow.datasets._base import chronological_windows, ramp_labels
 from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
 from igraphflow.datasets.nsrdb import read_psm_csv
 from igraphflow.datasets.solar import resample_mean
@@ -794,3 +795,39 @@ def test_counts_and_reals_refuse_one_element_arrays_alike():
         with pytest.raises(ValueError, match="noise must be a finite number"):
             as_real(value, "noise", "(0, inf)")
     assert as_count(torch.tensor(3), "num_nodes") == as_count(np.array(3), "num_nodes") == 3
+
+
+def test_a_change_of_exactly_the_threshold_is_no_ramp():
+    # The rule is |g(t + h) - g(t)| > threshold, strictly.
+    g = np.array([[0.0, 0.0], [50.0, -50.5], [100.0, 0.0], [100.0, 0.0]])
+    assert ramp_labels(g, 1, 50.0).tolist() == [[0, 1], [0, 1], [0, 0], [0, 0]]
+    assert ramp_labels(g, 2, 100.0)[:, 0].tolist() == [0, 0, 0, 0]
+
+
+def test_a_stray_stamp_closer_than_the_step_breaks_the_windows():
+    # 3.4 lies between 3 and 4: neither 3 -> 3.4 nor 3.4 -> 4 is a regular step.
+    times = np.array([0.0, 1.0, 2.0, 3.0, 3.4, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0])
+    train, test = chronological_windows(times, lags=2, horizon=1, test_fraction=0.3, step=1.0)
+    ends = np.concatenate([train, test])
+    assert len(train) > 0 and len(test) > 0
+    for t in ends:  # the readings t-1 .. t+1 of each window are one step apart
+        assert np.allclose(np.diff(times[t - 1 : t + 2]), 1.0), times[t - 1 : t + 2]
+    assert not np.isin([3, 4, 5], ends).any()  # the windows that would span 3.4
+    assert np.isin([1, 2, 6], ends).all()
+
+
+def test_anomaly_reference_is_the_quantile_of_earlier_days_only():
+    # One reading a day: a reading is anomalous when above the q-quantile of the readings of
+    # strictly earlier days; counting the day itself raised the reference.
+    rng = np.random.default_rng(0)
+    days, q, min_history = 15, 0.7, 3
+    counts = rng.normal(20.0, 3.0, size=(days, 4))
+    labels, defined = anomaly_labels(86400.0 * np.arange(days), counts, q, min_history)
+    assert defined.tolist() == [False] * min_history + [True] * (days - min_history)
+    expected = np.zeros_like(labels)
+    for d in range(min_history, days):
+        expected[d] = counts[d] > np.nanquantile(counts[:d], q, axis=0)
+    assert np.array_equal(labels, expected) and expected.sum() > 0
+    # by hand: the median of 0 and 10 is 5, so 6 is above it; with 6 itself the median would be 6
+    labels, _ = anomaly_labels(86400.0 * np.arange(3), np.array([[0.0], [10.0], [6.0]]), 0.5, 2)
+    assert labels[:, 0].tolist() == [0, 0, 1]

@@ -11,7 +11,8 @@ from scipy.stats import multivariate_normal
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from igraphflow import ConditionalGraphFlow
+import igraphflow.flow
+from igraphflow import ConditionalGraphFlow, GaussianMixtureLatent
 from igraphflow._checks import as_signals
 from igraphflow.checkpoint import save_atomic
 from igraphflow.flow import CHECKPOINT_KIND
@@ -365,13 +366,57 @@ def test_empty_batches_give_empty_outputs(fitted):
     assert fitted.log_prob(X, Y).shape == fitted.log_prob(X, Y, exact=False).shape == (0,)
 
 
-@pytest.mark.parametrize("n, validation", [(2, 0.9), (4, 0.9), (3, 0.5)])
+@pytest.mark.parametrize("n, validation", [(2, 0.9), (4, 0.9), (3, 0.5), (4, 0.1)])
 def test_fit_keeps_a_training_and_a_validation_sample(n, validation):
     X, Y = toy(n)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), validation=validation)
     model.fit(X, Y, progress=False)
     assert len(model.history_[0].train_loss) == 1 and math.isfinite(model.history_[0].val_loss[0])
     assert torch.isfinite(model.log_prob(X, Y)).all()
+
+
+def test_fit_shares_the_budget_and_fits_the_noise_on_the_training_split(monkeypatch):
+    X, Y = toy(256)  # 230 to train, 26 to validate
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=3, max_epochs=1))
+    shares, noise_fits = [], []
+
+    def recording_train_block(*args, deadline, **kwargs):
+        shares.append(deadline - time.monotonic())
+        return train_block(*args, deadline=deadline, **kwargs)
+
+    def recording_fit_noise(latent, h, y, h_val, y_val, seed=None):
+        noise_fits.append((len(h), len(h_val)))
+        return fit_noise(latent, h, y, h_val, y_val, seed=seed)
+
+    train_block, fit_noise = igraphflow.flow.train_block, GaussianMixtureLatent.fit_noise_
+    monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
+    monkeypatch.setattr(GaussianMixtureLatent, "fit_noise_", recording_fit_noise)
+    model.fit(X, Y, max_time=30.0, progress=False)
+    # The first block gets a third of the budget, not all of it.
+    assert len(shares) == 3 and 8.0 < shares[0] <= 10.0
+    assert noise_fits == [(230, 26)]
+
+
+def test_the_temperature_compares_draws_for_the_labels_of_the_signals_they_are_scored_against(monkeypatch):
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), fit_noise=False)
+    labels, signals = [], []
+    sample, search = GaussianMixtureLatent.sample, igraphflow.flow.energy_temperature
+
+    def recording_sample(latent, y, *args, **kwargs):
+        labels.append(y)
+        return sample(latent, y, *args, **kwargs)
+
+    def recording_search(draw, reference):
+        signals.append(reference)
+        return search(draw, reference)
+
+    monkeypatch.setattr(GaussianMixtureLatent, "sample", recording_sample)
+    monkeypatch.setattr(igraphflow.flow, "energy_temperature", recording_search)
+    model.fit(X, Y, progress=False)
+    (reference,) = signals
+    rows = [int((X == x).flatten(1).all(1).nonzero()) for x in reference]
+    assert labels and len(set(rows)) == len(rows) and all(torch.equal(y, Y[rows]) for y in labels)
 
 
 def test_fit_again_starts_from_scratch():
@@ -413,6 +458,18 @@ def test_auto_depth_stops_when_blocks_stop_moving():
     assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()
     with pytest.raises(ValueError, match="at least one signal"):  # [nan, nan, ...]
         model.w2_per_block(X[:0])
+
+
+def test_auto_depth_compares_the_movement_per_dimension(monkeypatch):
+    # Every block moves the signals by w2 = D * tolerance / 2 in total, half the tolerance per
+    # dimension: the first block already settles the depth.
+    X, Y = toy(128)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": "auto", "max_epochs": 1}, max_blocks=4,
+                                 w2_tolerance=0.01)
+    push = ConditionalGraphFlow._push
+    monkeypatch.setattr(ConditionalGraphFlow, "_push", lambda self, *args: (*push(self, *args)[:3], 8 * 0.01 / 2))
+    model.fit(X, Y, progress=False)
+    assert model.num_blocks == 1
 
 
 def test_auto_depth_model_round_trips(tmp_path):
@@ -502,15 +559,21 @@ def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
     X, Y = toy(64)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=3, seed=0)
     minus_identity = -torch.eye(8)
-    steps = [0.2, 0.5, 1.3]
+    steps = [0.5, 0.3, 1.2]  # old blocks end at 0.5, 0.8, 2; the new ones at 0.34, 0.86, 2
     bounds = np.cumsum([0.0, *steps])
     model.blocks = nn.ModuleList(ODEBlock(LinearField(minus_identity), a, b, steps=32) for a, b in itertools.pairwise(bounds))
+    for k, block in enumerate(model.blocks):
+        block.field.tag = k  # the same field, told apart
     model.fitted.fill_(True)
     monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, *args: self)
     model.reparameterize(X, Y, progress=False)
     expected = -np.log(1 - np.arange(4) * (1 - np.exp(-bounds[-1])) / 3)
     got = [0.0] + [b.interval[1].item() for b in model.blocks]
     np.testing.assert_allclose(got, expected, atol=2e-3)
+    # Each new block starts from the old block that held its interval's midpoint.
+    midpoints = (np.array(got[:-1]) + np.array(got[1:])) / 2
+    assert [b.field.tag for b in model.blocks] == np.searchsorted(bounds[1:], midpoints).tolist()
+    assert len({b.field.tag for b in model.blocks}) > 1
     assert all(a.interval[1] == b.interval[0] for a, b in zip(model.blocks[:-1], model.blocks[1:]))
 
 

@@ -1,11 +1,13 @@
 r"""Tests of the discrete-time iGNN baseline: invertibility, log-determinants, interface."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
 from igraphflow.baselines import IGNNBaseline
-from igraphflow.baselines.ignn import ContractiveGraphConv
+from igraphflow.baselines.ignn import ContractiveGraphConv, IGNNNet, LipSwish
 from igraphflow.nn import make_conv
 
 torch.set_num_threads(1)
@@ -176,3 +178,79 @@ def test_network_moves_to_another_device_after_construction(conv):
     net = IGNNBaseline(EDGES, V, C, K, blocks=2, hidden=8, conv=conv, seed=0)._build().to("meta")
     h, cost = net(torch.randn(4, V, C, device="meta"))
     assert h.device.type == cost.device.type == "meta" and h.shape == (4, V, C)
+
+
+def test_transport_cost_is_the_squared_length_of_every_residual_step():
+    model, X, _ = _fitted()
+    net = model.model_
+    x = X[:6]
+    with torch.no_grad():
+        h, cost = net(x)
+        z, expected = x, torch.zeros(len(x), dtype=x.dtype)
+        for block in net.blocks:  # sum_l ||g_l(x_l)||^2, one block at a time
+            step = block.residual(z)
+            expected = expected + (step**2).sum((1, 2))
+            z = z + step
+    assert torch.allclose(h, z, atol=1e-12)
+    assert (expected > 0).all() and torch.allclose(cost, expected, rtol=1e-10, atol=1e-14)
+
+
+def test_training_objective_is_log_likelihood_minus_transport_and_barrier():
+    # The loss fit minimises: -(log N(F(x); mu_Y, sigma^2) + log|det J_F| - gamma cost - w_b barrier).
+    gamma, w_b = 0.7, 0.3
+    model, X, Y = _fitted(gamma=gamma, barrier_weight=w_b, sigma=0.8)
+    net = model.model_
+    x, y = X[:4], Y[:4]
+    net.train()  # the penalties enter in training mode (one power step here; the reference reuses it)
+    objective = model._log_prob_std(x.flatten(1), y).detach()
+    net.eval()
+    sigma, means = net.latent.sigma, net.latent.means.detach()
+    expected = []
+    for i in range(len(x)):
+        def forward(z):
+            return net(z.reshape(1, V, C))[0].flatten()
+
+        with torch.no_grad():
+            z, cost = x[i : i + 1], 0.0
+            for block in net.blocks:
+                step = block.residual(z)
+                cost += step.square().sum().item()
+                z = z + step
+        jac = torch.autograd.functional.jacobian(forward, x[i].flatten())
+        logdet = torch.linalg.slogdet(jac).logabsdet.item()
+        latent = torch.distributions.Normal(means[y[i]], sigma).log_prob(z[0]).sum().item()
+        expected.append(latent + logdet - gamma * cost)
+    barrier = -torch.log(torch.pdist(means) / sigma).sum().item()  # separation 0: -sum log(|mu_i - mu_j| / sigma)
+    expected = torch.tensor(expected, dtype=x.dtype) - w_b * barrier
+    assert torch.allclose(objective, expected, atol=1e-8)
+
+
+def test_auto_trains_exactly_up_to_and_including_exact_max_dim(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the series estimate was used")
+
+    monkeypatch.setattr(IGNNNet, "logdet_series", refuse)
+    X, Y = _data(16)
+    model = IGNNBaseline(EDGES, V, C, K, blocks=1, hidden=4, seed=0, exact_max_dim=V * C)  # D == exact_max_dim
+    model.fit(X, Y, max_epochs=1, progress=False)
+    assert torch.isfinite(model.log_prob(X[:2], Y[:2])).all()
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 1.0, 3.0, 20.0])
+def test_lipswish_is_one_lipschitz(beta):
+    # max_x d/dx [x sigmoid(beta x)] is about 1.0998 for every beta: the 1/1.1 brings it under 1.
+    act = LipSwish().double()
+    with torch.no_grad():
+        act.raw_beta.fill_(math.log(math.expm1(beta)))  # softplus(raw_beta) = beta
+    x = torch.linspace(-60.0, 60.0, 240001, dtype=torch.float64, requires_grad=True)
+    (slope,) = torch.autograd.grad(act(x).sum(), x)
+    assert 0.99 < slope.abs().max().item() <= 1.0
+
+
+def test_samples_spread_around_the_class_means_with_latent_sigma():
+    model, _, _ = _fitted(sigma=0.3, tol=1e-10)
+    Y = torch.randint(K, (500, V), generator=torch.Generator().manual_seed(3))
+    H = model.encode(model.sample(Y))  # back to the latent: means[Y] + sigma * standard noise
+    residual = H - model.model_.latent.means.detach()[Y]
+    assert residual.std().item() == pytest.approx(0.3, rel=0.05)
+    assert residual.mean().abs().item() < 0.03

@@ -59,6 +59,12 @@ def test_fit_softmax_takes_a_layer_without_bias():
     targets = (features[:, 0] > 0).long()
     layer = fit_softmax(nn.Linear(2, 2, bias=False), 50.0 * features, targets)
     assert layer.bias is None and (layer(50.0 * features).argmax(-1) == targets).float().mean() > 0.95
+    # Features away from zero: it is logistic regression without an intercept on them as they are.
+    features = (torch.randn(600, 2, generator=g) + torch.tensor([3.0, -1.0])).double()
+    targets = (features[:, 0] - 3.0 + 0.5 * torch.randn(600, generator=g, dtype=torch.float64) > 0).long()
+    layer = fit_softmax(nn.Linear(2, 2, bias=False).double(), features, targets, weight_decay=0.0)
+    reference = LogisticRegression(fit_intercept=False, C=1e12, tol=1e-10, max_iter=10_000).fit(features.numpy(), targets.numpy())
+    assert (layer.weight[1] - layer.weight[0]).detach().numpy() == pytest.approx(reference.coef_[0], abs=1e-3)
 
 
 @pytest.mark.parametrize("distance", [1.0, 3.0])
