@@ -72,8 +72,8 @@ def test_fit_improves_likelihood_and_keeps_history(fitted):
 def test_the_recorded_validation_likelihood_is_the_models():
     # Without the noise fit the latent after the last block is the model's, so the validation
     # NLL of the last record (Hutchinson log-determinants, one probe per signal) estimates the
-    # exact NLL of the held-out signals. Spread out, so that the flow must contract them (log-determinant
-    # about -2 per signal).
+    # exact NLL of the held-out signals. The signals are spread out so that the flow must
+    # contract them (log-determinant about -2 per signal), which a wrong sign would show.
     X, Y = toy(400)
     X = 3 * X
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise=False, **SMALL).fit(X, Y, progress=False)
@@ -393,7 +393,7 @@ def test_fit_shares_the_budget_and_fits_the_noise_on_the_training_split(monkeypa
     monkeypatch.setattr(GaussianMixtureLatent, "fit_noise_", recording_fit_noise)
     model.fit(X, Y, max_time=30.0, progress=False)
     # The first block gets a third of the budget, not all of it.
-    assert len(shares) == 3 and 8.0 < shares[0] <= 10.0
+    assert len(shares) == 3 and 6.0 < shares[0] <= 10.0  # (what the first block's setup took is shared too)
     assert noise_fits == [(230, 26)]
 
 
