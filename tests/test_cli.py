@@ -175,3 +175,32 @@ def test_dataset_options_reach_the_loader(data_file, tmp_path, capsys):
     assert "--data-option \"paths=['site1.csv','site2.csv']\"" in capsys.readouterr().err
     assert main(["train", "--input", str(data_file), "--data-option", "num_train=40", "--out", str(out)]) == 2
     assert "not of an --input file" in capsys.readouterr().err
+
+
+def test_summary_and_samples_hold_what_the_saved_model_computes(data_file, tmp_path, capsys):
+    # The summary's numbers, recomputed here from the saved model and the 80 / 20 split of the file.
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "2", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    model = ConditionalGraphFlow.load(out / "model.pt")
+    with np.load(data_file) as arrays:
+        X, Y = torch.from_numpy(arrays["X"]), torch.from_numpy(arrays["Y"])
+    X_test, Y_test = X[96:], Y[96:]  # round(0.8 * 120) = 96 to train
+    assert summary["num_train"] == 96 and summary["num_test"] == 24
+    dims = 3 * 2
+    assert summary["test_nll_per_dim"] == pytest.approx(-model.log_prob(X_test, Y_test).mean().item() / dims, rel=1e-5)
+    assert summary["nll_estimator"] == "exact"  # V C = 6 <= 32
+    assert summary["test_accuracy"] == pytest.approx((model.predict(X_test) == Y_test).double().mean().item())
+    error = (model.decode(model.encode(X_test)) - X_test).norm() / X_test.norm()
+    assert summary["round_trip_relative_error"] == pytest.approx(error.item(), abs=1e-7)
+
+    # samples.npz keeps the labels it was drawn for, and --seed seeds the draws.
+    labels = tmp_path / "labels.npy"
+    pattern = np.array([[0, 1, 1], [1, 0, 0], [1, 1, 1], [0, 0, 1]], dtype=np.int64)
+    np.save(labels, pattern)
+    assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "s.npz"),
+                 "--seed", "7"]) == 0
+    with np.load(tmp_path / "s.npz") as samples:
+        assert np.array_equal(samples["Y"], pattern)
+        assert np.allclose(samples["X"], model.sample(torch.from_numpy(pattern), seed=7).numpy())

@@ -4,7 +4,7 @@ import gzip
 import math
 import os
 import pickle
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import networkx as nx
@@ -159,6 +159,18 @@ def test_linear_gaussian_density_against_scipy():
     means = np.array([[-1.0, -1.0], [1.0, 1.0]])
     ref = full_gaussian_logpdf(P, means, 1.0, data.X_test, data.Y_test)
     np.testing.assert_allclose(data.true_log_prob(data.X_test, data.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
+
+
+def test_smoothing_operator_ignores_self_loops_and_edge_weights():
+    # P = (1 - d) I + d D^-1 A, with A the 0/1 adjacency without its diagonal, written out here.
+    G = nx.path_graph(4)
+    G.add_edge(1, 1)  # a self-loop is no neighbour
+    G.add_edge(2, 3, weight=5.0)
+    A = np.array([[0, 1, 0, 0], [1, 0, 1, 0], [0, 1, 0, 1], [0, 0, 1, 0]], dtype=float)
+    expected = 0.7 * np.eye(4) + 0.3 * A / A.sum(1, keepdims=True)
+    np.testing.assert_allclose(smoothing_operator(G, 0.3).toarray(), expected)
+    B = A + np.eye(4)
+    np.testing.assert_allclose(smoothing_operator(G, 0.3, self_loops=True).toarray(), B / B.sum(1, keepdims=True))
 
 
 @pytest.mark.parametrize("name", ["linear_gaussian", "graph_moons"])
@@ -488,6 +500,32 @@ def test_solar_hope():
     assert float(small.positions.norm(dim=1).max()) < float(data.positions.norm(dim=1).max())
 
 
+def test_solar_hope_keeps_the_stations_nearest_the_centroid_and_averages_whole_bins():
+    root = shared_data()
+    if root is None:
+        pytest.skip("the HOPE-Melpitz files are not available (set IGRAPHFLOW_DATA)")
+    data = D.load("solar_hope", path=root, stations=5, k=2, resample=10, lags=2)
+    # The files read directly: station positions, and the first 20 one-second readings.
+    rows = [line.split(",") for line in (root / "hope_melpitz_stations.csv").read_text().splitlines()[1:]]
+    utm = {r[0]: (float(r[3]), float(r[4])) for r in rows}
+    with gzip.open(root / "hope_melpitz_ghi_1s.csv.gz", "rt") as f:
+        header = f.readline().strip().split(",")[1:]
+        first = np.array([[float(x) for x in f.readline().split(",")[1:]] for _ in range(20)])
+    pos = np.array([utm[name] for name in header])
+    nearest = np.sort(np.argsort(((pos - pos.mean(0)) ** 2).sum(1), kind="stable")[:5])
+    assert data.node_names == [header[i] for i in nearest]
+    chosen = pos[nearest]
+    np.testing.assert_allclose(data.positions.numpy(), chosen - chosen.mean(0), atol=1e-3)
+    # The first window: the means of readings 0-9 and 10-19 of each station, stamped from 09:15:00.
+    np.testing.assert_allclose(data.scaler.inverse_transform(data.X_train[0]).numpy(),
+                               first[:, nearest].reshape(2, 10, 5).mean(1).T, rtol=1e-5)
+    start = datetime(2013, 9, 8, 9, 15, tzinfo=timezone.utc).timestamp()
+    assert data.time_train[0].tolist() == [start, start + 20]
+    # The hour ends with one reading at 10:15:00: that bin is incomplete and dropped, so the
+    # last label is that of the bin at 10:14:50.
+    assert data.time_test[-1].tolist() == [start + 3570, start + 3590]
+
+
 # ----------------------------------------------------------------------------- bad input
 
 
@@ -602,6 +640,30 @@ def test_scaler_roundtrip():
     assert s.mean.shape == (4, 3)
     torch.testing.assert_close(s.inverse_transform(s.transform(X)), X)
     assert D.Scaler.identity(4, 3).is_identity and not s.is_identity
+
+
+def test_scaler_standardises_with_the_population_std_and_leaves_constant_columns_unscaled():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(20, 3, 2, generator=g) * 4 + 1
+    X[:, 1, 0] = 5.0  # a constant column
+    s = D.Scaler.fit(X)
+    ref = X.double().numpy()
+    std = ref.std(axis=0, ddof=0)  # numpy's population std
+    std[1, 0] = 1.0
+    np.testing.assert_allclose(s.mean.numpy(), ref.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(s.std.numpy(), std, rtol=1e-5)
+    np.testing.assert_allclose(s.transform(X).numpy(), (ref - ref.mean(axis=0)) / std, atol=1e-5)
+    Z = torch.randn(4, 3, 2, generator=g)
+    np.testing.assert_allclose(s.inverse_transform(Z).numpy(), Z.numpy() * std + ref.mean(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_resample_mean_stamps_bins_from_the_first_time_and_drops_an_incomplete_last_bin():
+    times = 1000.0 + np.arange(8.0)
+    values = np.stack([np.arange(8.0), np.arange(8.0) ** 2], axis=1)
+    t, v = resample_mean(times, values, 3.0)
+    # Bins [1000, 1003) and [1003, 1006); the two readings from 1006 make no whole bin.
+    assert t.tolist() == [1000.0, 1003.0]
+    np.testing.assert_allclose(v, [[1.0, 5.0 / 3.0], [4.0, 50.0 / 3.0]])
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,22 @@ def test_predictions_and_samples(fitted):
     assert fitted.sample(Y).shape == (64, 4, 2)
 
 
+def test_sample_draws_the_seeded_latent_noise_scaled_by_the_temperature():
+    # With no blocks X = H = mu_Y + temperature * sigma * Z: the draws around the class means
+    # have standard deviation temperature * sigma, a seed fixes Z, and other seeds change it.
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, sigma=0.6, seed=0)
+    model.blocks = nn.ModuleList()
+    model.fitted.fill_(True)
+    _, Y = toy(2000, seed=6)
+    means = model.latent.means.detach()[Y]
+    noise = model.sample(Y, seed=1, temperature=1.0) - means
+    assert noise.std().item() == pytest.approx(0.6, rel=0.03)  # 16000 draws: standard error 0.6 %
+    torch.testing.assert_close(model.sample(Y, seed=1, temperature=0.25) - means, 0.25 * noise)
+    assert torch.equal(model.sample(Y, seed=1, temperature=1.0), model.sample(Y, seed=1, temperature=1.0))
+    other = model.sample(Y, seed=2, temperature=1.0) - means
+    assert abs(torch.corrcoef(torch.stack([noise.flatten(), other.flatten()]))[0, 1].item()) < 0.05
+
+
 def test_seed_makes_fit_reproducible():
     X, Y = toy(128)
     a = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)

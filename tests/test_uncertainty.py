@@ -219,6 +219,20 @@ def test_gaussian_sets_match_direct_chi_square():
     assert chi2_quantile(0.1, 2) == pytest.approx(chi2.ppf(0.9, 2))
 
 
+def test_region_boundary_of_a_graph_node_is_centred_on_its_own_label():
+    # An identity flow on 3 nodes: the curve is the circle itself, around the mean of `label`
+    # at `node`, whatever `labels` says there.
+    means = torch.tensor([[0.0, 0.0], [3.0, 1.0]])
+    model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, sigma=0.5, seed=0)
+    model.blocks = nn.ModuleList()
+    with torch.no_grad():
+        model.latent.means.copy_(means)
+    model.fitted.fill_(True)
+    curve = model.region_boundary(0, alpha=0.1, num_points=25, node=2, labels=[1, 1, 1])
+    radius = (curve - means[0]).norm(dim=-1)
+    torch.testing.assert_close(radius, torch.full((25,), 0.5 * math.sqrt(chi2.ppf(0.9, 2))))
+
+
 def test_in_region_holds_one_minus_alpha_of_model_samples(three_nodes):
     g = torch.Generator().manual_seed(4)
     Y = torch.randint(0, 2, (3000, 3), generator=g)
