@@ -25,7 +25,7 @@ import torch
 
 from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_signals
 from .checkpoint import atomic_file
-from .compare import add_data_option_argument
+from .compare import add_data_argument, add_data_option_argument
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
 
@@ -170,8 +170,7 @@ def _parser() -> argparse.ArgumentParser:
         group = p.add_mutually_exclusive_group(required=True)
         group.add_argument("--dataset", help="a name from igraphflow.datasets.available()")
         group.add_argument("--input", help=".npz file with arrays X [N,V,C], Y [N,V], edge_index [2,E]")
-        p.add_argument("--data", help="the files of a real dataset: the directory of solar_hope, the CSV of traffic "
-                        "(default: $IGRAPHFLOW_DATA for solar_hope, the embedded copy of traffic)")
+        add_data_argument(p)
         add_data_option_argument(p)  # e.g. the files of nsrdb: --data-option "paths=['a.csv','b.csv']"
 
     def common(p: argparse.ArgumentParser):

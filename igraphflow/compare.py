@@ -49,7 +49,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
+__all__ = ["METHODS", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
 
 import argparse
 import ast
@@ -641,6 +641,12 @@ def add_option_argument(parser: argparse.ArgumentParser) -> None:
                              "or METHOD.KEY=VALUE for another method (e.g. ignn.blocks=4); repeatable")
 
 
+def add_data_argument(parser: argparse.ArgumentParser) -> None:
+    r"""Adds ``--data``, the files of a real dataset (given to :func:`igraphflow.datasets.load` as ``path``)."""
+    parser.add_argument("--data", default=None, help="the files of a real dataset: the directory of solar_hope, the CSV of "
+                        "traffic (default: $IGRAPHFLOW_DATA for solar_hope, the embedded copy of traffic)")
+
+
 def add_data_option_argument(parser: argparse.ArgumentParser) -> None:
     r"""Adds the repeatable ``--data-option KEY=VALUE`` of dataset options to ``parser``
     (``dict(args.data_option)`` are the keyword arguments of :func:`igraphflow.datasets.load`).
@@ -662,8 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help="dataset name, see igraphflow.datasets.available()")
     parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
-    parser.add_argument("--data", default=None, help="the files of a real dataset: the directory of solar_hope, the CSV of traffic "
-                        "(default: $IGRAPHFLOW_DATA for solar_hope, the embedded copy of traffic)")
+    add_data_argument(parser)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
     parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
     parser.add_argument("--seed", type=int, default=0)

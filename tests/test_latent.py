@@ -271,12 +271,12 @@ def test_fitted_noise_moves_the_means_to_the_classes():
     assert torch.allclose(latent.sample(y[:4000], generator=g).mean(0), (centres[y[:4000]] + offset).mean(0), atol=0.05)
 
 
-def _two_regimes(n, latent, seed):
+def _two_regimes(n, latent, seed, shift=1.5):
     r"""Signals on 3 nodes whose noise has two modes: every node shifted up or down together."""
     g = torch.Generator().manual_seed(seed)
     y = torch.randint(0, latent.num_classes, (n, 3), generator=g)
     regime = 2.0 * torch.randint(0, 2, (n, 1, 1), generator=g) - 1.0
-    return latent.means[y].detach() + 1.5 * regime + 0.4 * torch.randn(n, 3, 2, generator=g), y
+    return latent.means[y].detach() + shift * regime + 0.4 * torch.randn(n, 3, 2, generator=g), y
 
 
 @pytest.fixture
@@ -308,10 +308,7 @@ def test_a_mixture_that_gains_within_the_noise_is_not_kept():
     kept = 0
     for seed in range(16):
         latent = GaussianMixtureLatent(2, 2)
-        g = torch.Generator().manual_seed(200 + seed)
-        y = torch.randint(0, 2, (420, 3), generator=g)
-        regime = 2.0 * torch.randint(0, 2, (420, 1, 1), generator=g) - 1.0
-        h = latent.means[y].detach() + 0.3 * regime + 0.4 * torch.randn(420, 3, 2, generator=g)
+        h, y = _two_regimes(420, latent, seed=200 + seed, shift=0.3)
         latent.fit_noise_(h[:400], y[:400], h[400:], y[400:], seed=0)
         kept += latent.noise_components > 1
     assert kept <= 1

@@ -49,10 +49,11 @@ def three_nodes():
     return _tiny(PATH3, 3, X, Y)
 
 
-def _identity_flow(means, sigma, classifier="graph"):
+def _identity_flow(means, sigma, classifier="graph", edge_index=NO_EDGES, num_nodes=1):
     r"""A model whose flow is the identity (no blocks), so ``H = X`` and the latent is hand-made."""
     num_classes, num_features = means.shape
-    model = ConditionalGraphFlow(NO_EDGES, 1, num_features, num_classes, num_blocks=1, sigma=sigma, classifier=classifier, seed=0)
+    model = ConditionalGraphFlow(edge_index, num_nodes, num_features, num_classes, num_blocks=1, sigma=sigma,
+                                 classifier=classifier, seed=0)
     model.blocks = nn.ModuleList()
     with torch.no_grad():
         model.latent.means.copy_(means)
@@ -223,11 +224,7 @@ def test_region_boundary_of_a_graph_node_is_centred_on_its_own_label():
     # An identity flow on 3 nodes: the curve is the circle itself, around the mean of `label`
     # at `node`, whatever `labels` says there.
     means = torch.tensor([[0.0, 0.0], [3.0, 1.0]])
-    model = ConditionalGraphFlow(PATH3, 3, 2, 2, num_blocks=1, sigma=0.5, seed=0)
-    model.blocks = nn.ModuleList()
-    with torch.no_grad():
-        model.latent.means.copy_(means)
-    model.fitted.fill_(True)
+    model = _identity_flow(means, 0.5, edge_index=PATH3, num_nodes=3)
     curve = model.region_boundary(0, alpha=0.1, num_points=25, node=2, labels=[1, 1, 1])
     radius = (curve - means[0]).norm(dim=-1)
     torch.testing.assert_close(radius, torch.full((25,), 0.5 * math.sqrt(chi2.ppf(0.9, 2))))

@@ -134,11 +134,11 @@ def nsrdb(
     if len(paths) < 2:
         raise ValueError("nsrdb: at least 2 sites (files) are needed for a graph")
     # One file given twice would be two nodes with the same series at the same place.
-    seen: dict[os.PathLike, int] = {}
-    for i, path in enumerate(paths):
-        j = seen.setdefault(path.resolve(), i)
-        if j != i:
-            raise ValueError(f"nsrdb: paths[{j}] and paths[{i}] are the same file {str(path)!r}; give each site once")
+    resolved = [path.resolve() for path in paths]
+    for i, path in enumerate(resolved):
+        if path in resolved[:i]:
+            raise ValueError(f"nsrdb: paths[{resolved.index(path)}] and paths[{i}] are the same file {str(paths[i])!r}; "
+                             "give each site once")
     sites = [read_psm_csv(p, feature) for p in paths]
     common = sites[0][1]
     for _, t, _ in sites[1:]:
