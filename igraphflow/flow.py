@@ -624,6 +624,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._check_fitted()
         _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, progress, data = as_seconds(max_time), as_flag(progress, "progress"), self._split(X, Y)
+        if not self.blocks:  # a fit given no time: the identity map has no path to divide
+            return self._retrain(data, max_time, progress)
         x = self._signals(X)
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
         with torch.no_grad():

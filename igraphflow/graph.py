@@ -43,6 +43,8 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
     ):
         raise ValueError(f"edge_index must hold integers, got dtype {edge_index.dtype}")
     num_nodes = as_count(num_nodes, "num_nodes")
+    # Converted first: torch has no min or max for uint16, uint32 and uint64.
+    edge_index = edge_index.long().contiguous()
     if edge_index.numel() > 0:
         low, high = int(edge_index.min()), int(edge_index.max())
         if low < 0 or high >= num_nodes:
@@ -50,7 +52,7 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
                 f"edge_index holds node indices in [{low}, {high}], outside [0, {num_nodes}) "
                 f"for num_nodes={num_nodes}"
             )
-    return edge_index.long().contiguous()
+    return edge_index
 
 
 def symmetric_edges(edge_index: Tensor, num_nodes: int) -> Tensor:
@@ -93,12 +95,15 @@ def hop_supports(edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> l
         orders: The hop radii, e.g. ``(0, 1, 2)``.
 
     Returns:
-        One ``[2, E_m]`` tensor of (neighbour, node) pairs per order, sorted by node.
+        One ``[2, E_m]`` tensor of (neighbour, node) pairs per order, sorted by neighbour, then
+        by node.
 
     Example:
         >>> path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
         >>> [s.size(1) for s in hop_supports(path, 3, (0, 1, 2))]
         [3, 7, 9]
+        >>> hop_supports(path, 3, (1,))[0].tolist()
+        [[0, 0, 1, 1, 1, 2, 2], [0, 1, 0, 1, 2, 1, 2]]
     """
     orders = as_orders(orders)
     edges = check_edge_index(edge_index, num_nodes).cpu()

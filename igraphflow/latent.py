@@ -255,13 +255,15 @@ class GaussianMixtureLatent(nn.Module):
         default the buffer ``temperature``, 1 unless the flow chose another, see
         :func:`~igraphflow.temperature.energy_temperature`)."""
         mean = self.means[y]
-        noise = draw(torch.randn, mean.shape, device=mean.device, generator=generator, dtype=mean.dtype)
+        # Drawn in float64 whatever the dtype: torch's streams differ between dtypes, and a seed
+        # should give the same samples in float32 and float64, up to rounding.
+        noise = draw(torch.randn, mean.shape, device=mean.device, generator=generator, dtype=torch.float64).to(mean.dtype)
         temperature = self.temperature if temperature is None else temperature
         if self.scale_tril is None:
             return mean + self.sigma * (noise * temperature)
         u = noise.flatten(1)
         if self.mixture_logits is not None:
-            uniform = draw(torch.rand, u.size(0), device=u.device, generator=generator, dtype=u.dtype)
+            uniform = draw(torch.rand, u.size(0), device=u.device, generator=generator, dtype=torch.float64).to(u.dtype)
             cumulative = self.mixture_logits.softmax(0).cumsum(0)
             component = torch.searchsorted(cumulative, uniform.unsqueeze(1)).squeeze(1).clamp_max(cumulative.numel() - 1)
             u = self.mixture_centres[component] + self.mixture_scales[component] * u

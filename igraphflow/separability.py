@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = ["MAX_ROWS", "REFERENCE_SEPARATION", "fit_softmax", "linear_separability", "separation_of_accuracy"]
 
+import math
 from collections.abc import Sequence
 from statistics import NormalDist
 
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .nn import HopMeans
+
+IQR_PER_STD = 2 * NormalDist().inv_cdf(0.75)  # a Gaussian's interquartile range, about 1.349
 
 MAX_ROWS = 2**18
 r"""The most node rows (signals times nodes) :func:`linear_separability` fits on; the first
@@ -33,11 +36,14 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
 
     Convex, so full-batch L-BFGS reaches its optimum in a few dozen steps; a small weight decay
     keeps the weights finite when the classes are separable. The layer is fitted on the
-    standardised features (every column centred, and scaled to unit variance unless constant)
-    and then folded back to take the features as they are (only scaled for a layer without a
-    bias, which cannot take the centring back): L-BFGS in float32 does not move
-    from the start on features far from zero (counts near 1000 stayed at chance), and the
-    weight decay then weighs every feature alike, whatever its units.
+    standardised features and then folded back to take the features as they are (only scaled
+    for a layer without a bias, which cannot take the centring back): L-BFGS in float32 does
+    not move from the start on features far from zero (counts near 1000 stayed at chance), and
+    the weight decay then weighs every feature alike, whatever its units. Every column is
+    centred on its median and scaled by its interquartile range (in units of a Gaussian's
+    standard deviation; by the standard deviation where that range is 0, not at all where the
+    column is constant): scaled by the standard deviation, one extreme signal among a hundred
+    shrank all the others to near zero, and the weight decay then kept the layer at one class.
 
     Example:
         >>> features = torch.tensor([[1000.0], [1001.0], [1002.0], [1003.0]])
@@ -46,8 +52,7 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
         [0, 0, 1, 1]
     """
     wide = features.double()
-    mean, scale = wide.mean(0), wide.std(0, correction=0)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    mean, scale = _robust_centre_and_scale(wide)
     if layer.bias is None:
         mean = torch.zeros_like(mean)
     dtype = layer.weight.dtype
@@ -70,6 +75,14 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
         if layer.bias is not None:
             layer.bias -= layer.weight @ mean
     return layer
+
+
+def _robust_centre_and_scale(features: Tensor) -> tuple[Tensor, Tensor]:
+    # kthvalue, unlike quantile, takes any number of rows.
+    n = features.size(0)
+    lower, upper = (features.kthvalue(max(1, math.ceil(q * n)), dim=0).values for q in (0.25, 0.75))
+    scale = torch.where(upper > lower, (upper - lower) / IQR_PER_STD, features.std(0, correction=0))
+    return features.median(0).values, torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
 def _fit_standardised(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: int, weight_decay: float):

@@ -3,6 +3,7 @@ import itertools
 import math
 import re
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -515,6 +516,9 @@ def test_save_load_keeps_the_requested_depth(num_blocks, tmp_path):
     loaded = ConditionalGraphFlow.load(tmp_path / "m.pt")
     assert loaded.num_blocks == 0 and loaded.config["num_blocks"] == num_blocks
     assert torch.equal(loaded.log_prob(X[:4], Y[:4]), model.log_prob(X[:4], Y[:4]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy divided 0 by 0 along the empty path
+        assert copy.deepcopy(model).reparameterize(X, Y, progress=False).num_blocks == 0
     model.fit(X, Y, progress=False)
     loaded.fit(X, Y, progress=False)
     assert loaded.num_blocks == model.num_blocks > 0

@@ -1,3 +1,4 @@
+import copy
 import math
 import warnings
 
@@ -226,6 +227,17 @@ def test_sample_with_a_cpu_generator_is_the_same_on_every_device():
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         h = latent.to(device).sample(y.to(device), generator=torch.Generator().manual_seed(3))
         assert h.device.type == device and torch.equal(h.cpu(), reference)
+
+
+@pytest.mark.parametrize("noise", ["isotropic", "mixture"])
+def test_a_seed_gives_the_same_samples_in_float32_and_float64(noise, mixture_noise):
+    # torch draws other numbers for float32 and float64 from one seed, once there are 16 or more.
+    latent = GaussianMixtureLatent(2, 2, sigma=0.5) if noise == "isotropic" else mixture_noise
+    y = torch.randint(0, 2, (40, 3), generator=torch.Generator().manual_seed(4))
+    single = latent.float().sample(y, torch.Generator().manual_seed(5))
+    double = copy.deepcopy(latent).double().sample(y, torch.Generator().manual_seed(5))
+    assert single.dtype == torch.float32 and double.dtype == torch.float64
+    torch.testing.assert_close(single.double(), double, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("num_classes,num_features", [(2, 1), (2, 3), (3, 2), (4, 2)])

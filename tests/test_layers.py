@@ -1,4 +1,5 @@
 import networkx as nx
+import numpy as np
 import pytest
 import torch
 from torch_geometric.nn import ChebConv, GCNConv
@@ -205,6 +206,15 @@ def test_bad_graphs_and_names():
         check_edge_index(torch.tensor([[0.0], [1.0]]), 3)
     with pytest.raises(ValueError, match="conv must be one of"):
         make_conv("gat", 2, 2, torch.tensor([[0], [1]]), 2, (0, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64, np.int32])
+def test_edge_index_of_any_integer_dtype(dtype):
+    # torch has no min or max for uint16 / uint32 / uint64: the check failed inside torch.
+    edges = np.array([[0, 1, 1, 2], [1, 0, 2, 1]], dtype=dtype)
+    assert torch.equal(check_edge_index(edges, 3), torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]))
+    with pytest.raises(ValueError, match=r"\[0, 3\], outside \[0, 3\)"):
+        check_edge_index(np.array([[0, 3], [1, 0]], dtype=dtype), 3)
 
 
 def test_symmetric_edges_are_both_directions_once_in_order():

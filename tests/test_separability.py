@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from scipy.stats import norm
@@ -51,6 +52,36 @@ def test_fit_softmax_is_the_same_fit_in_any_units(offset, scale):
     layer = fit_softmax(nn.Linear(2, 2), moved, targets)
     assert torch.allclose(layer(moved).log_softmax(-1), reference(features).log_softmax(-1), atol=2e-3)
     assert (layer(moved).argmax(-1) == targets).float().mean() > 0.9
+
+
+def test_fit_softmax_is_not_thrown_by_one_extreme_signal():
+    # Scaled by the standard deviation, the one row at 1e4 shrank the others to about 1e-3 and
+    # the weight decay kept the layer at one class for all of them.
+    g = torch.Generator().manual_seed(3)
+    targets = torch.randint(0, 2, (200,), generator=g)
+    features = 2.0 * targets[:, None] + torch.randn(200, 2, generator=g)
+    features[0], targets[0] = 1e4, 1  # on the side of its class
+    layer = fit_softmax(nn.Linear(2, 2), features, targets)
+    assert (layer(features[1:]).argmax(-1) == targets[1:]).float().mean() > 0.8
+
+
+def test_features_are_standardised_by_median_and_interquartile_range():
+    from igraphflow.separability import _robust_centre_and_scale
+
+    g = torch.Generator().manual_seed(4)
+    features = torch.cat([torch.randn(101, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 0.5]),
+                          torch.tensor([[0.0, 2.0]] * 60 + [[0.0, 0.0]] * 41, dtype=torch.float64)], dim=1)
+    features[:, 3] = (torch.arange(101) == 5).double()  # zero interquartile range: the standard deviation
+    features[:, 2] = 7.0  # constant: not scaled
+    centre, scale = _robust_centre_and_scale(features)
+    array = features.numpy()
+    quartiles = np.quantile(array, [0.25, 0.75], axis=0, method="inverted_cdf")
+    expected = (quartiles[1] - quartiles[0]) / (norm.ppf(0.75) - norm.ppf(0.25))
+    expected[2], expected[3] = 1.0, array[:, 3].std()
+    assert centre.numpy() == pytest.approx(np.median(array, axis=0))
+    assert scale.numpy() == pytest.approx(expected)
+    # On Gaussian columns the interquartile range in standard deviations is the standard deviation.
+    assert scale[:2].numpy() == pytest.approx([3.0, 0.5], rel=0.2)
 
 
 def test_fit_softmax_takes_a_layer_without_bias():
