@@ -14,7 +14,7 @@ resident memory (VmHWM) is its own.
 Usage::
 
     python benchmarks/scaling.py                 # writes benchmarks/results/scaling.md
-    python benchmarks/scaling.py --quick         # sizes up to 1k, printed only
+    python benchmarks/scaling.py --quick         # about 100, 1k and 3k nodes, no 10k run, printed only
 """
 
 from __future__ import annotations
@@ -97,7 +97,9 @@ def slope(rows: list[dict]) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="sweep about 100, 1k and 3k nodes only (up to 3025 grid, 3001 chordal nodes), "
+                             "skip the 10k-node run, print without writing")
     parser.add_argument("--max-time", type=float, default=300.0, help="fit cap of the 10k-node run")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()

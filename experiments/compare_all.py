@@ -22,7 +22,7 @@ import time
 import torch
 
 from igraphflow.compare import (
-    METHODS, add_option_argument, check_requirements, check_settings, compare, format_table, method_settings,
+    METHODS, add_budget_argument, add_option_argument, check_requirements, check_settings, compare, format_table, method_settings,
     parse_methods,
 )
 from igraphflow.datasets import load
@@ -37,13 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--max-time", type=float, default=40.0)
+    add_budget_argument(parser, 40.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means")
     parser.add_argument("--out", default="experiments/results")
-    parser.add_argument("--data", default=None, help="data directory of solar_hope (default: $IGRAPHFLOW_DATA)")
+    parser.add_argument("--data", default=None,
+                        help="data directory of solar_hope, used for no other dataset (default: $IGRAPHFLOW_DATA)")
     parser.add_argument("--exact-max-dim", type=int, default=16,
-                        help="exact test likelihood up to this D = V * C, Hutchinson above")
+                        help="exact test likelihood up to this D = V * C, Hutchinson above (16, unlike igraphflow "
+                             "compare's 128: the tables of experiments/RESULTS.md were made with 16)")
     add_option_argument(parser)
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.datasets.split(",") if name.strip()]

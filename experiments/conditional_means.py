@@ -29,7 +29,7 @@ import argparse
 import torch
 from torch import Tensor
 
-from igraphflow.compare import add_option_argument, fit_method, make_model, method_settings, reference_signals
+from igraphflow.compare import add_budget_argument, add_option_argument, fit_method, make_model, method_settings, reference_signals
 from igraphflow.datasets import load
 from igraphflow.metrics import energy_distance, mmd_terms
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="traffic")
     parser.add_argument("--methods", default="jko,cinn,nsf")
-    parser.add_argument("--max-time", type=float, default=90.0)
+    add_budget_argument(parser, 90.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=1, help="generated sets per method, one row each")
     add_option_argument(parser)

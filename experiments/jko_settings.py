@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from igraphflow.compare import check_settings, compare
+from igraphflow.compare import add_budget_argument, check_settings, compare
 from igraphflow.datasets import load
 
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--variant", action="append", required=True)
-    parser.add_argument("--max-time", type=float, default=60.0)
+    add_budget_argument(parser, 60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exact-max-dim", type=int, default=16)
     parser.add_argument("--out", default="experiments/results/jko_settings")

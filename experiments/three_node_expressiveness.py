@@ -30,33 +30,49 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from igraphflow.compare import add_data_option_argument, add_option_argument, make_model, method_settings  # noqa: E402
+from igraphflow.compare import (  # noqa: E402
+    add_budget_argument, add_data_option_argument, add_option_argument, check_requirements, check_settings, make_model,
+    method_settings, parse_methods,
+)
 from igraphflow.datasets import load  # noqa: E402
 from igraphflow.metrics import conditional_metric, energy_distance, mmd  # noqa: E402
+
+CONVS = ("l3net", "cheb")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--max-time", type=float, default=45.0)
+    add_budget_argument(parser, 45.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--methods", default="jko,ignn")
     parser.add_argument("--out", default="experiments/results/three_node_expressiveness")
     add_option_argument(parser)
     add_data_option_argument(parser)
     args = parser.parse_args(argv)
-    settings = method_settings(args.option)
-    torch.set_num_threads(1)
     data_options = dict(args.data_option)
-    data = load("three_node", seed=args.seed, **data_options)
+    # A bad method, option or dataset option must fail before the output folder is made and
+    # before the methods named first have trained.
+    try:
+        methods = parse_methods(args.methods)
+        settings = method_settings(args.option)
+        check_requirements(methods, figures=False)
+        data = load("three_node", seed=args.seed, **data_options)
+        # The question is what the flow's convolution can represent: a fitted Gaussian noise
+        # would correct the latent linearly after training, so it is off unless asked for.
+        variants = {(method, conv): ({"fit_noise": False} if method == "jko" else {})
+                    | settings.get(method, {}) | {"conv": conv}
+                    for method in methods for conv in CONVS}
+        for (method, _), values in variants.items():
+            check_settings({method: values}, data)
+    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
+        parser.error(str(error))
+    torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, generated = {}, {}
-    for method in args.methods.split(","):
-        for conv in ("l3net", "cheb"):
-            # The question is what the flow's convolution can represent: a fitted Gaussian noise
-            # would correct the latent linearly after training, so it is off unless asked for.
-            defaults = {"fit_noise": False} if method == "jko" else {}
-            model = make_model(method, data, args.seed, **(defaults | settings.get(method, {}) | {"conv": conv}))
+    for method in methods:
+        for conv in CONVS:
+            model = make_model(method, data, args.seed, **variants[method, conv])
             if method == "jko":
                 model.fit(data.X_train, data.Y_train, max_time=args.max_time, progress=False)
             else:

@@ -49,7 +49,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
+__all__ = ["METHODS", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
 
 import argparse
 import ast
@@ -71,6 +71,7 @@ from . import metrics as M
 from ._checks import as_count, as_output_dir
 from .checkpoint import atomic_file
 from .datasets import GraphDataset, load
+from .datasets import options as dataset_options
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
 
@@ -172,6 +173,9 @@ def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset) -> N
     if stray := sorted(set(settings) - set(METHODS)):  # a misspelt method's settings would go unused
         raise ValueError(f"settings for unknown methods {stray}; choose from {', '.join(METHODS)}")
     for method, values in settings.items():
+        if fixed := sorted(set(values) & {"seed", "device"}):
+            raise ValueError(f"{method} settings {fixed} are not settings of a comparison: the seed is compare's "
+                             "own, and every method runs on the CPU so that their times compare")
         try:
             make_model(method, data, seed=0, **values)
         except (TypeError, ValueError) as error:
@@ -398,6 +402,8 @@ def compare(
         raise ValueError(f"the test split of {dataset.name} has {len(dataset.X_test)} signals; "
                          f"the MMD and energy need at least {MIN_TEST_SAMPLES}")
     settings = settings or {}
+    if idle := sorted(set(settings) & set(METHODS) - set(methods)):
+        raise ValueError(f"settings for {idle}, which are not among the methods compared ({', '.join(methods)})")
     check_requirements(methods, figures=figures and out_dir is not None)
     check_settings(settings, dataset)
     if out_dir is not None:
@@ -599,6 +605,28 @@ def _value(text: str) -> Any:
         return text
 
 
+def _budget(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def add_budget_argument(parser: argparse.ArgumentParser, default: float) -> None:
+    r"""Adds ``--max-time SECONDS``, the training budget per method, checked positive when parsed.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_budget_argument(parser, 60.0)
+        >>> parser.parse_args(["--max-time", "1.5"]).max_time
+        1.5
+    """
+    parser.add_argument("--max-time", type=_budget, default=default, help="training budget per method, seconds")
+
+
 def _option(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -647,6 +675,26 @@ def add_data_argument(parser: argparse.ArgumentParser) -> None:
                         "traffic (default: $IGRAPHFLOW_DATA for solar_hope, the embedded copy of traffic)")
 
 
+def load_data_arguments(args: argparse.Namespace) -> GraphDataset:
+    r"""The dataset that ``--dataset``, ``--data``, ``--data-option`` and ``--seed`` name.
+
+    Raises:
+        ValueError: For a seed given as a dataset option, files given both as ``--data`` and
+            as ``--data-option path=...``, or ``--data`` for a dataset without a ``path``
+            option; and what :func:`igraphflow.datasets.load` raises.
+    """
+    options = dict(args.data_option)
+    if "seed" in options:
+        raise ValueError("--data-option seed=...: the dataset's seed is --seed")
+    if args.data is not None:
+        if "path" in options:
+            raise ValueError("the dataset's files are given twice: as --data and as --data-option path=...")
+        if "path" not in (valid := dataset_options(args.dataset)):
+            raise ValueError(f"--data: the dataset {args.dataset!r} takes no path (its options: {', '.join(valid)})")
+        options["path"] = args.data
+    return load(args.dataset, seed=args.seed, **options)
+
+
 def add_data_option_argument(parser: argparse.ArgumentParser) -> None:
     r"""Adds the repeatable ``--data-option KEY=VALUE`` of dataset options to ``parser``
     (``dict(args.data_option)`` are the keyword arguments of :func:`igraphflow.datasets.load`).
@@ -670,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
     add_data_argument(parser)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated, from " + ",".join(METHODS))
-    parser.add_argument("--max-time", type=float, default=60.0, help="training budget per method, seconds")
+    add_budget_argument(parser, 60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means")
     add_option_argument(parser)
@@ -679,12 +727,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="exact test likelihood up to this D = V * C, estimates above")
     parser.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
-    options = dict(args.data_option)
-    if args.data is not None:
-        options["path"] = args.data
     try:
         settings = method_settings(args.option)
-        data = load(args.dataset, seed=args.seed, **options)
+        data = load_data_arguments(args)
         result = compare(data, args.methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
                          settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures,
                          draws=args.draws)

@@ -186,6 +186,11 @@ def test_bad_arguments(tmp_path):
             compare(data, "cinn", max_time=1.0, max_eval=max_eval)
     with pytest.raises(ValueError, match=r"settings for unknown methods \['nope'\]"):  # were recorded, unused
         compare(data, "cinn", max_time=1.0, settings={"nope": {"hidden": 3}})
+    with pytest.raises(ValueError, match=r"settings for \['ignn'\], which are not among the methods compared \(cinn\)"):
+        compare(data, "cinn", max_time=1.0, settings={"ignn": {"blocks": 4}})
+    for fixed in ({"device": "cuda"}, {"seed": 3}):  # were "got multiple values for keyword argument"
+        with pytest.raises(ValueError, match=r"jko settings \['(device|seed)'\] are not settings of a comparison"):
+            compare(data, "jko", max_time=1.0, settings={"jko": fixed})
     with pytest.raises(ValueError, match="names no setting"):
         method_settings([("ignn.", 3)])
     with pytest.raises(SystemExit):
@@ -274,10 +279,25 @@ def test_compare_all_checks_everything_before_training(tmp_path, monkeypatch, ca
         (["--datasets", "three_node", "--option", "foo.x=1"], "unknown method 'foo'"),
         (["--datasets", "three_node,traffic", "--option", "ignn.blcoks=4"], "bad ignn settings {'blcoks': 4}"),
         (["--datasets", "chordal", "--methods", "nsf"], "no chosen method runs on chordal"),
+        (["--datasets", "three_node", "--max-time", "-1"], "--max-time: must be a positive number of seconds, got '-1'"),
     ]:
         with pytest.raises(SystemExit) as exit:
             compare_all.main([*argv, "--out", str(tmp_path)])
         assert exit.value.code == 2 and message in capsys.readouterr().err, argv
+
+
+@pytest.mark.parametrize("script", ["jko_budget", "jko_settings", "three_node_expressiveness", "conditional_means"])
+def test_the_experiments_refuse_bad_arguments_before_any_output(script, tmp_path, capsys, no_training):
+    # A negative budget was a traceback, after the output folder was made.
+    out = [] if script == "conditional_means" else ["--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit:
+        _script(script).main(["--max-time", "-1", *out])
+    assert exit.value.code == 2 and "--max-time: must be a positive number of seconds" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    if script in ("jko_budget", "three_node_expressiveness"):  # a bad name: a traceback, the folder made
+        with pytest.raises(SystemExit) as exit:
+            _script(script).main(["--datasets" if script == "jko_budget" else "--methods", "nope", *out])
+        assert exit.value.code == 2 and "nope" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_compare_all_strips_the_names(tmp_path, monkeypatch):
