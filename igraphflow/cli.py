@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_signals
+from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_seconds, as_signals
 from .checkpoint import atomic_file
-from .compare import add_data_argument, add_data_option_argument
+from .compare import add_data_argument, add_data_option_argument, load_data_arguments
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
 
@@ -38,13 +38,17 @@ def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not file.is_file():
         raise FileNotFoundError(f"no file at {file}")
     try:
-        if file.suffix == ".npz":
-            with np.load(file) as arrays:
-                found = {k: arrays[k] for k in arrays.files}
+        # By content, not by name: an archive of arrays (.npz) or one array (.npy).
+        loaded = np.load(file)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                found = {k: loaded[k] for k in loaded.files}
         else:
-            found = {names[0]: np.load(file)}
+            found = {names[0]: loaded}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{file} is not a readable .npy/.npz file: {error}") from None
+        # numpy's advice to allow pickles is not one to follow for a file of unknown origin.
+        reason = "it holds Python objects, not arrays" if "allow_pickle" in str(error) else error
+        raise ValueError(f"{file} is not a readable .npy/.npz file: {reason}") from None
     missing = [k for k in names if k not in found]
     if missing:
         raise ValueError(f"{file} lacks the arrays {missing} (it has {sorted(found)})")
@@ -63,26 +67,23 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
             raise ValueError(f"{args.input}: X must have shape [N >= {MIN_INPUT_SAMPLES}, num_nodes, num_features] "
                              f"(80 % to train, 20 % to test), got {list(X.shape)}")
         X = as_signals(X, X.shape[1], X.shape[2])
-        Y = as_labels(Y, X.size(1), None, num_samples=len(X))
-        num_classes = as_count(arrays["num_classes"], "num_classes") if "num_classes" in arrays else int(Y.max()) + 1
+        num_classes = as_count(arrays["num_classes"], "num_classes") if "num_classes" in arrays else None
+        Y = as_labels(Y, X.size(1), num_classes, num_samples=len(X))
+        num_classes = num_classes or int(Y.max()) + 1
         cut = int(round(0.8 * len(X)))
         graph = dict(edge_index=torch.as_tensor(arrays["edge_index"]), num_nodes=X.size(1),
                      num_features=X.size(2), num_classes=num_classes)
         return graph, dict(X=X[:cut], Y=Y[:cut]), dict(X=X[cut:], Y=Y[cut:])
-    from .datasets import load
-
-    options = dict(args.data_option)
-    if args.data:
-        options["path"] = args.data
-    data = load(args.dataset, seed=args.seed, **options)
+    data = load_data_arguments(args)
     graph = dict(edge_index=data.edge_index, num_nodes=data.num_nodes, num_features=data.num_features,
                  num_classes=data.num_classes)
     return graph, dict(X=data.X_train, Y=data.Y_train), dict(X=data.X_test, Y=data.Y_test)
 
 
-def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool) -> dict:
+def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool, seed: int) -> dict:
     dims = model.num_nodes * model.num_features
-    log_prob = model.log_prob(test["X"], test["Y"], exact=exact)
+    # Seeded, so that evaluate gives the estimate that train printed.
+    log_prob = model.log_prob(test["X"], test["Y"], exact=exact, seed=seed)
     accuracy = (model.predict(test["X"]).cpu() == torch.as_tensor(test["Y"])).float().mean()
     latent = model.encode(test["X"])
     round_trip = (model.decode(latent) - torch.as_tensor(test["X"], device=model.device)).norm()
@@ -99,17 +100,24 @@ def _train(args) -> int:
     graph, train, test = _dataset_splits(args)
     settings = dict(conv=args.conv, num_blocks=args.num_blocks, hidden=args.hidden, device=args.device, seed=args.seed)
     model = ConditionalGraphFlow(**graph, **settings)
+    max_time = as_seconds(args.max_time, "--max-time")
     # After the input and settings are checked (no empty folder for a typo), before training.
+    made = not Path(args.out).exists()
     out = as_output_dir(args.out, "--out")
     started = time.monotonic()
-    model.fit(train["X"], train["Y"], max_time=args.max_time, progress=not args.quiet)
+    try:
+        model.fit(train["X"], train["Y"], max_time=max_time, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir)
+    except BaseException:  # an error or an interruption: no empty folder left behind either
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
     seconds = time.monotonic() - started
     model.save(out / "model.pt")
     exact = graph["num_nodes"] * graph["num_features"] <= args.exact_max_dim
     summary = {"train_seconds": seconds, "num_train": len(train["X"]), "num_blocks": model.num_blocks,
                "w2_per_block": [r.w2 for r in model.history_],
                "sample_temperature": float(model.latent.temperature),
-               "noise_components": model.latent.noise_components, **_evaluate(model, test, exact)}
+               "noise_components": model.latent.noise_components, **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2).encode())
     print(json.dumps(summary, indent=2))
@@ -131,7 +139,7 @@ def _evaluate_command(args) -> int:
         raise ValueError(f"{source} has another graph than the model: {graph['num_nodes']} nodes (the model "
                          f"{model.num_nodes}) and {len(theirs ^ ours)} edges not in both")
     exact = model.num_nodes * model.num_features <= args.exact_max_dim
-    print(json.dumps(_evaluate(model, test, exact), indent=2))
+    print(json.dumps(_evaluate(model, test, exact, args.seed), indent=2))
     return 0
 
 
@@ -141,7 +149,7 @@ def _sample(args) -> int:
     labels = _read_arrays(args.labels, ("Y",))["Y"]
     X = model.sample(labels, seed=args.seed, temperature=args.temperature).cpu().numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as file:  # np.savez would add ".npz" to a name without it
+    with atomic_file(out, "--out") as file:  # np.savez would add ".npz" to a name without it
         np.savez(file, X=X, Y=labels)
     print(f"{len(X)} samples written to {out}")
     return 0
@@ -185,11 +193,14 @@ def _parser() -> argparse.ArgumentParser:
     source(train)
     common(train)
     likelihood(train)
-    train.add_argument("--out", default="runs/latest", help="output directory")
+    train.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
     train.add_argument("--conv", default="l3net", choices=["l3net", "cheb", "gcn"])
     train.add_argument("--num-blocks", type=int, default=6)
     train.add_argument("--hidden", type=int, default=32)
     train.add_argument("--max-time", type=float, default=None, help="cap on the seconds spent training the blocks (the noise, temperature and head fits come after)")
+    train.add_argument("--checkpoint-dir", default=None,
+                       help="write a checkpoint there after every block; the same command run again resumes after "
+                            "the last block written")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 
@@ -217,14 +228,18 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     r"""Runs the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "compare":
-        return _compare(argv[1:])
-    args = _parser().parse_args(argv)
+    command = argv[0] if argv else ""
     try:
+        if command == "compare":
+            return _compare(argv[1:])
+        args = _parser().parse_args(argv)
         return args.run(args)
     except (ValueError, TypeError, FileNotFoundError) as error:  # TypeError: an unknown dataset option
-        print(f"igraphflow {args.command}: error: {error}", file=sys.stderr)
+        print(f"igraphflow {command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"igraphflow {command}: interrupted", file=sys.stderr)
+        return 130  # the shell's status for a process ended by SIGINT
 
 
 if __name__ == "__main__":

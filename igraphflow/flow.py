@@ -348,7 +348,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             max_time: A cap on the training time of the blocks in seconds, shared equally
                 among the blocks still to train. A block whose share runs out keeps its best
                 state; blocks that get no time at all are dropped, so the model stays invertible
-                and usable. Fitting the noise, the sampling temperature and the head on the
+                and usable. A block that starts trains at least one batch and scores the
+                validation samples before and after it, which may take longer than a very
+                small budget. Fitting the noise, the sampling temperature and the head on the
                 encoded signals comes after, on top of the cap (seconds on small graphs, tens of
                 seconds on larger ones: the temperature decodes up to 512 signals a dozen times).
             progress: Show a progress bar.
@@ -725,7 +727,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return x
 
     @torch.no_grad()
-    def log_prob(self, X, Y, exact: bool = True, batch_size: int = 1024) -> Tensor:
+    def log_prob(self, X, Y, exact: bool = True, batch_size: int = 1024, seed: int | None = None) -> Tensor:
         r"""The natural log-density :math:`\log p(X | Y)` of each graph signal, ``[N]``.
 
         Arguments:
@@ -734,9 +736,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             exact: The exact Jacobian trace (``D = V * C`` vector-Jacobian products per
                 evaluation) or, if ``False``, Hutchinson's unbiased estimate (one probe).
             batch_size: Samples evaluated at once.
+            seed: Seeds the probes of the estimate (``exact=False``): the same seed and batch
+                size give the same estimate, on a CPU or a GPU.
         """
         self._check_fitted()
         exact, batch_size = as_flag(exact, "exact"), as_count(batch_size, "batch_size")
+        generator = None if seed is None else torch.Generator().manual_seed(as_seed(seed))
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         divergence = "exact" if exact else "hutchinson"
@@ -748,7 +753,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         for x, y in zip(X.split(batch_size), Y.split(batch_size)):
             logdet = x.new_zeros(x.size(0))
             for block in self.blocks:
-                x, step = block.transform(x, divergence=divergence)
+                probe = None if exact else rademacher(x.shape, like=x, generator=generator)
+                x, step = block.transform(x, divergence=divergence, noise=probe)
                 logdet += step
             out.append(self.latent.log_prob(x, y) + logdet)
         return torch.cat(out)

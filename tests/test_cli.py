@@ -130,9 +130,22 @@ def test_more_bad_arguments_exit_with_one_line(data_file, tmp_path, capsys):
     np.savez(path, num_classes=np.array([2, 3]), **arrays)
     assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "num_classes must be an integer" in capsys.readouterr().err
-    # --data on a dataset without files: the unknown option is reported, not raised.
+    # --data on a dataset without files (said was "unknown option 'path'"); a seed or the files given twice.
     assert main(["train", "--dataset", "three_node", "--data", str(tmp_path), "--out", str(tmp_path / "run")]) == 2
-    assert "unknown option 'path'" in capsys.readouterr().err
+    assert "--data: the dataset 'three_node' takes no path (its options: asymmetry," in capsys.readouterr().err
+    assert main(["train", "--dataset", "three_node", "--data-option", "seed=3", "--out", str(tmp_path / "run")]) == 2
+    assert "the dataset's seed is --seed" in capsys.readouterr().err  # was "multiple values for keyword argument"
+    assert main(["train", "--dataset", "traffic", "--data", "a.csv", "--data-option", "path=b.csv",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "given twice: as --data and as --data-option path=..." in capsys.readouterr().err
+    # The number of classes bounds the labels before any folder is made.
+    np.savez(path, num_classes=np.array(1), **arrays | dict(Y=np.ones((10, 3), dtype=np.int64)))
+    assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "outside [0, num_classes=1)" in capsys.readouterr().err
+    for budget in ("-1", "nan"):
+        assert main(["train", "--input", str(data_file), "--out", str(tmp_path / "run"), "--max-time", budget]) == 2
+        assert "--max-time must be a finite number in [0, inf)" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--input", str(data_file), "--device", "nodevice"])
     assert exit_info.value.code == 2 and "not a device name" in capsys.readouterr().err
@@ -154,6 +167,80 @@ def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
         same = dict(arrays) | dict(edge_index=np.concatenate([edges[:, edges[0] < edges[1]][::-1], [[0], [0]]], axis=1))
     np.savez(tmp_path / "same.npz", **same)
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "same.npz")]) == 0
+
+
+def test_evaluate_gives_the_estimated_likelihood_that_train_printed(data_file, tmp_path, capsys):
+    # Hutchinson's probes were drawn unseeded, so each evaluation gave another estimate.
+    out, estimated = tmp_path / "run", ["--exact-max-dim", "0"]
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "2", "--quiet"] + estimated) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["nll_estimator"] == "hutchinson"
+    capsys.readouterr()
+    for _ in range(2):
+        assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(data_file)] + estimated) == 0
+        assert json.loads(capsys.readouterr().out)["test_nll_per_dim"] == summary["test_nll_per_dim"]
+
+
+def test_an_archive_of_arrays_is_read_whatever_its_name(data_file, tmp_path, capsys):
+    # Read as one array, it "lacked the arrays ['Y', 'edge_index']".
+    unnamed = tmp_path / "data"
+    unnamed.write_bytes(data_file.read_bytes())
+    assert main(["train", "--input", str(unnamed), "--out", str(tmp_path / "run"), "--num-blocks", "1",
+                 "--hidden", "4", "--max-time", "1", "--quiet"]) == 0
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros((2, 3), dtype=np.int64))
+    assert main(["sample", "--model", str(tmp_path / "run" / "model.pt"), "--labels", str(labels),
+                 "--out", str(tmp_path / "s.npz")]) == 0
+
+
+def test_a_file_of_python_objects_is_refused_without_numpys_advice(tmp_path, capsys):
+    path = tmp_path / "objects.npz"
+    np.savez(path, X=np.array([{"not": "signals"}], dtype=object), Y=np.zeros(1), edge_index=np.zeros((2, 0)))
+    assert main(["train", "--input", str(path), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "objects.npz is not a readable .npy/.npz file: it holds Python objects, not arrays" in error
+    assert "allow_pickle" not in error
+
+
+def test_an_interrupted_train_says_so_in_one_line_and_leaves_no_empty_folder(data_file, tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ConditionalGraphFlow, "fit", interrupted)
+    assert main(["train", "--input", str(data_file), "--out", str(tmp_path / "run"), "--quiet"]) == 130
+    assert capsys.readouterr().err == "igraphflow train: interrupted\n"
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "kept").mkdir()  # a folder that was there before is the user's
+    assert main(["train", "--input", str(data_file), "--out", str(tmp_path / "kept"), "--quiet"]) == 130
+    assert (tmp_path / "kept").is_dir() and capsys.readouterr().err == "igraphflow train: interrupted\n"
+    monkeypatch.setattr("igraphflow.compare.compare", interrupted)
+    assert main(["compare", "--dataset", "three_node", "--methods", "jko", "--out", str(tmp_path / "c")]) == 130
+    assert capsys.readouterr().err.splitlines() == ["igraphflow compare: interrupted"]
+
+
+def test_an_interrupted_train_resumes_from_its_checkpoint_folder(data_file, tmp_path, capsys, monkeypatch):
+    import igraphflow.flow as flow_module
+
+    arguments = ["train", "--input", str(data_file), "--num-blocks", "3", "--hidden", "4", "--quiet",
+                 "--out", str(tmp_path / "run")]
+    assert main(arguments) == 0
+    whole = json.loads((tmp_path / "run" / "summary.json").read_text())
+    original, calls = flow_module.train_block, []
+
+    def interrupted_at_the_second_block(*args, **kwargs):
+        calls.append(args[0])
+        if calls == [0, 1]:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "train_block", interrupted_at_the_second_block)
+    checkpoint = ["--checkpoint-dir", str(tmp_path / "checkpoints")]
+    assert main(arguments + checkpoint) == 130
+    assert main(arguments + checkpoint) == 0
+    assert calls == [0, 1, 1, 2]  # the first block was not trained again
+    resumed = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert resumed["test_nll_per_dim"] == whole["test_nll_per_dim"] and resumed["num_blocks"] == 3
 
 
 @pytest.mark.parametrize("content", [b"PK\x03\x04 not a zip archive", b""])

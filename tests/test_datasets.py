@@ -530,6 +530,8 @@ def test_solar_hope_keeps_the_stations_nearest_the_centroid_and_averages_whole_b
 
 
 def test_bad_names_and_options(monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; available: three_moons"):
+        D.options("mnist")
     with pytest.raises(ValueError, match="available: three_moons.*traffic"):
         D.load("moons3")
     with pytest.raises(TypeError, match="'num_trian'"):
@@ -547,8 +549,11 @@ def test_bad_names_and_options(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="hope_melpitz_ghi_1s.csv.gz"):
         D.load("solar_hope", path=tmp_path)
     monkeypatch.setenv("IGRAPHFLOW_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match="hope_melpitz_stations.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere is not a directory .*hope_melpitz_stations.csv"):
         D.load("solar_hope")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileNotFoundError, match="file is not a directory"):
+        D.load("solar_hope", path=tmp_path / "file")
     with pytest.raises(FileNotFoundError, match="traffic_detector_counts_15min"):
         D.load("traffic", path=tmp_path / "counts.csv")
 

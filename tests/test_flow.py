@@ -93,6 +93,10 @@ def test_hutchinson_log_prob_is_close_to_exact_on_average(fitted):
     exact = fitted.log_prob(X, Y).mean()
     estimate = fitted.log_prob(X, Y, exact=False).mean()
     assert abs(exact - estimate) / 8 < 0.01
+    # A seed fixes the probes: the same estimate again, another one for another seed.
+    seeded = fitted.log_prob(X[:64], Y[:64], exact=False, seed=1)
+    assert torch.equal(seeded, fitted.log_prob(X[:64], Y[:64], exact=False, seed=1))
+    assert not torch.equal(seeded, fitted.log_prob(X[:64], Y[:64], exact=False, seed=2))
 
 
 def test_predictions_and_samples(fitted):

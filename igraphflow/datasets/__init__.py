@@ -2,7 +2,7 @@ r"""Graph-signal datasets: simulations with a known density and real sensor netw
 
 One entry point, :func:`load`, returns a :class:`GraphDataset` (train and test signals
 ``X [N, V, C]``, node labels ``Y [N, V]``, one fixed graph ``edge_index`` and metadata);
-:func:`available` lists the names.
+:func:`available` lists the names, :func:`options` the options of each.
 
 ==================  =========================================================================
 name                content
@@ -35,11 +35,11 @@ from . import nsrdb as _nsrdb
 from . import simulated as _simulated
 from . import solar as _solar
 from . import traffic as _traffic
-from ._base import GraphDataset, Scaler
+from ._base import GraphDataset, Scaler, loader_options
 
 # The loaders live in their modules (``simulated``, ``solar``, ``traffic``, ``nsrdb``), where
 # their docstrings list the options; the package itself exposes only ``load`` and ``available``.
-__all__ = ["GraphDataset", "Scaler", "available", "load"]
+__all__ = ["GraphDataset", "Scaler", "available", "load", "options"]
 
 _LOADERS: dict[str, Callable[..., GraphDataset]] = {
     "three_moons": _simulated.three_moons,
@@ -62,6 +62,24 @@ def available() -> list[str]:
         ['three_moons', 'three_node', 'chordal']
     """
     return list(_LOADERS)
+
+
+def options(name: str) -> list[str]:
+    r"""The options :func:`load` takes for the dataset ``name`` (``path`` where it reads files).
+
+    Example:
+        >>> options("traffic")
+        ['k', 'lags', 'log1p', 'min_history', 'path', 'q', 'resolution', 'seed', 'test_fraction']
+        >>> "path" in options("solar_sim")
+        False
+    """
+    _check_name(name)
+    return loader_options(_LOADERS[name])
+
+
+def _check_name(name: str):
+    if not isinstance(name, str) or name not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
 
 
 def load(name: str, *, seed: int = 0, **options) -> GraphDataset:
@@ -92,6 +110,5 @@ def load(name: str, *, seed: int = 0, **options) -> GraphDataset:
         ...
         ValueError: unknown dataset 'mnist'; available: three_moons, three_node, ...
     """
-    if not isinstance(name, str) or name not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
+    _check_name(name)
     return _LOADERS[name](seed=seed, **options)

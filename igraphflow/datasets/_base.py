@@ -669,6 +669,18 @@ def as_path(value, name: str) -> Path:
     return Path(value)
 
 
+def loader_options(func: Callable) -> list[str]:
+    r"""The options a loader takes: its keyword-only arguments, sorted.
+
+    Example:
+        >>> def loader(*, seed=0, k=4): ...
+        >>> loader_options(loader)
+        ['k', 'seed']
+    """
+    params = inspect.signature(func).parameters
+    return sorted(p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY)
+
+
 def check_options(func: Callable, options: dict, name: str) -> None:
     r"""Raises ``TypeError`` naming any option that ``func`` does not accept.
 
@@ -680,8 +692,7 @@ def check_options(func: Callable, options: dict, name: str) -> None:
         ...
         TypeError: unknown option 'kk' for dataset 'demo'; valid options: k, seed
     """
-    params = inspect.signature(func).parameters
-    valid = sorted(p for p in params if params[p].kind is inspect.Parameter.KEYWORD_ONLY)
+    valid = loader_options(func)
     for key in options:
         if key not in valid:
             raise TypeError(f"unknown option {key!r} for dataset {name!r}; valid options: {', '.join(valid)}")

@@ -207,6 +207,8 @@ def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: s
                 f"to a directory holding {', '.join(expected)}"
             )
     root = as_path(path, "path")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{name}: {root} is not a directory (expected one holding {', '.join(expected)})")
     missing = [f for f in expected if not (root / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{name}: {root} lacks {', '.join(missing)} (expected files: {', '.join(expected)})")
