@@ -96,7 +96,7 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
     r"""Reads a file written by :func:`save_atomic`, checking that it holds a ``kind`` checkpoint.
 
     Raises:
-        FileNotFoundError: When ``path`` does not exist.
+        FileNotFoundError: When there is no file at ``path``.
         ValueError: When the file is not a readable checkpoint, or one of another kind.
     """
     path = Path(path)

@@ -307,7 +307,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        r"""The floating-point type of the weights, to which inputs are cast (``float32`` unless moved, e.g. by ``.double()``)."""
+        r"""The floating-point type of the weights, to which inputs are cast: torch's default dtype
+        when built, the saved one when loaded, or as moved (e.g. by ``.double()``)."""
         return self.latent.means.dtype
 
     @property
@@ -735,7 +736,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             Y: Node labels ``[N, V]``.
             exact: The exact Jacobian trace (``D = V * C`` vector-Jacobian products per
                 evaluation) or, if ``False``, Hutchinson's unbiased estimate (one probe).
-            batch_size: Samples evaluated at once.
+            batch_size: The most samples evaluated at once (fewer on large graphs, and
+                ``batch_size // min(64, V C)`` for the exact trace).
             seed: Seeds the probes of the estimate (``exact=False``): the same seed and batch
                 size give the same estimate, on a CPU or a GPU.
         """

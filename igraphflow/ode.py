@@ -113,7 +113,7 @@ class ODEBlock(nn.Module):
         return self._solve(_Dynamics(self.field), x)
 
     def inverse(self, y: Tensor, corrections: int = 1) -> Tensor:
-        r"""Maps :math:`x(t_1)` back to :math:`x(t_0)`: the exact inverse of :meth:`forward`.
+        r"""Maps :math:`x(t_1)` back to :math:`x(t_0)`: the inverse of :meth:`forward`, up to a corrected solver error.
 
         Integrating backwards, :math:`B`, inverts the ODE only up to the solver's error
         :math:`e(x) = B(T(x)) - x`, where :math:`T` is :meth:`forward`. Each correction

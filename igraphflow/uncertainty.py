@@ -270,8 +270,9 @@ class UncertaintyMixin:
 
     @property
     def calibration_scores_(self) -> Tensor | None:
-        r"""The sorted calibration scores :math:`-\log P(Y_v = y_v | X)`: ``[n]`` pooled over
-        nodes, ``[V, n]`` per node, ``None`` before :meth:`calibrate`."""
+        r"""The sorted calibration scores :math:`-\log P(Y_v = y_v | X)` of the ``n`` calibration
+        graphs: ``[n V]`` pooled over their nodes, ``[V, n]`` per node, ``None`` before
+        :meth:`calibrate`."""
         return getattr(self, "_calibration_scores", None)
 
     @property

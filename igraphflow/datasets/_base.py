@@ -388,7 +388,8 @@ def chronological_windows(
         times: Sorted time stamps ``[T]`` (seconds).
         lags: The number of feature readings ``C``.
         horizon: The number of future readings the label looks at (0 for same-window labels).
-        test_fraction: The share of the time axis given to the test split (``0 < f < 1``).
+        test_fraction: The share of the readings (time stamps), the last ones, given to the
+            test split (``0 < f < 1``); with gaps in the series, not the same share of its span.
         step: The regular time step; by default the most common difference of ``times``.
         valid: Optional mask ``[T]``; invalid readings are never used.
 
@@ -487,7 +488,7 @@ def series_samples(
         times: Time stamps ``[T]`` (seconds).
         lags: ``C``, the readings per sample.
         horizon: The future readings a label uses (0 for same-window labels).
-        test_fraction: The share of the time axis for testing.
+        test_fraction: The share of the readings, the last ones, for testing.
         valid: Mask ``[T]`` of usable readings.
         label_valid: Mask ``[T]`` of window ends whose label is defined.
         source: A name for error messages.
@@ -592,7 +593,7 @@ def read_numeric_csv(
         seconds (or ``None``) and the values ``[T, len(columns)]`` as float64.
 
     Raises:
-        FileNotFoundError: If the file does not exist.
+        FileNotFoundError: If there is no file at ``path``.
         ValueError: Naming the file and the problem (missing columns, too few rows, a
             non-numeric or empty cell, a ragged row), with the row's line in the file.
     """

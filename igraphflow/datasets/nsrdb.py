@@ -112,7 +112,7 @@ def nsrdb(
         horizon: Steps ahead for the ramp label.
         ramp_threshold: The ramp threshold (W/m2).
         daylight_only: Drop night readings.
-        test_fraction: The last share of time used for testing.
+        test_fraction: The share of the time stamps (night included), the last ones, used for testing.
 
     Returns:
         A :class:`GraphDataset` (positions in km from the sites' mean latitude/longitude).

@@ -83,7 +83,7 @@ def solar_sim(
     Arguments:
         seed: The random seed.
         num_sensors: ``V``.
-        num_days: Simulated days (the test split is the last ``test_fraction`` of them).
+        num_days: Simulated days.
         step_seconds: The sampling interval.
         extent: The side of the square (metres).
         wind_speed: Cloud speed (m/s).
@@ -91,7 +91,8 @@ def solar_sim(
         lags: ``C``, the readings per sample.
         horizon: Steps ahead for the ramp label.
         ramp_threshold: The ramp threshold (W/m2).
-        test_fraction: The share of time for testing.
+        test_fraction: The share of the readings, the last ones, for testing (the split may
+            fall within a day).
         noise: Measurement noise (W/m2).
 
     Returns:
