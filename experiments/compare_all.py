@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             options = {"path": args.data} if args.data and name in READ_FROM_DATA else {}
             datasets[name] = load(name, seed=args.seed, **options)
-            check_settings(settings, datasets[name])
+            check_settings(settings, datasets[name], methods)
     except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
         parser.error(str(error))
     plan = {name: [m for m in methods if m not in SKIP.get(name, ())] for name in datasets}
@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     for name, data in datasets.items():
         start = time.perf_counter()
+        chosen = {method: values for method, values in settings.items() if method in plan[name]}
         result = compare(data, plan[name], max_time=args.max_time, seed=args.seed, out_dir=f"{args.out}/{name}",
-                         exact_max_dim=args.exact_max_dim, settings=settings, draws=args.draws)
+                         exact_max_dim=args.exact_max_dim, settings=chosen, draws=args.draws)
         protocol = next(iter(result["methods"].values()))["protocol"]
         print(f"\n## {name} (V={data.num_nodes}, C={data.num_features}, protocol={protocol}, "
               f"{time.perf_counter() - start:.0f} s)\n")

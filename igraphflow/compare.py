@@ -155,14 +155,15 @@ def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> A
     return classes[method](*args, seed=seed, **settings)
 
 
-def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset) -> None:
+def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset, methods: Sequence[str] = METHODS) -> None:
     r"""Checks settings per method (as :func:`compare` takes them) by building each model with
     its settings for ``data``: a misspelt or refused setting fails here, not after the
     methods before it have trained.
 
     Raises:
-        ValueError: Naming the method and its settings, for an unknown method or a setting its
-            model does not take or refuses.
+        ValueError: Naming the method and its settings, for an unknown method, a method not
+            among ``methods`` (its settings would go unused), the seed or the device (the
+            comparison's own), or a setting its model does not take or refuses.
 
     Example:
         >>> check_settings({"jko": {"hiden": 8}}, load("three_node", num_train=8, num_test=8))
@@ -172,6 +173,8 @@ def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset) -> N
     """
     if stray := sorted(set(settings) - set(METHODS)):  # a misspelt method's settings would go unused
         raise ValueError(f"settings for unknown methods {stray}; choose from {', '.join(METHODS)}")
+    if idle := sorted(set(settings) - set(methods)):
+        raise ValueError(f"settings for {idle}, which are not among the methods compared ({', '.join(methods)})")
     for method, values in settings.items():
         if fixed := sorted(set(values) & {"seed", "device"}):
             raise ValueError(f"{method} settings {fixed} are not settings of a comparison: the seed is compare's "
@@ -402,10 +405,8 @@ def compare(
         raise ValueError(f"the test split of {dataset.name} has {len(dataset.X_test)} signals; "
                          f"the MMD and energy need at least {MIN_TEST_SAMPLES}")
     settings = settings or {}
-    if idle := sorted(set(settings) & set(METHODS) - set(methods)):
-        raise ValueError(f"settings for {idle}, which are not among the methods compared ({', '.join(methods)})")
     check_requirements(methods, figures=figures and out_dir is not None)
-    check_settings(settings, dataset)
+    check_settings(settings, dataset, methods)
     if out_dir is not None:
         try:  # metrics.json records them
             _json_text(settings)

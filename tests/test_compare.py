@@ -279,6 +279,7 @@ def test_compare_all_checks_everything_before_training(tmp_path, monkeypatch, ca
         (["--datasets", "three_node", "--option", "foo.x=1"], "unknown method 'foo'"),
         (["--datasets", "three_node,traffic", "--option", "ignn.blcoks=4"], "bad ignn settings {'blcoks': 4}"),
         (["--datasets", "chordal", "--methods", "nsf"], "no chosen method runs on chordal"),
+        (["--datasets", "three_node", "--methods", "jko", "--option", "ignn.blocks=4"], "not among the methods compared"),
         (["--datasets", "three_node", "--max-time", "-1"], "--max-time: must be a positive number of seconds, got '-1'"),
     ]:
         with pytest.raises(SystemExit) as exit:
@@ -312,6 +313,23 @@ def test_compare_all_strips_the_names(tmp_path, monkeypatch):
     monkeypatch.setattr(compare_all, "format_table", lambda result: "")
     assert compare_all.main(["--datasets", "three_node, traffic", "--methods", " jko", "--out", str(tmp_path)]) == 0
     assert runs == [("three_node", ["jko"]), ("traffic", ["jko"])]
+
+
+def test_compare_all_gives_each_dataset_the_settings_of_the_methods_it_runs(tmp_path, monkeypatch):
+    # chordal skips nsf: its settings there were refused as those of a method not compared.
+    compare_all = _script("compare_all")
+    runs = []
+
+    def record(data, methods, settings, **kwargs):
+        runs.append((data.name, methods, settings))
+        return {"methods": {m: {"protocol": "whole_test"} for m in methods}}
+
+    monkeypatch.setattr(compare_all, "compare", record)
+    monkeypatch.setattr(compare_all, "format_table", lambda result: "")
+    assert compare_all.main(["--datasets", "three_node,chordal", "--methods", "jko,nsf", "--option", "nsf.bins=4",
+                             "--option", "hidden=8", "--out", str(tmp_path)]) == 0
+    assert runs == [("three_node", ["jko", "nsf"], {"jko": {"hidden": 8}, "nsf": {"bins": 4}}),
+                    ("chordal", ["jko"], {"jko": {"hidden": 8}})]
 
 
 def test_jko_settings_checks_every_variant_before_training(tmp_path, capsys, no_training):
