@@ -52,16 +52,16 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
         [0, 0, 1, 1]
     """
     wide = features.double()
-    mean, scale = _robust_centre_and_scale(wide)
+    centre, scale = _robust_centre_and_scale(wide)
     if layer.bias is None:
-        mean = torch.zeros_like(mean)
+        centre = torch.zeros_like(centre)
     dtype = layer.weight.dtype
-    standardised = ((wide - mean) / scale).to(dtype)
-    mean, scale = mean.to(dtype), scale.to(dtype)
+    standardised = ((wide - centre) / scale).to(dtype)
+    centre, scale = centre.to(dtype), scale.to(dtype)
     start = [parameter.detach().clone() for parameter in layer.parameters()]
     with torch.no_grad():  # the same function of the standardised features
         if layer.bias is not None:
-            layer.bias += layer.weight @ mean
+            layer.bias += layer.weight @ centre
         layer.weight *= scale
     try:
         _fit_standardised(layer, standardised, targets, max_iter, weight_decay)
@@ -73,7 +73,7 @@ def fit_softmax(layer: nn.Linear, features: Tensor, targets: Tensor, max_iter: i
     with torch.no_grad():
         layer.weight /= scale
         if layer.bias is not None:
-            layer.bias -= layer.weight @ mean
+            layer.bias -= layer.weight @ centre
     return layer
 
 

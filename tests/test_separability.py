@@ -69,10 +69,10 @@ def test_features_are_standardised_by_median_and_interquartile_range():
     from igraphflow.separability import _robust_centre_and_scale
 
     g = torch.Generator().manual_seed(4)
-    features = torch.cat([torch.randn(101, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 0.5]),
-                          torch.tensor([[0.0, 2.0]] * 60 + [[0.0, 0.0]] * 41, dtype=torch.float64)], dim=1)
-    features[:, 3] = (torch.arange(101) == 5).double()  # zero interquartile range: the standard deviation
-    features[:, 2] = 7.0  # constant: not scaled
+    gaussian = torch.randn(101, 2, generator=g, dtype=torch.float64) * torch.tensor([3.0, 0.5])
+    constant = torch.full((101,), 7.0, dtype=torch.float64)  # not scaled
+    one_spike = (torch.arange(101) == 5).double()  # no interquartile range: the standard deviation
+    features = torch.column_stack([gaussian, constant, one_spike])
     centre, scale = _robust_centre_and_scale(features)
     array = features.numpy()
     quartiles = np.quantile(array, [0.25, 0.75], axis=0, method="inverted_cdf")

@@ -38,7 +38,7 @@ from . import traffic as _traffic
 from ._base import GraphDataset, Scaler, loader_options
 
 # The loaders live in their modules (``simulated``, ``solar``, ``traffic``, ``nsrdb``), where
-# their docstrings list the options; the package itself exposes only ``load`` and ``available``.
+# their docstrings list the options; the package itself exposes ``load``, ``available`` and ``options``.
 __all__ = ["GraphDataset", "Scaler", "available", "load", "options"]
 
 _LOADERS: dict[str, Callable[..., GraphDataset]] = {
