@@ -40,9 +40,11 @@ def _as_tensor(value, name: str) -> Tensor:
 
 
 def _is_scalar(value) -> bool:
-    # Booleans and strings convert to numbers but are none; a one-element array or tensor
-    # converts too, but only 0-d ones are numbers.
-    return not isinstance(value, (bool, np.bool_, str, bytes)) and getattr(value, "ndim", 0) == 0
+    # Booleans (0-d boolean arrays and tensors too) and strings convert to numbers but are none;
+    # a one-element array or tensor converts too, but only 0-d ones are numbers.
+    dtype = getattr(value, "dtype", None)
+    boolean = dtype == torch.bool or getattr(dtype, "kind", None) == "b"
+    return not (boolean or isinstance(value, (bool, np.bool_, str, bytes))) and getattr(value, "ndim", 0) == 0
 
 
 def as_count(value, name: str, minimum: int = 1, maximum: int | None = None) -> int:

@@ -782,6 +782,11 @@ def test_counts_reject_booleans_and_fractions():
     for orders in ((0, True), (0, 1.5)):
         with pytest.raises(ValueError, match="orders must be an integer >= 0"):
             ConditionalGraphFlow(EDGES, 4, 2, 2, orders=orders)
+    for flag in (torch.tensor(True), np.array(True)):  # 0-d boolean tensors and arrays passed as 1
+        with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, hidden=flag)
+        with pytest.raises(ValueError, match="lr must be a finite number"):
+            ConditionalGraphFlow(EDGES, 4, 2, 2, lr=flag)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=np.int64(2), orders=(0, np.int64(1)), seed=np.int64(3))
     assert model.config["num_blocks"] == 2 and model.config["orders"] == (0, 1) and model.config["seed"] == 3
     assert all(type(model.config[k]) is int for k in ("num_blocks", "seed"))

@@ -1,6 +1,7 @@
 r"""Tests of the discrete-time iGNN baseline: invertibility, log-determinants, interface."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -85,6 +86,32 @@ def test_log_prob_series_agrees_with_exact():
     series = series.reshape(copies, 8).mean(0)
     assert exact.shape == (8,) and torch.isfinite(exact).all()
     assert torch.allclose(series, exact, atol=0.1)
+
+
+def test_log_prob_takes_the_estimator_asked_for_whatever_the_training_rule():
+    # exact= was ignored unless logdet="auto".
+    model, X, Y = _fitted(logdet="series")
+    exact, estimate = model.log_prob(X[:8], Y[:8], exact=True), model.log_prob(X[:8], Y[:8], exact=False)
+    assert torch.equal(estimate, model.log_prob(X[:8], Y[:8]))
+    model.logdet = "exact"
+    assert torch.equal(exact, model.log_prob(X[:8], Y[:8])) and not torch.allclose(exact, estimate)
+
+
+def test_means_are_kept_at_the_minimum_separation():
+    # Labels that say nothing of the signals pull the means together. Without the projection a
+    # large step carried them closer than `separation`, where the barrier is NaN, and training
+    # stopped on a non-finite loss at epoch 9.
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(K, (64, V), generator=g)
+    X = torch.randn(64, V, C, generator=g, dtype=torch.float64)
+    model = IGNNBaseline(EDGES, V, C, K, blocks=2, hidden=8, seed=0, dtype=torch.float64, separation=1.5, lr=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X, Y, max_epochs=30, validation=0.0, progress=False)
+    latent = model.model_.latent
+    assert latent.pairwise_distances().min().item() >= latent.min_distance - 1e-6
+    losses = [epoch["train_loss"] for epoch in model.history_[1:]]  # the first row: before training
+    assert len(losses) == 30 and all(math.isfinite(loss) for loss in losses)
 
 
 def test_series_training_is_reproducible_and_log_prob_keeps_the_global_random_state():

@@ -383,6 +383,10 @@ class LikelihoodBaseline(ConditionalBaseline):
     def _sample_std(self, Y: Tensor, generator: torch.Generator) -> Tensor:
         r"""Standardised, flattened samples ``[N, V * C]`` for label patterns ``Y``."""
 
+    def _after_step(self) -> None:
+        r"""Called after every optimizer step of :meth:`fit`, e.g. to bring parameters back
+        into their allowed set; nothing by default."""
+
     def fit(
         self,
         X: Any,
@@ -427,6 +431,7 @@ class LikelihoodBaseline(ConditionalBaseline):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            self._after_step()
             return loss.item()
 
         def evaluate() -> float:

@@ -113,7 +113,7 @@ class ResidualGraphBlock(nn.Module):
         num_features: Features per node ``C``.
         hidden: Hidden channels per node.
         conv: The graph convolution, ``"l3net"``, ``"cheb"`` or ``"gcn"``.
-        orders: Hop radii of the convolutions.
+        orders: Hop radii of the convolutions (ignored by ``"gcn"``, which reaches one hop).
         lipschitz: The Lipschitz bound of ``g``, in ``(0, 1)``.
 
     Shapes:
@@ -274,10 +274,12 @@ class IGNNBaseline(LikelihoodBaseline):
         blocks: Number of residual blocks.
         hidden: Hidden channels per node.
         conv: The graph convolution, ``"l3net"``, ``"cheb"`` or ``"gcn"``.
-        orders: Hop radii of the convolutions (L3Net bases; ChebNet uses the largest).
+        orders: Hop radii of the convolutions (L3Net bases; ChebNet uses the largest; ignored by
+            ``"gcn"``, which reaches one hop).
         lipschitz: The Lipschitz bound of each residual, in ``(0, 1)``.
         sigma: Standard deviation of the latent components.
-        separation: Minimum distance of the latent means in units of ``sigma``.
+        separation: Minimum distance of the latent means in units of ``sigma``, restored after
+            every optimizer step.
         gamma: Weight of the transport penalty.
         barrier_weight: Weight of the log-barrier on the means.
         logdet: ``"auto"``, ``"exact"`` or ``"series"`` (training and default evaluation).
@@ -371,11 +373,16 @@ class IGNNBaseline(LikelihoodBaseline):
         ]
         return IGNNNet(blocks, GaussianMixtureLatent(self.num_classes, C, self.sigma, self.separation))
 
+    def _after_step(self) -> None:
+        # As in the JKO blocks: an Adam step may carry the means closer than ``separation``,
+        # where the log-barrier, and so the loss, is NaN.
+        self.model_.latent.project_()
+
     def _use_exact(self, training: bool) -> bool:
+        if not training and self._eval_exact is not None:  # log_prob(exact=...) overrides the rule
+            return self._eval_exact
         if self.logdet != "auto":
             return self.logdet == "exact"
-        if not training and self._eval_exact is not None:
-            return self._eval_exact
         D = self.num_nodes * self.num_features
         return D <= (self.exact_max_dim if training else self.eval_exact_max_dim)
 
@@ -413,7 +420,8 @@ class IGNNBaseline(LikelihoodBaseline):
     def fit(self, X: Any, Y: Any, **kwargs: Any) -> IGNNBaseline:
         r"""Fits the model (see :meth:`LikelihoodBaseline.fit
         <igraphflow.baselines._common.LikelihoodBaseline.fit>` for the arguments) and sets the
-        class prior of the Bayes head to the label frequencies of ``Y``."""
+        class prior of the Bayes head to the label frequencies of all of ``Y`` (the validation
+        rows included), smoothed by one count per class."""
         super().fit(X, Y, **kwargs)
         with torch.no_grad():
             self.model_.latent.set_prior(self._check_Y(Y))

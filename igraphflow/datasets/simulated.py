@@ -505,9 +505,10 @@ def chordal(
     sigma: float = 1.0,
     mean_shift: float = 1.0,
 ) -> GraphDataset:
-    r"""The chordal cycle graph of a prime ``p``: a sparse 3-regular expander with ``p`` nodes.
+    r"""The chordal cycle graph of a prime ``p``: a sparse expander with ``p`` nodes of degree at most 3.
 
-    ``networkx.chordal_cycle_graph(p)`` is made simple (self loops and multi-edges dropped).
+    ``networkx.chordal_cycle_graph(p)`` is made simple (self loops and multi-edges dropped, which
+    leaves a few nodes of degree 2: 3 of 503).
     ``X = (0.8 I + 0.2 D^{-1} A) Z`` per feature (a sparse operator; its log-determinant comes
     from a sparse LU), ``Z_v | Y_v ~ N(mu_{Y_v}, sigma^2 I)`` with ``mu = +-mean_shift * 1``,
     and in every sample a random half of the nodes (``floor(p / 2)``) has label 1.
