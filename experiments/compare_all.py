@@ -22,8 +22,8 @@ import time
 import torch
 
 from igraphflow.compare import (
-    METHODS, add_budget_argument, add_option_argument, check_requirements, check_settings, compare, format_table, method_settings,
-    parse_methods,
+    ARGUMENT_ERRORS, METHODS, add_budget_argument, add_option_argument, check_requirements, check_settings, compare,
+    format_table, method_settings, parse_methods,
 )
 from igraphflow.datasets import load
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             options = {"path": args.data} if args.data and name in READ_FROM_DATA else {}
             datasets[name] = load(name, seed=args.seed, **options)
             check_settings(settings, datasets[name], methods)
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
+    except ARGUMENT_ERRORS as error:
         parser.error(str(error))
     plan = {name: [m for m in methods if m not in SKIP.get(name, ())] for name in datasets}
     for name, chosen in plan.items():

@@ -21,7 +21,7 @@ import argparse
 
 import torch
 
-from igraphflow.compare import add_budget_argument, check_requirements, check_settings, compare, format_table
+from igraphflow.compare import ARGUMENT_ERRORS, add_budget_argument, check_requirements, check_settings, compare, format_table
 from igraphflow.datasets import load
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             datasets[name] = load(name, seed=args.seed)
             check_settings(settings, datasets[name])
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
+    except ARGUMENT_ERRORS as error:
         parser.error(str(error))
     torch.set_num_threads(1)
     for name, data in datasets.items():

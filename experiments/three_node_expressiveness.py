@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from igraphflow.compare import (  # noqa: E402
-    add_budget_argument, add_data_option_argument, add_option_argument, check_requirements, check_settings, make_model,
-    method_settings, parse_methods,
+    ARGUMENT_ERRORS, add_budget_argument, add_data_option_argument, add_option_argument, check_requirements,
+    check_settings, make_model, method_settings, parse_methods,
 )
 from igraphflow.datasets import load  # noqa: E402
 from igraphflow.metrics import conditional_metric, energy_distance, mmd  # noqa: E402
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                     for method in methods for conv in CONVS}
         for (method, _), values in variants.items():
             check_settings({method: values}, data)
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
+    except ARGUMENT_ERRORS as error:
         parser.error(str(error))
     torch.set_num_threads(1)
     out = Path(args.out)

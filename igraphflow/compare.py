@@ -49,7 +49,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["METHODS", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
+__all__ = ["ARGUMENT_ERRORS", "METHODS", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
 
 import argparse
 import ast
@@ -74,6 +74,10 @@ from .datasets import GraphDataset, load
 from .datasets import options as dataset_options
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
+
+#: What bad arguments raise before any training: a refused value, an option a model or dataset
+#: does not take (TypeError), a missing file, a missing optional package.
+ARGUMENT_ERRORS = (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError)
 
 _LABELS = {"jko": "JKO-iGNN (ours)", "ignn": "iGNN", "cinn": "cINN", "nsf": "NSF", "cgan": "cGAN"}
 
@@ -734,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         result = compare(data, args.methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
                          settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures,
                          draws=args.draws)
-    except (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError) as error:
+    except ARGUMENT_ERRORS as error:
         parser.exit(2, f"igraphflow compare: error: {error}\n")
     print(format_table(result))
     return 0
