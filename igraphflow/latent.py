@@ -1,14 +1,16 @@
 r"""The Gaussian-mixture latent :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`,
 optionally with a fitted noise: :math:`p(H | Y) = \mathcal{N}(\mathrm{vec}(\mu_Y + b), \Sigma)`, or
-:math:`H = \mu_Y + b + L u` with :math:`L L^T = \Sigma` and :math:`u` a mixture of diagonal Gaussians."""
+:math:`H = \mu_Y + b + L u` with :math:`L L^T = \Sigma` and :math:`u` a mixture of diagonal Gaussians
+whose weights may depend on the label pattern :math:`Y`."""
 
 from __future__ import annotations
 
-__all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "MIXTURE_COMPONENTS", "SHRINKAGES"]
+__all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "MIXTURE_COMPONENTS", "MIXTURE_CONCENTRATIONS", "SHRINKAGES"]
 
 import math
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -25,10 +27,55 @@ r"""The candidate weights :math:`\lambda` of the scaled identity in the fitted c
 MIXTURE_COMPONENTS = (2, 4, 8, 16, 32)
 r"""The candidate numbers of components of the fitted noise mixture (one component: the Gaussian)."""
 
+MIXTURE_CONCENTRATIONS = (1.0, 10.0, 100.0)
+r"""The candidate pseudo-counts :math:`c` that pull a label pattern's own mixture weights towards
+the weights shared by all patterns (see :meth:`GaussianMixtureLatent.fit_noise_`)."""
+
 
 def _gaussian_log_density(squared_distance: Tensor, log_scale, dims: int) -> Tensor:
     r""":math:`\log \mathcal{N}` from the Mahalanobis distance, :math:`\log \det` of the scale and the dimension."""
     return -0.5 * squared_distance - log_scale - 0.5 * dims * math.log(2 * math.pi)
+
+
+def _diagonal_log_densities(u: Tensor, centres: Tensor, scales: Tensor) -> Tensor:
+    r""":math:`\log \mathcal{N}(u_n; c_m, \mathrm{diag}(s_m^2))` for every signal and component, ``[N, M]``."""
+    # sum_d ((u_d - c_md) / s_md)^2 expanded into products, so no [N, M, D] tensor is formed.
+    precision = scales.pow(-2)
+    squared = u.square() @ precision.T - 2 * u @ (centres * precision).T + (centres.square() * precision).sum(1)
+    return _gaussian_log_density(squared, scales.log().sum(1), u.size(1))
+
+
+def _pattern_rows(patterns: Tensor, y: Tensor) -> Tensor:
+    r"""The row of ``patterns [P, V]`` equal to each row of ``y [N, V]``, or -1, ``[N]``."""
+    _, ids = torch.unique(torch.cat([patterns, y.to(patterns)]), dim=0, return_inverse=True)
+    row_of_id = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long, device=ids.device)
+    row_of_id[ids[: len(patterns)]] = torch.arange(len(patterns), device=ids.device)
+    return row_of_id[ids[len(patterns):]]
+
+
+def _pattern_log_weights(
+    log_densities: Tensor, rows: Tensor, counts: Tensor, shared: Tensor, concentration: float, iterations: int = 50
+) -> Tensor:
+    r"""Mixture weights of each label pattern, ``[P, M]`` (logarithms), with the components fixed.
+
+    EM on the weights alone, each pattern's with a Dirichlet prior of ``concentration`` pseudo-
+    counts spread as the shared weights: a pattern seen ``n`` times gets
+    :math:`(\sum_i r_{im} + c\,\pi_m) / (n + c)`, its responsibilities ``r`` under its own weights.
+
+    Arguments:
+        log_densities: :math:`\log \mathcal{N}_m(u_i)` of the training signals, ``[N, M]``.
+        rows: The pattern of each signal, ``[N]`` in ``[0, P)``.
+        counts: The signals of each pattern, ``[P]``.
+        shared: The log-weights shared by all patterns, ``[M]``.
+        concentration: The pseudo-count ``c``.
+    """
+    prior = concentration * shared.exp()
+    log_weights = shared.expand(len(counts), -1)
+    for _ in range(iterations):
+        responsibilities = (log_weights[rows] + log_densities).softmax(1)
+        totals = torch.zeros_like(log_weights).index_add(0, rows, responsibilities)
+        log_weights = ((totals + prior) / (counts.to(totals) + concentration).unsqueeze(1)).log()
+    return log_weights
 
 
 def _additive_fit(r: Tensor, y: Tensor, num_classes: int, sweeps: int = 20) -> tuple[Tensor, Tensor]:
@@ -96,6 +143,10 @@ class GaussianMixtureLatent(nn.Module):
         self.register_buffer("mixture_logits", None)
         self.register_buffer("mixture_centres", None)
         self.register_buffer("mixture_scales", None)
+        # Label patterns [P, V] with weights of their own, log-weights [P, M]; None: every pattern
+        # takes mixture_logits.
+        self.register_buffer("mixture_patterns", None)
+        self.register_buffer("mixture_pattern_logits", None)
         # Scales the noise of sample() alone; log_prob keeps the fitted density.
         self.register_buffer("temperature", torch.tensor(1.0))
 
@@ -147,10 +198,60 @@ class GaussianMixtureLatent(nn.Module):
         r"""The number of components of the fitted noise mixture; 1 for Gaussian noise."""
         return 1 if self.mixture_logits is None else self.mixture_logits.numel()
 
+    @property
+    def noise_patterns(self) -> int:
+        r"""The number of label patterns whose mixture weights are their own (0: one set of weights for all)."""
+        return 0 if self.mixture_patterns is None else len(self.mixture_patterns)
+
+    def mixture_log_weights(self, y: Tensor) -> Tensor:
+        r"""The log-weights of the noise mixture for each label pattern ``y [N, V]``, ``[N, M]``:
+        the pattern's own where it has them (:attr:`noise_patterns`), else the shared ones.
+
+        Example:
+            >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)
+            >>> latent.mixture_logits = torch.tensor([0.5, 0.5]).log()
+            >>> latent.mixture_log_weights(torch.zeros(3, 4, dtype=torch.long)).exp()
+            tensor([[0.5000, 0.5000],
+                    [0.5000, 0.5000],
+                    [0.5000, 0.5000]])
+        """
+        if self.mixture_logits is None:
+            raise ValueError("the latent has no mixture noise")
+        shared = torch.log_softmax(self.mixture_logits, 0)
+        log_weights = shared.expand(y.size(0), -1)
+        if self.mixture_patterns is None:
+            return log_weights
+        rows = _pattern_rows(self.mixture_patterns, y)
+        known = rows >= 0
+        own = torch.log_softmax(self.mixture_pattern_logits, 1)[rows.clamp_min(0)]
+        return torch.where(known.unsqueeze(1), own, log_weights)
+
+    def draw_noise(self, log_weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        r"""Draws the whitened noise :math:`u`, one ``[VC]`` row per row of the mixture's
+        ``log_weights [N, M]`` (see :meth:`mixture_log_weights`), ``[N, VC]``, at temperature 1.
+
+        Example:
+            >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)
+            >>> latent.mixture_centres = torch.tensor([[-5.0] * 6, [5.0] * 6])
+            >>> latent.mixture_scales = torch.ones(2, 6)
+            >>> u = latent.draw_noise(torch.tensor([[0.0, -math.inf]]).expand(4, 2))  # the first component only
+            >>> u.shape, bool((u < 0).all())
+            (torch.Size([4, 6]), True)
+        """
+        like = dict(device=log_weights.device, generator=generator, dtype=torch.float64)
+        # Drawn in float64 whatever the dtype: torch's streams differ between dtypes, and a seed
+        # should give the same samples in float32 and float64, up to rounding.
+        noise = draw(torch.randn, (log_weights.size(0), self.mixture_centres.size(1)), **like).to(log_weights.dtype)
+        uniform = draw(torch.rand, log_weights.size(0), **like).to(log_weights.dtype)
+        cumulative = log_weights.softmax(1).cumsum(1)
+        component = torch.searchsorted(cumulative, uniform.unsqueeze(1)).squeeze(1).clamp_max(cumulative.size(1) - 1)
+        return self.mixture_centres[component] + self.mixture_scales[component] * noise
+
     def reset_noise_(self):
         r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target), at temperature 1."""
         self.offset = self.scale_tril = None
         self.mixture_logits = self.mixture_centres = self.mixture_scales = None
+        self.mixture_patterns = self.mixture_pattern_logits = None
         self.temperature.fill_(1.0)
 
     @property
@@ -226,15 +327,8 @@ class GaussianMixtureLatent(nn.Module):
         u = self._whitened(h, y)
         if self.mixture_logits is None:
             return _gaussian_log_density(u.square().sum(1), log_scale, dims)
-        return self._mixture_log_density(u) - log_scale
-
-    def _mixture_log_density(self, u: Tensor) -> Tensor:
-        # sum_d ((u_d - c_md) / s_md)^2 expanded into products, so no [N, M, VC] tensor is formed.
-        precision = self.mixture_scales.pow(-2)
-        squared = u.square() @ precision.T - 2 * u @ (self.mixture_centres * precision).T
-        squared = squared + (self.mixture_centres.square() * precision).sum(1)
-        components = _gaussian_log_density(squared, self.mixture_scales.log().sum(1), u.size(1))
-        return torch.logsumexp(torch.log_softmax(self.mixture_logits, 0) + components, dim=1)
+        components = _diagonal_log_densities(u, self.mixture_centres, self.mixture_scales)
+        return torch.logsumexp(self.mixture_log_weights(y) + components, dim=1) - log_scale
 
     def posterior(self, h: Tensor) -> Tensor:
         r"""The Bayes rule of the mixture, :math:`P(Y_v = k | h_v)`, ``[N, V, K]``."""
@@ -255,19 +349,16 @@ class GaussianMixtureLatent(nn.Module):
         default the buffer ``temperature``, 1 unless the flow chose another, see
         :func:`~igraphflow.temperature.energy_temperature`)."""
         mean = self.means[y]
+        temperature = self.temperature if temperature is None else temperature
+        if self.mixture_logits is not None:
+            u = self.draw_noise(self.mixture_log_weights(y), generator)
+            return mean + self.offset + (temperature * u @ self.scale_tril.T).view_as(mean)
         # Drawn in float64 whatever the dtype: torch's streams differ between dtypes, and a seed
         # should give the same samples in float32 and float64, up to rounding.
         noise = draw(torch.randn, mean.shape, device=mean.device, generator=generator, dtype=torch.float64).to(mean.dtype)
-        temperature = self.temperature if temperature is None else temperature
         if self.scale_tril is None:
             return mean + self.sigma * (noise * temperature)
-        u = noise.flatten(1)
-        if self.mixture_logits is not None:
-            uniform = draw(torch.rand, u.size(0), device=u.device, generator=generator, dtype=torch.float64).to(u.dtype)
-            cumulative = self.mixture_logits.softmax(0).cumsum(0)
-            component = torch.searchsorted(cumulative, uniform.unsqueeze(1)).squeeze(1).clamp_max(cumulative.numel() - 1)
-            u = self.mixture_centres[component] + self.mixture_scales[component] * u
-        return mean + self.offset + (temperature * u @ self.scale_tril.T).view_as(mean)
+        return mean + self.offset + (temperature * noise.flatten(1) @ self.scale_tril.T).view_as(mean)
 
     @torch.no_grad()
     def fit_noise_(self, h: Tensor, y: Tensor, h_val: Tensor, y_val: Tensor, seed: int | None = None) -> float | None:
@@ -295,7 +386,13 @@ class GaussianMixtureLatent(nn.Module):
         :math:`\mathcal{N}(0, I)` and one diagonal Gaussian (so not for a mere rescaling of
         :math:`u`); they change :meth:`log_prob` and :meth:`sample`, while the
         node-wise quantities (:meth:`class_log_likelihood`, :meth:`squared_distances`) keep the
-        Gaussian :math:`\Sigma_\lambda`.
+        Gaussian :math:`\Sigma_\lambda`. The residuals of different label patterns may have
+        different shapes (one class skewed, another not), which weights shared by all patterns
+        would mix: each mixture is also tried with weights of its own for every label pattern
+        of the training signals, the same components reweighted by EM, pulled towards the
+        shared weights by :data:`MIXTURE_CONCENTRATIONS` pseudo-counts, under the same
+        two-standard-error rule (:attr:`noise_patterns`); a pattern not seen in training takes
+        the shared weights.
 
         Arguments:
             h, y: Encoded training signals ``[N, V, C]`` and their labels ``[N, V]``.
@@ -338,10 +435,10 @@ class GaussianMixtureLatent(nn.Module):
             self.offset = offset.view(h.shape[1:]).to(self.means)
             self.scale_tril = tril.to(self.means)
             whitened = [torch.linalg.solve_triangular(tril, a.T, upper=False).T for a in (centred, r_val - offset)]
-            self._fit_mixture_(*whitened, seed)
+            self._fit_mixture_(whitened[0], y, whitened[1], y_val, seed)
         return best
 
-    def _fit_mixture_(self, u: Tensor, u_val: Tensor, seed: int | None):
+    def _fit_mixture_(self, u: Tensor, y: Tensor, u_val: Tensor, y_val: Tensor, seed: int | None):
         r"""Replaces :math:`u \sim \mathcal{N}(0, I)` by the mixture that validates best, if any does."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import GaussianMixture
@@ -349,6 +446,11 @@ class GaussianMixtureLatent(nn.Module):
         if len(u_val) < 2:  # no standard error from one held-out signal: keep the Gaussian
             return
         standard = _gaussian_log_density(u_val.square().sum(1), 0.0, u.size(1)).cpu().numpy()
+        patterns, rows, counts = torch.unique(y, dim=0, return_inverse=True, return_counts=True)
+        val_rows = _pattern_rows(patterns, y_val)
+        # Weights of their own can change the held-out score only through patterns seen in training.
+        own_weights = bool((val_rows >= 0).any())
+        u_train, u_held = u, u_val
         u, u_val = u.cpu().numpy(), u_val.cpu().numpy()
 
         def fitted(components: int) -> GaussianMixture:
@@ -358,6 +460,10 @@ class GaussianMixtureLatent(nn.Module):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return mixture.fit(u)
 
+        def gains(scores: np.ndarray, baseline: np.ndarray) -> bool:
+            gain = scores - baseline
+            return gain.mean() > 2 * gain.std(ddof=1) / len(gain) ** 0.5
+
         # The reference: the better of N(0, I) and one diagonal Gaussian, so that a mixture is
         # kept for what one Gaussian cannot fit (modes, skew, tails), not for a rescaling of u.
         reference = max(standard, fitted(1).score_samples(u_val), key=lambda scores: scores.mean())
@@ -366,20 +472,33 @@ class GaussianMixtureLatent(nn.Module):
             if components > len(u) // 2:  # too few signals to place so many components
                 break
             mixture = fitted(components)
-            scores = mixture.score_samples(u_val)
-            gain = scores - reference
-            # Only a gain beyond two standard errors over the held-out signals.
-            if gain.mean() > 2 * gain.std(ddof=1) / len(gain) ** 0.5 and scores.mean() > best_score:
-                best, best_score = mixture, scores.mean()
+            shared = torch.as_tensor(mixture.weights_, dtype=u_train.dtype, device=u_train.device).log()
+            centres = torch.as_tensor(mixture.means_, dtype=u_train.dtype, device=u_train.device)
+            scales = torch.as_tensor(mixture.covariances_, dtype=u_train.dtype, device=u_train.device).sqrt()
+            shared_scores = mixture.score_samples(u_val)
+            candidates = [(shared_scores, None)]
+            if own_weights:
+                densities, val_densities = (_diagonal_log_densities(a, centres, scales) for a in (u_train, u_held))
+                val_shared = shared.expand(len(u_held), -1)
+                for concentration in MIXTURE_CONCENTRATIONS:
+                    own = _pattern_log_weights(densities, rows, counts, shared, concentration)
+                    val_weights = torch.where((val_rows >= 0).unsqueeze(1), own[val_rows.clamp_min(0)], val_shared)
+                    scores = torch.logsumexp(val_weights + val_densities, 1).cpu().numpy()
+                    candidates.append((scores, own))
+            for scores, own in candidates:
+                # Only a gain beyond two standard errors over the held-out signals, and for weights
+                # of each pattern, beyond two over the shared weights too.
+                if gains(scores, reference) and (own is None or gains(scores, shared_scores)) and scores.mean() > best_score:
+                    best, best_score = (shared, centres, scales, own), scores.mean()
         if best is not None:
-            like = dict(dtype=self.means.dtype, device=self.means.device)
-            self.mixture_logits = torch.as_tensor(best.weights_, **like).log()
-            self.mixture_centres = torch.as_tensor(best.means_, **like)
-            self.mixture_scales = torch.as_tensor(best.covariances_, **like).sqrt()
+            shared, centres, scales, own = (None if a is None else a.to(self.means) for a in best)
+            self.mixture_logits, self.mixture_centres, self.mixture_scales = shared, centres, scales
+            if own is not None:
+                self.mixture_patterns, self.mixture_pattern_logits = patterns.to(self.means.device), own
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The noise buffers exist only once fitted: give them the saved shapes before loading.
-        for name in ("offset", "scale_tril", "mixture_logits", "mixture_centres", "mixture_scales"):
+        for name in ("offset", "scale_tril", "mixture_logits", "mixture_centres", "mixture_scales", "mixture_patterns", "mixture_pattern_logits"):
             saved = state_dict.get(prefix + name)
             setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
         # Checkpoints written before the sampling temperature existed sampled at temperature 1.

@@ -11,7 +11,8 @@ Two kinds of node-label sets come from one fitted :class:`~igraphflow.Conditiona
   from every mean) or hold several labels (means closer than the ball radius). Under a mixture
   noise (see :meth:`~igraphflow.latent.GaussianMixtureLatent.fit_noise_`) the ellipses keep
   :math:`\Sigma_{vv}` and their size is the :math:`1 - \alpha` quantile of :math:`d_{vk}^2`
-  over draws of the density.
+  over draws of the density (with the weights shared by all label patterns: the labels are
+  unknown).
 * **Split-conformal sets** (after :meth:`UncertaintyMixin.calibrate`). These hold the true label
   with probability at least :math:`1 - \alpha` whatever the quality of the flow, provided the
   calibration and test nodes are exchangeable.
@@ -389,29 +390,39 @@ class UncertaintyMixin:
         distance = self.latent.squared_distances(self.encode(X))
         return distance <= self._region_thresholds(alpha)[1].unsqueeze(-1)
 
-    def _region_thresholds(self, alpha: float) -> tuple[float, Tensor]:
-        r"""The squared distances that bound the :math:`1 - \alpha` regions: of whole signals
-        (:meth:`~igraphflow.latent.GaussianMixtureLatent.joint_squared_distance`) and of each
-        node (:meth:`~igraphflow.latent.GaussianMixtureLatent.squared_distances`), ``[V]``.
+    def _region_thresholds(self, alpha: float, Y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""The squared distances that bound the :math:`1 - \alpha` regions given the label
+        patterns ``Y [N, V]``: of whole signals
+        (:meth:`~igraphflow.latent.GaussianMixtureLatent.joint_squared_distance`), ``[N]``, and
+        of each node (:meth:`~igraphflow.latent.GaussianMixtureLatent.squared_distances`),
+        ``[N, V]``; without ``Y`` (labels unknown), ``[1]`` and ``[1, V]``.
 
         Chi-square quantiles under Gaussian noise; under a mixture noise, the quantiles of the
         same distances over :data:`REGION_DRAWS` draws of the density (a fixed seed), so that
-        the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture.
+        the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture: of each
+        pattern's own mixture where it has weights of its own, else (and without ``Y``) of the
+        mixture with the shared weights.
         """
         V, C = self.num_nodes, self.num_features
-        if self.latent.noise_components == 1:
-            nodes = torch.full((V,), chi2_quantile(alpha, C), dtype=torch.float64, device=self.device)
-            return chi2_quantile(alpha, V * C), nodes
+        latent, count = self.latent, 1 if Y is None else Y.size(0)
+        if latent.noise_components == 1:
+            like = dict(dtype=torch.float64, device=self.device)
+            return torch.full((count,), chi2_quantile(alpha, V * C), **like), torch.full((count, V), chi2_quantile(alpha, C), **like)
         if alpha < 1 / REGION_DRAWS:  # the largest draw would stand in for a rarer quantile
             raise ValueError(f"alpha must be at least 1/{REGION_DRAWS} under a mixture noise (its regions are sized "
                              f"by {REGION_DRAWS} draws), got {alpha:g}")
+        shared = torch.log_softmax(latent.mixture_logits, 0).unsqueeze(0)
+        log_weights, which = torch.unique(shared if Y is None else latent.mixture_log_weights(Y), dim=0, return_inverse=True)
         y = torch.zeros(REGION_DRAWS, V, dtype=torch.long, device=self.device)
-        h = self.latent.sample(y, torch.Generator().manual_seed(0), temperature=1.0)
         # The ceil(n (1 - alpha))-th smallest of n draws.
         rank = max(1, math.ceil(REGION_DRAWS * (1 - alpha)))
-        joint = self.latent.joint_squared_distance(h, y).double().kthvalue(rank).values.item()
-        nodes = self.latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values
-        return joint, nodes
+        joint, nodes = [], []
+        for weights in log_weights:
+            u = latent.draw_noise(weights.expand(REGION_DRAWS, -1), torch.Generator().manual_seed(0))
+            h = latent.means[y] + latent.offset + (u @ latent.scale_tril.T).view(REGION_DRAWS, V, C)
+            joint.append(latent.joint_squared_distance(h, y).double().kthvalue(rank).values)
+            nodes.append(latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values)
+        return torch.stack(joint)[which], torch.stack(nodes)[which]
 
     # Regions in X space ------------------------------------------------------------------
 
@@ -444,7 +455,7 @@ class UncertaintyMixin:
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         h = self.encode(X)
-        joint_threshold, node_thresholds = self._region_thresholds(alpha)
+        joint_threshold, node_thresholds = self._region_thresholds(alpha, Y)
         if joint:
             return self.latent.joint_squared_distance(h, Y) <= joint_threshold
         distance = self.latent.node_squared_distance(h, Y)
@@ -497,7 +508,7 @@ class UncertaintyMixin:
         if latent.has_noise_covariance:
             centre, scale = centre + latent.offset, latent.node_scale_tril[node]
         angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device, dtype=self.dtype)
-        radius = self._region_thresholds(alpha)[1][node].sqrt()
+        radius = self._region_thresholds(alpha, labels.unsqueeze(0))[1][0, node].sqrt()
         unit = radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
         h = centre.expand(num_points, -1, -1).clone()
         h[:, node] = centre[node] + unit @ scale.T

@@ -394,3 +394,108 @@ def test_mixture_noise_round_trips_and_scales_with_the_temperature(mixture_noise
     centre = latent.means[y].detach() + latent.offset
     draw = lambda t: latent.sample(y, torch.Generator().manual_seed(3), t) - centre  # noqa: E731
     assert torch.allclose(draw(1.7), 1.7 * draw(1.0))
+
+
+def _gaussian_and_bimodal(n, latent, seed):
+    r"""One node: class 0 is Gaussian, class 1 has two modes along the second feature."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n, 1), generator=g)
+    mode = 2.0 * torch.randint(0, 2, (n, 1), generator=g) - 1.0
+    h = latent.means[y].detach() + 0.5 * torch.randn(n, 1, 2, generator=g)
+    h[..., 1] += 1.5 * mode * y
+    return h, y
+
+
+def _true_log_density(h, y, means):
+    r"""The density of :func:`_gaussian_and_bimodal`, written out."""
+    r = h[:, 0] - means[y[:, 0]]
+    gaussian = lambda shift: -((r - shift) ** 2).sum(1) / (2 * 0.25) - math.log(2 * math.pi * 0.25)  # noqa: E731
+    up, down = gaussian(torch.tensor([0.0, 1.5])), gaussian(torch.tensor([0.0, -1.5]))
+    bimodal = torch.logaddexp(up, down) - math.log(2)
+    return torch.where(y[:, 0] == 1, bimodal, gaussian(torch.zeros(2)))
+
+
+def test_a_class_whose_residuals_have_another_shape_gets_mixture_weights_of_its_own():
+    latent = GaussianMixtureLatent(2, 2)
+    means = latent.means.detach().clone()
+    h, y = _gaussian_and_bimodal(6000, latent, seed=30)
+    latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
+    assert latent.noise_components > 1 and latent.noise_patterns == 2
+    # The held-out likelihood comes close to the true density's (one set of weights for both
+    # classes put half of class 0's mass in the modes of class 1: 0.25 nats lower).
+    fitted = latent.log_prob(h[5000:], y[5000:]).mean()
+    assert fitted > _true_log_density(h[5000:], y[5000:], means).mean() - 0.05
+    # Class 0's draws stay Gaussian, class 1's keep both modes.
+    g = torch.Generator().manual_seed(31)
+    for label, spread in ((0, 0.5), (1, (0.25 + 1.5**2) ** 0.5)):
+        draws = latent.sample(torch.full((20000, 1), label), g, 1.0)[:, 0, 1] - means[label, 1]
+        assert draws.std().item() == pytest.approx(spread, rel=0.03)
+    # The same latent with one set of weights for both: class 0 drawn into class 1's modes.
+    latent.mixture_patterns = latent.mixture_pattern_logits = None
+    draws = latent.sample(torch.zeros(20000, 1, dtype=torch.long), g, 1.0)[:, 0, 1] - means[0, 1]
+    assert draws.std().item() > 0.9
+
+
+def test_labels_that_say_nothing_of_the_noise_get_no_weights_of_their_own():
+    # The two regimes of every node are drawn whatever the labels: weights per label pattern
+    # can only fit the noise of the training draws.
+    patterned = 0
+    for seed in range(6):
+        latent = GaussianMixtureLatent(2, 2)
+        h, y = _two_regimes(2400, latent, seed=300 + seed)
+        latent.fit_noise_(h[:2000], y[:2000], h[2000:], y[2000:], seed=0)
+        assert latent.noise_components > 1
+        patterned += latent.noise_patterns > 0
+    assert patterned <= 1
+
+
+def _hand_made_pattern_mixture():
+    r"""Three nodes, one feature; two components far apart, the pattern [1, 1, 1] weighted its own way."""
+    latent = GaussianMixtureLatent(2, 1)
+    latent.offset = torch.zeros(3, 1)
+    latent.scale_tril = torch.tensor([[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.3, 0.8]])
+    latent.mixture_logits = torch.tensor([0.8, 0.2]).log()
+    latent.mixture_centres = torch.tensor([[-4.0, -4.0, -4.0], [4.0, 4.0, 4.0]])
+    latent.mixture_scales = torch.tensor([[0.5, 1.0, 0.7], [1.2, 0.6, 0.9]])
+    latent.mixture_patterns = torch.tensor([[1, 1, 1], [0, 1, 0]])
+    latent.mixture_pattern_logits = torch.tensor([[0.1, 0.9], [0.5, 0.5]]).log()
+    return latent
+
+
+def test_pattern_weights_log_prob_matches_scipy():
+    latent = _hand_made_pattern_mixture()
+    L = latent.scale_tril
+    y = torch.tensor([[1, 1, 1], [0, 1, 0], [0, 0, 1]])  # two with weights of their own, one without
+    weights = [[0.1, 0.9], [0.5, 0.5], [0.8, 0.2]]
+    h = 3 * torch.randn(3, 3, 1, generator=torch.Generator().manual_seed(32))
+    mean = (latent.means[y].detach() + latent.offset).flatten(1)
+    expected = [
+        math.log(sum(
+            w * multivariate_normal(mean[n] + L @ c, L @ torch.diag(s**2) @ L.T).pdf(h[n].flatten())
+            for w, c, s in zip(weights[n], latent.mixture_centres, latent.mixture_scales)
+        ))
+        for n in range(3)
+    ]
+    torch.testing.assert_close(latent.log_prob(h, y), torch.tensor(expected))
+
+
+def test_pattern_weights_choose_the_components_of_the_draws():
+    latent = _hand_made_pattern_mixture()
+    g = torch.Generator().manual_seed(33)
+    for pattern, upper in (([1, 1, 1], 0.9), ([0, 1, 0], 0.5), ([0, 0, 1], 0.2), ([1, 0, 0], 0.2)):
+        y = torch.tensor(pattern).expand(20000, 3)
+        u = torch.linalg.solve_triangular(latent.scale_tril, (latent.sample(y, g, 1.0) - latent.means[y].detach()).flatten(1).T, upper=False).T
+        share = (u.mean(1) > 0).float().mean().item()
+        assert share == pytest.approx(upper, abs=4 * (upper * (1 - upper) / 20000) ** 0.5)
+
+
+def test_pattern_weights_round_trip_and_reset():
+    latent = _hand_made_pattern_mixture()
+    loaded = GaussianMixtureLatent(2, 1)
+    loaded.load_state_dict(latent.state_dict())
+    assert loaded.noise_patterns == 2
+    y = torch.tensor([[1, 1, 1], [0, 0, 0]])
+    h = torch.randn(2, 3, 1)
+    assert torch.equal(loaded.log_prob(h, y), latent.log_prob(h, y))
+    loaded.reset_noise_()
+    assert loaded.noise_patterns == 0 and loaded.mixture_pattern_logits is None

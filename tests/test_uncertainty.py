@@ -560,3 +560,29 @@ def test_conformal_rank_of_alphas_a_hair_off_their_decimals():
     assert conformal_quantile(scores, 1 - 0.9) == scores[8]  # 10 * 0.9 = 9, not 9.0000000000000002
     assert conformal_quantile(scores, 0.3) == scores[6]  # 7, though the binary 0.3 is below 0.3
     assert conformal_quantile(scores, 0.05) == math.inf  # 9.5: too few scores
+
+
+def test_regions_of_a_class_with_mixture_weights_of_its_own_hold_its_draws():
+    # One node: class 0 Gaussian, class 1 with two modes. Each class's region is sized by draws
+    # of its own mixture; sized by the weights shared by both, class 0's would hold too much.
+    model = _identity_flow(torch.tensor([[-2.0, 0.0], [2.0, 0.0]]), sigma=1.0)
+    g = torch.Generator().manual_seed(17)
+    Y = torch.randint(0, 2, (6000, 1), generator=g)
+    mode = 2.0 * torch.randint(0, 2, (6000, 1), generator=g) - 1.0
+    H = model.latent.means.detach()[Y] + 0.5 * torch.randn(6000, 1, 2, generator=g)
+    H[..., 1] += 1.5 * mode * Y
+    model.latent.fit_noise_(H[:5000], Y[:5000], H[5000:], Y[5000:], seed=0)
+    assert model.latent.noise_patterns == 2
+    for label in (0, 1):
+        labels = torch.full((4000, 1), label)
+        X = model.sample(labels, seed=18 + label, temperature=1.0)
+        for joint in (True, False):
+            inside = model.in_region(X, labels, 0.1, joint=joint).float().mean().item()
+            assert inside == pytest.approx(0.9, abs=0.02)
+    # The boundary of class 0's region lies on the ellipse that holds 90 % of its draws.
+    curve = model.region_boundary(0, alpha=0.1, num_points=30).unsqueeze(1)
+    radius = model.latent.node_squared_distance(curve, torch.zeros(30, 1, dtype=torch.long))
+    threshold = model._region_thresholds(0.1, torch.zeros(1, 1, dtype=torch.long))[1]
+    torch.testing.assert_close(radius, threshold.expand(30, 1).to(radius))
+    shared = model._region_thresholds(0.1)[1]
+    assert shared.item() > 1.5 * threshold.item()
