@@ -112,6 +112,8 @@ def _train(args) -> int:
             out.rmdir()
         raise
     seconds = time.monotonic() - started
+    # A summary of an earlier run must not outlive its model should this one stop in between.
+    (out / "summary.json").unlink(missing_ok=True)
     model.save(out / "model.pt")
     exact = graph["num_nodes"] * graph["num_features"] <= args.exact_max_dim
     summary = {"train_seconds": seconds, "num_train": len(train["X"]), "num_blocks": model.num_blocks,

@@ -504,6 +504,36 @@ class GaussianMixtureLatent(nn.Module):
         # Checkpoints written before the sampling temperature existed sampled at temperature 1.
         state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._check_noise()
+
+    def _check_noise(self):
+        r"""Refuses a loaded noise that no fit writes: it would sample and score wrongly, not fail."""
+        dims = None if self.scale_tril is None else self.scale_tril.size(0)
+        problems = []
+        if self.temperature.item() <= 0:  # NaN is the flow's to report, with the other non-finite values
+            problems.append(f"temperature {self.temperature.item():g} is not positive")
+        if (self.scale_tril is None) != (self.offset is None):
+            problems.append("offset and scale_tril come only together")
+        elif dims is not None and not (self.offset.numel() == dims and self.scale_tril.shape == (dims, dims)
+                                       and bool((self.scale_tril.diagonal() > 0).all())):
+            problems.append("scale_tril is not the positive Cholesky factor of the offset's dimensions")
+        mixture = (self.mixture_logits, self.mixture_centres, self.mixture_scales)
+        if any(a is not None for a in mixture):
+            if dims is None or any(a is None for a in mixture):
+                problems.append("a mixture noise needs its weights, centres, scales and a covariance")
+            elif not (self.mixture_centres.shape == self.mixture_scales.shape == (self.mixture_logits.numel(), dims)
+                      and bool((self.mixture_scales > 0).all())):
+                problems.append("the mixture's weights, centres and positive scales do not match")
+        patterns = (self.mixture_patterns, self.mixture_pattern_logits)
+        if any(a is not None for a in patterns):
+            if self.mixture_logits is None or any(a is None for a in patterns):
+                problems.append("weights of label patterns need a mixture noise and both pattern buffers")
+            elif not (patterns[0].dim() == 2 and patterns[0].size(1) * self.num_features == dims
+                      and patterns[1].shape == (len(patterns[0]), self.mixture_logits.numel())
+                      and not patterns[0].is_floating_point() and bool(((patterns[0] >= 0) & (patterns[0] < self.num_classes)).all())):
+                problems.append("the label patterns or their weights do not match the mixture and the classes")
+        if problems:
+            raise ValueError("the latent noise is inconsistent: " + "; ".join(problems))
 
     def pairwise_distances(self) -> Tensor:
         r"""The distances :math:`\|\mu_i - \mu_j\|` for :math:`i < j`."""

@@ -292,3 +292,18 @@ def test_summary_and_samples_hold_what_the_saved_model_computes(data_file, tmp_p
     with np.load(tmp_path / "s.npz") as samples:
         assert np.array_equal(samples["Y"], pattern)
         assert np.allclose(samples["X"], model.sample(torch.from_numpy(pattern), seed=7).numpy())
+
+
+def test_a_rerun_stopped_before_its_summary_leaves_no_summary_of_the_run_before(data_file, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train = ["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+             "--max-time", "2", "--quiet"]
+    assert main(train) == 0 and (out / "summary.json").exists()
+
+    def interrupted(self, path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ConditionalGraphFlow, "save", interrupted)
+    assert main(train) == 130
+    # The old model is still there, its summary gone rather than describing a model it does not match.
+    assert (out / "model.pt").exists() and not (out / "summary.json").exists()

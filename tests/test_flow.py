@@ -233,6 +233,8 @@ def test_load_rejects_other_checkpoints(tmp_path):
         # Buffers too: a NaN temperature loaded, then sampling blamed an "H" nobody passed.
         (lambda p: p["state_dict"]["latent.temperature"].fill_(math.nan), r"NaN or infinite values \(latent.temperature\)"),
         (lambda p: p["state_dict"]["latent.log_prior"].fill_(math.inf), r"NaN or infinite values \(latent.log_prior\)"),
+        # A sampling temperature no fit writes: draws mirrored through the means.
+        (lambda p: p["state_dict"]["latent.temperature"].fill_(-1.0), "the latent noise is inconsistent: temperature -1 is not positive"),
     ],
 )
 def test_load_names_the_file_of_a_damaged_checkpoint(fitted, tmp_path, damage, reason):

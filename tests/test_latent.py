@@ -499,3 +499,23 @@ def test_pattern_weights_round_trip_and_reset():
     assert torch.equal(loaded.log_prob(h, y), latent.log_prob(h, y))
     loaded.reset_noise_()
     assert loaded.noise_patterns == 0 and loaded.mixture_pattern_logits is None
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda d: d["temperature"].fill_(0.0), "temperature 0 is not positive"),
+        (lambda d: d.pop("offset"), "offset and scale_tril come only together"),
+        (lambda d: d["scale_tril"].diagonal().neg_(), "not the positive Cholesky factor"),
+        (lambda d: d["mixture_scales"].__setitem__(0, -1.0), "positive scales do not match"),
+        (lambda d: d.pop("mixture_centres"), "a mixture noise needs its weights, centres, scales"),
+        (lambda d: d["mixture_patterns"].__setitem__((0, 0), 2), "label patterns or their weights do not match"),
+        (lambda d: d.update(mixture_pattern_logits=d["mixture_pattern_logits"][:1]), "label patterns or their weights do not match"),
+        (lambda d: d.pop("mixture_pattern_logits"), "need a mixture noise and both pattern buffers"),
+    ],
+)
+def test_a_noise_that_no_fit_writes_is_refused_on_load(damage, reason):
+    state = _hand_made_pattern_mixture().state_dict()
+    damage(state)
+    with pytest.raises(ValueError, match=f"the latent noise is inconsistent: .*{reason}"):
+        GaussianMixtureLatent(2, 1).load_state_dict(state)
