@@ -7,6 +7,7 @@ from torch_geometric.utils import to_networkx
 
 from igraphflow.graph import check_edge_index, hop_supports, symmetric_edges
 from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, StaticGCNConv, make_conv
+from igraphflow.nn import l3net
 from igraphflow import ConditionalGraphFlow
 
 pytestmark = pytest.mark.usefixtures("float64")
@@ -41,7 +42,13 @@ def torch_geometric_data(edge_index, n):
     return Data(edge_index=edge_index, num_nodes=n)
 
 
-def test_l3net_matches_dense_reference(graph):
+# Every basis summed sparsely, or every basis as a dense matrix (the default on this 9-node graph).
+BASIS_FORMS = pytest.mark.parametrize("dense_fraction", [2.0, 0.0])
+
+
+@BASIS_FORMS
+def test_l3net_matches_dense_reference(graph, dense_fraction, monkeypatch):
+    monkeypatch.setattr(l3net, "DENSE_FRACTION", dense_fraction)
     edge_index, n = graph
     conv = L3NetConv(3, 5, edge_index, n, orders=(0, 1, 2))
     for w in conv.filters:
@@ -70,7 +77,9 @@ def test_hop_means_average_over_networkx_balls(graph):
             assert torch.allclose(out[:, v, 3 * block : 3 * block + 3], x[:, ball].mean(1))
 
 
-def test_l3net_mix_first_equals_aggregate_first(graph):
+@BASIS_FORMS
+def test_l3net_mix_first_equals_aggregate_first(graph, dense_fraction, monkeypatch):
+    monkeypatch.setattr(l3net, "DENSE_FRACTION", dense_fraction)
     edge_index, n = graph
     wide = L3NetConv(6, 2, edge_index, n)  # mixes channels first
     assert not wide.aggregate_first
@@ -81,6 +90,26 @@ def test_l3net_mix_first_equals_aggregate_first(graph):
         for w, s, W in zip(wide.filters, wide.supports(), parts)
     )
     assert torch.allclose(wide(x), expected + wide.bias)
+
+
+def test_l3net_dense_and_sparse_bases_have_the_same_derivatives(graph, monkeypatch):
+    # Training differentiates a vector-Jacobian product of the field: first and second
+    # derivatives must not depend on how a basis is summed.
+    edge_index, n = graph
+    conv = L3NetConv(3, 4, edge_index, n, orders=(0, 1, 2))
+    for w in conv.filters:
+        w.data.normal_()
+    x, probe = torch.randn(5, n, 3), torch.randn(5, n, 4)
+
+    def derivatives(dense_fraction):
+        monkeypatch.setattr(l3net, "DENSE_FRACTION", dense_fraction)
+        inputs = x.clone().requires_grad_()
+        (vjp,) = torch.autograd.grad(torch.tanh(conv(inputs)), inputs, probe, create_graph=True)
+        second = torch.autograd.grad(vjp.square().sum(), [inputs, *conv.filters])
+        return [conv(x), vjp.detach(), *second]
+
+    for sparse, dense in zip(derivatives(2.0), derivatives(0.0)):
+        torch.testing.assert_close(sparse, dense)
 
 
 def test_l3net_batched_equals_one_by_one(graph):
