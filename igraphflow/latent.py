@@ -238,14 +238,26 @@ class GaussianMixtureLatent(nn.Module):
             >>> u.shape, bool((u < 0).all())
             (torch.Size([4, 6]), True)
         """
-        like = dict(device=log_weights.device, generator=generator, dtype=torch.float64)
+        noise, uniform = self.standard_draws(log_weights.size(0), generator, log_weights)
+        component = self.mixture_components(log_weights, uniform)
+        return self.mixture_centres[component] + self.mixture_scales[component] * noise
+
+    def standard_draws(self, num_draws: int, generator: torch.Generator | None, like: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The random numbers of :meth:`draw_noise`: standard normal ``[num_draws, VC]`` and
+        uniform ``[num_draws]`` (the latter picks each draw's component), in the dtype and on the
+        device of ``like``."""
+        options = dict(device=like.device, generator=generator, dtype=torch.float64)
         # Drawn in float64 whatever the dtype: torch's streams differ between dtypes, and a seed
         # should give the same samples in float32 and float64, up to rounding.
-        noise = draw(torch.randn, (log_weights.size(0), self.mixture_centres.size(1)), **like).to(log_weights.dtype)
-        uniform = draw(torch.rand, log_weights.size(0), **like).to(log_weights.dtype)
+        noise = draw(torch.randn, (num_draws, self.mixture_centres.size(1)), **options).to(like.dtype)
+        return noise, draw(torch.rand, num_draws, **options).to(like.dtype)
+
+    @staticmethod
+    def mixture_components(log_weights: Tensor, uniform: Tensor) -> Tensor:
+        r"""The component of each draw under the weights of its row of ``log_weights [N, M]``: the
+        inverse of their cumulative sum at ``uniform [N]``, ``[N]``."""
         cumulative = log_weights.softmax(1).cumsum(1)
-        component = torch.searchsorted(cumulative, uniform.unsqueeze(1)).squeeze(1).clamp_max(cumulative.size(1) - 1)
-        return self.mixture_centres[component] + self.mixture_scales[component] * noise
+        return torch.searchsorted(cumulative, uniform.unsqueeze(1)).squeeze(1).clamp_max(cumulative.size(1) - 1)
 
     def reset_noise_(self):
         r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target), at temperature 1."""
@@ -532,6 +544,8 @@ class GaussianMixtureLatent(nn.Module):
                       and patterns[1].shape == (len(patterns[0]), self.mixture_logits.numel())
                       and not patterns[0].is_floating_point() and bool(((patterns[0] >= 0) & (patterns[0] < self.num_classes)).all())):
                 problems.append("the label patterns or their weights do not match the mixture and the classes")
+            elif len(torch.unique(patterns[0], dim=0)) < len(patterns[0]):
+                problems.append("a label pattern is listed twice")
         if problems:
             raise ValueError("the latent noise is inconsistent: " + "; ".join(problems))
 

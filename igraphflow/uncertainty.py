@@ -388,41 +388,58 @@ class UncertaintyMixin:
         alpha = as_real(alpha, "alpha", "(0, 1)")
         self._check_fitted()
         distance = self.latent.squared_distances(self.encode(X))
-        return distance <= self._region_thresholds(alpha)[1].unsqueeze(-1)
+        return distance <= self._region_thresholds(alpha).unsqueeze(-1)
 
-    def _region_thresholds(self, alpha: float, Y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def _region_thresholds(self, alpha: float, Y: Tensor | None = None, joint: bool = False) -> Tensor:
         r"""The squared distances that bound the :math:`1 - \alpha` regions given the label
         patterns ``Y [N, V]``: of whole signals
-        (:meth:`~igraphflow.latent.GaussianMixtureLatent.joint_squared_distance`), ``[N]``, and
+        (:meth:`~igraphflow.latent.GaussianMixtureLatent.joint_squared_distance`), ``[N]``, or
         of each node (:meth:`~igraphflow.latent.GaussianMixtureLatent.squared_distances`),
-        ``[N, V]``; without ``Y`` (labels unknown), ``[1]`` and ``[1, V]``.
+        ``[N, V]``; without ``Y`` (labels unknown), ``[1]`` or ``[1, V]``.
 
         Chi-square quantiles under Gaussian noise; under a mixture noise, the quantiles of the
         same distances over :data:`REGION_DRAWS` draws of the density (a fixed seed), so that
         the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture: of each
         pattern's own mixture where it has weights of its own, else (and without ``Y``) of the
-        mixture with the shared weights.
+        mixture with the shared weights. Every pattern's draws share their random numbers, so
+        the distances are computed once per component and gathered pattern by pattern.
         """
         V, C = self.num_nodes, self.num_features
         latent, count = self.latent, 1 if Y is None else Y.size(0)
+        shape = (count,) if joint else (count, V)
         if latent.noise_components == 1:
-            like = dict(dtype=torch.float64, device=self.device)
-            return torch.full((count,), chi2_quantile(alpha, V * C), **like), torch.full((count, V), chi2_quantile(alpha, C), **like)
+            return torch.full(shape, chi2_quantile(alpha, V * C if joint else C), dtype=torch.float64, device=self.device)
         if alpha < 1 / REGION_DRAWS:  # the largest draw would stand in for a rarer quantile
             raise ValueError(f"alpha must be at least 1/{REGION_DRAWS} under a mixture noise (its regions are sized "
                              f"by {REGION_DRAWS} draws), got {alpha:g}")
         shared = torch.log_softmax(latent.mixture_logits, 0).unsqueeze(0)
         log_weights, which = torch.unique(shared if Y is None else latent.mixture_log_weights(Y), dim=0, return_inverse=True)
-        y = torch.zeros(REGION_DRAWS, V, dtype=torch.long, device=self.device)
+        if not len(log_weights):  # no signals asked about
+            return torch.zeros(shape, dtype=torch.float64, device=self.device)
+        noise, uniform = latent.standard_draws(REGION_DRAWS, torch.Generator().manual_seed(0), latent.mixture_centres)
+        components = [latent.mixture_components(w.expand(REGION_DRAWS, -1), uniform) for w in log_weights]
+        draws = torch.arange(REGION_DRAWS, device=self.device)
         # The ceil(n (1 - alpha))-th smallest of n draws.
         rank = max(1, math.ceil(REGION_DRAWS * (1 - alpha)))
-        joint, nodes = [], []
-        for weights in log_weights:
-            u = latent.draw_noise(weights.expand(REGION_DRAWS, -1), torch.Generator().manual_seed(0))
-            h = latent.means[y] + latent.offset + (u @ latent.scale_tril.T).view(REGION_DRAWS, V, C)
-            joint.append(latent.joint_squared_distance(h, y).double().kthvalue(rank).values)
-            nodes.append(latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values)
-        return torch.stack(joint)[which], torch.stack(nodes)[which]
+
+        def quantiles(distance) -> Tensor:
+            r"""``distance(u [R, VC]) -> [R, ...]``: its quantile over each pattern's draws, ``[P, ...]``."""
+            per_component = torch.stack([distance(c + s * noise) for c, s in zip(latent.mixture_centres, latent.mixture_scales)])
+            return torch.stack([per_component[k, draws].double().kthvalue(rank, dim=0).values for k in components])
+
+        if joint:
+            return quantiles(lambda u: u.square().sum(1))[which]
+        # Node-wise distances in blocks of nodes: all components' distances of a block at once
+        # stay below 2^24 numbers.
+        tril, node_tril = latent.scale_tril, latent.node_scale_tril
+        block = max(1, 2**24 // (REGION_DRAWS * latent.noise_components))
+        thresholds = [
+            quantiles(lambda u, nodes=slice(start, start + block): latent._node_whitened(
+                (u @ tril[nodes.start * C : nodes.stop * C].T).view(REGION_DRAWS, -1, C), node_tril[nodes]
+            ).square().sum(-1))
+            for start in range(0, V, block)
+        ]
+        return torch.cat(thresholds, dim=1)[which]
 
     # Regions in X space ------------------------------------------------------------------
 
@@ -455,11 +472,10 @@ class UncertaintyMixin:
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
         h = self.encode(X)
-        joint_threshold, node_thresholds = self._region_thresholds(alpha, Y)
+        threshold = self._region_thresholds(alpha, Y, joint)
         if joint:
-            return self.latent.joint_squared_distance(h, Y) <= joint_threshold
-        distance = self.latent.node_squared_distance(h, Y)
-        return distance <= node_thresholds
+            return self.latent.joint_squared_distance(h, Y) <= threshold
+        return self.latent.node_squared_distance(h, Y) <= threshold
 
     @torch.no_grad()
     def region_boundary(
@@ -508,7 +524,7 @@ class UncertaintyMixin:
         if latent.has_noise_covariance:
             centre, scale = centre + latent.offset, latent.node_scale_tril[node]
         angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device, dtype=self.dtype)
-        radius = self._region_thresholds(alpha, labels.unsqueeze(0))[1][0, node].sqrt()
+        radius = self._region_thresholds(alpha, labels.unsqueeze(0))[0, node].sqrt()
         unit = radius * torch.stack([angle.cos(), angle.sin()], dim=-1)
         h = centre.expand(num_points, -1, -1).clone()
         h[:, node] = centre[node] + unit @ scale.T

@@ -512,6 +512,7 @@ def test_pattern_weights_round_trip_and_reset():
         (lambda d: d["mixture_patterns"].__setitem__((0, 0), 2), "label patterns or their weights do not match"),
         (lambda d: d.update(mixture_pattern_logits=d["mixture_pattern_logits"][:1]), "label patterns or their weights do not match"),
         (lambda d: d.pop("mixture_pattern_logits"), "need a mixture noise and both pattern buffers"),
+        (lambda d: d["mixture_patterns"].__setitem__(1, d["mixture_patterns"][0]), "a label pattern is listed twice"),
     ],
 )
 def test_a_noise_that_no_fit_writes_is_refused_on_load(damage, reason):

@@ -10,6 +10,7 @@ from torch import nn
 
 from igraphflow import ConditionalGraphFlow
 from igraphflow.uncertainty import (
+    REGION_DRAWS,
     chi2_quantile,
     conformal_quantile,
     conformal_scores,
@@ -579,10 +580,38 @@ def test_regions_of_a_class_with_mixture_weights_of_its_own_hold_its_draws():
         for joint in (True, False):
             inside = model.in_region(X, labels, 0.1, joint=joint).float().mean().item()
             assert inside == pytest.approx(0.9, abs=0.02)
+            assert model.in_region(X[:0], labels[:0], 0.1, joint=joint).shape == ((0,) if joint else (0, 1))
     # The boundary of class 0's region lies on the ellipse that holds 90 % of its draws.
     curve = model.region_boundary(0, alpha=0.1, num_points=30).unsqueeze(1)
     radius = model.latent.node_squared_distance(curve, torch.zeros(30, 1, dtype=torch.long))
-    threshold = model._region_thresholds(0.1, torch.zeros(1, 1, dtype=torch.long))[1]
+    threshold = model._region_thresholds(0.1, torch.zeros(1, 1, dtype=torch.long))
     torch.testing.assert_close(radius, threshold.expand(30, 1).to(radius))
-    shared = model._region_thresholds(0.1)[1]
+    shared = model._region_thresholds(0.1)
     assert shared.item() > 1.5 * threshold.item()
+
+
+def test_mixture_region_sizes_equal_those_of_each_patterns_own_draws():
+    # The sizes are computed once per component and per block of nodes (32 nodes here, for 32
+    # components), then gathered pattern by pattern: the same as drawing each pattern's mixture.
+    V, M = 40, 32
+    path = torch.stack([torch.arange(V - 1), torch.arange(1, V)])
+    model = ConditionalGraphFlow(torch.cat([path, path.flip(0)], 1), V, 2, 2, num_blocks=1, seed=0)
+    model.blocks = nn.ModuleList()
+    model.fitted.fill_(True)
+    g = torch.Generator().manual_seed(19)
+    latent, D = model.latent, 2 * V
+    A = torch.randn(D, D, generator=g) / D**0.5
+    latent.offset, latent.scale_tril = torch.zeros(V, 2), torch.linalg.cholesky(A @ A.T + torch.eye(D))
+    latent.mixture_logits = torch.zeros(M)
+    latent.mixture_centres, latent.mixture_scales = torch.randn(M, D, generator=g), 0.5 + torch.rand(M, D, generator=g)
+    Y = torch.randint(0, 2, (4, V), generator=g)
+    latent.mixture_patterns, latent.mixture_pattern_logits = Y[:3], torch.randn(3, M, generator=g)
+    rank = math.ceil(REGION_DRAWS * 0.9)
+    for n in range(4):  # three patterns with weights of their own, one with the shared weights
+        u = latent.draw_noise(latent.mixture_log_weights(Y[n].expand(REGION_DRAWS, V)), torch.Generator().manual_seed(0))
+        h = latent.means.detach()[Y[n]] + latent.offset + (u @ latent.scale_tril.T).view(REGION_DRAWS, V, 2)
+        y = Y[n].expand(REGION_DRAWS, V)
+        joint = latent.joint_squared_distance(h, y).double().kthvalue(rank).values
+        nodes = latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values
+        torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1], joint=True)[0], joint, rtol=1e-5, atol=0)
+        torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1])[0], nodes, rtol=1e-5, atol=0)
