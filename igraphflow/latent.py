@@ -462,15 +462,14 @@ class GaussianMixtureLatent(nn.Module):
         val_rows = _pattern_rows(patterns, y_val)
         # Weights of their own can change the held-out score only through patterns seen in training.
         own_weights = bool((val_rows >= 0).any())
-        u_train, u_held = u, u_val
-        u, u_val = u.cpu().numpy(), u_val.cpu().numpy()
+        points, held_out = u.cpu().numpy(), u_val.cpu().numpy()  # for scikit-learn
 
         def fitted(components: int) -> GaussianMixture:
             mixture = GaussianMixture(components, covariance_type="diag", reg_covar=1e-3, random_state=seed or 0)
             with warnings.catch_warnings():
                 # an EM cut at max_iter is still a density, and the held-out score judges it
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                return mixture.fit(u)
+                return mixture.fit(points)
 
         def gains(scores: np.ndarray, baseline: np.ndarray) -> bool:
             gain = scores - baseline
@@ -478,20 +477,21 @@ class GaussianMixtureLatent(nn.Module):
 
         # The reference: the better of N(0, I) and one diagonal Gaussian, so that a mixture is
         # kept for what one Gaussian cannot fit (modes, skew, tails), not for a rescaling of u.
-        reference = max(standard, fitted(1).score_samples(u_val), key=lambda scores: scores.mean())
+        reference = max(standard, fitted(1).score_samples(held_out), key=lambda scores: scores.mean())
         best, best_score = None, reference.mean()
         for components in MIXTURE_COMPONENTS:
-            if components > len(u) // 2:  # too few signals to place so many components
+            if components > len(points) // 2:  # too few signals to place so many components
                 break
             mixture = fitted(components)
-            shared = torch.as_tensor(mixture.weights_, dtype=u_train.dtype, device=u_train.device).log()
-            centres = torch.as_tensor(mixture.means_, dtype=u_train.dtype, device=u_train.device)
-            scales = torch.as_tensor(mixture.covariances_, dtype=u_train.dtype, device=u_train.device).sqrt()
-            shared_scores = mixture.score_samples(u_val)
+            like = dict(dtype=u.dtype, device=u.device)
+            shared = torch.as_tensor(mixture.weights_, **like).log()
+            centres = torch.as_tensor(mixture.means_, **like)
+            scales = torch.as_tensor(mixture.covariances_, **like).sqrt()
+            shared_scores = mixture.score_samples(held_out)
             candidates = [(shared_scores, None)]
             if own_weights:
-                densities, val_densities = (_diagonal_log_densities(a, centres, scales) for a in (u_train, u_held))
-                val_shared = shared.expand(len(u_held), -1)
+                densities, val_densities = (_diagonal_log_densities(a, centres, scales) for a in (u, u_val))
+                val_shared = shared.expand(len(u_val), -1)
                 for concentration in MIXTURE_CONCENTRATIONS:
                     own = _pattern_log_weights(densities, rows, counts, shared, concentration)
                     val_weights = torch.where((val_rows >= 0).unsqueeze(1), own[val_rows.clamp_min(0)], val_shared)
