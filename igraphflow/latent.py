@@ -203,9 +203,10 @@ class GaussianMixtureLatent(nn.Module):
         r"""The number of label patterns whose mixture weights are their own (0: one set of weights for all)."""
         return 0 if self.mixture_patterns is None else len(self.mixture_patterns)
 
-    def mixture_log_weights(self, y: Tensor) -> Tensor:
+    def mixture_log_weights(self, y: Tensor | None = None) -> Tensor:
         r"""The log-weights of the noise mixture for each label pattern ``y [N, V]``, ``[N, M]``:
-        the pattern's own where it has them (:attr:`noise_patterns`), else the shared ones.
+        the pattern's own where it has them (:attr:`noise_patterns`), else the shared ones;
+        without ``y``, the shared ones, ``[1, M]``.
 
         Example:
             >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)
@@ -218,8 +219,8 @@ class GaussianMixtureLatent(nn.Module):
         if self.mixture_logits is None:
             raise ValueError("the latent has no mixture noise")
         shared = torch.log_softmax(self.mixture_logits, 0)
-        log_weights = shared.expand(y.size(0), -1)
-        if self.mixture_patterns is None:
+        log_weights = shared.expand(1 if y is None else y.size(0), -1)
+        if y is None or self.mixture_patterns is None:
             return log_weights
         rows = _pattern_rows(self.mixture_patterns, y)
         known = rows >= 0

@@ -412,8 +412,7 @@ class UncertaintyMixin:
         if alpha < 1 / REGION_DRAWS:  # the largest draw would stand in for a rarer quantile
             raise ValueError(f"alpha must be at least 1/{REGION_DRAWS} under a mixture noise (its regions are sized "
                              f"by {REGION_DRAWS} draws), got {alpha:g}")
-        shared = torch.log_softmax(latent.mixture_logits, 0).unsqueeze(0)
-        log_weights, which = torch.unique(shared if Y is None else latent.mixture_log_weights(Y), dim=0, return_inverse=True)
+        log_weights, which = torch.unique(latent.mixture_log_weights(Y), dim=0, return_inverse=True)
         if not len(log_weights):  # no signals asked about
             return torch.zeros(shape, dtype=torch.float64, device=self.device)
         noise, uniform = latent.standard_draws(REGION_DRAWS, torch.Generator().manual_seed(0), latent.mixture_centres)
