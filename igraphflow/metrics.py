@@ -55,6 +55,9 @@ r"""The iGNN paper's kernel parameters :math:`a` of :func:`mmd`, on :math:`\exp(
 # A tile of a pairwise matrix: 1024 x 4096 float64 is 32 MB, whatever the sizes of the samples.
 _CHUNK = 1024
 _TILE = 4096
+# Squared distances below this fraction of ||a||^2 + ||b||^2 are taken from the differences:
+# the expansion's rounding, a few float64 epsilons of that sum, would be over 1e-9 of them.
+_CANCELLATION = 2.0**-20
 
 
 def _as_samples(X: Any, name: str) -> Tensor:
@@ -102,8 +105,11 @@ def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor, float], Tensor]
     in units ``s`` of about the largest centred coordinate (:func:`_centred_and_scaled`):
     otherwise coordinates near 1e200 square to inf (and inf - inf gives nan), near 1e-200 to 0,
     and samples far from the origin lose their distances to cancellation. ``s`` is a power of
-    two, so dividing by it rounds nothing. ``D`` is clamped at zero, and is exactly zero on the
-    diagonal when ``A is B`` (the expansion leaves ~1e-16 there, whose square root is ~1e-8).
+    two, so dividing by it rounds nothing. Pairs much closer to each other than to that centre
+    (a sample with one far outlier, or tight clusters far apart) would still lose theirs: where
+    the expansion gives less than :data:`_CANCELLATION` of :math:`\|a\|^2 + \|b\|^2`, the
+    distance is recomputed from the differences. ``D`` is exactly zero on the diagonal when
+    ``A is B``.
 
     Raises:
         ValueError: When a sum is not finite: the distances overflow float64.
@@ -114,9 +120,16 @@ def _pair_sums(A: Tensor, B: Tensor, fns: list[Callable[[Tensor, float], Tensor]
     for row, a in zip(range(0, len(A), _CHUNK), A.split(_CHUNK)):
         a_norms = (a * a).sum(1)[:, None]
         for column, b in zip(range(0, len(B), _TILE), B.split(_TILE)):
-            d2 = (a_norms + (b * b).sum(1)[None, :] - 2.0 * a @ b.T).clamp_min_(0.0)
-            if same:
-                d2.diagonal(offset=row - column).zero_()  # the pairs (i, i): (k, k + row - column) here
+            norms = a_norms + (b * b).sum(1)[None, :]
+            d2 = (norms - 2.0 * a @ b.T).clamp_min_(0.0)
+            inexact = d2 < _CANCELLATION * norms
+            if same:  # the pairs (i, i), (k, k + row - column) here, are 0 apart exactly
+                d2.diagonal(offset=row - column).zero_()
+                inexact.diagonal(offset=row - column).fill_(False)
+            rows = inexact.any(1).nonzero().squeeze(1)
+            if len(rows):  # differences taken row by row inside cdist: no [rows, columns, d] tensor
+                direct = torch.cdist(a[rows], b, compute_mode="donot_use_mm_for_euclid_dist").square()
+                d2[rows] = torch.where(inexact[rows], direct, d2[rows])
             for i, fn in enumerate(fns):
                 totals[i] += fn(d2, scale).sum().item()
     if not all(math.isfinite(total) for total in totals):
@@ -136,19 +149,38 @@ def _distance(d2: Tensor, scale: float) -> Tensor:
     return d2.sqrt() * scale
 
 
-def _kernel_means(X: Tensor, Y: Tensor, alphas: list[float], biased: bool) -> list[tuple[float, float, float]]:
+def _check_paired(n: int, m: int, biased: bool, paired: bool, statistic: str):
+    if paired and n != m:
+        raise ValueError(f"paired samples need as many rows on each side, got {n} and {m}")
+    if (not biased or paired) and (n < 2 or m < 2):
+        raise ValueError(f"the unbiased or paired {statistic} needs at least 2 samples on each side, got {n} and {m}")
+
+
+def _cross_sums(X: Tensor, Y: Tensor, fns: list[Callable[[Tensor, float], Tensor]], paired: bool) -> tuple[list[float], int]:
+    r"""The sums of ``fn`` over the pairs of :math:`x_i` and :math:`y_j` and their number: all
+    pairs, or with ``paired`` the pairs :math:`i \neq j` only."""
+    totals = _pair_sums(X, Y, fns)
+    if not paired:
+        return totals, X.shape[0] * Y.shape[0]
+    A, B, scale = _centred_and_scaled(X, Y)
+    d2 = (A - B).square().sum(1)
+    return [total - fn(d2, scale).sum().item() for total, fn in zip(totals, fns)], X.shape[0] * (X.shape[0] - 1)
+
+
+def _kernel_means(
+    X: Tensor, Y: Tensor, alphas: list[float], biased: bool, paired: bool = False
+) -> list[tuple[float, float, float]]:
     r"""``(E k(x, x'), E k(y, y'), E k(x, y))`` for each ``alpha``."""
     n, m = X.shape[0], Y.shape[0]
-    if not biased and (n < 2 or m < 2):
-        raise ValueError(f"the unbiased MMD needs at least 2 samples on each side, got {n} and {m}")
+    _check_paired(n, m, biased, paired, "MMD")
     kernels = [_gaussian(a) for a in alphas]
     kxx = _pair_sums(X, X, kernels)
     kyy = _pair_sums(Y, Y, kernels)
-    kxy = _pair_sums(X, Y, kernels)
+    kxy, nxy = _cross_sums(X, Y, kernels, paired)
     if biased:
-        return [(sxx / n**2, syy / m**2, sxy / (n * m)) for sxx, syy, sxy in zip(kxx, kyy, kxy)]
+        return [(sxx / n**2, syy / m**2, sxy / nxy) for sxx, syy, sxy in zip(kxx, kyy, kxy)]
     # A Gaussian kernel is exactly 1 on the diagonal: drop it analytically.
-    return [((sxx - n) / (n * (n - 1)), (syy - m) / (m * (m - 1)), sxy / (n * m)) for sxx, syy, sxy in zip(kxx, kyy, kxy)]
+    return [((sxx - n) / (n * (n - 1)), (syy - m) / (m * (m - 1)), sxy / nxy) for sxx, syy, sxy in zip(kxx, kyy, kxy)]
 
 
 def mmd(
@@ -157,6 +189,7 @@ def mmd(
     alphas: float | Iterable[float] = DEFAULT_ALPHAS,
     *,
     biased: bool = False,
+    paired: bool = False,
 ) -> dict[float, float]:
     r"""Squared maximum mean discrepancy with Gaussian kernels.
 
@@ -173,6 +206,9 @@ def mmd(
         Y: A sample ``[m, d]`` or ``[m, V, C]`` with the same dimension per sample.
         alphas: One kernel parameter or several.
         biased: Whether to use the biased V-statistic.
+        paired: Whether ``X[i]`` and ``Y[i]`` are dependent, as a signal and one generated for
+            its labels are (``n == m``): the cross term then averages over the independent
+            pairs :math:`i \neq j` only (see :func:`energy_distance`).
 
     Returns:
         A dictionary from each :math:`\alpha` to the squared MMD.
@@ -189,7 +225,7 @@ def mmd(
         >>> mmd(X, X, alphas=1.0, biased=True)[1.0]
         0.0
     """
-    terms = mmd_terms(X, Y, alphas, biased=biased)
+    terms = mmd_terms(X, Y, alphas, biased=biased, paired=paired)
     return {a: xx + yy - 2.0 * xy for a, (xx, yy, xy) in terms.items()}
 
 
@@ -199,6 +235,7 @@ def mmd_terms(
     alphas: float | Iterable[float] = DEFAULT_ALPHAS,
     *,
     biased: bool = False,
+    paired: bool = False,
 ) -> dict[float, tuple[float, float, float]]:
     r"""The three kernel means of :func:`mmd`: :math:`(E\,k(x, x'), E\,k(y, y'), E\,k(x, y))`.
 
@@ -211,7 +248,7 @@ def mmd_terms(
         >>> mmd_terms(X, Y, alphas=1.0)[1.0]  # exp(0), exp(0), exp(-2)
         (1.0, 1.0, 0.1353352832366127)
     """
-    X, Y, biased = *_as_pair(X, Y), as_flag(biased, "biased")
+    X, Y, biased, paired = *_as_pair(X, Y), as_flag(biased, "biased"), as_flag(paired, "paired")
     if alphas is None or isinstance(alphas, (str, bytes)):  # "12" would otherwise read as the alphas 1 and 2
         raise ValueError(f"alphas must be positive numbers, got {alphas!r}")
     if np.ndim(alphas) == 0:  # one number: a float, a NumPy scalar or a 0-d tensor
@@ -219,7 +256,7 @@ def mmd_terms(
     alphas = [float(a) for a in alphas]
     if not alphas or any(not 0 < a < math.inf for a in alphas):
         raise ValueError(f"alphas must be positive numbers, got {alphas}")
-    return dict(zip(alphas, _kernel_means(X, Y, alphas, biased)))
+    return dict(zip(alphas, _kernel_means(X, Y, alphas, biased, paired)))
 
 
 def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
@@ -306,19 +343,10 @@ def energy_distance(X: Any, Y: Any, *, biased: bool = False, paired: bool = Fals
     X, Y = _as_pair(X, Y)
     biased, paired = as_flag(biased, "biased"), as_flag(paired, "paired")
     n, m = X.shape[0], Y.shape[0]
-    if paired and n != m:
-        raise ValueError(f"paired samples need as many rows on each side, got {n} and {m}")
-    if (not biased or paired) and (n < 2 or m < 2):
-        raise ValueError(
-            f"the unbiased or paired energy statistic needs at least 2 samples on each side, got {n} and {m}"
-        )
-    (sxy,) = _pair_sums(X, Y, [_distance])
+    _check_paired(n, m, biased, paired, "energy statistic")
+    (sxy,), nxy = _cross_sums(X, Y, [_distance], paired)
     (sxx,) = _pair_sums(X, X, [_distance])
     (syy,) = _pair_sums(Y, Y, [_distance])
-    nxy = n * m
-    if paired:
-        A, B, scale = _centred_and_scaled(X, Y)
-        sxy, nxy = sxy - (A - B).norm(dim=1).sum().item() * scale, n * (n - 1)
     nxx, nyy = (n * n, m * m) if biased else (n * (n - 1), m * (m - 1))
     return 2.0 * sxy / nxy - sxx / nxx - syy / nyy
 

@@ -17,6 +17,7 @@ from igraphflow.compare import (
 )
 from igraphflow.datasets import load
 from igraphflow.latent import MIXTURE_COMPONENTS
+from igraphflow.metrics import energy_distance, mmd
 from igraphflow.temperature import TEMPERATURE_BOUNDS
 from test_metrics import OnAnotherDevice
 
@@ -89,6 +90,20 @@ def test_protocol_falls_back_to_whole_test():
     shifted = evaluate(data, data.X_test + 1.0)
     assert shifted["protocol"] == "top3_patterns" and all(p["count"] >= 20 for p in shifted["patterns"])
     assert shifted["mmd"] > evaluate(data, data.X_test)["mmd"]
+
+
+def test_whole_test_statistics_leave_out_the_pairs_of_a_signal_and_its_own_draw():
+    # The test signals, as if generated for their own labels: with the pairs (i, i) left out of
+    # the cross terms both statistics are exactly 0; with them, -2/n of the mean distance.
+    data = load("three_node", num_train=8, num_test=30)
+    real = evaluate(data, data.X_test)
+    assert real["protocol"] == "whole_test"
+    assert real["energy"] == pytest.approx(0.0, abs=1e-12) and real["mmd"] == pytest.approx(0.0, abs=1e-12)
+    assert energy_distance(data.X_test, data.X_test) < -0.01
+    shifted = data.X_test + 0.3
+    row = evaluate(data, shifted)
+    assert row["energy"] == pytest.approx(energy_distance(shifted, data.X_test, paired=True), rel=1e-12)
+    assert row["mmd_alpha"]["0.1"] == pytest.approx(mmd(shifted, data.X_test, 0.1, paired=True)[0.1], rel=1e-12)
 
 
 def test_three_patterns_of_exactly_the_minimum_count_use_the_pattern_protocol():

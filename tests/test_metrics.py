@@ -70,6 +70,14 @@ def _mmd_terms_loops(X, Y, alpha, biased):
     return kxx, kyy, kxy
 
 
+def _mmd_loops(X, Y, alpha, paired):
+    # The unbiased statistic; with paired, the cross term over the pairs i != j only.
+    kxx, kyy, _ = _mmd_terms_loops(X, Y, alpha, biased=False)
+    pairs = [(i, j) for i in range(len(X)) for j in range(len(Y)) if not (paired and i == j)]
+    kxy = sum(math.exp(-alpha * _sq(X[i], Y[j])) for i, j in pairs) / len(pairs)
+    return kxx + kyy - 2 * kxy
+
+
 def _energy_loops(X, Y, biased, paired=False):
     d = lambda a, b: math.sqrt(_sq(a, b))  # noqa: E731
     n, m = len(X), len(Y)
@@ -191,6 +199,16 @@ def test_paired_energy_matches_double_loop_without_the_matched_pairs(biased):
     )
     with pytest.raises(ValueError, match="paired samples need as many rows"):
         energy_distance(X, Y[:5], paired=True)
+
+
+def test_paired_mmd_matches_double_loop_without_the_matched_pairs():
+    X, Y = _rand(6, 3, seed=1), _rand(6, 3, seed=2) + 0.3
+    for a in (0.1, 1.0):
+        assert mmd(X, Y, a, paired=True)[a] == pytest.approx(_mmd_loops(X, Y, a, paired=True), abs=1e-12)
+        assert mmd(X, Y, a)[a] == pytest.approx(_mmd_loops(X, Y, a, paired=False), abs=1e-12)
+    assert mmd_terms(X, Y, 1.0, paired=True)[1.0][:2] == mmd_terms(X, Y, 1.0)[1.0][:2]
+    with pytest.raises(ValueError, match="paired samples need as many rows"):
+        mmd(X, Y[:5], paired=True)
 
 
 def test_energy_identical_vs_shifted():
@@ -422,6 +440,35 @@ def test_samples_far_from_the_origin_keep_their_distances():
     far = 1e8
     assert energy_distance(X + far, Y + far) == pytest.approx(energy_distance(X, Y), rel=1e-6)
     assert mmd(X + far, Y + far, alphas=1.0)[1.0] == pytest.approx(mmd(X, Y, alphas=1.0)[1.0], rel=1e-6)
+
+
+@pytest.mark.parametrize("outlier", [1e9, 1e10])
+def test_an_outlier_far_away_leaves_the_other_distances_exact(outlier):
+    # Centred on the sample's mean (outlier / 50 away), the expansion lost the unit distances
+    # between the other points: the MMD was 4x too large at 1e9, 400x at 1e10.
+    from scipy.spatial.distance import cdist
+
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(50, 6)), rng.normal(size=(50, 6))
+    X[0] = outlier
+    k = lambda A, B: np.exp(-cdist(A, B, "sqeuclidean"))  # noqa: E731
+    direct = (k(X, X).sum() - 50) / (50 * 49) + (k(Y, Y).sum() - 50) / (50 * 49) - 2 * k(X, Y).mean()
+    assert mmd(X, Y, alphas=1.0)[1.0] == pytest.approx(direct, rel=1e-6)
+
+
+def test_tight_clusters_far_apart_keep_their_distances():
+    from scipy.spatial.distance import cdist, pdist
+
+    rng = np.random.default_rng(2)
+    modes = np.repeat([[1e4] * 3, [-1e4] * 3], 20, axis=0)
+    X, Y = modes + 1e-3 * rng.normal(size=(40, 3)), modes + 1e-3 * rng.normal(size=(40, 3))
+    n = len(X)
+    for alpha in (1e5, 1e6):
+        k = lambda A, B: np.exp(-alpha * cdist(A, B, "sqeuclidean"))  # noqa: E731
+        direct = (k(X, X).sum() - n) / (n * (n - 1)) + (k(Y, Y).sum() - n) / (n * (n - 1)) - 2 * k(X, Y).mean()
+        assert mmd(X, Y, alphas=alpha)[alpha] == pytest.approx(direct, rel=1e-6, abs=1e-12)
+    direct = 2 * cdist(X, Y).mean() - 2 * pdist(X).sum() / n**2 - 2 * pdist(Y).sum() / n**2
+    assert energy_distance(X, Y, biased=True) == pytest.approx(direct, rel=1e-5)  # was 1.6 % off
 
 
 def test_distances_beyond_float64_raise_instead_of_returning_nan():
