@@ -24,8 +24,11 @@ MAX_SEED = 2**64 - 1
 
 
 def _as_tensor(value, name: str) -> Tensor:
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        # np.asarray would drop the mask and read the masked placeholders as data.
+        raise ValueError(f"{name} is a masked array with {int(np.ma.count_masked(value))} masked values; fill or drop them first")
     if isinstance(value, Tensor):
-        tensor = value
+        tensor = value.to_dense() if value.layout != torch.strided else value
     else:
         try:
             array = np.asarray(value)
@@ -292,7 +295,8 @@ def as_signals(
         )
     if X.dtype.is_complex or X.dtype == torch.bool:  # integers of any width are readings (counts, pixels)
         raise ValueError(f"{name} must hold real numbers (floats or integers), got dtype {X.dtype}")
-    given, X = X, X.to(device=device, dtype=dtype)
+    # Detached: signals are data, and a graph of their own would be walked twice by training.
+    given, X = X, X.detach().to(device=device, dtype=dtype)
     bad = ~torch.isfinite(X)  # after the cast, so that values too large for ``dtype`` are caught
     if bad.any():
         # Only on failure: which of them were finite as given, but too large for ``dtype``.
@@ -307,6 +311,7 @@ def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | 
     r"""Checks node labels ``[N, V]`` with values in ``0..K-1`` and returns them as ``int64``.
 
     With ``num_classes=None`` (``K`` yet to be read off the labels), only ``Y >= 0`` is checked.
+    Booleans read as the labels 0 and 1.
 
     Example:
         >>> as_labels([[0, 2]], num_nodes=2, num_classes=3)
@@ -319,8 +324,14 @@ def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | 
     if Y.dtype.is_floating_point:
         if not torch.isfinite(Y).all() or (Y != Y.round()).any():
             raise ValueError(f"{name} must hold integer class labels, got non-integer values")
-    elif Y.dtype == torch.bool or Y.dtype.is_complex:
+    elif Y.dtype.is_complex:
         raise ValueError(f"{name} must hold integer class labels, got dtype {Y.dtype}")
+    if Y.dtype in (torch.uint64, torch.uint32) or Y.dtype.is_floating_point:
+        # Values beyond int64 would wrap round in the cast below: compare them as they are.
+        wide = Y.double()
+        if Y.numel() and (wide.min() < -(2**62) or wide.max() >= 2**62):
+            classes = "0..K-1" if num_classes is None else f"[0, num_classes={num_classes})"
+            raise ValueError(f"{name} holds labels in [{wide.min().item():g}, {wide.max().item():g}], outside {classes}")
     Y = Y.long()
     if num_classes is None:
         if Y.numel() and Y.min() < 0:

@@ -630,7 +630,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, progress, data = as_seconds(max_time), as_flag(progress, "progress"), self._split(X, Y)
         if not self.blocks:  # a fit given no time: the identity map has no path to divide
-            return self._retrain(data, max_time, progress)
+            return self._retrain(self.blocks, data, max_time, progress)
         x = self._signals(X)
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
         with torch.no_grad():
@@ -652,8 +652,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             child = copy.deepcopy(parent)
             child.set_interval(float(start), float(end))
             blocks.append(child)
-        self.blocks = blocks
-        return self._retrain(data, max_time, progress)
+        return self._retrain(blocks, data, max_time, progress)
 
     def refine(self, X, Y, factor: int = 2, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
         r"""Splits every block's interval into ``factor`` sub-intervals (``factor`` times the blocks) and retrains.
@@ -683,14 +682,22 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 child = copy.deepcopy(parent)
                 child.set_interval(t0 + part * h, t0 + (part + 1) * h)
                 refined.append(child)
-        self.blocks = refined
-        return self._retrain(data, max_time, progress)
+        return self._retrain(refined, data, max_time, progress)
 
-    def _retrain(self, data: _FitData, max_time: float, progress: bool) -> ConditionalGraphFlow:
-        # The calibration scores were those of the old map and head.
-        self._forget_calibration()
-        self.history_ = []
-        self._train_blocks(data, 0, max_time, progress, None, retrain=True)
+    def _retrain(self, blocks: nn.ModuleList, data: _FitData, max_time: float, progress: bool) -> ConditionalGraphFlow:
+        r"""Retrains ``blocks`` (warm-started) in place of the model's; a retraining that raises
+        (or is interrupted) leaves the model as it was."""
+        old_blocks, old_state, old_history = self.blocks, copy.deepcopy(self.state_dict()), self.history_
+        try:
+            self.blocks = blocks
+            # The calibration scores were those of the old map and head.
+            self._forget_calibration()
+            self.history_ = []
+            self._train_blocks(data, 0, max_time, progress, None, retrain=True)
+        except BaseException:
+            self.blocks, self.history_ = old_blocks, old_history
+            self.load_state_dict(old_state)
+            raise
         return self
 
     def _fit_head(self, h: Tensor, y: Tensor):

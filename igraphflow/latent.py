@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._checks import as_real
+from ._checks import _as_tensor, as_count, as_labels, as_real
 from ._random import draw
 
 MAX_NOISE_DIM = 4096
@@ -130,6 +130,8 @@ class GaussianMixtureLatent(nn.Module):
     ):
         super().__init__()
         sigma, separation = as_real(sigma, "sigma", "(0, inf)"), as_real(separation, "separation", "[0, inf)")
+        initial_separation = as_real(initial_separation, "initial_separation", "[0, inf)")
+        num_classes, num_features = as_count(num_classes, "num_classes"), as_count(num_features, "num_features")
         self.num_classes, self.num_features = num_classes, num_features
         self.sigma, self.min_distance = sigma, separation * sigma
         self.means = nn.Parameter(self._evenly_spaced(initial_separation))
@@ -331,8 +333,20 @@ class GaussianMixtureLatent(nn.Module):
             log_scale = node_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)  # [V, 1]
         return _gaussian_log_density(self._node_distances(h, node_tril), log_scale, self.num_features)
 
+    def _labels(self, y, h: Tensor | None = None) -> Tensor:
+        r"""``y`` checked as labels ``[N, V]`` of this latent's classes (and of the signals ``h [N, V, C]``)."""
+        if h is not None and (h.dim() != 3 or h.size(-1) != self.num_features):
+            raise ValueError(f"h must have shape [N, V, num_features={self.num_features}], got {list(h.shape)}")
+        y = _as_tensor(y, "y")
+        if h is None and y.dim() != 2:
+            raise ValueError(f"y must have shape [N, V], got {list(y.shape)}")
+        num_nodes = y.size(1) if h is None else h.size(1)
+        num_samples = None if h is None else h.size(0)
+        return as_labels(y, num_nodes, self.num_classes, num_samples=num_samples, name="y", device=self.means.device)
+
     def log_prob(self, h: Tensor, y: Tensor) -> Tensor:
         r""":math:`\log p(h | y)`, summed over nodes and features, ``[N]``."""
+        y = self._labels(y, h)
         dims = math.prod(h.shape[1:])
         if self.scale_tril is None:
             return _gaussian_log_density(self.joint_squared_distance(h, y), dims * math.log(self.sigma), dims)
@@ -361,6 +375,7 @@ class GaussianMixtureLatent(nn.Module):
         r"""Draws :math:`h \sim p(h | y)`, ``[N, V, C]``, its noise scaled by ``temperature`` (by
         default the buffer ``temperature``, 1 unless the flow chose another, see
         :func:`~igraphflow.temperature.energy_temperature`)."""
+        y = self._labels(y)
         mean = self.means[y]
         temperature = self.temperature if temperature is None else temperature
         if self.mixture_logits is not None:

@@ -74,7 +74,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from ._checks import as_count, as_flag, as_labels, as_real
+from ._checks import _as_tensor, as_count, as_flag, as_labels, as_real
 from ._chunks import in_chunks
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
@@ -104,6 +104,19 @@ def chi2_quantile(alpha: float, df: int) -> float:
     return float(chi2.isf(as_real(alpha, "alpha", "(0, 1)"), df=as_count(df, "df")))
 
 
+def _as_scores(values, name: str, dims: int | None = None) -> Tensor:
+    r"""``values`` as a floating tensor without NaN (infinities are scores too), of ``dims`` axes or at least one."""
+    values = values if isinstance(values, Tensor) else _as_tensor(values, name)
+    if (values.dim() != dims) if dims is not None else values.dim() == 0:
+        shape = "shape [N, V, K]" if dims == 3 else "at least one axis"
+        raise ValueError(f"{name} must have {shape}, got shape {list(values.shape)}")
+    if not values.dtype.is_floating_point:
+        raise ValueError(f"{name} must hold floating-point numbers, got dtype {values.dtype}")
+    if not values.is_meta and torch.isnan(values).any():  # a meta tensor has no values to check
+        raise ValueError(f"{name} holds NaN")
+    return values
+
+
 def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1) -> Tensor:
     r"""The split-conformal threshold: the :math:`\lceil (n/g+1)\, g\, (1-\alpha) \rceil`-th smallest score.
 
@@ -131,7 +144,9 @@ def conformal_quantile(sorted_scores: Tensor, alpha: float, group_size: int = 1)
         >>> conformal_quantile(scores, 0.2, group_size=3)  # ceil(4 * 3 * 0.8) = 10 > 9
         tensor(inf)
     """
-    sorted_scores = torch.as_tensor(sorted_scores)
+    sorted_scores = _as_scores(sorted_scores, "sorted_scores")
+    if not sorted_scores.is_meta and (sorted_scores[..., 1:] < sorted_scores[..., :-1]).any():
+        raise ValueError("sorted_scores must be sorted ascending along the last axis")
     n = sorted_scores.size(-1)
     rank = _conformal_rank(n, alpha, group_size)
     if rank > n:
@@ -164,8 +179,7 @@ def conformal_scores(log_proba: Tensor, Y: Tensor) -> Tensor:
         >>> conformal_scores(log_proba, torch.tensor([[0, 0]])).exp()  # 1 / P(true label)
         tensor([[1.1111, 3.3333]])
     """
-    if log_proba.dim() != 3:
-        raise ValueError(f"log_proba must have shape [N, V, K], got {list(log_proba.shape)}")
+    log_proba = _as_scores(log_proba, "log_proba", dims=3)
     num_samples, num_nodes, num_classes = log_proba.shape
     Y = as_labels(Y, num_nodes, num_classes, num_samples=num_samples, device=log_proba.device)
     return -log_proba.gather(-1, Y.unsqueeze(-1)).squeeze(-1)
@@ -188,7 +202,7 @@ def precise_log_softmax(logits: Tensor) -> Tensor:
         >>> torch.log_softmax(logits, -1)[0].item(), f"{precise_log_softmax(logits)[0].item():.6e}"
         (0.0, '-9.357623e-14')
     """
-    logits = logits.double()
+    logits = _as_scores(logits, "logits").double()
     if logits.size(-1) == 0:
         return logits
     # log P_k = (l_k - l_t) - log(1 + sum_{j != t} exp(l_j - l_t)), t the most probable label:
@@ -213,9 +227,10 @@ def conformal_sets(log_proba: Tensor, threshold: Tensor | float) -> Tensor:
         tensor([[[ True, False],
                  [ True,  True]]])
     """
-    threshold = torch.as_tensor(threshold, dtype=log_proba.dtype, device=log_proba.device)
-    if log_proba.dim() != 3:
-        raise ValueError(f"log_proba must have shape [N, V, K], got {list(log_proba.shape)}")
+    log_proba = _as_scores(log_proba, "log_proba", dims=3)
+    if threshold is None or isinstance(threshold, (str, bytes)):
+        raise ValueError(f"threshold must be a number or one per node, got {threshold!r}")
+    threshold = _as_tensor(threshold, "threshold").to(dtype=log_proba.dtype, device=log_proba.device)
     if threshold.shape not in (torch.Size([]), log_proba.shape[1:2]):
         raise ValueError(f"threshold must be a number or one per node [{log_proba.size(1)}], got shape {list(threshold.shape)}")
     if torch.isnan(threshold).any():  # every comparison with NaN is False: all sets would be empty
@@ -233,8 +248,11 @@ def set_coverage(sets: Tensor, Y: Tensor) -> Tensor:
         >>> set_coverage(sets, torch.tensor([[1, 1]]))
         tensor([[False,  True]])
     """
+    sets = _as_tensor(sets, "sets")
     if sets.dim() != 3:
         raise ValueError(f"sets must have shape [N, V, K], got {list(sets.shape)}")
+    if sets.dtype != torch.bool:
+        raise ValueError(f"sets must be a bool tensor, got dtype {sets.dtype}")
     num_samples, num_nodes, num_classes = sets.shape
     Y = as_labels(Y, num_nodes, num_classes, num_samples=num_samples, device=sets.device)
     return sets.gather(-1, Y.unsqueeze(-1)).squeeze(-1)
@@ -516,7 +534,10 @@ class UncertaintyMixin:
             raise ValueError(f"node must be in [0, num_nodes={self.num_nodes}), got {node}")
         if labels is None:
             labels = torch.full((self.num_nodes,), label, dtype=torch.long)
-        labels = self._labels(torch.as_tensor(labels).reshape(1, -1), num_samples=1, name="labels")[0].clone()
+        labels = _as_tensor(labels, "labels")
+        if labels.dim() != 1:  # [V]; a [1, V] reshaped silently, and [2, V] was reported as [1, 2 V]
+            raise ValueError(f"labels must have shape [num_nodes={self.num_nodes}], got {list(labels.shape)}")
+        labels = self._labels(labels.unsqueeze(0), num_samples=1, name="labels")[0].clone()
         labels[node] = label
         latent = self.latent
         centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device, dtype=self.dtype)

@@ -591,7 +591,7 @@ def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
     for k, block in enumerate(model.blocks):
         block.field.tag = k  # the same field, told apart
     model.fitted.fill_(True)
-    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, *args: self)
+    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, blocks, *args: setattr(self, "blocks", blocks) or self)
     model.reparameterize(X, Y, progress=False)
     expected = -np.log(1 - np.arange(4) * (1 - np.exp(-bounds[-1])) / 3)
     got = [0.0] + [b.interval[1].item() for b in model.blocks]
@@ -881,6 +881,61 @@ def test_refine_with_bad_data_leaves_the_model_as_it_was(tmp_path):
     assert model.num_blocks == model.config["num_blocks"] == 1
     model.save(tmp_path / "model.pt")
     assert ConditionalGraphFlow.load(tmp_path / "model.pt").num_blocks == 1
+
+
+@pytest.mark.parametrize("retrain", ["refine", "reparameterize"])
+def test_an_interrupted_retraining_leaves_the_model_as_it_was(monkeypatch, retrain):
+    # The new blocks, the means and the forgotten calibration stayed: a changed model that
+    # still called itself fitted.
+    X, Y = toy(48)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
+    model.calibrate(X[:24], Y[:24])
+    state, history = {k: v.clone() for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}, model.history_
+    train_blocks = ConditionalGraphFlow._train_blocks
+
+    def interrupted(self, *args, **kwargs):
+        train_blocks(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ConditionalGraphFlow, "_train_blocks", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        getattr(model, retrain)(X, Y, max_time=1, progress=False)
+    assert model.num_blocks == 2 and model.is_calibrated and model.history_ is history
+    after = model.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(after[k], v) for k, v in state.items())
+
+
+def test_signals_that_carry_gradients_are_fitted_as_data():
+    X, Y = toy(32)
+    weight = nn.Parameter(torch.ones(()))
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X * weight, Y, progress=False)
+    assert torch.isfinite(model.log_prob(X, Y)).all() and weight.grad is None
+
+
+def test_boolean_labels_are_the_classes_0_and_1(fitted):
+    X, Y = toy(8)
+    assert torch.equal(fitted.log_prob(X, Y.bool()), fitted.log_prob(X, Y))
+
+
+@pytest.mark.parametrize("Y, message", [
+    (np.full((8, 4), 1e20), r"labels in \[1e\+20, 1e\+20\], outside \[0, num_classes=2\)"),
+    (np.full((8, 4), 2**63 + 1, dtype=np.uint64), r"labels in \[9.22337e\+18, 9.22337e\+18\], outside"),
+])
+def test_labels_beyond_int64_are_reported_as_given(fitted, Y, message):
+    # The cast to int64 wrapped them round: "labels in [-9223372036854775808, ...]".
+    with pytest.raises(ValueError, match=message):
+        fitted.log_prob(toy(8)[0], Y)
+
+
+def test_sparse_and_masked_inputs(fitted):
+    X, Y = toy(8)
+    assert torch.equal(fitted.encode(X.to_sparse()), fitted.encode(X))
+    assert torch.equal(fitted.log_prob(X, Y.to_sparse()), fitted.log_prob(X, Y))
+    masked = np.ma.masked_array(X.numpy(), mask=np.zeros(X.shape, dtype=bool))
+    masked.mask[0, 0, 0] = True
+    with pytest.raises(ValueError, match="X is a masked array with 1 masked values"):
+        fitted.encode(masked)
+    assert torch.equal(fitted.encode(np.ma.masked_array(X.numpy())), fitted.encode(X))
 
 
 @pytest.mark.parametrize("estimate, start", [(100.0, REFERENCE_SEPARATION), (0.3, 2.0), (4.0, 4.0)])

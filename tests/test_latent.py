@@ -88,6 +88,24 @@ def test_bad_settings():
         GaussianMixtureLatent(2, 2, sigma=0.0)
     with pytest.raises(ValueError, match="separation"):
         GaussianMixtureLatent(2, 2, separation=-1.0)
+    for classes, features in ((0, 2), (2.5, 2), (2, 0)):
+        with pytest.raises(ValueError, match=r"num_(classes|features) must be an integer >= 1"):
+            GaussianMixtureLatent(classes, features)
+
+
+def test_labels_and_signals_are_checked():
+    # A label -1 picked the last class's mean (log_prob and sample), 2 failed inside torch.
+    latent, h = GaussianMixtureLatent(2, 2), torch.zeros(1, 4, 2)
+    for y in ([[0, 0, 0, -1]], [[0, 1, 2, 0]]):
+        with pytest.raises(ValueError, match=r"y holds labels in .*outside \[0, num_classes=2\)"):
+            latent.log_prob(h, torch.tensor(y))
+        with pytest.raises(ValueError, match=r"y holds labels in .*outside \[0, num_classes=2\)"):
+            latent.sample(torch.tensor(y))
+    with pytest.raises(ValueError, match=r"y must have shape \[N=1, num_nodes=4\], got \[2, 4\]"):
+        latent.log_prob(h, torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"h must have shape \[N, V, num_features=2\], got \[1, 4, 3\]"):
+        latent.log_prob(torch.zeros(1, 4, 3), torch.zeros(1, 4, dtype=torch.long))
+    assert latent.sample([[0, 1, 1]]).shape == (1, 3, 2)
 
 
 # Fitted noise ------------------------------------------------------------------------------

@@ -615,3 +615,23 @@ def test_mixture_region_sizes_equal_those_of_each_patterns_own_draws():
         nodes = latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values
         torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1], joint=True)[0], joint, rtol=1e-5, atol=0)
         torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1])[0], nodes, rtol=1e-5, atol=0)
+
+
+def test_the_conformal_helpers_take_arrays_and_refuse_what_they_cannot_score():
+    log_proba = np.log([[[0.9, 0.1], [0.3, 0.7]]])
+    assert torch.allclose(conformal_scores(log_proba, [[0, 0]]), -torch.tensor(log_proba)[..., 0])
+    assert conformal_sets(log_proba, 0.5).tolist() == [[[True, False], [False, True]]]
+    assert set_coverage(np.array([[[True, False], [True, True]]]), [[1, 1]]).tolist() == [[False, True]]
+    assert precise_log_softmax([0.0, -30.0])[1].item() == pytest.approx(-30.0)
+    nan = torch.full((1, 2, 2), math.nan)
+    for call, message in [
+        (lambda: conformal_scores(nan, [[0, 0]]), "log_proba holds NaN"),  # a NaN score was kept
+        (lambda: conformal_quantile(torch.tensor([0.3, 0.1]), 0.5), "sorted ascending"),  # a wrong threshold
+        (lambda: conformal_quantile(torch.tensor(0.5), 0.5), "sorted_scores must have at least one axis"),
+        (lambda: precise_log_softmax(torch.tensor(1.0)), "logits must have at least one axis"),
+        (lambda: set_coverage(torch.ones(1, 2, 2), [[0, 0]]), "sets must be a bool tensor"),
+        (lambda: conformal_sets(torch.tensor(log_proba), None), "threshold must be a number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            call()
+
