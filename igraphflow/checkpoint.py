@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -103,11 +104,15 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol before it refuses the file
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
         # torch's own message runs to several paragraphs; its first sentence says what failed.
         message = str(error).strip() or type(error).__name__
         reason = message.splitlines()[0].split(". ")[0].rstrip(".")
+        if isinstance(error, KeyError):  # a byte torch took for a pickle opcode, such as 101
+            reason = "unrecognised file format"
         raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by igraphflow): {reason}") from None
     found = payload.get("kind") if isinstance(payload, dict) else None
     if found != kind:
@@ -133,7 +138,10 @@ def reading_contents(path: str | os.PathLike, kind: str) -> Iterator[None]:
     try:
         yield
     except Exception as error:
+        # torch lists every mismatched tensor on a line of its own: the first is told, the rest counted.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = " ".join(lines[:2]) + (f" (and {len(lines) - 2} more)" if len(lines) > 2 else "")
         raise ValueError(
             f"{path} does not hold a valid {kind} checkpoint (damaged or written by another version): "
-            f"{type(error).__name__}: {error}"
+            f"{type(error).__name__}: {reason}"
         ) from error

@@ -17,7 +17,9 @@ import argparse
 import json
 import sys
 import time
+import tokenize
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,17 +40,22 @@ def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     if not file.is_file():
         raise FileNotFoundError(f"no file at {file}")
     try:
-        # By content, not by name: an archive of arrays (.npz) or one array (.npy).
-        loaded = np.load(file)
-        if isinstance(loaded, np.lib.npyio.NpzFile):
-            with loaded:
-                found = {k: loaded[k] for k in loaded.files}
+        with open(file, "rb") as handle:
+            magic = handle.read(6)
+        # By content, not by name; np.load takes anything else for a pickle (a text file "held Python objects").
+        if magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # an archive of arrays (.npz)
+            with np.load(file) as archive:
+                found = {k: archive[k] for k in archive.files}
+        elif magic == b"\x93NUMPY":  # one array (.npy)
+            found = {names[0]: np.load(file)}
         else:
-            found = {names[0]: loaded}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            found = None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, tokenize.TokenError) as error:
         # numpy's advice to allow pickles is not one to follow for a file of unknown origin.
         reason = "it holds Python objects, not arrays" if "allow_pickle" in str(error) else error
         raise ValueError(f"{file} is not a readable .npy/.npz file: {reason}") from None
+    if found is None:
+        raise ValueError(f"{file} is not a readable .npy/.npz file: it starts with neither the .npy header nor the .npz (zip) one")
     missing = [k for k in names if k not in found]
     if missing:
         raise ValueError(f"{file} lacks the arrays {missing} (it has {sorted(found)})")
@@ -59,6 +66,8 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
     r"""Returns (graph, train, test) from ``--dataset`` or ``--input``."""
     if args.input and args.data_option:
         raise ValueError("--data-option sets options of a --dataset, not of an --input file")
+    if args.input and args.data is not None:
+        raise ValueError("--data gives the files of a --dataset, not of an --input file")
     if args.input:
         arrays = _read_arrays(args.input, ("X", "Y", "edge_index"))
         X, Y = arrays["X"], arrays["Y"]
@@ -70,8 +79,11 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
         num_classes = as_count(arrays["num_classes"], "num_classes") if "num_classes" in arrays else None
         Y = as_labels(Y, X.size(1), num_classes, num_samples=len(X))
         num_classes = num_classes or int(Y.max()) + 1
+        edge_index = arrays["edge_index"]
+        if edge_index.dtype.kind not in "biufc":  # strings, dates or records: torch converts none of them
+            raise ValueError(f"{args.input}: edge_index must hold node indices, got dtype {edge_index.dtype}")
         cut = int(round(0.8 * len(X)))
-        graph = dict(edge_index=torch.as_tensor(arrays["edge_index"]), num_nodes=X.size(1),
+        graph = dict(edge_index=torch.as_tensor(edge_index), num_nodes=X.size(1),
                      num_features=X.size(2), num_classes=num_classes)
         return graph, dict(X=X[:cut], Y=Y[:cut]), dict(X=X[cut:], Y=Y[cut:])
     data = load_data_arguments(args)
@@ -132,8 +144,15 @@ def _edges(edge_index, num_nodes: int) -> set[tuple[int, int]]:
     return set(map(tuple, undirected_edges(edge_index, num_nodes).cpu().T.tolist()))
 
 
-def _evaluate_command(args) -> int:
+def _load_model(args) -> ConditionalGraphFlow:
     model = ConditionalGraphFlow.load(args.model, device=args.device)
+    if not model.fitted:  # else every command fails in the model, with a traceback
+        raise ValueError(f"{args.model} holds a model that was never fitted")
+    return model
+
+
+def _evaluate_command(args) -> int:
+    model = _load_model(args)
     graph, _, test = _dataset_splits(args)
     # Test signals of another graph would be scored on the model's graph without a word.
     theirs, ours = _edges(graph["edge_index"], graph["num_nodes"]), _edges(model.edge_index, model.num_nodes)
@@ -147,11 +166,11 @@ def _evaluate_command(args) -> int:
 
 
 def _sample(args) -> int:
-    out = as_output_file(args.out, "--out")
-    model = ConditionalGraphFlow.load(args.model, device=args.device)
+    model = _load_model(args)
     labels = _read_arrays(args.labels, ("Y",))["Y"]
+    # Drawn first: a bad label file, seed or temperature leaves no empty folder behind.
     X = model.sample(labels, seed=args.seed, temperature=args.temperature).cpu().numpy()
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = as_output_file(args.out, "--out")
     with atomic_file(out, "--out") as file:  # np.savez would add ".npz" to a name without it
         np.savez(file, X=X, Y=labels)
     print(f"{len(X)} samples written to {out}")

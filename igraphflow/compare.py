@@ -71,7 +71,7 @@ import torch
 from torch import Tensor
 
 from . import metrics as M
-from ._checks import as_count, as_output_dir
+from ._checks import MAX_SEED, as_count, as_output_dir, as_seed
 from .checkpoint import atomic_file
 from .datasets import GraphDataset, load
 from .datasets import options as dataset_options
@@ -410,6 +410,9 @@ def compare(
     if not max_time > 0:
         raise ValueError(f"max_time must be positive, got {max_time!r}")
     draws, max_eval = as_count(draws, "draws"), as_count(max_eval, "max_eval")
+    seed = as_seed(seed)
+    if seed * draws + draws - 1 > MAX_SEED:  # else found only when the first method draws
+        raise ValueError(f"seed {seed} is too large for {draws} draws: their seeds seed * draws + i pass {MAX_SEED}")
     exact_max_dim = as_count(exact_max_dim, "exact_max_dim", minimum=0)
     if len(dataset.X_test) < MIN_TEST_SAMPLES:
         raise ValueError(f"the test split of {dataset.name} has {len(dataset.X_test)} signals; "
@@ -424,6 +427,9 @@ def compare(
             raise ValueError(f"settings {settings} cannot be written to metrics.json ({error}): "
                              "give numbers, strings, booleans, None, lists or tuples") from None
         out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
+        # An earlier run's results would pass for this one's: figures not drawn again, or with nothing to draw.
+        for name in ("metrics.json", "metrics.partial.json", "samples.png", "pca.png", "training.png"):
+            (out_dir / name).unlink(missing_ok=True)
     draw_seeds = [seed * draws + i for i in range(draws)]
     data = dataset
     D = data.num_nodes * data.num_features

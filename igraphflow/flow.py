@@ -548,11 +548,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if not path.is_file():  # found now, not when the first block is written
             raise ValueError(f"{path} is not a file: the fit's checkpoint goes there; use another checkpoint_dir")
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
+        if "finished" not in payload:  # save and fit write the same kind; only a fit counts its blocks
+            raise ValueError(f"{path} holds a model written by save, not the checkpoint of a fit; use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = dict(payload["config"])
         ours = self.config
         if saved != ours:  # first: the graph is read against the number of nodes
-            changed = sorted(k for k in ours if saved.get(k) != ours[k])
+            changed = sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k))
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
             graph = torch.equal(*(undirected_edges(e, self.num_nodes).cpu() for e in (payload["edge_index"], self.edge_index)))

@@ -1,12 +1,17 @@
 import os
+import pickle
+import re
 import stat
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
 
+from igraphflow import ConditionalGraphFlow
 from igraphflow.checkpoint import atomic_file, load_checked, save_atomic
+from igraphflow.flow import CHECKPOINT_KIND
 
 
 @pytest.fixture
@@ -92,3 +97,44 @@ def test_a_checkpoint_holding_arbitrary_objects_is_refused(tmp_path):
     torch.save({"kind": "igraphflow.test", "payload": _Unsafe()}, path)
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         load_checked(path, "igraphflow.test")
+
+
+def test_a_file_torch_cannot_read_is_refused_in_one_line_without_warnings(tmp_path):
+    # A pickle leaked torch's warning of its protocol; a text file gave the reason "101".
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"step": 1}, protocol=4))
+    (tmp_path / "notes.txt").write_text("hello world, not a checkpoint")
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(ValueError, match="plain.pkl is not a readable checkpoint"):
+        warnings.simplefilter("always")
+        load_checked(tmp_path / "plain.pkl", "demo")
+    assert not caught
+    with pytest.raises(ValueError, match="notes.txt is not a readable checkpoint .*: unrecognised file format$"):
+        load_checked(tmp_path / "notes.txt", "demo")
+
+
+EDGES = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+
+
+def test_tensors_that_do_not_fit_the_model_are_reported_in_one_line(tmp_path):
+    # torch's message listed every mismatched tensor on a line of its own.
+    ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1).save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    payload["config"]["num_classes"] = 3
+    torch.save(payload, tmp_path / "model.pt")
+    with pytest.raises(ValueError) as error:
+        ConditionalGraphFlow.load(tmp_path / "model.pt")
+    message = str(error.value)
+    assert "\n" not in message
+    assert re.search(r"loading state_dict for ConditionalGraphFlow: size mismatch for latent.means: .* \(and 3 more\)$", message)
+
+
+def test_a_fit_resumed_from_another_file_says_what_differs(tmp_path):
+    X, Y = torch.randn(16, 3, 2), torch.randint(2, (16, 3))
+    model = ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1)
+    model.save(tmp_path / "fit.pt")  # said "KeyError: 'fingerprint'"
+    with pytest.raises(ValueError, match="fit.pt holds a model written by save, not the checkpoint of a fit"):
+        model.fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    payload = torch.load(tmp_path / "fit.pt", weights_only=True)
+    payload["config"]["retired"] = 1  # a setting this version lacks: named, not "()"
+    save_atomic({**payload, "finished": 0}, tmp_path / "fit.pt", kind=CHECKPOINT_KIND)
+    with pytest.raises(ValueError, match=r"holds a fit with other settings \(retired\)"):
+        model.fit(X, Y, progress=False, checkpoint_dir=tmp_path)

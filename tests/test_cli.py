@@ -1,3 +1,4 @@
+import io
 import json
 import re
 import subprocess
@@ -307,3 +308,60 @@ def test_a_rerun_stopped_before_its_summary_leaves_no_summary_of_the_run_before(
     assert main(train) == 130
     # The old model is still there, its summary gone rather than describing a model it does not match.
     assert (out / "model.pt").exists() and not (out / "summary.json").exists()
+
+
+def test_a_gzip_file_damaged_inside_is_reported_in_one_line(tmp_path, capsys):
+    # zlib.error escaped as a traceback.
+    from igraphflow.datasets.traffic import default_traffic_path
+
+    raw = bytearray(default_traffic_path().read_bytes())
+    raw[2000:2064] = bytes(b ^ 0xFF for b in raw[2000:2064])
+    path = tmp_path / "damaged.csv.gz"
+    path.write_bytes(bytes(raw))
+    assert main(["train", "--dataset", "traffic", "--data", str(path), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "damaged.csv.gz: cannot be read as CSV (" in error and len(error.splitlines()) == 1
+
+
+def test_damaged_or_foreign_array_files_are_reported_for_what_they_are(tmp_path, capsys):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, X=np.arange(3000.0).reshape(100, 15, 2))
+    raw = bytearray(buffer.getvalue())
+    raw[100:116] = bytes(b ^ 0xFF for b in raw[100:116])  # inside the compressed data: a zlib.error
+    (tmp_path / "damaged.npz").write_bytes(bytes(raw))
+    assert main(["train", "--input", str(tmp_path / "damaged.npz"), "--out", str(tmp_path / "run")]) == 2
+    assert "damaged.npz is not a readable .npy/.npz file: Error -3 while decompressing" in capsys.readouterr().err
+    (tmp_path / "x.npy").write_text("a text file")  # was said to hold Python objects
+    assert main(["train", "--input", str(tmp_path / "x.npy"), "--out", str(tmp_path / "run")]) == 2
+    assert "x.npy is not a readable .npy/.npz file: it starts with neither the .npy header" in capsys.readouterr().err
+
+
+def test_a_model_never_fitted_is_refused_and_sample_leaves_no_folder_for_bad_arguments(data_file, tmp_path, capsys):
+    edges = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    ConditionalGraphFlow(edges, 3, 2, 2, num_blocks=1).save(tmp_path / "unfitted.pt")
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros((2, 3), dtype=np.int64))
+    out = tmp_path / "typo_dir" / "sub" / "x.npz"
+    assert main(["evaluate", "--model", str(tmp_path / "unfitted.pt"), "--input", str(data_file)]) == 2
+    assert capsys.readouterr().err == f"igraphflow evaluate: error: {tmp_path / 'unfitted.pt'} holds a model that was never fitted\n"
+    assert main(["sample", "--model", str(tmp_path / "unfitted.pt"), "--labels", str(labels), "--out", str(out)]) == 2
+    assert "unfitted.pt holds a model that was never fitted" in capsys.readouterr().err
+    # Weights as initialised, taken as fitted: enough to check the labels against.
+    model = ConditionalGraphFlow(edges, 3, 2, 2, num_blocks=1)
+    model.fitted.fill_(True)
+    model.save(tmp_path / "model.pt")
+    np.save(labels, np.zeros((2, 4), dtype=np.int64))
+    assert main(["sample", "--model", str(tmp_path / "model.pt"), "--labels", str(labels), "--out", str(out)]) == 2
+    assert "Y must have shape" in capsys.readouterr().err
+    assert not (tmp_path / "typo_dir").exists()
+
+
+def test_an_input_file_takes_no_data_and_needs_edges_of_node_indices(data_file, tmp_path, capsys):
+    # --data was ignored; edge_index of strings failed in torch without naming it.
+    assert main(["train", "--input", str(data_file), "--data", "x.csv", "--out", str(tmp_path / "run")]) == 2
+    assert "--data gives the files of a --dataset, not of an --input file" in capsys.readouterr().err
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "names.npz", **dict(arrays) | dict(edge_index=np.array([["a", "b"], ["b", "a"]])))
+    assert main(["train", "--input", str(tmp_path / "names.npz"), "--out", str(tmp_path / "run")]) == 2
+    assert "names.npz: edge_index must hold node indices, got dtype <U1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

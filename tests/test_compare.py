@@ -403,3 +403,26 @@ def test_non_finite_draws_are_warned_about_and_counted():
         row, _ = evaluate_draws(data, draw, [0, 1])
     assert row["nonfinite_draws"] == [0, 4]
     assert math.isfinite(row["energy"])
+
+
+def test_an_earlier_runs_results_are_removed_before_training(tmp_path, no_training):
+    # They stayed beside a new run's: figures not drawn again (--no-figures, or no curve to plot).
+    stale = ["metrics.json", "metrics.partial.json", "samples.png", "pca.png", "training.png"]
+    for name in stale + ["notes.txt"]:
+        (tmp_path / name).write_text("an earlier run")
+    data = load("three_node", num_train=8, num_test=8)
+    with pytest.raises(AssertionError, match="a method trained"):
+        compare(data, "jko", max_time=1.0, out_dir=tmp_path, figures=False)
+    assert [f.name for f in tmp_path.iterdir()] == ["notes.txt"]  # the user's own files stay
+
+
+def test_seeds_are_checked_before_training_and_before_any_folder(tmp_path, capsys, no_training):
+    data = load("three_node", num_train=8, num_test=8)
+    with pytest.raises(ValueError, match="seed must be an integer <= 18446744073709551615"):  # was "Overflow when unpacking"
+        compare(data, "jko", max_time=1.0, seed=2**70)
+    with pytest.raises(ValueError, match=r"seed 3689348814741910323 is too large for 5 draws"):  # failed after training
+        compare(data, "jko", max_time=1.0, seed=(2**64 - 1) // 5)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset", "three_node", "--methods", "jko", "--seed", str(2**70), "--out", str(tmp_path / "new" / "run")])
+    assert exit_info.value.code == 2 and "seed must be an integer <=" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # was left empty

@@ -16,6 +16,7 @@ import functools
 import gzip
 import inspect
 import os
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -549,8 +550,8 @@ def window_times(times: np.ndarray, ends: np.ndarray, lags: int, horizon: int) -
 # ----------------------------------------------------------------------------- files and options
 
 
-#: What reading a damaged or non-text file raises (a truncated gzip: EOFError).
-UNREADABLE = (OSError, UnicodeDecodeError, EOFError, csv.Error)
+#: What reading a damaged or non-text file raises (a truncated gzip: EOFError; damaged inside: zlib.error).
+UNREADABLE = (OSError, UnicodeDecodeError, EOFError, csv.Error, zlib.error)
 
 
 def _open_text(path: Path):
