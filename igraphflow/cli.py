@@ -131,7 +131,7 @@ def _train(args) -> int:
     summary = {"train_seconds": seconds, "num_train": len(train["X"]), "num_blocks": model.num_blocks,
                "w2_per_block": [r.w2 for r in model.history_],
                "sample_temperature": float(model.latent.temperature),
-               "noise_components": model.latent.noise_components, "noise_patterns": model.latent.noise_patterns,
+               "noise_components": model.latent.noise_components, "noise_label_weights": model.latent.noise_label_weights,
                **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2).encode())

@@ -481,7 +481,7 @@ def compare(
             row["blocks"] = _block_summary(model)
             row["sample_temperature"] = float(model.latent.temperature)
             row["noise_components"] = model.latent.noise_components
-            row["noise_patterns"] = model.latent.noise_patterns
+            row["noise_label_weights"] = model.latent.noise_label_weights
             row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
                 k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
         result["methods"][method] = {k: row[k] for k in sorted(row)}

@@ -134,8 +134,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             and off the means; sampling the isotropic latent then decodes too widely spread
             signals, or in the wrong place. Where a mixture of diagonal Gaussians fits the
             whitened residuals better still, it becomes the noise (``latent.noise_components``),
-            its weights those of each label pattern where that fits better still
-            (``latent.noise_patterns``).
+            its weights moved by each node's label where that fits better still
+            (``latent.noise_label_weights``).
             The blocks always train towards the isotropic latent. Signals of more than
             :data:`~igraphflow.latent.MAX_NOISE_DIM` dimensions keep the isotropic latent (a
             ``D x D`` covariance would not fit).

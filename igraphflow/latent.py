@@ -1,11 +1,11 @@
 r"""The Gaussian-mixture latent :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`,
 optionally with a fitted noise: :math:`p(H | Y) = \mathcal{N}(\mathrm{vec}(\mu_Y + b), \Sigma)`, or
 :math:`H = \mu_Y + b + L u` with :math:`L L^T = \Sigma` and :math:`u` a mixture of diagonal Gaussians
-whose weights may depend on the label pattern :math:`Y`."""
+whose weights may depend on the labels :math:`Y`, node by node."""
 
 from __future__ import annotations
 
-__all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "MIXTURE_COMPONENTS", "MIXTURE_CONCENTRATIONS", "SHRINKAGES"]
+__all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "MIXTURE_COMPONENTS", "MIXTURE_LABEL_PENALTIES", "SHRINKAGES"]
 
 import math
 import warnings
@@ -27,9 +27,9 @@ r"""The candidate weights :math:`\lambda` of the scaled identity in the fitted c
 MIXTURE_COMPONENTS = (2, 4, 8, 16, 32)
 r"""The candidate numbers of components of the fitted noise mixture (one component: the Gaussian)."""
 
-MIXTURE_CONCENTRATIONS = (1.0, 10.0, 100.0)
-r"""The candidate pseudo-counts :math:`c` that pull a label pattern's own mixture weights towards
-the weights shared by all patterns (see :meth:`GaussianMixtureLatent.fit_noise_`)."""
+MIXTURE_LABEL_PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0)
+r"""The candidate weights :math:`\lambda` of the penalty that pulls the mixture weights of each label
+pattern towards the weights shared by all (see :meth:`GaussianMixtureLatent.fit_noise_`)."""
 
 
 def _gaussian_log_density(squared_distance: Tensor, log_scale, dims: int) -> Tensor:
@@ -45,37 +45,48 @@ def _diagonal_log_densities(u: Tensor, centres: Tensor, scales: Tensor) -> Tenso
     return _gaussian_log_density(squared, scales.log().sum(1), u.size(1))
 
 
-def _pattern_rows(patterns: Tensor, y: Tensor) -> Tensor:
-    r"""The row of ``patterns [P, V]`` equal to each row of ``y [N, V]``, or -1, ``[N]``."""
-    _, ids = torch.unique(torch.cat([patterns, y.to(patterns)]), dim=0, return_inverse=True)
-    row_of_id = torch.full((int(ids.max()) + 1,), -1, dtype=torch.long, device=ids.device)
-    row_of_id[ids[: len(patterns)]] = torch.arange(len(patterns), device=ids.device)
-    return row_of_id[ids[len(patterns):]]
+def _label_log_weights(shared: Tensor, label_logits: Tensor, y: Tensor) -> Tensor:
+    r"""The mixture's log-weights for the labels ``y [N, V]``, ``[N, M]``:
+    :math:`\log \mathrm{softmax}_m(s_m + \sum_v B_{v, y_v, m})`, with the shared log-weights
+    ``shared [M]`` and what each node's label adds, ``label_logits`` :math:`B` ``[V, K, M]``."""
+    num_nodes, num_classes, components = label_logits.shape
+    one_hot = F.one_hot(y, num_classes).flatten(1).to(label_logits)  # [N, V K]: no [N, V, M] tensor
+    return torch.log_softmax(shared + one_hot @ label_logits.reshape(num_nodes * num_classes, components), dim=1)
 
 
-def _pattern_log_weights(
-    log_densities: Tensor, rows: Tensor, counts: Tensor, shared: Tensor, concentration: float, iterations: int = 50
-) -> Tensor:
-    r"""Mixture weights of each label pattern, ``[P, M]`` (logarithms), with the components fixed.
+def _fit_label_logits(log_densities: Tensor, y: Tensor, shared: Tensor, num_classes: int, penalty: float) -> Tensor:
+    r"""What each node's label adds to the mixture's log-weights, ``[V, K, M]``, with the components fixed.
 
-    EM on the weights alone, each pattern's with a Dirichlet prior of ``concentration`` pseudo-
-    counts spread as the shared weights: a pattern seen ``n`` times gets
-    :math:`(\sum_i r_{im} + c\,\pi_m) / (n + c)`, its responsibilities ``r`` under its own weights.
+    Maximises :math:`\frac1N \sum_n \log \sum_m w_m(y_n)\, \mathcal{N}_m(u_n) - \frac{\lambda}{N}
+    \|B\|^2` (:func:`_label_log_weights`) by L-BFGS from :math:`B = 0`, the shared weights.
 
     Arguments:
-        log_densities: :math:`\log \mathcal{N}_m(u_i)` of the training signals, ``[N, M]``.
-        rows: The pattern of each signal, ``[N]`` in ``[0, P)``.
-        counts: The signals of each pattern, ``[P]``.
-        shared: The log-weights shared by all patterns, ``[M]``.
-        concentration: The pseudo-count ``c``.
+        log_densities: :math:`\log \mathcal{N}_m(u_n)` of the training signals, ``[N, M]``.
+        y: Their labels ``[N, V]``.
+        shared: The shared log-weights ``[M]``.
+        num_classes: ``K``.
+        penalty: :math:`\lambda`.
     """
-    prior = concentration * shared.exp()
-    log_weights = shared.expand(len(counts), -1)
-    for _ in range(iterations):
-        responsibilities = (log_weights[rows] + log_densities).softmax(1)
-        totals = torch.zeros_like(log_weights).index_add(0, rows, responsibilities)
-        log_weights = ((totals + prior) / (counts.to(totals) + concentration).unsqueeze(1)).log()
-    return log_weights
+    label_logits = log_densities.new_zeros(y.size(1), num_classes, len(shared), requires_grad=True)
+    optimizer = torch.optim.LBFGS([label_logits], max_iter=100, line_search_fn="strong_wolfe")
+
+    def objective() -> Tensor:
+        optimizer.zero_grad()
+        fit = torch.logsumexp(_label_log_weights(shared, label_logits, y) + log_densities, dim=1).mean()
+        loss = penalty * label_logits.square().sum() / len(y) - fit
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():  # fit_noise_ may run under no_grad
+        optimizer.step(objective)
+    return label_logits.detach()
+
+
+def _beats(scores: np.ndarray, baseline: np.ndarray) -> bool:
+    r"""Whether held-out log-likelihoods ``scores`` gain on ``baseline`` (the same signals) by more
+    than two standard errors of the mean gain."""
+    gain = scores - baseline
+    return gain.mean() > 2 * gain.std(ddof=1) / len(gain) ** 0.5
 
 
 def _additive_fit(r: Tensor, y: Tensor, num_classes: int, sweeps: int = 20) -> tuple[Tensor, Tensor]:
@@ -145,10 +156,9 @@ class GaussianMixtureLatent(nn.Module):
         self.register_buffer("mixture_logits", None)
         self.register_buffer("mixture_centres", None)
         self.register_buffer("mixture_scales", None)
-        # Label patterns [P, V] with weights of their own, log-weights [P, M]; None: every pattern
+        # What each node's label adds to the log-weights, [V, K, M]; None: every label pattern
         # takes mixture_logits.
-        self.register_buffer("mixture_patterns", None)
-        self.register_buffer("mixture_pattern_logits", None)
+        self.register_buffer("mixture_label_logits", None)
         # Scales the noise of sample() alone; log_prob keeps the fitted density.
         self.register_buffer("temperature", torch.tensor(1.0))
 
@@ -201,14 +211,14 @@ class GaussianMixtureLatent(nn.Module):
         return 1 if self.mixture_logits is None else self.mixture_logits.numel()
 
     @property
-    def noise_patterns(self) -> int:
-        r"""The number of label patterns whose mixture weights are their own (0: one set of weights for all)."""
-        return 0 if self.mixture_patterns is None else len(self.mixture_patterns)
+    def noise_label_weights(self) -> bool:
+        r"""Whether the weights of the noise mixture depend on the labels (else one set for all)."""
+        return self.mixture_label_logits is not None
 
     def mixture_log_weights(self, y: Tensor | None = None) -> Tensor:
         r"""The log-weights of the noise mixture for each label pattern ``y [N, V]``, ``[N, M]``:
-        the pattern's own where it has them (:attr:`noise_patterns`), else the shared ones;
-        without ``y``, the shared ones, ``[1, M]``.
+        the shared ones moved by each node's label where they depend on the labels
+        (:attr:`noise_label_weights`); without ``y``, the shared ones, ``[1, M]``.
 
         Example:
             >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)
@@ -222,12 +232,9 @@ class GaussianMixtureLatent(nn.Module):
             raise ValueError("the latent has no mixture noise")
         shared = torch.log_softmax(self.mixture_logits, 0)
         log_weights = shared.expand(1 if y is None else y.size(0), -1)
-        if y is None or self.mixture_patterns is None:
+        if y is None or self.mixture_label_logits is None:
             return log_weights
-        rows = _pattern_rows(self.mixture_patterns, y)
-        known = rows >= 0
-        own = torch.log_softmax(self.mixture_pattern_logits, 1)[rows.clamp_min(0)]
-        return torch.where(known.unsqueeze(1), own, log_weights)
+        return _label_log_weights(shared, self.mixture_label_logits, y)
 
     def draw_noise(self, log_weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
         r"""Draws the whitened noise :math:`u`, one ``[VC]`` row per row of the mixture's
@@ -266,7 +273,7 @@ class GaussianMixtureLatent(nn.Module):
         r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target), at temperature 1."""
         self.offset = self.scale_tril = None
         self.mixture_logits = self.mixture_centres = self.mixture_scales = None
-        self.mixture_patterns = self.mixture_pattern_logits = None
+        self.mixture_label_logits = None
         self.temperature.fill_(1.0)
 
     @property
@@ -414,13 +421,16 @@ class GaussianMixtureLatent(nn.Module):
         :math:`\mathcal{N}(0, I)` and one diagonal Gaussian (so not for a mere rescaling of
         :math:`u`); they change :meth:`log_prob` and :meth:`sample`, while the
         node-wise quantities (:meth:`class_log_likelihood`, :meth:`squared_distances`) keep the
-        Gaussian :math:`\Sigma_\lambda`. The residuals of different label patterns may have
-        different shapes (one class skewed, another not), which weights shared by all patterns
-        would mix: each mixture is also tried with weights of its own for every label pattern
-        of the training signals, the same components reweighted by EM, pulled towards the
-        shared weights by :data:`MIXTURE_CONCENTRATIONS` pseudo-counts, under the same
-        two-standard-error rule (:attr:`noise_patterns`); a pattern not seen in training takes
-        the shared weights.
+        Gaussian :math:`\Sigma_\lambda`. The residuals of different labels may have
+        different shapes (one class skewed, another not), which weights shared by all labels
+        would mix: each mixture is also tried with weights that depend on the labels, node by
+        node, :math:`w(y) = \mathrm{softmax}(s + \sum_v B_{v, y_v})` (the same components, the
+        shared log-weights :math:`s` moved by what each node's label adds, fitted by maximum
+        likelihood with a penalty :math:`\lambda \|B\|^2`, :data:`MIXTURE_LABEL_PENALTIES`),
+        kept under the same two-standard-error rule, and only where they beat the same
+        mixture's weights refitted for all labels at once by two standard errors too, the
+        penalty being the one that validates best (:attr:`noise_label_weights`); they reach
+        label patterns not seen in training.
 
         Arguments:
             h, y: Encoded training signals ``[N, V, C]`` and their labels ``[N, V]``.
@@ -474,10 +484,6 @@ class GaussianMixtureLatent(nn.Module):
         if len(u_val) < 2:  # no standard error from one held-out signal: keep the Gaussian
             return
         standard = _gaussian_log_density(u_val.square().sum(1), 0.0, u.size(1)).cpu().numpy()
-        patterns, rows, counts = torch.unique(y, dim=0, return_inverse=True, return_counts=True)
-        val_rows = _pattern_rows(patterns, y_val)
-        # Weights of their own can change the held-out score only through patterns seen in training.
-        own_weights = bool((val_rows >= 0).any())
         points, held_out = u.cpu().numpy(), u_val.cpu().numpy()  # for scikit-learn
 
         def fitted(components: int) -> GaussianMixture:
@@ -487,46 +493,57 @@ class GaussianMixtureLatent(nn.Module):
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 return mixture.fit(points)
 
-        def gains(scores: np.ndarray, baseline: np.ndarray) -> bool:
-            gain = scores - baseline
-            return gain.mean() > 2 * gain.std(ddof=1) / len(gain) ** 0.5
-
         # The reference: the better of N(0, I) and one diagonal Gaussian, so that a mixture is
         # kept for what one Gaussian cannot fit (modes, skew, tails), not for a rescaling of u.
         reference = max(standard, fitted(1).score_samples(held_out), key=lambda scores: scores.mean())
+        like = dict(dtype=u.dtype, device=u.device)
         best, best_score = None, reference.mean()
         for components in MIXTURE_COMPONENTS:
             if components > len(points) // 2:  # too few signals to place so many components
                 break
             mixture = fitted(components)
-            like = dict(dtype=u.dtype, device=u.device)
             shared = torch.as_tensor(mixture.weights_, **like).log()
             centres = torch.as_tensor(mixture.means_, **like)
             scales = torch.as_tensor(mixture.covariances_, **like).sqrt()
-            shared_scores = mixture.score_samples(held_out)
-            candidates = [(shared_scores, None)]
-            if own_weights:
-                densities, val_densities = (_diagonal_log_densities(a, centres, scales) for a in (u, u_val))
-                val_shared = shared.expand(len(u_val), -1)
-                for concentration in MIXTURE_CONCENTRATIONS:
-                    own = _pattern_log_weights(densities, rows, counts, shared, concentration)
-                    val_weights = torch.where((val_rows >= 0).unsqueeze(1), own[val_rows.clamp_min(0)], val_shared)
-                    scores = torch.logsumexp(val_weights + val_densities, 1).cpu().numpy()
-                    candidates.append((scores, own))
-            for scores, own in candidates:
-                # Only a gain beyond two standard errors over the held-out signals, and for weights
-                # of each pattern, beyond two over the shared weights too.
-                if gains(scores, reference) and (own is None or gains(scores, shared_scores)) and scores.mean() > best_score:
-                    best, best_score = (shared, centres, scales, own), scores.mean()
+            labelled = self._label_weights_candidate(u, y, u_val, y_val, shared, centres, scales)
+            candidates = [(mixture.score_samples(held_out), None), labelled]
+            for scores, label_logits in filter(None, candidates):
+                # Only a gain beyond two standard errors over the held-out signals.
+                if _beats(scores, reference) and scores.mean() > best_score:
+                    best, best_score = (shared, centres, scales, label_logits), scores.mean()
         if best is not None:
-            shared, centres, scales, own = (None if a is None else a.to(self.means) for a in best)
+            shared, centres, scales, label_logits = (None if a is None else a.to(self.means) for a in best)
             self.mixture_logits, self.mixture_centres, self.mixture_scales = shared, centres, scales
-            if own is not None:
-                self.mixture_patterns, self.mixture_pattern_logits = patterns.to(self.means.device), own
+            self.mixture_label_logits = label_logits
+
+    def _label_weights_candidate(
+        self, u: Tensor, y: Tensor, u_val: Tensor, y_val: Tensor, shared: Tensor, centres: Tensor, scales: Tensor
+    ) -> tuple[np.ndarray, Tensor] | None:
+        r"""Weights of the mixture ``(shared, centres, scales)`` that depend on the labels, with their
+        held-out scores, when they validate better than its weights for all labels by two
+        standard errors; else ``None``.
+
+        The penalty (:data:`MIXTURE_LABEL_PENALTIES`) is the one that validates best, and that one
+        is tested. The weights for all labels are refitted the same way first: an EM cut short
+        leaves weights that any refit improves, whatever the labels.
+        """
+        densities, val_densities = (_diagonal_log_densities(a, centres, scales) for a in (u, u_val))
+
+        def validated(labels: Tensor, labels_val: Tensor, num_classes: int, penalty: float) -> tuple[np.ndarray, Tensor]:
+            label_logits = _fit_label_logits(densities, labels, shared, num_classes, penalty)
+            log_weights = _label_log_weights(shared, label_logits, labels_val)
+            return torch.logsumexp(log_weights + val_densities, 1).cpu().numpy(), label_logits
+
+        unlabelled, _ = validated(y.new_zeros(len(y), 1), y_val.new_zeros(len(y_val), 1), 1, 0.0)
+        scores, label_logits = max(
+            (validated(y, y_val, self.num_classes, penalty) for penalty in MIXTURE_LABEL_PENALTIES),
+            key=lambda candidate: candidate[0].mean(),
+        )
+        return (scores, label_logits) if _beats(scores, unlabelled) else None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The noise buffers exist only once fitted: give them the saved shapes before loading.
-        for name in ("offset", "scale_tril", "mixture_logits", "mixture_centres", "mixture_scales", "mixture_patterns", "mixture_pattern_logits"):
+        for name in ("offset", "scale_tril", "mixture_logits", "mixture_centres", "mixture_scales", "mixture_label_logits"):
             saved = state_dict.get(prefix + name)
             setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
         # Checkpoints written before the sampling temperature existed sampled at temperature 1.
@@ -552,16 +569,14 @@ class GaussianMixtureLatent(nn.Module):
             elif not (self.mixture_centres.shape == self.mixture_scales.shape == (self.mixture_logits.numel(), dims)
                       and bool((self.mixture_scales > 0).all())):
                 problems.append("the mixture's weights, centres and positive scales do not match")
-        patterns = (self.mixture_patterns, self.mixture_pattern_logits)
-        if any(a is not None for a in patterns):
-            if self.mixture_logits is None or any(a is None for a in patterns):
-                problems.append("weights of label patterns need a mixture noise and both pattern buffers")
-            elif not (patterns[0].dim() == 2 and patterns[0].size(1) * self.num_features == dims
-                      and patterns[1].shape == (len(patterns[0]), self.mixture_logits.numel())
-                      and not patterns[0].is_floating_point() and bool(((patterns[0] >= 0) & (patterns[0] < self.num_classes)).all())):
-                problems.append("the label patterns or their weights do not match the mixture and the classes")
-            elif len(torch.unique(patterns[0], dim=0)) < len(patterns[0]):
-                problems.append("a label pattern is listed twice")
+        label_logits = self.mixture_label_logits
+        if label_logits is not None:
+            if self.mixture_logits is None:
+                problems.append("weights that depend on the labels need a mixture noise")
+            elif not (label_logits.dim() == 3 and label_logits.size(0) * self.num_features == dims
+                      and label_logits.shape[1:] == (self.num_classes, self.mixture_logits.numel())
+                      and bool(torch.isfinite(label_logits).all())):
+                problems.append("the label weights do not match the nodes, the classes and the mixture")
         if problems:
             raise ValueError("the latent noise is inconsistent: " + "; ".join(problems))
 

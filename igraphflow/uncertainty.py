@@ -417,10 +417,10 @@ class UncertaintyMixin:
 
         Chi-square quantiles under Gaussian noise; under a mixture noise, the quantiles of the
         same distances over :data:`REGION_DRAWS` draws of the density (a fixed seed), so that
-        the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture: of each
-        pattern's own mixture where it has weights of its own, else (and without ``Y``) of the
-        mixture with the shared weights. Every pattern's draws share their random numbers, so
-        the distances are computed once per component and gathered pattern by pattern.
+        the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture: with the
+        weights of each label pattern where they depend on the labels, else (and without ``Y``)
+        with the shared weights. Every pattern's draws share their random numbers, so the
+        distances are computed once per component and gathered pattern by pattern.
         """
         V, C = self.num_nodes, self.num_features
         latent, count = self.latent, 1 if Y is None else Y.size(0)

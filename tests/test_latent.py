@@ -373,11 +373,12 @@ def test_mixture_log_prob_matches_scipy(mixture_noise):
     y = torch.tensor([[0, 1, 1], [1, 0, 1]])
     h = 2 * torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(13))
     mean = (latent.means[y].detach() + latent.offset).flatten(1)
+    # Log-densities summed in float64: densities near 1e-46 round to 0 in float32.
     expected = [
-        math.log(sum(
-            w * multivariate_normal(mean[n] + L @ c, L @ torch.diag(s**2) @ L.T).pdf(h[n].flatten())
-            for w, c, s in zip(weights, latent.mixture_centres, latent.mixture_scales)
-        ))
+        torch.logsumexp(torch.tensor([
+            math.log(w) + multivariate_normal(mean[n] + L @ c, L @ torch.diag(s**2) @ L.T).logpdf(h[n].flatten())
+            for w, c, s in zip(weights.tolist(), latent.mixture_centres, latent.mixture_scales)
+        ], dtype=torch.float64), 0).item()
         for n in range(2)
     ]
     assert torch.allclose(latent.log_prob(h, y), torch.tensor(expected))
@@ -438,7 +439,7 @@ def test_a_class_whose_residuals_have_another_shape_gets_mixture_weights_of_its_
     means = latent.means.detach().clone()
     h, y = _gaussian_and_bimodal(6000, latent, seed=30)
     latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
-    assert latent.noise_components > 1 and latent.noise_patterns == 2
+    assert latent.noise_components > 1 and latent.noise_label_weights
     # The held-out likelihood comes close to the true density's (one set of weights for both
     # classes put half of class 0's mass in the modes of class 1: 0.25 nats lower).
     fitted = latent.log_prob(h[5000:], y[5000:]).mean()
@@ -449,74 +450,125 @@ def test_a_class_whose_residuals_have_another_shape_gets_mixture_weights_of_its_
         draws = latent.sample(torch.full((20000, 1), label), g, 1.0)[:, 0, 1] - means[label, 1]
         assert draws.std().item() == pytest.approx(spread, rel=0.03)
     # The same latent with one set of weights for both: class 0 drawn into class 1's modes.
-    latent.mixture_patterns = latent.mixture_pattern_logits = None
+    latent.mixture_label_logits = None
     draws = latent.sample(torch.zeros(20000, 1, dtype=torch.long), g, 1.0)[:, 0, 1] - means[0, 1]
     assert draws.std().item() > 0.9
 
 
 def test_labels_that_say_nothing_of_the_noise_get_no_weights_of_their_own():
-    # The two regimes of every node are drawn whatever the labels: weights per label pattern
-    # can only fit the noise of the training draws.
+    # The two regimes of every node are drawn whatever the labels: weights that depend on the
+    # labels can only fit the noise of the training draws.
     patterned = 0
     for seed in range(6):
         latent = GaussianMixtureLatent(2, 2)
         h, y = _two_regimes(2400, latent, seed=300 + seed)
         latent.fit_noise_(h[:2000], y[:2000], h[2000:], y[2000:], seed=0)
         assert latent.noise_components > 1
-        patterned += latent.noise_patterns > 0
+        patterned += latent.noise_label_weights
     assert patterned <= 1
 
 
-def _hand_made_pattern_mixture():
-    r"""Three nodes, one feature; two components far apart, the pattern [1, 1, 1] weighted its own way."""
+def test_label_weights_reach_a_label_pattern_never_seen_in_training():
+    # Node 0's label sets the odds of the regime that shifts all nodes; the pattern [1, 1, 1] is
+    # left out of training. Weights of each training pattern gave it the shared weights.
+    latent = GaussianMixtureLatent(2, 2)
+    g = torch.Generator().manual_seed(35)
+    y = torch.randint(0, 2, (8000, 3), generator=g)
+    y = y[(y != 1).any(1)][:6000]
+    up = torch.rand(len(y), generator=g) < torch.where(y[:, 0] == 1, 0.9, 0.1)
+    regime = torch.where(up, 1.5, -1.5).view(-1, 1, 1)
+    h = latent.means[y].detach() + regime + 0.4 * torch.randn(len(y), 3, 2, generator=g)
+    latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
+    assert latent.noise_label_weights
+    def share_up(pattern):
+        labels = torch.tensor(pattern).expand(20000, 3)
+        draws = latent.sample(labels, torch.Generator().manual_seed(36), 1.0) - latent.means[labels].detach()
+        return (draws.mean((1, 2)) > 0).float().mean().item()
+
+    # 0.9 and 0.1 in truth; the penalty and components fitted to both regimes pull towards 0.5.
+    assert share_up([1, 1, 1]) > 0.8 and share_up([0, 1, 1]) < 0.2
+    latent.mixture_label_logits = None  # the shared weights: the training share, (3 * 0.9 + 4 * 0.1) / 7
+    assert share_up([1, 1, 1]) == pytest.approx(3.1 / 7, abs=0.03)
+
+
+def _hand_made_label_mixture():
+    r"""Three nodes, one feature; two components far apart, weights that depend on the labels."""
     latent = GaussianMixtureLatent(2, 1)
     latent.offset = torch.zeros(3, 1)
     latent.scale_tril = torch.tensor([[1.0, 0.0, 0.0], [0.5, 1.0, 0.0], [0.0, 0.3, 0.8]])
     latent.mixture_logits = torch.tensor([0.8, 0.2]).log()
     latent.mixture_centres = torch.tensor([[-4.0, -4.0, -4.0], [4.0, 4.0, 4.0]])
     latent.mixture_scales = torch.tensor([[0.5, 1.0, 0.7], [1.2, 0.6, 0.9]])
-    latent.mixture_patterns = torch.tensor([[1, 1, 1], [0, 1, 0]])
-    latent.mixture_pattern_logits = torch.tensor([[0.1, 0.9], [0.5, 0.5]]).log()
+    latent.mixture_label_logits = torch.tensor([[[0.0, 0.0], [0.0, 1.5]], [[0.3, 0.0], [0.0, 0.5]], [[0.0, 0.0], [0.0, -1.0]]])
     return latent
 
 
-def test_pattern_weights_log_prob_matches_scipy():
-    latent = _hand_made_pattern_mixture()
+def _label_weights(latent, pattern):
+    r"""The mixture weights of one label pattern, written out: softmax(log w + sum_v B[v, y_v])."""
+    logits = latent.mixture_logits.tolist()
+    for v, label in enumerate(pattern):
+        logits = [a + b for a, b in zip(logits, latent.mixture_label_logits[v, label].tolist())]
+    total = sum(math.exp(a) for a in logits)
+    return [math.exp(a) / total for a in logits]
+
+
+def test_label_weights_log_prob_matches_scipy():
+    latent = _hand_made_label_mixture()
     L = latent.scale_tril
-    y = torch.tensor([[1, 1, 1], [0, 1, 0], [0, 0, 1]])  # two with weights of their own, one without
-    weights = [[0.1, 0.9], [0.5, 0.5], [0.8, 0.2]]
+    y = torch.tensor([[1, 1, 1], [0, 1, 0], [0, 0, 1]])
     h = 3 * torch.randn(3, 3, 1, generator=torch.Generator().manual_seed(32))
     mean = (latent.means[y].detach() + latent.offset).flatten(1)
     expected = [
         math.log(sum(
             w * multivariate_normal(mean[n] + L @ c, L @ torch.diag(s**2) @ L.T).pdf(h[n].flatten())
-            for w, c, s in zip(weights[n], latent.mixture_centres, latent.mixture_scales)
+            for w, c, s in zip(_label_weights(latent, y[n].tolist()), latent.mixture_centres, latent.mixture_scales)
         ))
         for n in range(3)
     ]
     torch.testing.assert_close(latent.log_prob(h, y), torch.tensor(expected))
+    assert latent.mixture_log_weights().exp().squeeze(0).tolist() == pytest.approx([0.8, 0.2])
 
 
-def test_pattern_weights_choose_the_components_of_the_draws():
-    latent = _hand_made_pattern_mixture()
+def test_label_weights_choose_the_components_of_the_draws():
+    latent = _hand_made_label_mixture()
     g = torch.Generator().manual_seed(33)
-    for pattern, upper in (([1, 1, 1], 0.9), ([0, 1, 0], 0.5), ([0, 0, 1], 0.2), ([1, 0, 0], 0.2)):
+    for pattern in ([1, 1, 1], [0, 1, 0], [0, 0, 1], [1, 0, 0]):
+        upper = _label_weights(latent, pattern)[1]
         y = torch.tensor(pattern).expand(20000, 3)
         u = torch.linalg.solve_triangular(latent.scale_tril, (latent.sample(y, g, 1.0) - latent.means[y].detach()).flatten(1).T, upper=False).T
         share = (u.mean(1) > 0).float().mean().item()
         assert share == pytest.approx(upper, abs=4 * (upper * (1 - upper) / 20000) ** 0.5)
 
 
-def test_pattern_weights_round_trip_and_reset():
-    latent = _hand_made_pattern_mixture()
+def test_label_weights_of_one_node_are_the_em_weights_of_each_class():
+    # With one node the label weights are one set of weights per class; unpenalised, their
+    # maximum likelihood with the components fixed is the fixed point of EM on each class's
+    # signals alone.
+    from igraphflow.latent import _fit_label_logits, _label_log_weights
+
+    g = torch.Generator().manual_seed(34)
+    log_densities = torch.randn(600, 3, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 2, (600, 1), generator=g)
+    shared = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64).log()
+    label_logits = _fit_label_logits(log_densities, y, shared, 2, penalty=1e-9)
+    for k in (0, 1):
+        weights = torch.full((3,), 1 / 3, dtype=torch.float64)
+        for _ in range(2000):
+            weights = (weights.log() + log_densities[y[:, 0] == k]).softmax(1).mean(0)
+        fitted = _label_log_weights(shared, label_logits, torch.tensor([[k]])).exp()[0]
+        torch.testing.assert_close(fitted, weights, atol=2e-3, rtol=0)
+
+
+def test_label_weights_round_trip_and_reset():
+    latent = _hand_made_label_mixture()
     loaded = GaussianMixtureLatent(2, 1)
     loaded.load_state_dict(latent.state_dict())
-    assert loaded.noise_patterns == 2
+    assert loaded.noise_label_weights
     y = torch.tensor([[1, 1, 1], [0, 0, 0]])
     h = torch.randn(2, 3, 1)
     assert torch.equal(loaded.log_prob(h, y), latent.log_prob(h, y))
     loaded.reset_noise_()
-    assert loaded.noise_patterns == 0 and loaded.mixture_pattern_logits is None
+    assert not loaded.noise_label_weights and loaded.mixture_label_logits is None
 
 
 @pytest.mark.parametrize(
@@ -527,14 +579,14 @@ def test_pattern_weights_round_trip_and_reset():
         (lambda d: d["scale_tril"].diagonal().neg_(), "not the positive Cholesky factor"),
         (lambda d: d["mixture_scales"].__setitem__(0, -1.0), "positive scales do not match"),
         (lambda d: d.pop("mixture_centres"), "a mixture noise needs its weights, centres, scales"),
-        (lambda d: d["mixture_patterns"].__setitem__((0, 0), 2), "label patterns or their weights do not match"),
-        (lambda d: d.update(mixture_pattern_logits=d["mixture_pattern_logits"][:1]), "label patterns or their weights do not match"),
-        (lambda d: d.pop("mixture_pattern_logits"), "need a mixture noise and both pattern buffers"),
-        (lambda d: d["mixture_patterns"].__setitem__(1, d["mixture_patterns"][0]), "a label pattern is listed twice"),
+        (lambda d: d.update(mixture_label_logits=d["mixture_label_logits"][:, :1]), "label weights do not match"),
+        (lambda d: d.update(mixture_label_logits=d["mixture_label_logits"][:2]), "label weights do not match"),
+        (lambda d: d["mixture_label_logits"].__setitem__((0, 0, 0), math.nan), "label weights do not match"),
+        (lambda d: [d.pop(k) for k in ("mixture_logits", "mixture_centres", "mixture_scales")], "depend on the labels need a mixture"),
     ],
 )
 def test_a_noise_that_no_fit_writes_is_refused_on_load(damage, reason):
-    state = _hand_made_pattern_mixture().state_dict()
+    state = _hand_made_label_mixture().state_dict()
     damage(state)
     with pytest.raises(ValueError, match=f"the latent noise is inconsistent: .*{reason}"):
         GaussianMixtureLatent(2, 1).load_state_dict(state)

@@ -573,7 +573,7 @@ def test_regions_of_a_class_with_mixture_weights_of_its_own_hold_its_draws():
     H = model.latent.means.detach()[Y] + 0.5 * torch.randn(6000, 1, 2, generator=g)
     H[..., 1] += 1.5 * mode * Y
     model.latent.fit_noise_(H[:5000], Y[:5000], H[5000:], Y[5000:], seed=0)
-    assert model.latent.noise_patterns == 2
+    assert model.latent.noise_label_weights
     for label in (0, 1):
         labels = torch.full((4000, 1), label)
         X = model.sample(labels, seed=18 + label, temperature=1.0)
@@ -605,9 +605,9 @@ def test_mixture_region_sizes_equal_those_of_each_patterns_own_draws():
     latent.mixture_logits = torch.zeros(M)
     latent.mixture_centres, latent.mixture_scales = torch.randn(M, D, generator=g), 0.5 + torch.rand(M, D, generator=g)
     Y = torch.randint(0, 2, (4, V), generator=g)
-    latent.mixture_patterns, latent.mixture_pattern_logits = Y[:3], torch.randn(3, M, generator=g)
+    latent.mixture_label_logits = torch.randn(V, 2, M, generator=g)
     rank = math.ceil(REGION_DRAWS * 0.9)
-    for n in range(4):  # three patterns with weights of their own, one with the shared weights
+    for n in range(4):  # four patterns, four sets of weights
         u = latent.draw_noise(latent.mixture_log_weights(Y[n].expand(REGION_DRAWS, V)), torch.Generator().manual_seed(0))
         h = latent.means.detach()[Y[n]] + latent.offset + (u @ latent.scale_tril.T).view(REGION_DRAWS, V, 2)
         y = Y[n].expand(REGION_DRAWS, V)
