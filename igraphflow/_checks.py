@@ -257,6 +257,8 @@ def as_output_file(path: str | os.PathLike, name: str) -> Path:
         ...
         ValueError: out . is a directory, not a file
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a str or a path, got {type(path).__name__}")
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{name} {path} is a directory, not a file")

@@ -97,10 +97,15 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
     r"""Reads a file written by :func:`save_atomic`, checking that it holds a ``kind`` checkpoint.
 
     Raises:
-        FileNotFoundError: When there is no file at ``path``.
-        ValueError: When the file is not a readable checkpoint, or one of another kind.
+        FileNotFoundError: When there is nothing at ``path``.
+        ValueError: When ``path`` is a directory, or the file is not a readable checkpoint, or
+            one of another kind.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"the checkpoint path must be a str or a path, got {type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:

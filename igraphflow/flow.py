@@ -75,6 +75,10 @@ class _FitData:
     split_seed: int
 
 
+def _is_auto(value) -> bool:
+    return isinstance(value, str) and value == "auto"
+
+
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     r"""A conditional normalizing flow on graph signals, trained block by block (JKO).
 
@@ -222,13 +226,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         num_classes, max_blocks = as_count(num_classes, "num_classes"), as_count(max_blocks, "max_blocks")
         hidden, steps, max_epochs = as_count(hidden, "hidden"), as_count(steps, "steps"), as_count(max_epochs, "max_epochs")
         patience, orders = as_count(patience, "patience", minimum=0), as_orders(orders)
-        if num_blocks != "auto":
+        # "auto" or a number: an array compared with "auto" would give no single truth value.
+        if not _is_auto(num_blocks):
             num_blocks = as_count(num_blocks, "num_blocks")
-        if batch_size != "auto":
+        if not _is_auto(batch_size):
             batch_size = as_count(batch_size, "batch_size")
-        if initial_separation != "auto":
+        if not _is_auto(initial_separation):
             initial_separation = as_real(initial_separation, "initial_separation", "(0, inf)")
-        if sample_temperature != "auto":
+        if not _is_auto(sample_temperature):
             sample_temperature = as_real(sample_temperature, "sample_temperature", "(0, inf)")
         if seed is not None:
             seed = as_seed(seed)

@@ -905,6 +905,18 @@ def test_an_interrupted_retraining_leaves_the_model_as_it_was(monkeypatch, retra
     assert after.keys() == state.keys() and all(torch.equal(after[k], v) for k, v in state.items())
 
 
+def test_settings_and_paths_of_the_wrong_kind_are_named(tmp_path, fitted):
+    # An array compared with "auto" had no truth value; a directory read as "no checkpoint at".
+    with pytest.raises(ValueError, match="num_blocks must be"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=np.array([2, 3]))
+    with pytest.raises(ValueError, match="is a directory, not a checkpoint file"):
+        ConditionalGraphFlow.load(tmp_path)
+    with pytest.raises(ValueError, match="must be a str or a path, got NoneType"):
+        ConditionalGraphFlow.load(None)
+    with pytest.raises(ValueError, match="must be a str or a path, got NoneType"):
+        fitted.save(None)
+
+
 def test_signals_that_carry_gradients_are_fitted_as_data():
     X, Y = toy(32)
     weight = nn.Parameter(torch.ones(()))
