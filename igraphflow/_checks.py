@@ -247,6 +247,13 @@ def as_output_dir(path: str | os.PathLike, name: str) -> Path:
     return path
 
 
+def as_file_path(path, name: str) -> Path:
+    r"""``path`` (a ``str`` or ``os.PathLike``) as a ``Path``; anything else is refused by ``name``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a str or a path, got {type(path).__name__}")
+    return Path(path)
+
+
 def as_output_file(path: str | os.PathLike, name: str) -> Path:
     r"""Checks that ``path`` can be a file to write: it is not a directory, and its folder is made and
     can be written into (:func:`as_output_dir`).
@@ -257,9 +264,7 @@ def as_output_file(path: str | os.PathLike, name: str) -> Path:
         ...
         ValueError: out . is a directory, not a file
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"{name} must be a str or a path, got {type(path).__name__}")
-    path = Path(path)
+    path = as_file_path(path, name)
     if path.is_dir():
         raise ValueError(f"{name} {path} is a directory, not a file")
     as_output_dir(path.parent, name)

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import torch
 
-from ._checks import as_output_file
+from ._checks import as_file_path, as_output_file
 
 
 def _temporary_stem(path: Path) -> str:
@@ -101,9 +101,7 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
         ValueError: When ``path`` is a directory, or the file is not a readable checkpoint, or
             one of another kind.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"the checkpoint path must be a str or a path, got {type(path).__name__}")
-    path = Path(path)
+    path = as_file_path(path, "the checkpoint path")
     if path.is_dir():
         raise ValueError(f"{path} is a directory, not a checkpoint file")
     if not path.is_file():
