@@ -79,6 +79,22 @@ def _is_auto(value) -> bool:
     return isinstance(value, str) and value == "auto"
 
 
+def _finite(result: Tensor, inputs: Tensor, name: str) -> Tensor:
+    r"""``result`` (one row per sample of ``inputs``), or a ValueError naming the samples it is
+    not finite for: finite inputs far outside the training signals can overflow the flow's
+    arithmetic, and NaN would pass silently through every answer built on it."""
+    bad = ~torch.isfinite(result.flatten(1)).all(1)
+    if bad.any():
+        rows = bad.nonzero().flatten()
+        largest = inputs[rows].abs().max().item()
+        raise ValueError(
+            f"the flow overflows on {rows.numel()} of {bad.numel()} samples of {name} (first: {rows[:5].tolist()}; "
+            f"largest |{name}| among them: {largest:.3g}): values this far from the training signals exceed "
+            f"{str(result.dtype).removeprefix('torch.')}"
+        )
+    return result
+
+
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     r"""A conditional normalizing flow on graph signals, trained block by block (JKO).
 
@@ -315,7 +331,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         r"""The floating-point type of the weights, to which inputs are cast: torch's default dtype
-        when built, the saved one when loaded, or as moved (e.g. by ``.double()``)."""
+        when built, the saved one when loaded, or as moved (e.g. by ``.double()``); float32 or
+        float64 (a model moved to half precision refuses every call)."""
         return self.latent.means.dtype
 
     @property
@@ -324,6 +341,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return len(self.blocks)
 
     def _signals(self, X, name: str = "X") -> Tensor:
+        if self.dtype not in (torch.float32, torch.float64):
+            # float16 / bfloat16: no CPU triangular solve, and log-determinants and inverses to
+            # 1e-3 at best.
+            raise TypeError(f"this model computes in {str(self.dtype).removeprefix('torch.')}; ConditionalGraphFlow "
+                            "needs float32 or float64: move it back with .float() or .double()")
         return as_signals(X, self.num_nodes, self.num_features, name=name, device=self.device, dtype=self.dtype)
 
     def _labels(self, Y, num_samples: int | None = None, name: str = "Y") -> Tensor:
@@ -723,9 +745,16 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     @torch.no_grad()
     def encode(self, X) -> Tensor:
-        r"""The latent :math:`H = F(X)`, ``[N, V, C]``."""
+        r"""The latent :math:`H = F(X)`, ``[N, V, C]``.
+
+        Raises:
+            ValueError: Where ``H`` is not finite: signals far outside the training signals
+                (near the dtype's largest values) overflow the flow, and every answer built on
+                ``H`` (probabilities, densities, regions) would be NaN.
+        """
         self._check_fitted()
-        return in_chunks(self._forward_all, self._signals(X))
+        X = self._signals(X)
+        return _finite(in_chunks(self._forward_all, X), X, "X")
 
     def _forward_all(self, h: Tensor) -> Tensor:
         for block in self.blocks:
@@ -736,7 +765,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def decode(self, H) -> Tensor:
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
         self._check_fitted()
-        return in_chunks(self._inverse_all, self._signals(H, name="H"))
+        H = self._signals(H, name="H")
+        return _finite(in_chunks(self._inverse_all, H), H, "H")
 
     def _inverse_all(self, x: Tensor) -> Tensor:
         for block in reversed(self.blocks):
@@ -767,15 +797,19 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         batch_size = min(batch_size, chunk_size(X))
         if exact:
             batch_size = max(1, batch_size // min(64, self.num_nodes * self.num_features))
-        out = []
-        for x, y in zip(X.split(batch_size), Y.split(batch_size)):
+        latents, logdets = [], []
+        for x in X.split(batch_size):
             logdet = x.new_zeros(x.size(0))
             for block in self.blocks:
                 probe = None if exact else rademacher(x.shape, like=x, generator=generator)
                 x, step = block.transform(x, divergence=divergence, noise=probe)
                 logdet += step
-            out.append(self.latent.log_prob(x, y) + logdet)
-        return torch.cat(out)
+            latents.append(x)
+            logdets.append(logdet)
+        H, logdet = torch.cat(latents), torch.cat(logdets)
+        # A log-density of -inf is one too small for the dtype; an infinite latent or log-det an overflow.
+        _finite(torch.cat([H.flatten(1), logdet.unsqueeze(1)], 1), X, "X")
+        return self.latent.log_prob(H, Y) + logdet
 
     @torch.no_grad()
     def sample(self, Y, seed: int | None = None, temperature: float | None = None) -> Tensor:

@@ -989,6 +989,17 @@ def test_a_double_model_computes_and_saves_in_double(conv, tmp_path):
     assert loaded.dtype == torch.float64 and torch.equal(loaded.log_prob(X, Y), model.log_prob(X, Y))
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_model_moved_to_half_precision_is_refused_by_name(fitted, dtype):
+    X, Y = toy(4)
+    model = copy.deepcopy(fitted).to(dtype)
+    for call in (model.encode, model.predict_proba, lambda x: model.log_prob(x, Y), lambda x: model.sample(Y),
+                 lambda x: model.in_region(x, Y), lambda x: model.fit(x, Y, progress=False)):
+        with pytest.raises(TypeError, match=f"computes in {str(dtype)[6:]}; .* needs float32 or float64"):
+            call(X)
+    assert model.float().encode(X).dtype == torch.float32
+
+
 def test_a_float32_model_keeps_float32_under_a_float64_default(tmp_path):
     X, Y = toy(64)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "max_epochs": 2}).fit(X, Y, progress=False)
@@ -1056,3 +1067,20 @@ def test_progress_must_be_a_flag_and_a_refused_one_changes_nothing(tmp_path):
         assert model.num_blocks == 2 and bool(model.fitted)
         torch.testing.assert_close(model.state_dict(), state, rtol=0, atol=0, equal_nan=True)
     assert not (tmp_path / "run").exists()
+
+
+def test_signals_the_flow_overflows_on_are_named_not_answered_with_nan(fitted):
+    X, Y = toy(4)
+    X[2] = 3e38  # finite, but far beyond anything the fields were trained on
+    for answer in (fitted.encode, fitted.predict_proba, lambda x: fitted.log_prob(x, Y),
+                   lambda x: fitted.log_prob(x, Y, exact=False), lambda x: fitted.in_region(x, Y)):
+        with pytest.raises(ValueError, match=r"overflows on 1 of 4 samples of X \(first: \[2\]; largest \|X\|"):
+            answer(X)
+    H = fitted.encode(toy(4)[0])
+    H[1] = 3e38
+    with pytest.raises(ValueError, match=r"overflows on 1 of 4 samples of H \(first: \[1\]"):
+        fitted.decode(H)
+    with pytest.raises(ValueError, match=r"overflows on \d of 4 samples of H"):
+        fitted.sample(Y, temperature=1e38)
+    # Far, but within float32: a finite latent, and a log-density that may round to -inf.
+    assert torch.isfinite(fitted.encode(toy(4)[0] * 1e4)).all()
