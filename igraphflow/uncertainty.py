@@ -434,15 +434,18 @@ class UncertaintyMixin:
         if not len(log_weights):  # no signals asked about
             return torch.zeros(shape, dtype=torch.float64, device=self.device)
         noise, uniform = latent.standard_draws(REGION_DRAWS, torch.Generator().manual_seed(0), latent.mixture_centres)
-        components = [latent.mixture_components(w.expand(REGION_DRAWS, -1), uniform) for w in log_weights]
         draws = torch.arange(REGION_DRAWS, device=self.device)
+        # Pattern p's draw r is draw r of its component: entry k R + r of the components' draws side by side.
+        picks = [latent.mixture_components(w.expand(REGION_DRAWS, -1), uniform) * REGION_DRAWS + draws for w in log_weights]
         # The ceil(n (1 - alpha))-th smallest of n draws.
         rank = max(1, math.ceil(REGION_DRAWS * (1 - alpha)))
 
         def quantiles(distance) -> Tensor:
             r"""``distance(u [R, VC]) -> [R, ...]``: its quantile over each pattern's draws, ``[P, ...]``."""
-            per_component = torch.stack([distance(c + s * noise) for c, s in zip(latent.mixture_centres, latent.mixture_scales)])
-            return torch.stack([per_component[k, draws].double().kthvalue(rank, dim=0).values for k in components])
+            per_component = torch.cat([distance(c + s * noise) for c, s in zip(latent.mixture_centres, latent.mixture_scales)])
+            # Draws last and contiguous: a selection along the last dimension is about twice as fast.
+            side_by_side = per_component.movedim(0, -1).contiguous()
+            return torch.stack([side_by_side.index_select(-1, index).kthvalue(rank, dim=-1).values for index in picks]).double()
 
         if joint:
             return quantiles(lambda u: u.square().sum(1))[which]
