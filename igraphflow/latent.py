@@ -49,9 +49,17 @@ def _label_log_weights(shared: Tensor, label_logits: Tensor, y: Tensor) -> Tenso
     r"""The mixture's log-weights for the labels ``y [N, V]``, ``[N, M]``:
     :math:`\log \mathrm{softmax}_m(s_m + \sum_v B_{v, y_v, m})`, with the shared log-weights
     ``shared [M]`` and what each node's label adds, ``label_logits`` :math:`B` ``[V, K, M]``."""
-    num_nodes, num_classes, components = label_logits.shape
-    one_hot = F.one_hot(y, num_classes).flatten(1).to(label_logits)  # [N, V K]: no [N, V, M] tensor
-    return torch.log_softmax(shared + one_hot @ label_logits.reshape(num_nodes * num_classes, components), dim=1)
+    return _indicator_log_weights(shared, label_logits, _label_indicators(y, label_logits))
+
+
+def _label_indicators(y: Tensor, label_logits: Tensor) -> Tensor:
+    r"""The one-hot labels ``[N, V K]`` that :func:`_indicator_log_weights` takes."""
+    return F.one_hot(y, label_logits.size(1)).flatten(1).to(label_logits)
+
+
+def _indicator_log_weights(shared: Tensor, label_logits: Tensor, indicators: Tensor) -> Tensor:
+    r""":func:`_label_log_weights` of one-hot labels ``[N, V K]``: a product, no ``[N, V, M]`` tensor."""
+    return torch.log_softmax(shared + indicators @ label_logits.flatten(0, 1), dim=1)
 
 
 def _fit_label_logits(log_densities: Tensor, y: Tensor, shared: Tensor, num_classes: int, penalty: float) -> Tensor:
@@ -69,10 +77,11 @@ def _fit_label_logits(log_densities: Tensor, y: Tensor, shared: Tensor, num_clas
     """
     label_logits = log_densities.new_zeros(y.size(1), num_classes, len(shared), requires_grad=True)
     optimizer = torch.optim.LBFGS([label_logits], max_iter=100, line_search_fn="strong_wolfe")
+    indicators = _label_indicators(y, label_logits)  # once, not at every evaluation
 
     def objective() -> Tensor:
         optimizer.zero_grad()
-        fit = torch.logsumexp(_label_log_weights(shared, label_logits, y) + log_densities, dim=1).mean()
+        fit = torch.logsumexp(_indicator_log_weights(shared, label_logits, indicators) + log_densities, dim=1).mean()
         loss = penalty * label_logits.square().sum() / len(y) - fit
         loss.backward()
         return loss
