@@ -79,19 +79,24 @@ def _is_auto(value) -> bool:
     return isinstance(value, str) and value == "auto"
 
 
-def _finite(result: Tensor, inputs: Tensor, name: str) -> Tensor:
+def _finite(result: Tensor, inputs: Tensor, name: str, warn: bool = False) -> Tensor:
     r"""``result`` (one row per sample of ``inputs``), or a ValueError naming the samples it is
     not finite for: finite inputs far outside the training signals can overflow the flow's
-    arithmetic, and NaN would pass silently through every answer built on it."""
+    arithmetic, and NaN would pass silently through every answer built on it. With ``warn``, a
+    warning instead, and ``result`` as computed (the model's own draws: a sample whose rows are
+    scored one by one keeps its finite rows)."""
     bad = ~torch.isfinite(result.flatten(1)).all(1)
     if bad.any():
         rows = bad.nonzero().flatten()
         largest = inputs[rows].abs().max().item()
-        raise ValueError(
+        message = (
             f"the flow overflows on {rows.numel()} of {bad.numel()} samples of {name} (first: {rows[:5].tolist()}; "
             f"largest |{name}| among them: {largest:.3g}): values this far from the training signals exceed "
             f"{str(result.dtype).removeprefix('torch.')}"
         )
+        if not warn:
+            raise ValueError(message)
+        warnings.warn(f"{message}; returned as computed", stacklevel=3)
     return result
 
 
@@ -820,6 +825,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             seed: Seeds the latent noise.
             temperature: The factor on the latent noise; by default the one ``fit`` chose
                 (``sample_temperature``, available as ``latent.temperature``).
+
+        Draws that overflow when decoded (at an extreme temperature, or from a diverged fit)
+        are warned about and returned as computed, NaN or infinite, beside the finite ones.
         """
         self._check_fitted()
         Y = self._labels(Y)
@@ -827,7 +835,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             temperature = as_real(temperature, "temperature", "(0, inf)")
         # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
         generator = None if seed is None else torch.Generator().manual_seed(as_seed(seed))
-        return self.decode(self.latent.sample(Y, generator=generator, temperature=temperature))
+        H = self._signals(self.latent.sample(Y, generator=generator, temperature=temperature), name="H")
+        return _finite(in_chunks(self._inverse_all, H), H, "H", warn=True)
 
     @torch.no_grad()
     def predict_proba(self, X) -> Tensor:
