@@ -81,7 +81,7 @@ def _is_auto(value) -> bool:
 
 def _finite(result: Tensor, inputs: Tensor, name: str, warn: bool = False) -> Tensor:
     r"""``result`` (one row per sample of ``inputs``), or a ValueError naming the samples it is
-    not finite for: finite inputs far outside the training signals can overflow the flow's
+    not finite for: finite inputs far outside those the flow was trained on can overflow its
     arithmetic, and NaN would pass silently through every answer built on it. With ``warn``, a
     warning instead, and ``result`` as computed (the model's own draws: a sample whose rows are
     scored one by one keeps its finite rows)."""
@@ -91,7 +91,7 @@ def _finite(result: Tensor, inputs: Tensor, name: str, warn: bool = False) -> Te
         largest = inputs[rows].abs().max().item()
         message = (
             f"the flow overflows on {rows.numel()} of {bad.numel()} samples of {name} (first: {rows[:5].tolist()}; "
-            f"largest |{name}| among them: {largest:.3g}): values this far from the training signals exceed "
+            f"largest |{name}| among them: {largest:.3g}): values this far from those the flow was trained on exceed "
             f"{str(result.dtype).removeprefix('torch.')}"
         )
         if not warn:
