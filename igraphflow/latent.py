@@ -28,8 +28,9 @@ MIXTURE_COMPONENTS = (2, 4, 8, 16, 32)
 r"""The candidate numbers of components of the fitted noise mixture (one component: the Gaussian)."""
 
 MIXTURE_LABEL_PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0)
-r"""The candidate weights :math:`\lambda` of the penalty that pulls the mixture weights of each label
-pattern towards the weights shared by all (see :meth:`GaussianMixtureLatent.fit_noise_`)."""
+r"""The candidate weights :math:`\lambda` of the penalty :math:`\lambda \|B\|^2` on what each node's
+label adds to the mixture's log-weights, which pulls them towards the weights shared by all labels
+(see :meth:`GaussianMixtureLatent.fit_noise_`)."""
 
 
 def _gaussian_log_density(squared_distance: Tensor, log_scale, dims: int) -> Tensor:
