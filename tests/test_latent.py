@@ -550,13 +550,18 @@ def test_label_weights_of_one_node_are_the_em_weights_of_each_class():
     log_densities = torch.randn(600, 3, generator=g, dtype=torch.float64) * 2
     y = torch.randint(0, 2, (600, 1), generator=g)
     shared = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64).log()
-    label_logits = _fit_label_logits(log_densities, y, shared, 2, penalty=1e-9)
+    cold = _fit_label_logits(log_densities, y, shared, 2, penalty=1e-9)
+    # Started where a strongly penalised fit ended, as along the ridge path: the same optimum.
+    strong = _fit_label_logits(log_densities, y, shared, 2, penalty=100.0)
+    warm = _fit_label_logits(log_densities, y, shared, 2, penalty=1e-9, start=strong)
     for k in (0, 1):
         weights = torch.full((3,), 1 / 3, dtype=torch.float64)
         for _ in range(2000):
             weights = (weights.log() + log_densities[y[:, 0] == k]).softmax(1).mean(0)
-        fitted = _label_log_weights(shared, label_logits, torch.tensor([[k]])).exp()[0]
-        torch.testing.assert_close(fitted, weights, atol=2e-3, rtol=0)
+        for label_logits in (cold, warm):
+            fitted = _label_log_weights(shared, label_logits, torch.tensor([[k]])).exp()[0]
+            torch.testing.assert_close(fitted, weights, atol=2e-3, rtol=0)
+        assert not torch.allclose(_label_log_weights(shared, strong, torch.tensor([[k]])).exp()[0], weights, atol=2e-2)
 
 
 def test_label_weights_round_trip_and_reset():
