@@ -189,7 +189,7 @@ def test_reference_signals_fall_back_to_the_nearest_label_pattern():
     assert (mismatch[~wanted] == 0).all()
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, capsys):
     data = load("three_node", num_train=8, num_test=8)
     with pytest.raises(ValueError, match="unknown methods"):
         compare(data, "jko,vae", max_time=1.0)
@@ -209,10 +209,12 @@ def test_bad_arguments(tmp_path):
             compare(data, "jko", max_time=1.0, settings={"jko": fixed})
     with pytest.raises(ValueError, match="names no setting"):
         method_settings([("ignn.", 3)])
-    with pytest.raises(SystemExit):
-        main(["--dataset", "nope", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit):
-        main(["--dataset", "three_node", "--out", str(tmp_path), "--option", "vae.hidden=3"])
+    for argv, message in ((["--dataset", "nope"], "unknown dataset 'nope'; available: three_moons"),
+                          (["--dataset", "three_node", "--option", "vae.hidden=3"], "unknown method 'vae' in option 'vae.hidden'")):
+        with pytest.raises(SystemExit) as exit:
+            main([*argv, "--out", str(tmp_path)])
+        error = capsys.readouterr().err
+        assert exit.value.code == 2 and message in error and "Traceback" not in error
 
 
 def test_missing_packages_are_reported_before_training(tmp_path, monkeypatch, capsys, no_training):
@@ -230,15 +232,16 @@ def test_missing_packages_are_reported_before_training(tmp_path, monkeypatch, ca
         compare(data, "jko", max_time=1.0, out_dir=tmp_path)
 
 
-def test_every_method_settings_are_checked_before_training(tmp_path, no_training):
+def test_every_method_settings_are_checked_before_training(tmp_path, capsys, no_training):
     data = load("three_node", num_train=64, num_test=32)
     with pytest.raises(ValueError, match=r"bad ignn settings \{'blcoks': 4\}: .*'blcoks'"):
         compare(data, "jko,ignn", max_time=1.0, settings={"ignn": {"blcoks": 4}})
     with pytest.raises(ValueError, match=r"bad ignn settings \{'blocks': 0\}: blocks"):  # a refused value
         compare(data, "jko,ignn", max_time=1.0, settings={"ignn": {"blocks": 0}})
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit:
         main(["--dataset", "three_node", "--out", str(tmp_path), "--methods", "jko,ignn",
               "--option", "ignn.blcoks=4"])
+    assert exit.value.code == 2 and "bad ignn settings {'blcoks': 4}" in capsys.readouterr().err
 
 
 def test_settings_json_cannot_record_methods_named_twice_and_bad_dims_are_refused_before_training(tmp_path, no_training):

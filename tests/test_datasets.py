@@ -212,6 +212,35 @@ def test_chordal_graph_and_density():
     np.testing.assert_allclose(small.true_log_prob(small.X_test, small.Y_test).numpy(), ref, rtol=1e-6, atol=1e-4)
 
 
+def _graph_operator(data, smoothing: float) -> np.ndarray:
+    r"""``(1 - d) I + d D^-1 A`` of the dataset's own graph, written out here."""
+    G = nx.Graph()
+    G.add_nodes_from(range(data.num_nodes))
+    G.add_edges_from(data.edge_index.t().tolist())
+    A = nx.to_numpy_array(G, nodelist=range(data.num_nodes))
+    return (1 - smoothing) * np.eye(data.num_nodes) + smoothing * A / A.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["three_node", "linear_gaussian", "chordal"])
+def test_gaussian_samples_unmix_to_white_noise_around_the_class_means(name):
+    # The densities are checked against scipy above; this checks that the samples follow them:
+    # X = P Z with Z_v ~ N(mu_{Y_v}, sigma^2 I), so P^-1 X - mu_Y is white noise of scale sigma.
+    options = {"three_node": dict(asymmetry=1.0, sigma=0.7), "linear_gaussian": dict(num_nodes=6, smoothing=0.5),
+               "chordal": dict(num_nodes=13, sigma=0.7)}[name]
+    sigma = options.get("sigma", 1.0)  # linear_gaussian's is fixed
+    data = D.load(name, num_train=4, num_test=4000, **options)
+    if name == "three_node":
+        P = smoothing_operator(nx.path_graph(3), 0.0, self_loops=True).toarray()
+        P[0, 1] += 1.0
+    else:
+        P = _graph_operator(data, 0.5 if name == "linear_gaussian" else 0.2)
+    means = np.array([[-1.0, -1.0], [1.0, 1.0]])
+    noise = np.linalg.solve(P, data.X_test.double().numpy()) - means[data.Y_test.numpy()]  # [N, V, C]
+    flat = noise.reshape(len(noise), -1)
+    np.testing.assert_allclose(flat.mean(0), 0.0, atol=5 * sigma / len(flat) ** 0.5)
+    np.testing.assert_allclose(np.cov(flat.T) / sigma**2, np.eye(flat.shape[1]), atol=0.12)
+
+
 @pytest.mark.parametrize("arcs,label", [(TWO_MOONS, 0), (TWO_MOONS, 1), (THREE_MOONS, 2)])
 def test_moon_density_normalises(arcs, label):
     h = 0.01

@@ -292,7 +292,7 @@ def test_a_refused_checkpoint_leaves_the_fit_as_it_was(tmp_path):
         model.fit(X, Y, progress=False, checkpoint_dir=tmp_path / "ring")
 
 
-@pytest.mark.parametrize("conv", ["l3net", "cheb", "gcn"])
+@pytest.mark.parametrize("conv", ["cheb", "gcn"])  # l3net: in test_checkpoint_resume_gives_the_same_model
 def test_the_same_graph_written_otherwise_resumes(conv, tmp_path):
     X, Y = toy(64)
     settings = {**SMALL, "num_blocks": 1, "max_epochs": 1, "conv": conv}
@@ -464,9 +464,15 @@ def test_fit_warns_about_labels_that_never_occur():
 
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])
 def test_other_convolutions_fit(conv):
-    X, Y = toy(128)
-    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, conv=conv).fit(X, Y, progress=False)
-    assert torch.isfinite(model.log_prob(X[:4], Y[:4])).all()
+    # Without the noise fit, what is learnt is the blocks' and the means' doing.
+    X, Y = toy()
+    X_test, Y_test = toy(seed=1)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, conv=conv, fit_noise=False)
+    untrained = copy.deepcopy(model)
+    untrained.fitted.fill_(True)
+    model.fit(X, Y, progress=False)
+    assert model.log_prob(X_test, Y_test).mean() > untrained.log_prob(X_test, Y_test).mean() + 1.0
+    assert (model.predict(X_test) == Y_test).float().mean() > 0.85  # Bayes: Phi(sqrt 2) = 0.92
 
 
 def test_auto_depth_stops_when_blocks_stop_moving():
@@ -493,6 +499,22 @@ def test_auto_depth_compares_the_movement_per_dimension(monkeypatch):
     monkeypatch.setattr(ConditionalGraphFlow, "_push", lambda self, *args: (*push(self, *args)[:3], 8 * 0.01 / 2))
     model.fit(X, Y, progress=False)
     assert model.num_blocks == 1
+
+
+def test_auto_depth_stops_at_the_first_block_that_moves_less_than_the_tolerance(monkeypatch):
+    # Blocks reported to move by 0.2, 0.1, 0.04, 0.01 per dimension: with tolerance 0.05 the
+    # third is the first below it, so the depth is 3, not 1 (the first block) nor 4 (the cap).
+    X, Y = toy(128)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": "auto", "max_epochs": 1}, max_blocks=4,
+                                 w2_tolerance=0.05)
+    push = ConditionalGraphFlow._push
+    movement = [0.2, 0.1, 0.04, 0.01]
+    monkeypatch.setattr(ConditionalGraphFlow, "_push", lambda self, block, index, *args: (
+        *push(self, block, index, *args)[:3], 8 * movement[index]))
+    model.fit(X, Y, progress=False)
+    assert model.num_blocks == len(model.history_) == 3
+    assert [r.w2 / 8 for r in model.history_] == movement[:3]
+    assert all(b0.interval[1] == b1.interval[0] for b0, b1 in zip(model.blocks, model.blocks[1:]))
 
 
 def test_auto_depth_model_round_trips(tmp_path):
@@ -736,7 +758,6 @@ def test_fitted_noise_changes_only_the_latent_and_fits_correlated_data(tmp_path)
 def test_sample_temperature_is_chosen_by_fit_or_given(fitted, tmp_path):
     X, Y = toy()
     chosen = fitted.latent.temperature.item()
-    assert 0.5 <= chosen <= 2.0
     given = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL, sample_temperature=0.8).fit(X, Y, progress=False)
     assert given.latent.temperature.item() == pytest.approx(0.8)
     # the same flow otherwise: only the spread of the draws differs

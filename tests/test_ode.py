@@ -29,6 +29,25 @@ def test_linear_block_matches_matrix_exponential():
     assert torch.allclose(logdet, torch.logdet(M).expand(4), atol=1e-8)  # = h tr(A)
 
 
+def test_log_determinant_of_a_nonlinear_block_matches_the_jacobian_of_its_map():
+    # The divergence must be taken along the trajectory x(t): a field whose Jacobian varies
+    # with x tells that apart from one taken at the block's input, which a linear field cannot.
+    torch.manual_seed(0)
+    edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+    field = GraphVelocityField(edge_index, 3, 2, hidden=8)
+    for p in field.parameters():
+        p.data.normal_(0, 0.6)
+    block = ODEBlock(field, 0.2, 1.2, steps=32)
+    x = torch.randn(4, 3, 2)
+    y, logdet = block.transform(x, divergence="exact")
+    jacobians = [torch.autograd.functional.jacobian(lambda z: block(z.view(1, 3, 2)).flatten(), xi.flatten()) for xi in x]
+    expected = torch.stack([torch.linalg.slogdet(j).logabsdet for j in jacobians])
+    assert torch.allclose(y, block(x), atol=1e-10)
+    assert torch.allclose(logdet, expected, atol=1e-5)
+    # The field is far from linear here: a constant Jacobian would miss by more than that.
+    assert (expected - expected.mean()).abs().max() > 0.1
+
+
 @pytest.mark.parametrize("divergence", ["hutchinson", "finite_difference"])
 def test_default_probes_estimate_the_log_determinant_without_bias(divergence):
     # Without a given probe the block draws its own; the log-determinant of a linear block is

@@ -321,9 +321,24 @@ def test_region_boundary_is_bounded_for_the_smallest_alpha(three_nodes):
     assert all(torch.isfinite(s) for s in sizes) and sizes[0] < sizes[1] < sizes[2]
 
 
-def test_region_boundary_on_a_graph_node(three_nodes):
-    curve = three_nodes.region_boundary(0, alpha=0.1, num_points=30, node=2, labels=[1, 1, 1])
-    assert curve.shape == (30, 2) and torch.isfinite(curve).all()
+def test_region_boundary_on_a_graph_node(three_nodes, monkeypatch):
+    # Encoded back, every decoded signal has node 2 on the boundary of its label's region and
+    # the other nodes at the centres of theirs; the other nodes' labels move the curve in X.
+    decoded = []
+    decode = three_nodes.decode
+    monkeypatch.setattr(three_nodes, "decode", lambda h: decoded.append(decode(h)) or decoded[-1])
+    curves = {}
+    for labels in ([0, 0, 1], [1, 1, 1]):
+        curves[tuple(labels)] = three_nodes.region_boundary(1, alpha=0.1, num_points=30, node=2, labels=labels)
+        assert curves[tuple(labels)].shape == (30, 2)
+        y = torch.tensor(labels).expand(30, 3)
+        H = three_nodes.encode(decoded[-1])
+        torch.testing.assert_close(decoded[-1][:, 2], curves[tuple(labels)])
+        distance = three_nodes.latent.node_squared_distance(H, y)
+        assert three_nodes.latent.noise_components == 1  # a Gaussian noise: the radius is chi2's
+        torch.testing.assert_close(distance[:, 2], torch.full((30,), chi2.ppf(0.9, 2)), atol=1e-3, rtol=1e-4)
+        torch.testing.assert_close(distance[:, :2], torch.zeros(30, 2), atol=1e-6, rtol=0)
+    assert (curves[(0, 0, 1)] - curves[(1, 1, 1)]).abs().max() > 1e-2
 
 
 def test_region_boundary_needs_integer_label_node_and_points(three_nodes):
