@@ -37,6 +37,8 @@ MIN_INPUT_SAMPLES = 5
 
 def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     file = Path(path)
+    if file.is_dir():
+        raise ValueError(f"{file} is a directory, not a .npy/.npz file")
     if not file.is_file():
         raise FileNotFoundError(f"no file at {file}")
     try:
@@ -118,6 +120,8 @@ def _train(args) -> int:
     out = as_output_dir(args.out, "--out")
     started = time.monotonic()
     try:
+        if args.checkpoint_dir is not None:  # checked here, so that the message names the flag, not fit's argument
+            as_output_dir(args.checkpoint_dir, "--checkpoint-dir")
         model.fit(train["X"], train["Y"], max_time=max_time, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir)
     except BaseException:  # an error or an interruption: no empty folder left behind either
         if made and not any(out.iterdir()):
@@ -186,6 +190,17 @@ def _device(text: str) -> str:
     return text
 
 
+def _dimension(text: str) -> int:
+    r"""An argparse type: a whole number ``>= 0``, such as a largest dimension."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def _compare(argv: list[str]) -> int:
     from .compare import main as compare_main
 
@@ -208,7 +223,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0)
 
     def likelihood(p: argparse.ArgumentParser):
-        p.add_argument("--exact-max-dim", type=int, default=32,
+        p.add_argument("--exact-max-dim", type=_dimension, default=32,
                        help="use the exact log-likelihood when V*C is at most this (else Hutchinson)")
 
     train = commands.add_parser("train", help="fit a model and write model.pt and summary.json")

@@ -43,16 +43,25 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
     ):
         raise ValueError(f"edge_index must hold integers, got dtype {edge_index.dtype}")
     num_nodes = as_count(num_nodes, "num_nodes")
-    # Converted first: torch has no min or max for uint16, uint32 and uint64.
-    edge_index = edge_index.long().contiguous()
     if edge_index.numel() > 0:
-        low, high = int(edge_index.min()), int(edge_index.max())
+        low, high = _index_range(edge_index)
         if low < 0 or high >= num_nodes:
             raise ValueError(
                 f"edge_index holds node indices in [{low}, {high}], outside [0, {num_nodes}) "
                 f"for num_nodes={num_nodes}"
             )
-    return edge_index
+    return edge_index.long().contiguous()
+
+
+def _index_range(edge_index: Tensor) -> tuple[int, int]:
+    r"""The smallest and largest node index of a non-empty integer ``edge_index``, as given."""
+    if edge_index.dtype == torch.uint64:
+        # Indices from 2**63 up would wrap round to negatives in int64: NumPy has them as they are.
+        values = edge_index.cpu().numpy()
+        return int(values.min()), int(values.max())
+    # Converted first: torch has no min or max for uint16 and uint32.
+    wide = edge_index.long()
+    return int(wide.min()), int(wide.max())
 
 
 def symmetric_edges(edge_index: Tensor, num_nodes: int) -> Tensor:

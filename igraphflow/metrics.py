@@ -40,14 +40,15 @@ __all__ = [
 ]
 
 import math
-from collections.abc import Callable, Iterable
+import numbers
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._checks import _as_tensor, as_count, as_flag, as_labels, as_seed
+from ._checks import _as_tensor, _is_scalar, as_count, as_flag, as_labels, as_real, as_seed
 
 DEFAULT_ALPHAS = (0.1, 1.0, 5.0, 10.0)
 r"""The iGNN paper's kernel parameters :math:`a` of :func:`mmd`, on :math:`\exp(-a \|x - x'\|^2)`."""
@@ -249,14 +250,27 @@ def mmd_terms(
         (1.0, 1.0, 0.1353352832366127)
     """
     X, Y, biased, paired = *_as_pair(X, Y), as_flag(biased, "biased"), as_flag(paired, "paired")
-    if alphas is None or isinstance(alphas, (str, bytes)):  # "12" would otherwise read as the alphas 1 and 2
-        raise ValueError(f"alphas must be positive numbers, got {alphas!r}")
-    if np.ndim(alphas) == 0:  # one number: a float, a NumPy scalar or a 0-d tensor
-        alphas = [alphas]
-    alphas = [float(a) for a in alphas]
-    if not alphas or any(not 0 < a < math.inf for a in alphas):
-        raise ValueError(f"alphas must be positive numbers, got {alphas}")
+    alphas = _as_alphas(alphas)
     return dict(zip(alphas, _kernel_means(X, Y, alphas, biased, paired)))
+
+
+def _as_alphas(alphas: Any) -> list[float]:
+    r"""Checks the kernel parameters of :func:`mmd`: one positive finite number, or a non-empty
+    1-D sequence of them (booleans, strings and nested sequences refused), as ``float``."""
+    message = f"alphas must be a positive finite number or a non-empty 1-D sequence of them, got {alphas!r}"
+    if isinstance(alphas, numbers.Number) or getattr(alphas, "ndim", None) == 0:  # a float, NumPy scalar, 0-d tensor
+        values = [alphas]
+    # A string would read as its characters ("12": the alphas 1 and 2), a dict as its keys.
+    elif isinstance(alphas, (str, bytes, Mapping)) or not isinstance(alphas, Iterable):
+        raise ValueError(message)
+    else:
+        values = list(alphas)
+    if not values or not all(_is_scalar(a) for a in values):  # rows of a 2-D array are no numbers
+        raise ValueError(message)
+    try:
+        return [as_real(a, "alphas", "(0, inf)") for a in values]
+    except ValueError:
+        raise ValueError(message) from None
 
 
 def _median_distance(Z: Tensor, max_points: int = 1000) -> float:
@@ -389,10 +403,10 @@ def conditional_metric(
     Arguments:
         metric: A function of two samples, e.g. :func:`mmd` or :func:`energy_distance`,
             returning a number or a dictionary of numbers (averaged key by key).
-        X_gen: Generated signals ``[N, V, C]`` or ``[N, d]``.
-        X_real: Real signals ``[N, V, C]`` or ``[N, d]``.
-        Y: Label patterns ``[N, V]`` (any integer or discrete values), aligned with both; the
-            three may be on different devices.
+        X_gen: Generated signals ``[N, V, C]`` or ``[N, d]``, finite.
+        X_real: Real signals of the same shape per sample as ``X_gen``.
+        Y: Integer label patterns ``[N, V]`` (``[N]`` for one node; booleans and whole-numbered
+            floats too), aligned with both; the three may be on different devices.
         top_k: How many of the most frequent patterns to use.
         min_count: Patterns seen fewer times are skipped (unbiased statistics need 2).
         return_details: Whether to also return a list with, for each pattern used, a
@@ -400,6 +414,11 @@ def conditional_metric(
 
     Returns:
         The count-weighted average (a number or a dictionary), and the details if asked.
+
+    Raises:
+        ValueError: When ``X_gen``, ``X_real`` or ``Y`` is misshapen, not finite, or ``Y`` holds
+            no integers; the message names the argument.
+        TypeError: When ``metric`` returns anything but a real number or a dict of them.
 
     Example:
         >>> Y = torch.tensor([[0, 1]] * 6 + [[1, 1]] * 3 + [[0, 0]])
@@ -411,22 +430,12 @@ def conditional_metric(
         >>> [(d["pattern"], d["count"]) for d in details]
         [([0, 1], 6), ([1, 1], 3)]
     """
-    X_gen = _as_tensor(X_gen, "X_gen")
-    X_real = _as_tensor(X_real, "X_real")
-    # Row indices on the CPU index a tensor on any device; ones on a GPU index only its own.
-    Y = _as_tensor(Y, "Y").cpu()
-    if Y.dim() == 1:
-        Y = Y[:, None]
-    if Y.dim() != 2:
-        raise ValueError(f"Y must have shape [N, V], got {tuple(Y.shape)}")
-    for name, X in (("X_gen", X_gen), ("X_real", X_real)):
-        if X.dim() < 2 or X.shape[0] != Y.shape[0]:
-            raise ValueError(
-                f"{name} must have shape [N, ...] with N = {Y.shape[0]} rows aligned with Y, "
-                f"got {tuple(X.shape)}"
-            )
+    X_gen, X_real, Y = _conditional_inputs(X_gen, X_real, Y)
+    if not callable(metric):
+        raise TypeError(f"metric must be a function of two samples, got {type(metric).__name__}")
     top_k = as_count(top_k, "top_k")
     min_count = as_count(min_count, "min_count")
+    return_details = as_flag(return_details, "return_details")
 
     groups = _frequent_patterns(Y, top_k, min_count)
     if not groups:
@@ -436,23 +445,87 @@ def conditional_metric(
     for pattern, rows in groups:
         value = metric(X_gen[rows], X_real[rows])
         details.append({"pattern": pattern.tolist(), "count": len(rows), "value": value})
-
-    total = sum(d["count"] for d in details)
-    if isinstance(details[0]["value"], dict):
-        average = {
-            key: sum(d["count"] * float(d["value"][key]) for d in details) / total
-            for key in details[0]["value"]
-        }
-    else:
-        average = sum(d["count"] * float(d["value"]) for d in details) / total
+    average = _weighted_average([d["value"] for d in details], [d["count"] for d in details])
     return (average, details) if return_details else average
+
+
+def _conditional_inputs(X_gen: Any, X_real: Any, Y: Any) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Checks the signals and labels of :func:`conditional_metric`, under its argument names; the
+    signals come back as given (on their devices), the labels as in :func:`_pattern_labels`."""
+    X_gen, X_real = _as_tensor(X_gen, "X_gen"), _as_tensor(X_real, "X_real")
+    Y, given = _pattern_labels(Y)
+    for name, X in (("X_gen", X_gen), ("X_real", X_real)):
+        if X.dim() < 2 or X.shape[0] != Y.shape[0]:
+            raise ValueError(
+                f"{name} must have shape [N, ...] with N = {Y.shape[0]} rows aligned with Y, "
+                f"got {tuple(X.shape)}"
+            )
+        if X.dtype.is_complex or X.dtype == torch.bool:
+            raise ValueError(f"{name} must hold real numbers, got dtype {X.dtype}")
+        if not torch.isfinite(X).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+    if X_gen.shape[1:] != X_real.shape[1:]:
+        raise ValueError(
+            f"X_gen and X_real must have the same shape per sample ([V, C] or [d]), "
+            f"got {list(X_gen.shape[1:])} and {list(X_real.shape[1:])}"
+        )
+    if X_gen.dim() == 3 and Y.shape[1] != X_gen.shape[1]:
+        raise ValueError(f"Y must have shape [N, V={X_gen.shape[1]}] like X_gen [N, V, C], got {given}")
+    return X_gen, X_real, Y
+
+
+def _pattern_labels(Y: Any) -> tuple[Tensor, list[int]]:
+    r"""Integer labels ``[N, V]`` (or ``[N]``) as ``[N, V]`` on the CPU, and the shape given."""
+    # Row indices on the CPU index a tensor on any device; ones on a GPU index only its own.
+    Y = _as_tensor(Y, "Y").cpu()
+    given = list(Y.shape)
+    if Y.dim() == 1:
+        Y = Y[:, None]
+    if Y.dim() != 2:
+        raise ValueError(f"Y must have shape [N, V], got {given}")
+    if Y.dtype.is_complex:
+        raise ValueError(f"Y must hold integer labels, got dtype {Y.dtype}")
+    if Y.dtype.is_floating_point:
+        # NaN rows never equal each other: no pattern would ever repeat.
+        if not torch.isfinite(Y).all():
+            raise ValueError(f"Y holds {int((~torch.isfinite(Y)).sum())} NaN or infinite labels")
+        if (Y != Y.round()).any():
+            raise ValueError("Y must hold integer labels, got non-integer values")
+    return Y, given
+
+
+def _metric_number(value: Any, key: Any = None) -> float:
+    r"""A metric's value as ``float``; anything but a real number is the metric's fault, said so."""
+    if _is_scalar(value):
+        try:
+            return float(value)
+        except (TypeError, ValueError, RuntimeError):
+            pass
+    under = "" if key is None else f" under the key {key!r}"
+    raise TypeError(f"metric returned {value!r}{under}, a {type(value).__name__}; it must return a real number or a dict of them")
+
+
+def _weighted_average(values: list[Any], counts: list[int]) -> float | dict[Any, float]:
+    r"""The ``counts``-weighted average of the metric's values: numbers, or dicts averaged key by key."""
+    total = sum(counts)
+    if isinstance(values[0], dict):
+        keys = values[0].keys()
+        for value in values:
+            if not isinstance(value, dict) or value.keys() != keys:
+                raise TypeError(f"metric returned {value!r} for one pattern and {values[0]!r} for another; "
+                                "it must return numbers, or dicts with the same keys")
+        return {key: sum(c * _metric_number(v[key], key) for c, v in zip(counts, values)) / total
+                for key in keys}
+    return sum(c * _metric_number(v) for c, v in zip(counts, values)) / total
 
 
 def nll_per_dim(log_prob: Any, num_dims: int) -> float:
     r"""Negative log-likelihood per dimension, in nats: ``-mean(log_prob) / num_dims``.
 
     Arguments:
-        log_prob: Log-densities ``[N]`` of test samples (natural logarithm).
+        log_prob: Log-densities ``[N]`` of test samples (natural logarithm), real numbers. ``-inf``
+            (a sample where the density is 0) is allowed and gives ``inf``; ``NaN`` and ``+inf``
+            are refused, since no density is infinite.
         num_dims: Dimension of one sample, e.g. ``V * C``.
 
     Returns:
@@ -465,6 +538,8 @@ def nll_per_dim(log_prob: Any, num_dims: int) -> float:
     log_prob = _as_tensor(log_prob, "log_prob")
     if log_prob.dim() != 1:
         raise ValueError(f"log_prob must have shape [N], one log-density per sample, got {list(log_prob.shape)}")
+    if log_prob.dtype == torch.bool:
+        raise TypeError("log_prob must hold real numbers, got booleans")
     if log_prob.dtype.is_complex:
         raise ValueError(f"log_prob must hold real numbers, got dtype {log_prob.dtype}")
     if log_prob.numel() == 0:
@@ -472,6 +547,8 @@ def nll_per_dim(log_prob: Any, num_dims: int) -> float:
     log_prob = log_prob.to(torch.float64)
     if log_prob.isnan().any():  # -inf is a sample off the support, but NaN is no density at all
         raise ValueError(f"log_prob holds {int(log_prob.isnan().sum())} NaN values")
+    if (log_prob == math.inf).any():  # and would give an NLL of -inf, or NaN beside a -inf
+        raise ValueError(f"log_prob holds {int((log_prob == math.inf).sum())} +inf values: a density cannot be infinite")
     num_dims = as_count(num_dims, "num_dims")
     return -log_prob.mean().item() / num_dims
 
@@ -482,7 +559,11 @@ def accuracy(pred: Any, Y: Any) -> float:
     Arguments:
         pred: Predicted labels ``[N, V]`` or scores / probabilities ``[N, V, K]`` (arg-maxed
             over the last axis; a boolean ``[N, V, K]``, such as prediction sets, is refused).
+            Scores may be ``-inf`` (log-probabilities of 0) beside a finite score of the node,
+            but not ``NaN`` or ``+inf``.
         Y: True labels ``[N, V]``, on the device of ``pred`` or another.
+
+    Labels are class indices ``0..K-1``: whole numbers ``>= 0`` (booleans read as 0 and 1).
 
     Returns:
         The node-label accuracy, between 0 and 1.
@@ -494,32 +575,70 @@ def accuracy(pred: Any, Y: Any) -> float:
         0.5
     """
     pred, Y = _as_tensor(pred, "pred"), _as_tensor(Y, "Y")
+    if Y.dim() != 2:
+        raise ValueError(f"Y must have shape [N, V] (labels), got {list(Y.shape)}")
+    if Y.numel() == 0:
+        raise ValueError("Y is empty")
     if pred.dim() == Y.dim() + 1:
         if pred.dtype == torch.bool:  # which label would the arg-max of a set be?
             raise ValueError("pred scores must be numbers, got booleans: sets of labels per node have no arg-max")
         if pred.shape[-1] == 0 or (pred.is_floating_point() and pred.isnan().any()):
             raise ValueError(f"pred scores must be [..., K] with K >= 1 and no NaN, got shape {tuple(pred.shape)}")
+        # -inf is a log-probability of 0; +inf, or only -inf at a node, ties and picks label 0.
+        if pred.is_floating_point() and ((pred == math.inf).any() or (pred == -math.inf).all(-1).any()):
+            raise ValueError("pred scores must be finite, -inf allowed only beside a finite score of the node; "
+                             "got +inf or a node with only -inf scores")
         pred = pred.argmax(-1)
     if pred.shape != Y.shape:
         raise ValueError(
             f"pred must have shape {tuple(Y.shape)} (labels) or {tuple(Y.shape) + ('K',)} "
             f"(scores), got {tuple(pred.shape)}"
         )
-    if Y.numel() == 0:
-        raise ValueError("Y is empty")
     for name, labels in (("pred", pred), ("Y", Y)):
-        # 0.3 would silently count as wrong everywhere: labels are whole numbers.
-        if labels.is_complex() or (labels.is_floating_point() and not (labels == labels.round()).all()):
-            raise ValueError(f"{name} labels must be whole numbers (or pred scores [..., K]), got dtype {labels.dtype}")
+        _check_accuracy_labels(labels, name)
     return (pred.cpu() == Y.cpu()).double().mean().item()
 
 
-def _c2st_labels(Y: Any, num_samples: int, num_classes: int | None, name: str) -> Tensor:
-    r"""Labels ``[n, V]`` (or ``[n]``) as ``int64`` ``[n, V]``, checked against ``n`` and ``K``."""
+def _check_accuracy_labels(labels: Tensor, name: str):
+    r"""Refuses labels that are not class indices ``0..K-1`` (booleans read as 0 and 1)."""
+    # 0.3 would silently count as wrong everywhere: labels are whole numbers.
+    if labels.is_complex() or (labels.is_floating_point() and not (labels == labels.round()).all()):
+        raise ValueError(f"{name} labels must be whole numbers (or pred scores [..., K]), got dtype {labels.dtype}")
+    if labels.is_floating_point() and not torch.isfinite(labels).all():
+        raise ValueError(f"{name} holds infinite labels; labels are 0..K-1")
+    if labels.dtype.is_signed and labels.min() < 0:
+        raise ValueError(f"{name} holds negative labels (the smallest is {labels.min().item():g}); labels are 0..K-1")
+
+
+def _c2st_signals(X: Any, name: str) -> tuple[Tensor, list[int]]:
+    r"""Signals ``[n, V, C]`` (or ``[n, d]``) as float64 ``[n, V * C]``, and their shape per sample."""
+    X = _as_tensor(X, name)
+    return _as_samples(X, name), list(X.shape[1:])
+
+
+def _c2st_labels(Y: Any, num_samples: int, num_nodes: int | None, num_classes: int | None, name: str) -> Tensor:
+    r"""Labels ``[n, V]`` (or ``[n]`` for one node) as ``int64`` ``[n, V]``, checked against ``n``,
+    ``V`` (``None``: any, for signals ``[n, d]``) and ``K``."""
     Y = _as_tensor(Y, name)
-    if Y.dim() == 1:
+    if Y.dim() == 1 and num_nodes in (None, 1):
         Y = Y[:, None]
-    return as_labels(Y, Y.shape[-1], num_classes, num_samples=num_samples, name=name, device="cpu")
+    if num_nodes is None and Y.dim() != 2:
+        raise ValueError(f"{name} must have shape [N={num_samples}, V], got {list(Y.shape)}")
+    return as_labels(Y, num_nodes or Y.shape[1], num_classes, num_samples=num_samples, name=name, device="cpu")
+
+
+def _c2st_num_classes(Y_a: Tensor, Y_b: Tensor) -> int:
+    r"""``K`` read off the labels as the largest + 1, at most the number of labels given."""
+    num_classes = int(max(Y_a.max(), Y_b.max())) + 1
+    # More classes than labels leaves most one-hot columns empty: these are no class indices
+    # 0..K-1, and the one-hot [n, V * K] may not even fit in memory.
+    if num_classes > Y_a.numel() + Y_b.numel():
+        raise ValueError(
+            f"the largest label, {num_classes - 1}, makes K = {num_classes} classes, more than the "
+            f"{Y_a.numel() + Y_b.numel()} labels of Y_a and Y_b; labels are class indices 0..K-1 "
+            "(give num_classes if K really is that large)"
+        )
+    return num_classes
 
 
 def _c2st_features(X: Tensor, Y: Tensor, num_classes: int) -> np.ndarray:
@@ -548,7 +667,10 @@ def classifier_two_sample_test(
         X_b: Signals ``[n_b, V, C]`` of set b.
         Y_b: Labels ``[n_b, V]`` of set b.
         seed: Seed of the split and of the classifier.
-        num_classes: Number of label values K; inferred from the labels if omitted.
+        num_classes: Number of label values K. Inferred from the labels if omitted, as the
+            largest label + 1, which must not exceed the number of labels given
+            (``n_a * V + n_b * V``): more classes than labels are no class indices ``0..K-1``,
+            and their one-hot columns would be mostly empty (and may not fit in memory).
 
     Returns:
         The held-out accuracy: about 0.5 (or the larger set's share, if unbalanced) when the
@@ -566,17 +688,20 @@ def classifier_two_sample_test(
 
     # scikit-learn's random_state is a 32-bit seed.
     seed = as_seed(seed, maximum=2**32 - 1)
-    X_a, X_b = _as_samples(X_a, "X_a"), _as_samples(X_b, "X_b")
+    (X_a, shape_a), (X_b, shape_b) = _c2st_signals(X_a, "X_a"), _c2st_signals(X_b, "X_b")
+    if shape_a != shape_b:
+        raise ValueError(f"X_a and X_b must have the same shape per sample ([V, C] or [d]), got {shape_a} and {shape_b}")
     if num_classes is not None:
         num_classes = as_count(num_classes, "num_classes")
-    Y_a = _c2st_labels(Y_a, X_a.shape[0], num_classes, "Y_a")
-    Y_b = _c2st_labels(Y_b, X_b.shape[0], num_classes, "Y_b")
+    num_nodes = shape_a[0] if len(shape_a) >= 2 else None
+    Y_a = _c2st_labels(Y_a, X_a.shape[0], num_nodes, num_classes, "Y_a")
+    Y_b = _c2st_labels(Y_b, X_b.shape[0], num_nodes, num_classes, "Y_b")
+    if Y_a.shape[1] != Y_b.shape[1]:  # only signals [n, d] leave V to the labels
+        raise ValueError(f"Y_a and Y_b must label the same number of nodes V, got {Y_a.shape[1]} and {Y_b.shape[1]}")
     if num_classes is None:
-        num_classes = int(max(Y_a.max(), Y_b.max())) + 1
+        num_classes = _c2st_num_classes(Y_a, Y_b)
     A = _c2st_features(X_a, Y_a, num_classes)
     B = _c2st_features(X_b, Y_b, num_classes)
-    if A.shape[1] != B.shape[1]:
-        raise ValueError(f"set a and set b differ in shape: {A.shape[1]} and {B.shape[1]} columns")
     if min(len(A), len(B)) < 2:
         raise ValueError("each set needs at least 2 samples")
     features = np.concatenate([A, B])

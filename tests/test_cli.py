@@ -365,3 +365,21 @@ def test_an_input_file_takes_no_data_and_needs_edges_of_node_indices(data_file, 
     assert main(["train", "--input", str(tmp_path / "names.npz"), "--out", str(tmp_path / "run")]) == 2
     assert "names.npz: edge_index must hold node indices, got dtype <U1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_errors_name_the_flags_and_directories(data_file, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ConditionalGraphFlow, "fit", lambda *args, **kwargs: pytest.fail("trained despite a bad argument"))
+    out = tmp_path / "run"
+    # A directory was "no file at ...".
+    assert main(["train", "--input", str(tmp_path), "--out", str(out), "--quiet"]) == 2
+    assert f"{tmp_path} is a directory, not a .npy/.npz file" in capsys.readouterr().err
+    # fit's argument name checkpoint_dir stood for the flag.
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--checkpoint-dir", str(data_file), "--quiet"]) == 2
+    assert f"--checkpoint-dir {data_file} cannot be written: {data_file} is a file" in capsys.readouterr().err
+    assert not out.exists()  # no empty run folder left behind
+    # Negative values were accepted here, and refused by compare.
+    for command in (["train", "--out", str(out)], ["evaluate", "--model", str(tmp_path / "model.pt")]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*command, "--input", str(data_file), "--exact-max-dim", "-5"])
+        assert exit_info.value.code == 2
+        assert "argument --exact-max-dim: must be an integer >= 0, got -5" in capsys.readouterr().err

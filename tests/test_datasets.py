@@ -4,6 +4,7 @@ import gzip
 import math
 import os
 import pickle
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -622,6 +623,30 @@ def test_bad_traffic_csv(tmp_path):
         D.load("traffic", path=path)
     path.write_text("\ufeff" + "\n".join(lines), encoding="utf-8")  # a byte-order mark is not part of 'timestamp'
     assert torch.equal(D.load("traffic", path=path).X_train, D.load("traffic").X_train)
+
+
+def test_directories_are_not_reported_as_missing_files(tmp_path):
+    # They were: "traffic: no such file ...", "nsrdb: missing files [...]".
+    with pytest.raises(ValueError, match=f"traffic: {re.escape(str(tmp_path))} is a directory, not a file"):
+        D.load("traffic", path=tmp_path)
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ValueError, match=r"nsrdb: \[.*/a'\] are directories, not files"):
+        D.load("nsrdb", paths=[tmp_path, tmp_path / "a"])
+    with pytest.raises(ValueError, match=f"nsrdb: {re.escape(str(tmp_path))} is a directory, not a file"):
+        read_psm_csv(tmp_path, "DHI")
+    for name in D.solar.HOPE_FILES:
+        (tmp_path / name).mkdir()
+    with pytest.raises(ValueError, match="solar_hope: hope_melpitz_ghi_1s.csv.gz, hope_melpitz_stations.csv in .* should be files"):
+        D.load("solar_hope", path=tmp_path)
+
+
+def test_column_names_of_a_binary_file_are_cut_short(tmp_path):
+    # A binary file read as CSV put its raw bytes, thousands of them, in the message.
+    path = tmp_path / "garbage.csv"
+    path.write_bytes(b"\x00\x01garbage" * 1000 + b"," * 10 + b"\n" + b"1,2\n" * 10)
+    found = r"missing columns ['timestamp']; found ['\x00\x01garbage\x00\x01garbage\x00\x..., '', '', '', '', ... (6 more)]"
+    with pytest.raises(ValueError, match=re.escape(found) + "$"):
+        D.load("traffic", path=path)
 
 
 def test_bad_hope_stations_file(tmp_path):

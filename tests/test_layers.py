@@ -246,6 +246,12 @@ def test_edge_index_of_any_integer_dtype(dtype):
         check_edge_index(np.array([[0, 3], [1, 0]], dtype=dtype), 3)
 
 
+def test_edge_index_past_int64_is_reported_as_given():
+    # uint64 indices from 2**63 up wrapped round in the cast to int64: "[-9223372036854775803, 1]".
+    with pytest.raises(ValueError, match=r"\[0, 9223372036854775813\], outside \[0, 4\)"):
+        check_edge_index(np.array([[0, 2**63 + 5], [1, 0]], dtype=np.uint64), 4)
+
+
 def test_symmetric_edges_are_both_directions_once_in_order():
     # The ChebNet and GCN layers built this with Tensor.unique(dim=1), which sorts column by
     # column on the CPU: about 0.2 s per layer on a 10k-node graph, twelve layers per flow.

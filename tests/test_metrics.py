@@ -227,7 +227,7 @@ def test_bad_inputs():
         mmd(np.zeros((1, 2)), np.zeros((3, 2)))
     with pytest.raises(ValueError, match="alphas"):
         mmd(np.zeros((3, 2)), np.zeros((3, 2)), alphas=(-1.0,))
-    with pytest.raises(ValueError, match="alphas must be positive numbers, got None"):  # a TypeError from float()
+    with pytest.raises(ValueError, match="alphas must be a positive finite number or a non-empty 1-D sequence of them, got None"):  # a TypeError from float()
         mmd(np.zeros((3, 2)), np.zeros((3, 2)), alphas=None)
 
 
@@ -530,3 +530,71 @@ def test_samples_without_dimensions_are_refused():
             mmd(np.zeros(shape), np.zeros(shape))
         with pytest.raises(ValueError, match="X has no dimensions"):
             energy_distance(np.zeros(shape), np.zeros(shape))
+
+
+def test_conditional_metric_names_its_own_arguments():
+    # The inner metric spoke of "X" and "Y"; NaN labels read as "no pattern occurs twice".
+    X_gen, X_real, Y = _signals_and_labels()
+    cases = [
+        (dict(X_real=X_real[:, :2]), r"X_gen and X_real must have the same shape per sample .* \[3, 2\] and \[2, 2\]"),
+        (dict(X_gen=X_gen * math.nan), "X_gen holds NaN or infinite values"),
+        (dict(Y=Y[:, :2]), r"Y must have shape \[N, V=3\] like X_gen \[N, V, C\], got \[60, 2\]"),
+        (dict(Y=Y * math.nan), "Y holds 180 NaN or infinite labels"),
+        (dict(Y=Y + 0.5), "Y must hold integer labels"),
+        (dict(return_details="yes"), "return_details must be True or False, got 'yes'"),
+    ]
+    for changes, match in cases:
+        args = dict(metric=energy_distance, X_gen=X_gen, X_real=X_real, Y=Y) | changes
+        with pytest.raises(ValueError, match=match):
+            conditional_metric(**args)
+    with pytest.raises(TypeError, match="metric returned None, a NoneType"):
+        conditional_metric(lambda a, b: None, X_gen, X_real, Y)
+    with pytest.raises(TypeError, match="metric returned 'x' under the key 'gap'"):
+        conditional_metric(lambda a, b: {"gap": "x"}, X_gen, X_real, Y)
+    with pytest.raises(TypeError, match="metric must be a function of two samples, got str"):
+        conditional_metric("mmd", X_gen, X_real, Y)
+
+
+def test_nll_per_dim_refuses_infinite_densities_and_booleans():
+    # [inf, -inf] gave NaN, [inf, -1] gave -inf, booleans were read as log-densities.
+    for log_prob in ([math.inf, -math.inf], [math.inf, -1.0]):
+        with pytest.raises(ValueError, match=r"1 \+inf values: a density cannot be infinite"):
+            nll_per_dim(torch.tensor(log_prob), 2)
+    with pytest.raises(TypeError, match="log_prob must hold real numbers, got booleans"):
+        nll_per_dim(torch.tensor([True, False]), 2)
+
+
+@pytest.mark.parametrize("alphas", [True, ["a"], np.array([[1.0, 2.0]]), {1.0: 2}, [], [1.0, np.bool_(True)]])
+def test_mmd_alphas_must_be_positive_numbers_in_one_dimension(alphas):
+    # True was taken as 1.0; the others failed inside float() or NumPy without naming alphas.
+    with pytest.raises(ValueError, match="alphas must be a positive finite number or a non-empty 1-D sequence of them"):
+        mmd(np.zeros((3, 2)), np.ones((3, 2)), alphas=alphas)
+
+
+def test_accuracy_refuses_negative_labels_scalars_and_infinite_scores():
+    _, _, Y = _signals_and_labels()
+    with pytest.raises(ValueError, match=r"pred holds negative labels \(the smallest is -1\)"):
+        accuracy(Y - 1, Y)
+    with pytest.raises(ValueError, match=r"Y must have shape \[N, V\] \(labels\), got \[\]"):
+        accuracy(1, 1)
+    with pytest.raises(ValueError, match="pred scores must be finite"):  # all arg-maxed to label 0
+        accuracy(torch.full((60, 3, 2), math.inf), Y)
+    with pytest.raises(ValueError, match="pred scores must be finite"):
+        accuracy(torch.full((60, 3, 2), -math.inf), Y)
+    with pytest.raises(ValueError, match="Y holds infinite labels"):
+        accuracy(Y, Y + math.inf)
+    scores = torch.tensor([[[0.0, -math.inf], [-math.inf, -1.0]]])  # log-probabilities of 0 beside finite ones
+    assert accuracy(scores, torch.tensor([[0, 1]])) == 1.0
+
+
+def test_c2st_reads_V_from_the_signals_and_refuses_implausible_labels():
+    X_a, X_b, Y = _signals_and_labels()
+    with pytest.raises(ValueError, match=r"Y_a must have shape \[N=60, num_nodes=3\], got \[60, 3, 1\]"):
+        classifier_two_sample_test(X_a, Y[..., None], X_b, Y[..., None])
+    # Without num_classes, a label of 10**7 made a one-hot of 10**7 classes, and torch's allocator failed.
+    with pytest.raises(ValueError, match=r"the largest label, 10000000, makes K = 10000001 classes, more than the 360"):
+        classifier_two_sample_test(X_a, Y * 10**7, X_b, Y)
+    with pytest.raises(ValueError, match=r"X_a and X_b must have the same shape per sample .* \[3, 2\] and \[2, 2\]"):
+        classifier_two_sample_test(X_a, Y, X_b[:, :2], Y[:, :2])
+    with pytest.raises(ValueError, match="Y_a and Y_b must label the same number of nodes V, got 3 and 2"):
+        classifier_two_sample_test(X_a.flatten(1), Y, X_b.flatten(1), Y[:, :2])

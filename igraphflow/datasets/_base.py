@@ -38,6 +38,7 @@ __all__ = [
     "checked_options",
     "check_options",
     "chronological_windows",
+    "column_list",
     "edge_index_from_networkx",
     "is_connected",
     "knn_graph",
@@ -572,6 +573,19 @@ def parse_time(text: str, path: Path | str, row: int) -> float:
     return t.timestamp()
 
 
+def column_list(names: Sequence[str], shown: int = 5, width: int = 40) -> str:
+    r"""The first ``shown`` column names, each escaped and cut to about ``width`` characters, for
+    a message: a binary file read as CSV has a "header" of raw bytes, thousands of them.
+
+    Example:
+        >>> column_list(["timestamp", "d1", "a" * 30, "d3"], shown=3, width=12)
+        "['timestamp', 'd1', 'aaaaaaaa..., ... (1 more)]"
+    """
+    cut = [text if len(text := repr(name)) <= width else text[: width - 3] + "..." for name in names[:shown]]
+    more = [f"... ({len(names) - shown} more)"] if len(names) > shown else []
+    return "[" + ", ".join(cut + more) + "]"
+
+
 def read_numeric_csv(
     path: str | Path,
     *,
@@ -594,11 +608,14 @@ def read_numeric_csv(
         seconds (or ``None``) and the values ``[T, len(columns)]`` as float64.
 
     Raises:
-        FileNotFoundError: If there is no file at ``path``.
-        ValueError: Naming the file and the problem (missing columns, too few rows, a
-            non-numeric or empty cell, a ragged row), with the row's line in the file.
+        FileNotFoundError: If there is nothing at ``path``.
+        ValueError: If ``path`` is a directory; else naming the file and the problem (missing
+            columns, too few rows, a non-numeric or empty cell, a ragged row), with the row's
+            line in the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
@@ -616,7 +633,7 @@ def read_numeric_csv(
     header = [c.strip() for c in rows[0][0]]
     missing = [c for c in list(required) + ([time_column] if time_column else []) if c not in header]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; found {header}")
+        raise ValueError(f"{path}: missing columns {missing}; found {column_list(header)}")
     body, lines = [r for r, _ in rows[1:]], [line for _, line in rows[1:]]
     if len(body) < min_rows:
         raise ValueError(f"{path}: too few rows ({len(body)}, need at least {min_rows})")

@@ -44,7 +44,7 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
 
     Raises:
         FileNotFoundError: If the file does not exist.
-        ValueError: Naming the file and the problem (among them a ``Latitude`` outside
+        ValueError: If ``path`` is a directory; else naming the file and the problem (among them a ``Latitude`` outside
             ``[-90, 90]`` or a ``Longitude`` outside ``[-180, 180]``, in degrees).
 
     Example:
@@ -55,6 +55,8 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
     path = as_path(path, "path")
     if not isinstance(feature, str):
         raise ValueError(f"feature must be a column name (str), got {type(feature).__name__} {feature!r}")
+    if path.is_dir():
+        raise ValueError(f"nsrdb: {path} is a directory, not a file (expected an NSRDB PSM CSV download)")
     if not path.is_file():
         raise FileNotFoundError(f"nsrdb: no such file {path} (expected an NSRDB PSM CSV download)")
     try:
@@ -128,6 +130,8 @@ def nsrdb(
     if not isinstance(paths, Iterable):
         raise ValueError(f"paths must be a list of files, one per site, got {type(paths).__name__} {paths!r}")
     paths = [as_path(p, f"paths[{i}]") for i, p in enumerate(paths)]
+    if directories := [str(p) for p in paths if p.is_dir()]:
+        raise ValueError(f"nsrdb: {directories} are directories, not files (expected NSRDB PSM CSV downloads)")
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"nsrdb: missing files {missing} (expected NSRDB PSM CSV downloads)")

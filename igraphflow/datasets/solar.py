@@ -31,6 +31,7 @@ from ._base import (
     _open_text,
     as_path,
     checked_options,
+    column_list,
     knn_graph,
     lag_names,
     ramp_labels,
@@ -210,6 +211,8 @@ def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: s
     root = as_path(path, "path")
     if not root.is_dir():
         raise FileNotFoundError(f"{name}: {root} is not a directory (expected one holding {', '.join(expected)})")
+    if directories := [f for f in expected if (root / f).is_dir()]:
+        raise ValueError(f"{name}: {', '.join(directories)} in {root} should be files, not directories")
     missing = [f for f in expected if not (root / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{name}: {root} lacks {', '.join(missing)} (expected files: {', '.join(expected)})")
@@ -227,7 +230,7 @@ def _read_stations(path: Path) -> dict[str, tuple[float, float]]:
     header = [c.strip() for c in rows[0]]
     missing = [c for c in ("station", "utm_e", "utm_n") if c not in header]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; found {header}")
+        raise ValueError(f"{path}: missing columns {missing}; found {column_list(header)}")
     i_s, i_e, i_n = header.index("station"), header.index("utm_e"), header.index("utm_n")
     out, at = {}, {}
     for line, r in enumerate(rows[1:], start=2):

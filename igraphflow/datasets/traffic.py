@@ -220,6 +220,8 @@ def traffic(
     if 1440 % resolution:
         raise ValueError(f"resolution must divide a day (1440 min) into whole readings, got {resolution}")
     csv_path = as_path(path, "path") if path is not None else default_traffic_path()
+    if csv_path.is_dir():
+        raise ValueError(f"traffic: {csv_path} is a directory, not a file (expected {TRAFFIC_FILE} or a file of its format)")
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"traffic: no such file {csv_path} (expected {TRAFFIC_FILE} in the project's datasets/ folder, "
