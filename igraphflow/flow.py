@@ -34,6 +34,7 @@ from .nn import GraphVelocityField, HopMeans
 from .nn.velocity import as_convolution
 from .ode import DIVERGENCES, ODEBlock
 from .separability import REFERENCE_SEPARATION, fit_softmax, linear_separability
+from .standardize import Standardize
 from .temperature import energy_temperature
 from .uncertainty import UncertaintyMixin
 
@@ -103,9 +104,9 @@ def _finite(result: Tensor, inputs: Tensor, name: str, warn: bool = False) -> Te
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     r"""A conditional normalizing flow on graph signals, trained block by block (JKO).
 
-    An invertible map :math:`F`, a chain of neural-ODE blocks whose velocity fields are graph
-    convolutions, carries node features :math:`X \in \mathbb{R}^{V \times C}` to a latent
-    :math:`H = F(X)` of the same shape, with
+    An invertible map :math:`F`, a per-node standardisation followed by a chain of neural-ODE
+    blocks whose velocity fields are graph convolutions, carries node features
+    :math:`X \in \mathbb{R}^{V \times C}` to a latent :math:`H = F(X)` of the same shape, with
     :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`, the target the blocks are
     trained towards (after training, the latent is refitted to the encoded signals, see ``fit_noise``).
     The labels enter only through the latent, so one model generates :math:`X | Y`, predicts :math:`P(Y_v | X)` and
@@ -121,7 +122,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             newest moves the samples by less than ``w2_tolerance``.
         max_blocks: The most blocks ``"auto"`` adds.
         w2_tolerance: The stopping threshold of ``"auto"``: the mean squared movement
-            :math:`\mathbb{E}\|T_k(x) - x\|^2` of the newest block, per dimension.
+            :math:`\mathbb{E}\|T_k(x) - x\|^2` of the newest block, per dimension (of the
+            standardised signals, see ``standardize``).
         hidden: Hidden channels of the velocity fields.
         sigma: The standard deviation of the latent components.
         orders: Hop radii of the convolutions (L3Net bases; ChebNet uses the largest).
@@ -193,6 +195,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             first epoch).
         validation: The fraction of the training samples held out for early stopping (at
             least one sample, and at least one left to train on).
+        standardize: Model the signals standardised per node and feature (by the mean and
+            standard deviation of the training signals, :class:`~igraphflow.standardize.Standardize`,
+            a fixed affine first step whose log-determinant enters the likelihood), so that the
+            blocks see unit-scale signals whatever the units of ``X``. ``False``: the blocks see
+            ``X`` as it is.
         device: Where to compute; the GPU when one is available if ``None``.
         seed: Seeds the initialisation, the validation split, the batches and the probes.
 
@@ -238,6 +245,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         max_epochs: int = 40,
         patience: int = 5,
         validation: float = 0.1,
+        standardize: bool = True,
         device: str | torch.device | None = None,
         seed: int | None = None,
     ):
@@ -282,11 +290,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             barrier_weight=reals["barrier_weight"], classifier=classifier, fit_noise=as_flag(fit_noise, "fit_noise"),
             sample_temperature=sample_temperature,
             classification_weight=reals["classification_weight"], divergence=divergence, batch_size=batch_size,
-            lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"], seed=seed,
+            lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"],
+            standardize=as_flag(standardize, "standardize"), seed=seed,
         )
         self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
         self.register_buffer("fitted", torch.tensor(False))
+        self.register_buffer("classes_seen", torch.ones(num_classes, dtype=torch.bool))
         self._initialise()
         self.to(as_device(device))
 
@@ -306,6 +316,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
             self.head = self._make_head()
         self.latent.to(dtype)
+        self.standardizer = Standardize(self.num_nodes, self.num_features)
         self.blocks = nn.ModuleList()
         self._set_depth(0 if self._auto_depth() else c["num_blocks"])
         self.fitted.fill_(False)
@@ -351,10 +362,20 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             # 1e-3 at best.
             raise TypeError(f"this model computes in {str(self.dtype).removeprefix('torch.')}; ConditionalGraphFlow "
                             "needs float32 or float64: move it back with .float() or .double()")
+        self._check_not_meta()
         return as_signals(X, self.num_nodes, self.num_features, name=name, device=self.device, dtype=self.dtype)
 
     def _labels(self, Y, num_samples: int | None = None, name: str = "Y") -> Tensor:
         return as_labels(Y, self.num_nodes, self.num_classes, num_samples=num_samples, name=name, device=self.device)
+
+    def _warn_unseen(self, Y: Tensor, name: str = "Y"):
+        r"""Warns where ``Y`` holds labels that the fit never saw: their latent means were placed,
+        never fitted, so densities, draws and regions computed for them mean nothing."""
+        unseen = sorted(set(Y.unique().tolist()) - set(self.classes_seen.nonzero().flatten().tolist()))
+        if unseen:
+            # stacklevel: the caller of the public method that called this one.
+            warnings.warn(f"{name} holds labels {unseen} that never occurred in the training labels: the model "
+                          "knows nothing of them, and what it computes for them means nothing", stacklevel=3)
 
     # Training ---------------------------------------------------------------------------
 
@@ -412,6 +433,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             # Their means are placed but never fitted: signals sampled for them mean nothing.
             warnings.warn(f"labels {absent} never occur in Y: the model cannot generate or predict them from data", stacklevel=2)
         self._initialise()
+        self.classes_seen.fill_(True)
+        self.classes_seen[absent] = False
+        if self.config["standardize"]:
+            self.standardizer.fit_(data.x)
+        data = self._standardized(data)
         self.latent.set_prior(data.y)
         if self.config["initial_separation"] == "auto":
             separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
@@ -441,6 +467,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             hashed.update(Y.cpu().numpy().tobytes())
             digest = hashed.hexdigest()
         return _FitData(X[train], Y[train], X[val], Y[val], generator, digest, split_seed)
+
+    def _standardized(self, data: _FitData) -> _FitData:
+        r"""``data`` in the coordinates the blocks see."""
+        return dataclasses.replace(data, x=self.standardizer(data.x), x_val=self.standardizer(data.x_val))
 
     def _auto_depth(self) -> bool:
         return self.config["num_blocks"] == "auto"
@@ -508,7 +538,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 warnings.warn(f"block {index}: every epoch's validation objective was NaN or infinite (is lr too "
                               "large?); the block keeps its starting state", stacklevel=4 if retrain else 3)
             x, x_val, val_logdet, record.w2 = self._push(block, index, x, x_val, val_logdet)
-            record.val_nll_per_dim = -(self.latent.log_prob(x_val, data.y_val) + val_logdet).mean().item() / dims
+            log_likelihood = self.latent.log_prob(x_val, data.y_val) + val_logdet + self.standardizer.log_abs_det()
+            record.val_nll_per_dim = -log_likelihood.mean().item() / dims
             self.history_.append(record)
             bar.set_postfix(w2=f"{record.w2:.3g}", val_nll=f"{record.val_nll_per_dim:.4f}")
             bar.update()
@@ -620,14 +651,15 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     @torch.no_grad()
     def w2_per_block(self, X, Y=None) -> list[float]:
-        r"""The movement :math:`\mathbb{E}\|T_k(x) - x\|^2` of each block on ``X`` pushed through the blocks before it.
+        r"""The movement :math:`\mathbb{E}\|T_k(x) - x\|^2` of each block on ``X`` pushed through the blocks before it
+        (in the standardised coordinates the blocks see, see ``standardize``).
 
         The JKO trajectory converges to the latent, so the movement shrinks along the flow.
         ``Y`` is accepted for symmetry with the other methods (checked, not used): the flow
         does not depend on labels.
         """
         self._check_fitted()
-        x = self._signals(X)
+        x = self.standardizer(self._signals(X))
         if x.size(0) == 0:  # a mean over no signals is NaN
             raise ValueError("w2_per_block needs at least one signal, got X of shape [0, ...]")
         if Y is not None:
@@ -664,10 +696,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         self._check_fitted()
         _check_solver_step(self.config["max_step"], self.config["steps"])
-        max_time, progress, data = as_seconds(max_time), as_flag(progress, "progress"), self._split(X, Y)
+        max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
+        data = self._standardized(self._split(X, Y))
         if not self.blocks:  # a fit given no time: the identity map has no path to divide
             return self._retrain(self.blocks, data, max_time, progress)
-        x = self._signals(X)
+        x = self.standardizer(self._signals(X))
         times, lengths = [torch.zeros(1)], [torch.zeros(1)]
         with torch.no_grad():
             for block in self.blocks:
@@ -709,7 +742,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         _check_solver_step(self.config["max_step"], self.config["steps"])
         # Checked before the blocks are split: a model left refined but not retrained would
         # not match its settings.
-        factor, max_time, data = as_count(factor, "factor"), as_seconds(max_time), self._split(X, Y)
+        factor, max_time = as_count(factor, "factor"), as_seconds(max_time)
+        data = self._standardized(self._split(X, Y))
         progress = as_flag(progress, "progress")
         refined = nn.ModuleList()
         for parent in self.blocks:
@@ -746,7 +780,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     # Inference --------------------------------------------------------------------------
 
+    def _check_not_meta(self):
+        if self.device.type == "meta":  # shapes without values: every answer would fail inside torch
+            raise RuntimeError("this model is on the meta device, which holds no weights: load it again, or move "
+                               "it with .to_empty(device=...) and fit it")
+
     def _check_fitted(self):
+        self._check_not_meta()
         if not bool(self.fitted):
             raise RuntimeError("this ConditionalGraphFlow is not fitted yet: call fit(X, Y) first")
 
@@ -761,7 +801,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         self._check_fitted()
         X = self._signals(X)
-        return _finite(in_chunks(self._forward_all, X), X, "X")
+        return _finite(in_chunks(self._forward_all, self.standardizer(X)), X, "X")
 
     def _forward_all(self, h: Tensor) -> Tensor:
         for block in self.blocks:
@@ -773,7 +813,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
         self._check_fitted()
         H = self._signals(H, name="H")
-        return _finite(in_chunks(self._inverse_all, H), H, "H")
+        return _finite(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H")
 
     def _inverse_all(self, x: Tensor, corrections: int = 1) -> Tensor:
         for block in reversed(self.blocks):
@@ -799,13 +839,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         generator = None if seed is None else torch.Generator().manual_seed(as_seed(seed))
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
+        self._warn_unseen(Y)
         divergence = "exact" if exact else "hutchinson"
         # The exact trace batches D copies of the input, so take fewer samples at once.
         batch_size = min(batch_size, chunk_size(X))
         if exact:
             batch_size = max(1, batch_size // min(64, self.num_nodes * self.num_features))
         latents, logdets = [], []
-        for x in X.split(batch_size):
+        for x in self.standardizer(X).split(batch_size):
             logdet = x.new_zeros(x.size(0))
             for block in self.blocks:
                 probe = None if exact else rademacher(x.shape, like=x, generator=generator)
@@ -816,7 +857,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         H, logdet = torch.cat(latents), torch.cat(logdets)
         # A log-density of -inf is one too small for the dtype; an infinite latent or log-det an overflow.
         _finite(torch.cat([H.flatten(1), logdet.unsqueeze(1)], 1), X, "X")
-        return self.latent.log_prob(H, Y) + logdet
+        return self.latent.log_prob(H, Y) + logdet + self.standardizer.log_abs_det()
 
     @torch.no_grad()
     def sample(self, Y, seed: int | None = None, temperature: float | None = None) -> Tensor:
@@ -833,12 +874,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         self._check_fitted()
         Y = self._labels(Y)
+        self._warn_unseen(Y)
         if temperature is not None:
             temperature = as_real(temperature, "temperature", "(0, inf)")
         # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
         generator = None if seed is None else torch.Generator().manual_seed(as_seed(seed))
         H = self._signals(self.latent.sample(Y, generator=generator, temperature=temperature), name="H")
-        return _finite(in_chunks(self._inverse_all, H), H, "H", warn=True)
+        return _finite(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H", warn=True)
 
     @torch.no_grad()
     def predict_proba(self, X) -> Tensor:
@@ -868,8 +910,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         means = payload["state_dict"].get("latent.means")
         if isinstance(means, Tensor) and means.is_floating_point():
             self.to(dtype=means.dtype)
-        # The model's own edge list: a resumed fit may write the same graph otherwise.
-        self.load_state_dict({**payload["state_dict"], "edge_index": self.edge_index})
+        # The model's own edge list: a resumed fit may write the same graph otherwise. Files
+        # written before the classes seen were recorded: all of them.
+        self.load_state_dict({"classes_seen": torch.ones_like(self.classes_seen), **payload["state_dict"],
+                              "edge_index": self.edge_index})
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
         broken = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -900,6 +944,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if not isinstance(config, dict):
                 raise ValueError(f"its config is a {type(config).__name__}, not a dict")
             config, dims = dict(config), ("num_nodes", "num_features", "num_classes")
+            if isinstance(payload.get("state_dict"), dict) and "standardizer.loc" not in payload["state_dict"]:
+                config.setdefault("standardize", False)  # saved before the flow standardised its input
             missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)}")

@@ -263,7 +263,7 @@ class UncertaintyMixin:
 
     The host class provides ``encode``, ``decode``, ``predict_proba``, ``latent``
     (a :class:`~igraphflow.latent.GaussianMixtureLatent`), ``head``, ``num_nodes``,
-    ``num_features``, ``num_classes`` and the input checks ``_signals`` and ``_labels``.
+    ``num_features``, ``num_classes``, the input checks ``_signals`` and ``_labels`` and ``_warn_unseen``.
     The calibration is kept in the module's extra state, so it travels with ``state_dict``,
     :meth:`save` and :meth:`load`. A new fit forgets it (its scores belong to the old model):
     calibrate again after fitting.
@@ -491,6 +491,7 @@ class UncertaintyMixin:
         self._check_fitted()
         X = self._signals(X)
         Y = self._labels(Y, num_samples=X.size(0))
+        self._warn_unseen(Y)
         h = self.encode(X)
         threshold = self._region_thresholds(alpha, Y, joint)
         if joint:
@@ -538,10 +539,11 @@ class UncertaintyMixin:
         if labels is None:
             labels = torch.full((self.num_nodes,), label, dtype=torch.long)
         labels = _as_tensor(labels, "labels")
-        if labels.dim() != 1:  # [V]; a [1, V] reshaped silently, and [2, V] was reported as [1, 2 V]
+        if labels.shape != (self.num_nodes,):  # [1, V] was reshaped silently, [2, V] and [V'] reported as [1, ...]
             raise ValueError(f"labels must have shape [num_nodes={self.num_nodes}], got {list(labels.shape)}")
         labels = self._labels(labels.unsqueeze(0), num_samples=1, name="labels")[0].clone()
         labels[node] = label
+        self._warn_unseen(labels, "labels")
         latent = self.latent
         centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device, dtype=self.dtype)
         if latent.has_noise_covariance:

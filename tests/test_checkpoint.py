@@ -124,7 +124,7 @@ def test_tensors_that_do_not_fit_the_model_are_reported_in_one_line(tmp_path):
         ConditionalGraphFlow.load(tmp_path / "model.pt")
     message = str(error.value)
     assert "\n" not in message
-    assert re.search(r"loading state_dict for ConditionalGraphFlow: size mismatch for latent.means: .* \(and 3 more\)$", message)
+    assert re.search(r"loading state_dict for ConditionalGraphFlow: size mismatch for classes_seen: .* \(and 4 more\)$", message)
 
 
 def test_a_fit_resumed_from_another_file_says_what_differs(tmp_path):

@@ -46,20 +46,63 @@ class LinearField(nn.Module):
         return (x.flatten(1) @ self.A.T).view_as(x)
 
 
-def test_log_prob_of_a_linear_flow_is_the_closed_form_gaussian():
+@pytest.mark.parametrize("standardized", [False, True])
+def test_log_prob_of_a_linear_flow_is_the_closed_form_gaussian(standardized):
     torch.manual_seed(0)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, sigma=0.8, seed=0)
     A = 0.4 * torch.randn(8, 8)
     model.blocks = nn.ModuleList([ODEBlock(LinearField(A), 0.0, 1.0, steps=32)])
+    loc, scale = torch.zeros(8), torch.ones(8)
+    if standardized:  # the affine first step, as a fit would set it
+        loc, scale = torch.randn(8) * 3, torch.rand(8) * 4 + 0.1
+        model.standardizer.loc.copy_(loc.view(4, 2))
+        model.standardizer.scale.copy_(scale.view(4, 2))
     model.fitted.fill_(True)
     X, Y = toy(6)
-    # H = M X with M = expm(A), H | Y ~ N(mu_Y, sigma^2 I)  =>  X | Y ~ N(M^-1 mu_Y, sigma^2 M^-1 M^-T).
-    M_inv = torch.linalg.inv(torch.linalg.matrix_exp(A.double()))
+    X = X * scale.view(4, 2) + loc.view(4, 2)
+    # H = M S^-1 (X - m) with M = expm(A), H | Y ~ N(mu_Y, sigma^2 I)
+    #   =>  X | Y ~ N(m + S M^-1 mu_Y, sigma^2 S M^-1 M^-T S).
+    SM_inv = torch.diag(scale.double()) @ torch.linalg.inv(torch.linalg.matrix_exp(A.double()))
     expected = [
-        multivariate_normal(M_inv @ model.latent.means[y].detach().double().flatten(), 0.64 * M_inv @ M_inv.T).logpdf(x.flatten())
+        multivariate_normal(loc.double() + SM_inv @ model.latent.means[y].detach().double().flatten(),
+                            0.64 * SM_inv @ SM_inv.T).logpdf(x.flatten())
         for x, y in zip(X.double(), Y)
     ]
     assert np.allclose(model.log_prob(X, Y).numpy(), expected, atol=1e-3)
+    torch.testing.assert_close(model.decode(model.encode(X)), X, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-8, 1e10])
+def test_the_fit_does_not_depend_on_the_units_of_the_signals(scale):
+    # Standardised, the blocks see the same signals whatever their units: densities change by
+    # the log-determinant of the scaling alone, samples scale, predictions stay.
+    X, Y = toy()
+    settings = dict(SMALL, max_epochs=3)
+    unit = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X[:200], Y[:200], progress=False)
+    scaled = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X[:200] * scale, Y[:200], progress=False)
+    torch.testing.assert_close(scaled.log_prob(X[200:] * scale, Y[200:]) + 8 * math.log(scale),
+                               unit.log_prob(X[200:], Y[200:]), atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(scaled.sample(Y[200:], seed=1) / scale, unit.sample(Y[200:], seed=1), atol=1e-4, rtol=1e-4)
+    assert torch.equal(scaled.predict(X[200:] * scale), unit.predict(X[200:]))
+    # Without the standardisation the blocks see signals of scale 1e-8 or 1e10, which they
+    # cannot carry to the unit latent.
+    raw = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, standardize=False).fit(X[:200] * scale, Y[:200], progress=False)
+    assert torch.equal(raw.standardizer.scale, torch.ones(4, 2))
+    assert (raw.predict(X[200:] * scale) == Y[200:]).float().mean() < (unit.predict(X[200:]) == Y[200:]).float().mean() - 0.2
+
+
+def test_a_model_saved_before_the_standardisation_loads_without_it(tmp_path):
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), standardize=False).fit(X * 3, Y, progress=False)
+    model.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    for key in ("standardizer.loc", "standardizer.scale"):
+        del payload["state_dict"][key]
+    del payload["config"]["standardize"]
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    old = ConditionalGraphFlow.load(tmp_path / "old.pt")
+    assert old.config["standardize"] is False
+    assert torch.equal(old.log_prob(X * 3, Y), model.log_prob(X * 3, Y))
 
 
 def test_fit_improves_likelihood_and_keeps_history(fitted):
@@ -438,7 +481,8 @@ def test_the_temperature_compares_draws_for_the_labels_of_the_signals_they_are_s
     monkeypatch.setattr(igraphflow.flow, "energy_temperature", recording_search)
     model.fit(X, Y, progress=False)
     (reference,) = signals
-    rows = [int((X == x).flatten(1).all(1).nonzero()) for x in reference]
+    Z = model.standardizer(X)  # the search sees the signals as the blocks do
+    rows = [int((Z == x).flatten(1).all(1).nonzero()) for x in reference]
     assert labels and len(set(rows)) == len(rows) and all(torch.equal(y, Y[rows]) for y in labels)
 
 
@@ -455,11 +499,32 @@ def test_fit_again_starts_from_scratch():
     assert torch.equal(again.predict_proba(X2[:8]), fresh.predict_proba(X2[:8]))
 
 
-def test_fit_warns_about_labels_that_never_occur():
+def test_fit_warns_about_labels_that_never_occur_and_so_does_every_answer_for_them(tmp_path):
     X, Y = toy(16)
     model = ConditionalGraphFlow(EDGES, 4, 2, 3, **dict(SMALL, max_epochs=1))
     with pytest.warns(UserWarning, match=r"labels \[2\] never occur"):
         model.fit(X, Y, progress=False)
+    model.save(tmp_path / "model.pt")
+    unseen = Y.clone()
+    unseen[:, 1] = 2
+    for answer in (model, ConditionalGraphFlow.load(tmp_path / "model.pt")):
+        for call in (lambda: answer.sample(unseen[:2]), lambda: answer.log_prob(X[:2], unseen[:2]),
+                     lambda: answer.in_region(X[:2], unseen[:2])):
+            with pytest.warns(UserWarning, match=r"Y holds labels \[2\] that never occurred in the training labels"):
+                call()
+        with pytest.warns(UserWarning, match=r"labels holds labels \[2\] that never"):
+            answer.region_boundary(0, labels=[0, 2, 1, 0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the labels it saw: no warning
+            answer.sample(Y[:2])
+            answer.log_prob(X[:2], Y[:2])
+    # A model saved before the classes seen were recorded knows no better: no warning.
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["state_dict"]["classes_seen"]
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ConditionalGraphFlow.load(tmp_path / "old.pt").sample(unseen[:2])
 
 
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])
@@ -1019,6 +1084,15 @@ def test_a_model_moved_to_half_precision_is_refused_by_name(fitted, dtype):
         with pytest.raises(TypeError, match=f"computes in {str(dtype)[6:]}; .* needs float32 or float64"):
             call(X)
     assert model.float().encode(X).dtype == torch.float32
+
+
+def test_a_model_moved_to_the_meta_device_is_refused_by_name(fitted):
+    X, Y = toy(4)
+    model = copy.deepcopy(fitted).to("meta")
+    for call in (model.encode, model.predict_proba, lambda x: model.log_prob(x, Y), lambda x: model.sample(Y),
+                 lambda x: model.in_region(x, Y), lambda x: model.decode(x)):
+        with pytest.raises(RuntimeError, match="this model is on the meta device, which holds no weights"):
+            call(X)
 
 
 def test_a_float32_model_keeps_float32_under_a_float64_default(tmp_path):

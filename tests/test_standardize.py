@@ -1,0 +1,45 @@
+import torch
+
+from igraphflow.standardize import Standardize
+
+
+def test_fitted_signals_have_zero_mean_and_unit_spread_per_node_and_feature():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(500, 3, 2, generator=g, dtype=torch.float64) * torch.tensor([1e-8, 3.0]) + torch.tensor([5.0, -1e9])
+    standardize = Standardize(3, 2).double().fit_(X)
+    Z = standardize(X)
+    torch.testing.assert_close(Z.mean(0), torch.zeros(3, 2, dtype=torch.float64), atol=1e-6, rtol=0)  # -1e9 in float64: 1e-7
+    torch.testing.assert_close(Z.std(0, correction=0), torch.ones(3, 2, dtype=torch.float64))
+    torch.testing.assert_close(standardize.inverse(Z), X)
+
+
+def test_log_abs_det_is_that_of_the_jacobian():
+    standardize = Standardize(2, 2).double()
+    standardize.loc.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+    standardize.scale.copy_(torch.tensor([[0.1, 2.0], [7.0, 0.3]]))
+    x = torch.randn(4, dtype=torch.float64)
+    jacobian = torch.autograd.functional.jacobian(lambda v: standardize(v.view(2, 2)).flatten(), x)
+    torch.testing.assert_close(standardize.log_abs_det(), torch.linalg.slogdet(jacobian).logabsdet)
+
+
+def test_constant_features_are_only_centred():
+    X = torch.randn(50, 2, 2)
+    X[:, 0, 1] = 7.0  # constant
+    X[:, 1, 0] = 1e6 + torch.arange(50) % 2 * 1e6 * torch.finfo(torch.float32).eps  # a spread of one ulp
+    standardize = Standardize(2, 2).fit_(X)
+    assert standardize.scale[0, 1] == 1.0 and standardize.scale[1, 0] == 1.0
+    assert standardize.scale[0, 0] != 1.0
+    assert torch.equal(standardize(X)[:, 0, 1], torch.zeros(50))
+
+
+def test_one_sample_is_only_centred_and_the_identity_is_restored():
+    standardize = Standardize(2, 1).fit_(torch.tensor([[[3.0], [-4.0]]]))
+    assert torch.equal(standardize.scale, torch.ones(2, 1)) and torch.equal(standardize.loc, torch.tensor([[3.0], [-4.0]]))
+    standardize.reset_()
+    assert torch.equal(standardize.loc, torch.zeros(2, 1)) and torch.equal(standardize.scale, torch.ones(2, 1))
+
+
+def test_a_state_without_it_loads_as_the_identity():
+    standardize = Standardize(2, 2).fit_(torch.randn(10, 2, 2) * 5 + 1)
+    standardize.load_state_dict({})
+    assert torch.equal(standardize.loc, torch.zeros(2, 2)) and torch.equal(standardize.scale, torch.ones(2, 2))
