@@ -812,8 +812,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def decode(self, H) -> Tensor:
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
         self._check_fitted()
-        H = self._signals(H, name="H")
-        return _finite(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H")
+        return self._decoded(self._signals(H, name="H"))
+
+    def _decoded(self, H: Tensor, warn: bool = False) -> Tensor:
+        r""":math:`F^{-1}(H)` of checked latents; overflowing signals raise, or are warned about with ``warn``."""
+        return _finite(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H", warn=warn)
 
     def _inverse_all(self, x: Tensor, corrections: int = 1) -> Tensor:
         for block in reversed(self.blocks):
@@ -880,7 +883,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # A CPU generator: the same seed gives the same samples on a CPU and on a GPU.
         generator = None if seed is None else torch.Generator().manual_seed(as_seed(seed))
         H = self._signals(self.latent.sample(Y, generator=generator, temperature=temperature), name="H")
-        return _finite(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H", warn=True)
+        return self._decoded(H, warn=True)
 
     @torch.no_grad()
     def predict_proba(self, X) -> Tensor:
