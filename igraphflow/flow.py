@@ -371,6 +371,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _warn_unseen(self, Y: Tensor, name: str = "Y"):
         r"""Warns where ``Y`` holds labels that the fit never saw: their latent means were placed,
         never fitted, so densities, draws and regions computed for them mean nothing."""
+        if self.classes_seen.all():  # the usual case: no pass over the labels
+            return
         unseen = sorted(set(Y.unique().tolist()) - set(self.classes_seen.nonzero().flatten().tolist()))
         if unseen:
             # stacklevel: the caller of the public method that called this one.
