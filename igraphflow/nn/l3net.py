@@ -15,7 +15,7 @@ from .._checks import as_count, as_orders, check_node_input
 from ..graph import hop_supports
 
 DENSE_FRACTION = 0.05
-r"""The share of all node pairs from which :class:`L3NetConv` applies a basis as a dense matrix."""
+r"""The average share of all node pairs in a basis from which :class:`L3NetConv` applies its bases as dense matrices."""
 
 
 class L3NetConv(nn.Module):
@@ -26,15 +26,16 @@ class L3NetConv(nn.Module):
     Unlike a polynomial of the Laplacian (ChebNet), the filter may differ from node to node,
     which lets it tell apart nodes that the graph's symmetries make look alike. The graph is
     static: it is given once, its supports are stored as buffers, and the layer is applied to
-    a batch of signals ``[..., V, C]``. Memory is linear in the size of the supports (a basis
-    applied as a dense matrix has at most ``1 / DENSE_FRACTION`` entries per pair of its support).
+    a batch of signals ``[..., V, C]``. Memory is linear in the size of the supports (bases
+    applied as dense matrices have at most ``1 / DENSE_FRACTION`` entries per pair of their supports).
 
     The neighbour sums run over whichever side has fewer channels (:math:`(B_m X) W_m` or
-    :math:`B_m (X W_m)`). A basis holding at least :data:`DENSE_FRACTION` of all ``V * V``
-    pairs (the wider hops of a small sensor graph) is applied as a dense ``V x V`` matrix
-    product, the others with ``index_select``/``index_add``: on a CPU the dense product is the
-    faster one from about 5 % of the pairs on (about 3x per layer on the 22- and 50-node sensor
-    graphs), the sparse sums below that (1.8x on a 503-node graph whose 2-hop basis holds 2 %).
+    :math:`B_m (X W_m)`). When the bases hold on average at least :data:`DENSE_FRACTION` of all
+    ``V * V`` pairs (a small sensor graph), they are stacked and applied as one dense
+    ``[M V, V]`` (or ``[V, M V]``) matrix product, otherwise basis by basis with
+    ``index_select``/``index_add``: on a CPU the dense product is the faster one from about 5 %
+    of the pairs on (3x per layer on the 22- and 50-node sensor graphs), the sparse sums below
+    that (1.8x on a 503-node graph whose bases hold 1 % on average).
 
     Arguments:
         in_channels: Input channels per node.
@@ -71,9 +72,13 @@ class L3NetConv(nn.Module):
         self.num_nodes = as_count(num_nodes, "num_nodes")
         self.orders = as_orders(orders)
         supports = hop_supports(edge_index, self.num_nodes, self.orders)
+        # Derived from the graph, so not part of the state: a checkpoint stays small.
         for m, support in enumerate(supports):
-            # Derived from the graph, so not part of the state: a checkpoint stays small.
             self.register_buffer(f"support_{m}", support, persistent=False)
+        basis = torch.cat([torch.full_like(s[0], m) for m, s in enumerate(supports)])
+        pairs = torch.cat(supports, dim=1)
+        # (basis, node, neighbour) of every filter weight, in the order of ``filters``
+        self.register_buffer("stacked_index", torch.stack([basis, pairs[1], pairs[0]]), persistent=False)
         self.filters = nn.ParameterList(nn.Parameter(torch.empty(s.size(1))) for s in supports)
         self.aggregate_first = in_channels <= out_channels
         if self.aggregate_first:
@@ -102,10 +107,28 @@ class L3NetConv(nn.Module):
         if self.bias is not None:
             nn.init.zeros_(self.bias)
 
-    def _filter(self, x: Tensor, weights: Tensor, support: Tensor) -> Tensor:
+    def _stacked_bases(self) -> Tensor:
+        r"""The bases as one dense ``[M, V, V]`` tensor, ``B[m, node, neighbour]``."""
+        weights = torch.cat(list(self.filters))
+        shape = (len(self.orders), self.num_nodes, self.num_nodes)
+        return weights.new_zeros(shape).index_put(tuple(self.stacked_index), weights)
+
+    def _dense(self, x: Tensor) -> Tensor:
+        bases = self._stacked_bases()
+        (num_bases, num_nodes), lead, channels = bases.shape[:2], x.shape[:-2], x.size(-1)
+        # Node-major rows [V, batch * channels], so that one matrix product serves every basis.
+        if self.aggregate_first:
+            rows = x.reshape(-1, num_nodes, channels).transpose(0, 1).reshape(num_nodes, -1)
+            summed = (bases.reshape(-1, num_nodes) @ rows).reshape(num_bases, num_nodes, -1, channels)
+            return self.lin(summed.permute(2, 1, 0, 3).reshape(*lead, num_nodes, num_bases * channels))
+        mixed = self.lin(x).reshape(-1, num_nodes, num_bases, self.out_channels)
+        rows = mixed.permute(2, 1, 0, 3).reshape(num_bases * num_nodes, -1)
+        out = bases.transpose(0, 1).reshape(num_nodes, -1) @ rows
+        return out.reshape(num_nodes, -1, self.out_channels).transpose(0, 1).reshape(*lead, num_nodes, self.out_channels)
+
+    @staticmethod
+    def _neighbour_sum(x: Tensor, weights: Tensor, support: Tensor) -> Tensor:
         lead, (num_nodes, channels) = x.shape[:-2], x.shape[-2:]
-        if support.size(1) >= DENSE_FRACTION * num_nodes * num_nodes:
-            return weights.new_zeros(num_nodes, num_nodes).index_put((support[1], support[0]), weights) @ x
         # Node-major rows [V, batch * channels]: gathering and adding whole contiguous rows is
         # about twice as fast as indexing the node dimension in place.
         rows = x.reshape(-1, num_nodes, channels).transpose(0, 1).reshape(num_nodes, -1)
@@ -113,14 +136,17 @@ class L3NetConv(nn.Module):
         out = torch.zeros_like(rows).index_add(0, support[1], messages)
         return out.reshape(num_nodes, -1, channels).transpose(0, 1).reshape(*lead, num_nodes, channels)
 
-    def forward(self, x: Tensor) -> Tensor:
-        check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
+    def _sparse(self, x: Tensor) -> Tensor:
         pairs = zip(self.filters, self.supports())
         if self.aggregate_first:
-            out = self.lin(torch.cat([self._filter(x, w, s) for w, s in pairs], dim=-1))
-        else:
-            parts = self.lin(x).chunk(len(self.orders), dim=-1)
-            out = sum(self._filter(part, w, s) for part, (w, s) in zip(parts, pairs))
+            return self.lin(torch.cat([self._neighbour_sum(x, w, s) for w, s in pairs], dim=-1))
+        parts = self.lin(x).chunk(len(self.orders), dim=-1)
+        return sum(self._neighbour_sum(part, w, s) for part, (w, s) in zip(parts, pairs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
+        dense = self.stacked_index.size(1) >= DENSE_FRACTION * len(self.orders) * self.num_nodes**2
+        out = self._dense(x) if dense else self._sparse(x)
         return out if self.bias is None else out + self.bias
 
     def __repr__(self) -> str:
