@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_SEED", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
-    "as_seconds", "as_seed", "as_signals", "as_labels", "check_node_input",
+    "as_seconds", "as_seed", "as_signals", "as_labels", "check_node_input", "warn_lost_resolution",
 ]
 
 import math
@@ -12,6 +12,7 @@ import numbers
 import operator
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -312,6 +313,38 @@ def as_signals(
         first = bad.nonzero()[0].tolist()
         raise ValueError(f"{name} holds {int(bad.sum())} {reason} (first at index {first})")
     return X
+
+
+def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int = 3):
+    r"""Warns where casting the signals ``X [N, V, C]`` to ``dtype`` rounds a node feature to
+    fewer than 100 steps per standard deviation: a large offset with a small spread, which
+    float64 holds and float32 does not (1e6 + 0.01 z keeps two distinct values). The model
+    would see that feature as nearly constant.
+
+    Example:
+        >>> import warnings
+        >>> X = 1e6 + 0.01 * torch.randn(100, 2, 1, dtype=torch.float64)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_lost_resolution(X, torch.float32)
+        >>> "fewer than 100 steps" in str(caught[0].message)
+        True
+    """
+    X = _as_tensor(X, name)
+    if not X.is_floating_point() or torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps or X.size(0) < 2:
+        return
+    X = X.detach().double()
+    spread, size = X.std(0), X.abs().amax(0)
+    coarse = (spread > 0) & (100 * torch.finfo(dtype).eps * size > spread)
+    if coarse.any():
+        node, feature = coarse.nonzero()[0].tolist()
+        warnings.warn(
+            f"{name} in {str(dtype).removeprefix('torch.')} keeps fewer than 100 steps per standard deviation of "
+            f"{int(coarse.sum())} node features (first: node {node}, feature {feature}, values up to "
+            f"{size[node, feature].item():.6g} varying by {spread[node, feature].item():.3g}): the model sees them "
+            "rounded; fit it in float64 (model.double()) or subtract the offset from X first",
+            stacklevel=stacklevel,
+        )
 
 
 def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | None = None, name: str = "Y", device=None) -> Tensor:

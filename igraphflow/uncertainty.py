@@ -304,14 +304,17 @@ class UncertaintyMixin:
         computed from the logits by :func:`precise_log_softmax`, so that the scores of confident
         nodes do not round to 0 (probabilities saturate at 1 in float32)."""
         self._check_fitted()
-        h = self.encode(X)
+        return self._latent_log_proba(self.encode(X))
+
+    @torch.no_grad()
+    def _latent_log_proba(self, h: Tensor) -> Tensor:
+        r""":math:`\log P(Y_v = k | H)` from the latent ``h [N, V, C]``, ``[N, V, K]`` in float64."""
 
         def log_proba(part: Tensor) -> Tensor:
             return precise_log_softmax(self.head(part) if self.head is not None else self.latent.posterior_logits(part))
 
         # In chunks: the graph head gathers every neighbourhood of every signal at once.
-        with torch.no_grad():
-            return in_chunks(log_proba, h)
+        return in_chunks(log_proba, h)
 
     @torch.no_grad()
     def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):

@@ -73,6 +73,7 @@ def test_log_prob_of_a_linear_flow_is_the_closed_form_gaussian(standardized):
 
 
 @pytest.mark.parametrize("scale", [1e-8, 1e10])
+@pytest.mark.filterwarnings("ignore:the classifier")  # said of the fit without the standardisation
 def test_the_fit_does_not_depend_on_the_units_of_the_signals(scale):
     # Standardised, the blocks see the same signals whatever their units: densities change by
     # the log-determinant of the scaling alone, samples scale, predictions stay.
@@ -89,6 +90,30 @@ def test_the_fit_does_not_depend_on_the_units_of_the_signals(scale):
     raw = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, standardize=False).fit(X[:200] * scale, Y[:200], progress=False)
     assert torch.equal(raw.standardizer.scale, torch.ones(4, 2))
     assert (raw.predict(X[200:] * scale) == Y[200:]).float().mean() < (unit.predict(X[200:]) == Y[200:]).float().mean() - 0.2
+
+
+def test_float64_signals_that_float32_would_round_away_are_warned_about():
+    # 1e6 + 0.01 z: float32 keeps about two values per node, and the fit sees a constant.
+    X, Y = toy(64)
+    offset = 1e6 + 0.01 * X.double()
+    with pytest.warns(UserWarning, match=r"fewer than 100 steps per standard deviation of 8 node features .*model.double"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(offset, Y, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither in float64, nor for an offset float32 resolves
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).double().fit(offset, Y, progress=False)
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(1e3 + X.double(), Y, progress=False)
+
+
+@pytest.mark.parametrize("classifier", ["graph", "bayes"])
+def test_a_classifier_that_learns_nothing_of_x_is_warned_about(classifier):
+    X, Y = toy(512)
+    settings = dict(SMALL, max_epochs=2, classifier=classifier)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
+    unrelated = toy(512, seed=1)[1]  # labels drawn apart from X
+    with pytest.warns(UserWarning, match=rf"classifier \({classifier}\) predicts the training labels no better than their frequencies"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, unrelated, progress=False)
 
 
 def test_a_model_saved_before_the_standardisation_loads_without_it(tmp_path):
