@@ -419,6 +419,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
         Returns:
             The fitted model.
+
+        Warns:
+            UserWarning: Where a label never occurs in ``Y``; where the model's dtype rounds a
+                node feature of ``X`` to fewer than 100 steps per standard deviation (a large
+                offset in float32); where the classifier predicts the training labels no better
+                than their frequencies do.
         """
         _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
@@ -565,11 +571,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if c["fit_noise"]:
             self.latent.fit_noise_(x, data.y, x_val, data.y_val, seed=int(torch.randint(2**31, (), generator=data.generator)))
         self.latent.temperature.fill_(self._sample_temperature(data))
+        h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
         if self.head is not None:
             # A convex fit needs no held-out samples to stop it: it sees all of them.
-            self._fit_head(torch.cat([x, x_val]), torch.cat([data.y, data.y_val]))
-        self._warn_uninformative_classifier(torch.cat([x, x_val]), torch.cat([data.y, data.y_val]),
-                                            stacklevel=5 if retrain else 4)
+            self._fit_head(h, y)
+        self._warn_uninformative_classifier(h, y, stacklevel=5 if retrain else 4)
         self.fitted.fill_(True)
 
     def _sample_temperature(self, data: _FitData) -> float:

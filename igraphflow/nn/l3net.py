@@ -15,7 +15,7 @@ from .._checks import as_count, as_orders, check_node_input
 from ..graph import hop_supports
 
 DENSE_FRACTION = 0.05
-r"""The average share of all node pairs in a basis from which :class:`L3NetConv` applies its bases as dense matrices."""
+r"""The share of all node pairs, averaged over the bases, from which :class:`L3NetConv` applies them as dense matrices."""
 
 
 class L3NetConv(nn.Module):
