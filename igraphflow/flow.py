@@ -810,8 +810,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def _check_not_meta(self):
         if self.device.type == "meta":  # shapes without values: every answer would fail inside torch
-            raise RuntimeError("this model is on the meta device, which holds no weights: load it again, or move "
-                               "it with .to_empty(device=...) and fit it")
+            # Not .to_empty(): it leaves the graph's buffers (edge list, supports) uninitialised too.
+            raise RuntimeError("this model is on the meta device, which holds no weights: load it again "
+                               "(ConditionalGraphFlow.load), or build a new one on a real device and fit it")
 
     def _check_fitted(self):
         self._check_not_meta()
