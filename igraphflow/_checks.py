@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_SEED", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
-    "as_seconds", "as_seed", "as_signals", "as_labels", "check_node_input", "warn_lost_resolution",
+    "as_seconds", "as_seed", "as_signals", "as_labels", "check_input_file", "check_node_input", "warn_lost_resolution",
 ]
 
 import math
@@ -253,6 +253,23 @@ def as_file_path(path, name: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise ValueError(f"{name} must be a str or a path, got {type(path).__name__}")
     return Path(path)
+
+
+def check_input_file(path: Path, *, missing: str, kind: str = "a file", prefix: str = "") -> None:
+    r"""Checks that ``path`` is a file to read: a directory there raises ``ValueError``
+    (``"{prefix}{path} is a directory, not {kind}"``), nothing there ``FileNotFoundError(missing)``.
+    Opening a directory fails with an error that names neither (a permission error on some systems).
+
+    Example:
+        >>> check_input_file(Path("."), missing="no data file", kind="a .csv file")
+        Traceback (most recent call last):
+        ...
+        ValueError: . is a directory, not a .csv file
+    """
+    if path.is_dir():
+        raise ValueError(f"{prefix}{path} is a directory, not {kind}")
+    if not path.is_file():
+        raise FileNotFoundError(missing)
 
 
 def as_output_file(path: str | os.PathLike, name: str) -> Path:

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import torch
 
-from ._checks import as_file_path, as_output_file
+from ._checks import as_file_path, as_output_file, check_input_file
 
 
 def _temporary_stem(path: Path) -> str:
@@ -102,10 +102,7 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
             one of another kind.
     """
     path = as_file_path(path, "the checkpoint path")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a checkpoint file")
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+    check_input_file(path, missing=f"no checkpoint at {path}", kind="a checkpoint file")
     try:
         with warnings.catch_warnings():  # torch warns of a pickle protocol before it refuses the file
             warnings.simplefilter("ignore")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import as_count, as_labels, as_output_dir, as_output_file, as_seconds, as_signals
+from ._checks import as_count, as_labels, check_input_file, as_output_dir, as_output_file, as_seconds, as_signals
 from .checkpoint import atomic_file
 from .compare import add_data_argument, add_data_option_argument, load_data_arguments
 from .flow import ConditionalGraphFlow
@@ -37,10 +37,7 @@ MIN_INPUT_SAMPLES = 5
 
 def _read_arrays(path: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     file = Path(path)
-    if file.is_dir():
-        raise ValueError(f"{file} is a directory, not a .npy/.npz file")
-    if not file.is_file():
-        raise FileNotFoundError(f"no file at {file}")
+    check_input_file(file, missing=f"no file at {file}", kind="a .npy/.npz file")
     try:
         with open(file, "rb") as handle:
             magic = handle.read(6)

@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from torch import Tensor
 from torch_geometric.utils import coalesce, contains_self_loops, from_networkx, is_undirected, remove_self_loops, to_undirected
 
-from .._checks import as_count, as_flag, as_real, as_seed
+from .._checks import as_count, as_flag, as_real, as_seed, check_input_file
 
 __all__ = [
     "GraphDataset",
@@ -614,10 +614,7 @@ def read_numeric_csv(
             line in the file.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a file")
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+    check_input_file(path, missing=f"no such file: {path}")
     try:
         with _open_text(path) as f:
             for _ in range(skip_lines):

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .._checks import as_real
+from .._checks import as_real, check_input_file
 from ._base import (
     UNREADABLE, GraphDataset, _open_text, as_path, checked_options, knn_graph, lag_names, ramp_labels, read_numeric_csv,
     series_samples,
@@ -55,10 +55,8 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
     path = as_path(path, "path")
     if not isinstance(feature, str):
         raise ValueError(f"feature must be a column name (str), got {type(feature).__name__} {feature!r}")
-    if path.is_dir():
-        raise ValueError(f"nsrdb: {path} is a directory, not a file (expected an NSRDB PSM CSV download)")
-    if not path.is_file():
-        raise FileNotFoundError(f"nsrdb: no such file {path} (expected an NSRDB PSM CSV download)")
+    expected = "(expected an NSRDB PSM CSV download)"
+    check_input_file(path, missing=f"nsrdb: no such file {path} {expected}", kind=f"a file {expected}", prefix="nsrdb: ")
     try:
         with _open_text(path) as f:
             head = [next(csv.reader([f.readline()]), []) for _ in range(2)]

@@ -23,6 +23,7 @@ import numpy as np
 
 import igraphflow
 
+from .._checks import check_input_file
 from ._base import (
     GraphDataset, as_path, checked_options, knn_graph, lag_names, most_common_step, read_numeric_csv, series_samples,
 )
@@ -220,13 +221,13 @@ def traffic(
     if 1440 % resolution:
         raise ValueError(f"resolution must divide a day (1440 min) into whole readings, got {resolution}")
     csv_path = as_path(path, "path") if path is not None else default_traffic_path()
-    if csv_path.is_dir():
-        raise ValueError(f"traffic: {csv_path} is a directory, not a file (expected {TRAFFIC_FILE} or a file of its format)")
-    if not csv_path.is_file():
-        raise FileNotFoundError(
-            f"traffic: no such file {csv_path} (expected {TRAFFIC_FILE} in the project's datasets/ folder, "
-            "or a file of the same format given by path=)"
-        )
+    check_input_file(
+        csv_path,
+        missing=f"traffic: no such file {csv_path} (expected {TRAFFIC_FILE} in the project's datasets/ folder, "
+        "or a file of the same format given by path=)",
+        kind=f"a file (expected {TRAFFIC_FILE} or a file of its format)",
+        prefix="traffic: ",
+    )
     columns, times, counts = read_numeric_csv(csv_path, time_column="timestamp", min_rows=8)
     if len(columns) < 2:  # a graph needs two nodes
         raise ValueError(f"{csv_path}: needs at least 2 detector columns, found {columns}")
