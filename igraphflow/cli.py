@@ -133,6 +133,7 @@ def _train(args) -> int:
                "w2_per_block": [r.w2 for r in model.history_],
                "sample_temperature": float(model.latent.temperature),
                "noise_components": model.latent.noise_components, "noise_label_weights": model.latent.noise_label_weights,
+               "pattern_mean": model.latent.pattern_mean,
                **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2).encode())

@@ -482,6 +482,7 @@ def compare(
             row["sample_temperature"] = float(model.latent.temperature)
             row["noise_components"] = model.latent.noise_components
             row["noise_label_weights"] = model.latent.noise_label_weights
+            row["pattern_mean"] = model.latent.pattern_mean
             row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
                 k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
         result["methods"][method] = {k: row[k] for k in sorted(row)}

@@ -160,7 +160,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :math:`p(H | Y) = \mathcal{N}(\mu'_Y + b, \Sigma)`, with the class means refitted.
             A flow trained for a limited time leaves :math:`H - \mu_Y` correlated across nodes
             and off the means; sampling the isotropic latent then decodes too widely spread
-            signals, or in the wrong place. Where a mixture of diagonal Gaussians fits the
+            signals, or in the wrong place. Where the whole label pattern moves the signals
+            (many events with a higher level everywhere), the mean moves with it where that
+            validates (``latent.pattern_mean``). Where a mixture of diagonal Gaussians fits the
             whitened residuals better still, it becomes the noise (``latent.noise_components``),
             its weights moved by each node's label where that fits better still
             (``latent.noise_label_weights``).

@@ -1,14 +1,24 @@
 r"""The Gaussian-mixture latent :math:`p(H | Y) = \prod_v \mathcal{N}(H_v; \mu_{Y_v}, \sigma^2 I)`,
-optionally with a fitted noise: :math:`p(H | Y) = \mathcal{N}(\mathrm{vec}(\mu_Y + b), \Sigma)`, or
-:math:`H = \mu_Y + b + L u` with :math:`L L^T = \Sigma` and :math:`u` a mixture of diagonal Gaussians
-whose weights may depend on the labels :math:`Y`, node by node."""
+optionally with a fitted noise: :math:`p(H | Y) = \mathcal{N}(\mathrm{vec}(\mu_Y + b + A g(Y)), \Sigma)`,
+or :math:`H = \mu_Y + b + A g(Y) + L u` with :math:`L L^T = \Sigma` and :math:`u` a mixture of
+diagonal Gaussians whose weights may depend on the labels :math:`Y`, node by node; :math:`A g(Y)`
+(when it validates) moves the mean with the whole label pattern."""
 
 from __future__ import annotations
 
-__all__ = ["GaussianMixtureLatent", "MAX_NOISE_DIM", "MIXTURE_COMPONENTS", "MIXTURE_LABEL_PENALTIES", "SHRINKAGES"]
+__all__ = [
+    "GaussianMixtureLatent",
+    "MAX_NOISE_DIM",
+    "MAX_PATTERN_WEIGHTS",
+    "MIXTURE_COMPONENTS",
+    "MIXTURE_LABEL_PENALTIES",
+    "PATTERN_PENALTIES",
+    "SHRINKAGES",
+]
 
 import math
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -31,6 +41,14 @@ MIXTURE_LABEL_PENALTIES = (0.01, 0.1, 1.0, 10.0, 100.0)
 r"""The candidate weights :math:`\lambda` of the penalty :math:`\lambda \|B\|^2` on what each node's
 label adds to the mixture's log-weights, which pulls them towards the weights shared by all labels
 (see :meth:`GaussianMixtureLatent.fit_noise_`)."""
+
+PATTERN_PENALTIES = (0.001, 0.01, 0.1, 1.0, 10.0)
+r"""The candidate weights :math:`\lambda` of the ridge :math:`\lambda \|A\|^2` on how the latent mean
+moves with the label pattern (see :meth:`GaussianMixtureLatent.fit_noise_`)."""
+
+MAX_PATTERN_WEIGHTS = 2**22
+r"""The most numbers the map from every node's label to the latent mean may hold (``V K x V C``);
+above it only the label frequencies of the whole pattern move the mean."""
 
 
 def _gaussian_log_density(squared_distance: Tensor, log_scale, dims: int) -> Tensor:
@@ -120,6 +138,91 @@ def _additive_fit(r: Tensor, y: Tensor, num_classes: int, sweeps: int = 20) -> t
     return shift, (r - shift[y]).mean(0)
 
 
+def _pattern_features(y: Tensor, num_classes: int, per_node: bool, like: Tensor) -> Tensor:
+    r"""What the label pattern ``y [N, V]`` tells the latent mean: every node's one-hot label,
+    ``[N, V K]``, or (``per_node=False``) the frequency of each label in the pattern, ``[N, K]``."""
+    onehot = F.one_hot(y, num_classes).to(like)
+    return onehot.flatten(1) if per_node else onehot.mean(1)
+
+
+def _ridge_path(features: Tensor, r: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+    r"""For each penalty of :data:`PATTERN_PENALTIES`, the ridge regression of ``r [N, D]`` on
+    ``features [N, P]`` (no intercept), :math:`A = (G^T G + \lambda N I)^{-1} G^T r`, ``[P, D]``,
+    and its leave-one-out residuals ``[N, D]`` (each row predicted by the fit without it), exact
+    in closed form.
+
+    Example:
+        >>> G, r = torch.randn(50, 3, dtype=torch.float64), torch.randn(50, 2, dtype=torch.float64)
+        >>> weights, held_out = next(_ridge_path(G, r))
+        >>> weights.shape, held_out.shape
+        (torch.Size([3, 2]), torch.Size([50, 2]))
+    """
+    # One SVD serves every penalty: A = V diag(s / (s^2 + lambda N)) U^T r, and the fit's
+    # leverages are the rows of U squared, weighted by s^2 / (s^2 + lambda N).
+    left, singular, right = torch.linalg.svd(features, full_matrices=False)
+    projected = left.T @ r
+    for penalty in PATTERN_PENALTIES:
+        kept = singular.square() / (singular.square() + penalty * len(r))
+        residual = r - left @ (kept.unsqueeze(1) * projected)
+        leverage = left.square() @ kept
+        weights = right.T @ ((kept / singular.clamp_min(torch.finfo(r.dtype).tiny)).unsqueeze(1) * projected)
+        yield weights, residual / (1 - leverage).unsqueeze(1)
+
+
+def _pattern_fit(r: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor] | None:
+    r"""The ridge regression (:func:`_ridge_path`) of the residuals ``r [N, D]`` on the centred
+    :func:`_pattern_features` of the labels ``y`` with the lowest leave-one-out error:
+    ``(centre [P], weights [P, D], leave-one-out residuals [N, D])``, or ``None`` when none has a
+    lower one than zero.
+
+    Both kinds of features are tried, the labels of every node (when the weights stay within
+    :data:`MAX_PATTERN_WEIGHTS`) and the label frequencies, each with every penalty.
+    """
+    best, best_error = None, r.square().mean().item()
+    for per_node in (False, True):
+        if per_node and y.size(1) * num_classes * r.size(1) > MAX_PATTERN_WEIGHTS:
+            continue
+        features = _pattern_features(y, num_classes, per_node, r)
+        centre = features.mean(0)
+        for weights, held_out in _ridge_path(features - centre, r):
+            error = held_out.square().mean().item()
+            if error < best_error:
+                best, best_error = (centre, weights, held_out), error
+    return best
+
+
+def _pattern_shift(y: Tensor, centre: Tensor, weights: Tensor, num_classes: int) -> Tensor:
+    r"""How far the label patterns ``y [N, V]`` move the mean under :func:`_pattern_fit`'s
+    ``centre [P]`` and ``weights [P, ...]``, ``[N, D]``; the size of ``centre`` tells the kind of
+    features (``K``: the label frequencies, the same thing as the labels when ``V = 1``)."""
+    per_node = centre.numel() != num_classes
+    return (_pattern_features(y, num_classes, per_node, weights) - centre) @ weights.flatten(1)
+
+
+def _covariance_fit(r: Tensor, r_val: Tensor) -> tuple[np.ndarray, float, Tensor] | None:
+    r"""The Gaussian :math:`\mathcal{N}(0, (1 - \lambda) S + \lambda \bar s I)` of the residuals
+    ``r [N, D]`` (:math:`S` their second moment, :math:`\bar s` its mean diagonal) whose
+    :math:`\lambda` (:data:`SHRINKAGES`) scores ``r_val`` best: ``(held-out log-likelihoods,
+    lambda, Cholesky factor)``, or ``None`` when no candidate is positive definite."""
+    covariance = r.T @ r / r.size(0)
+    identity = covariance.diagonal().mean() * torch.eye(r.size(1), dtype=r.dtype, device=r.device)
+    best = None
+    for shrinkage in SHRINKAGES:
+        tril, info = torch.linalg.cholesky_ex((1 - shrinkage) * covariance + shrinkage * identity)
+        if info:
+            continue
+        scores = _gaussian_scores(r_val, tril)
+        if best is None or scores.mean() > best[0].mean():
+            best = scores, shrinkage, tril
+    return best
+
+
+def _gaussian_scores(r: Tensor, tril: Tensor) -> np.ndarray:
+    r""":math:`\log \mathcal{N}(r_n; 0, L L^T)` of every row of ``r [N, D]``, ``[N]``."""
+    z = torch.linalg.solve_triangular(tril, r.T, upper=False)
+    return _gaussian_log_density(z.square().sum(0), tril.diagonal().log().sum(), r.size(1)).cpu().numpy()
+
+
 class GaussianMixtureLatent(nn.Module):
     r"""Per-node Gaussian latent with one learnable mean per class and a log-barrier between means.
 
@@ -166,8 +269,13 @@ class GaussianMixtureLatent(nn.Module):
         # Cholesky factor of Sigma [VC, VC]; None: isotropic sigma around the means.
         self.register_buffer("offset", None)
         self.register_buffer("scale_tril", None)
-        # A mixture noise (when it validates better): u = L^{-1} (h - mu_y - b) is a mixture of
-        # diagonal Gaussians, log-weights [M], centres and scales [M, VC]; None: u ~ N(0, I).
+        # How the mean moves with the label pattern (with a fitted covariance, when it
+        # validates): A g(Y) = (g(Y) - pattern_centre) @ pattern_weights, centre [P] and
+        # weights [P, V, C], P = K (label frequencies) or V K (every node's label).
+        self.register_buffer("pattern_centre", None)
+        self.register_buffer("pattern_weights", None)
+        # A mixture noise (when it validates better): u = L^{-1} (h - conditional_mean(y)) is a
+        # mixture of diagonal Gaussians, log-weights [M], centres and scales [M, VC]; None: u ~ N(0, I).
         self.register_buffer("mixture_logits", None)
         self.register_buffer("mixture_centres", None)
         self.register_buffer("mixture_scales", None)
@@ -219,6 +327,11 @@ class GaussianMixtureLatent(nn.Module):
     def has_noise_covariance(self) -> bool:
         r"""Whether :meth:`fit_noise_` replaced the isotropic noise by a fitted covariance."""
         return self.scale_tril is not None
+
+    @property
+    def pattern_mean(self) -> bool:
+        r"""Whether the mean moves with the whole label pattern, :math:`A g(Y)` (see :meth:`fit_noise_`)."""
+        return self.pattern_weights is not None
 
     @property
     def noise_components(self) -> int:
@@ -286,7 +399,7 @@ class GaussianMixtureLatent(nn.Module):
 
     def reset_noise_(self):
         r"""Back to the isotropic noise :math:`\sigma^2 I` around the means (the JKO target), at temperature 1."""
-        self.offset = self.scale_tril = None
+        self.offset = self.scale_tril = self.pattern_centre = self.pattern_weights = None
         self.mixture_logits = self.mixture_centres = self.mixture_scales = None
         self.mixture_label_logits = None
         self.temperature.fill_(1.0)
@@ -301,17 +414,39 @@ class GaussianMixtureLatent(nn.Module):
         rows = self.scale_tril.view(-1, self.num_features, self.scale_tril.size(1))
         return torch.linalg.cholesky(rows @ rows.transpose(-1, -2))
 
+    def conditional_mean(self, y: Tensor) -> Tensor:
+        r"""The mean of :math:`H` given the labels ``y [N, V]``, ``[N, V, C]``: :math:`\mu_{y_v}`,
+        plus the fitted offset :math:`b_v` and the pattern's :math:`A g(y)` where :meth:`fit_noise_`
+        kept them.
+
+        Example:
+            >>> latent = GaussianMixtureLatent(num_classes=2, num_features=1)
+            >>> latent.conditional_mean(torch.tensor([[0, 1]]))
+            tensor([[[-1.],
+                     [ 1.]]], grad_fn=<IndexBackward0>)
+        """
+        return self._conditional_mean(self._labels(y))
+
+    def _conditional_mean(self, y: Tensor) -> Tensor:
+        mean = self.means[y]
+        if self.offset is not None:
+            mean = mean + self.offset
+        if self.pattern_weights is not None:
+            mean = mean + _pattern_shift(y, self.pattern_centre, self.pattern_weights, self.num_classes).view_as(mean)
+        return mean
+
     def _residual(self, h: Tensor, y: Tensor) -> Tensor:
-        r = h - self.means[y]
-        return r if self.offset is None else r - self.offset
+        return h - self._conditional_mean(y)
 
     def _whitened(self, h: Tensor, y: Tensor) -> Tensor:
-        r""":math:`u = L^{-1} \mathrm{vec}(h - \mu_y - b)`, ``[N, VC]`` (needs a fitted covariance)."""
+        r""":math:`u = L^{-1} \mathrm{vec}(h - m_y)`, ``[N, VC]``, :math:`m_y` the :meth:`conditional_mean`
+        (needs a fitted covariance)."""
         r = self._residual(h, y).flatten(1)
         return torch.linalg.solve_triangular(self.scale_tril, r.T, upper=False).T
 
     def joint_squared_distance(self, h: Tensor, y: Tensor) -> Tensor:
-        r"""The Mahalanobis distance :math:`\|h - \mu_y - b\|^2_{\Sigma^{-1}}` of whole signals, ``[N]``
+        r"""The Mahalanobis distance :math:`\|h - m_y\|^2_{\Sigma^{-1}}` of whole signals from their
+        :meth:`conditional_mean` :math:`m_y`, ``[N]``
         (a :math:`\chi^2_{VC}` variable under Gaussian noise)."""
         if self.scale_tril is None:
             return self._residual(h, y).flatten(1).square().sum(1) / self.sigma**2
@@ -324,7 +459,9 @@ class GaussianMixtureLatent(nn.Module):
         return self._node_distances(h, self.node_scale_tril)
 
     def node_squared_distance(self, h: Tensor, y: Tensor) -> Tensor:
-        r"""The distance of :meth:`squared_distances` to each node's own class ``y``, ``[N, V]``."""
+        r"""The distance of :meth:`squared_distances` to each node's own class ``y``, ``[N, V]``,
+        from the mean given the whole pattern ``y`` (:meth:`conditional_mean`; the same as
+        :meth:`squared_distances` unless the mean moves with the pattern)."""
         node_tril = self.node_scale_tril
         if node_tril is None:
             return self._residual(h, y).square().sum(-1) / self.sigma**2
@@ -398,17 +535,17 @@ class GaussianMixtureLatent(nn.Module):
         default the buffer ``temperature``, 1 unless the flow chose another, see
         :func:`~igraphflow.temperature.energy_temperature`)."""
         y = self._labels(y)
-        mean = self.means[y]
+        mean = self._conditional_mean(y)
         temperature = self.temperature if temperature is None else temperature
         if self.mixture_logits is not None:
             u = self.draw_noise(self.mixture_log_weights(y), generator)
-            return mean + self.offset + (temperature * u @ self.scale_tril.T).view_as(mean)
+            return mean + (temperature * u @ self.scale_tril.T).view_as(mean)
         # Drawn in float64 whatever the dtype: torch's streams differ between dtypes, and a seed
         # should give the same samples in float32 and float64, up to rounding.
         noise = draw(torch.randn, mean.shape, device=mean.device, generator=generator, dtype=torch.float64).to(mean.dtype)
         if self.scale_tril is None:
             return mean + self.sigma * (noise * temperature)
-        return mean + self.offset + (temperature * noise.flatten(1) @ self.scale_tril.T).view_as(mean)
+        return mean + (temperature * noise.flatten(1) @ self.scale_tril.T).view_as(mean)
 
     @torch.no_grad()
     def fit_noise_(self, h: Tensor, y: Tensor, h_val: Tensor, y_val: Tensor, seed: int | None = None) -> float | None:
@@ -426,6 +563,16 @@ class GaussianMixtureLatent(nn.Module):
         few samples per dimension). The one with the highest log-likelihood on ``h_val`` is
         kept; the means change only with it. A full covariance is tried only when
         ``V * C <=`` :data:`MAX_NOISE_DIM`.
+
+        The label pattern as a whole may move the signal too (on sensor graphs, a pattern
+        with many events comes with a higher level at every node, events or not), which means
+        shared by all nodes cannot express. So the fitted mean may also move with the pattern,
+        :math:`\mu'_{y_v} + b_v + A g(y)`: a ridge regression of the residuals on the centred
+        labels of every node or on the label frequencies of the pattern (:func:`_pattern_fit`,
+        the kind and penalty with the lowest leave-one-out error), kept only where it gains
+        more than two standard errors of log-likelihood, under the covariance fitted without
+        it, on the signals it did not see (the training signals left out one at a time, and
+        ``h_val``; :attr:`pattern_mean`); the covariance is then refitted around it.
 
         With a covariance kept, the whitened residuals :math:`u = L^{-1}(h - \mu'_y - b)`
         (:math:`L L^T = \Sigma_\lambda`) of a flow trained for a limited time may still be far
@@ -466,30 +613,37 @@ class GaussianMixtureLatent(nn.Module):
         dims = h[0].numel()
         if dims > MAX_NOISE_DIM or h.size(0) < 2:
             return None
-        best, best_score = None, self.log_prob(h_val, y_val).double().mean()
+        isotropic = self.log_prob(h_val, y_val).double().mean().item()
         r, r_val = (self._residual(a, b).double() for a, b in ((h, y), (h_val, y_val)))
         shift, offset = _additive_fit(r, y, self.num_classes)
-        centred = (r - shift[y] - offset).flatten(1)
-        r_val = (r_val - shift[y_val]).flatten(1)
-        offset = offset.flatten()
-        covariance = centred.T @ centred / r.size(0)
-        identity = covariance.diagonal().mean() * torch.eye(dims, dtype=covariance.dtype, device=covariance.device)
-        for shrinkage in SHRINKAGES:
-            tril, info = torch.linalg.cholesky_ex((1 - shrinkage) * covariance + shrinkage * identity)
-            if info:
-                continue
-            z = torch.linalg.solve_triangular(tril, (r_val - offset).T, upper=False)
-            score = _gaussian_log_density(z.square().sum(0), tril.diagonal().log().sum(), dims).mean()
-            if score > best_score:
-                best, best_score, best_fit = shrinkage, score, (offset, tril)
-        if best is not None:
-            offset, tril = best_fit
-            self.means += shift.to(self.means)
-            self.offset = offset.view(h.shape[1:]).to(self.means)
-            self.scale_tril = tril.to(self.means)
-            whitened = [torch.linalg.solve_triangular(tril, a.T, upper=False).T for a in (centred, r_val - offset)]
-            self._fit_mixture_(whitened[0], y, whitened[1], y_val, seed)
-        return best
+        centred, centred_val = ((a - shift[b] - offset).flatten(1) for a, b in ((r, y), (r_val, y_val)))
+        fit = _covariance_fit(centred, centred_val)
+        pattern = _pattern_fit(centred, y, self.num_classes) if fit is not None else None
+        if pattern is not None:
+            centre, weights, held_out = pattern
+            moved = [a - _pattern_shift(b, centre, weights, self.num_classes) for a, b in ((centred, y), (centred_val, y_val))]
+            # Kept for a gain beyond two standard errors on every signal it did not see: the
+            # training ones left out one at a time, and the held-out ones. Judged under the
+            # covariance without it: covariances refitted to nearly the same residuals differ
+            # by a gain too steady for its standard error to judge.
+            tril = fit[2]
+            scores = np.concatenate([_gaussian_scores(held_out, tril), _gaussian_scores(moved[1], tril)])
+            moved_fit = _covariance_fit(*moved) if _beats(scores, np.concatenate([_gaussian_scores(centred, tril), fit[0]])) else None
+            if moved_fit is None:
+                pattern = None
+            else:
+                fit, (centred, centred_val) = moved_fit, moved
+        if fit is None or fit[0].mean() <= isotropic:
+            return None
+        _, shrinkage, tril = fit
+        self.means += shift.to(self.means)
+        self.offset = offset.to(self.means)
+        self.scale_tril = tril.to(self.means)
+        if pattern is not None:
+            self.pattern_centre, self.pattern_weights = centre.to(self.means), weights.view(-1, *h.shape[1:]).to(self.means)
+        whitened = [torch.linalg.solve_triangular(tril, a.T, upper=False).T for a in (centred, centred_val)]
+        self._fit_mixture_(whitened[0], y, whitened[1], y_val, seed)
+        return shrinkage
 
     def _fit_mixture_(self, u: Tensor, y: Tensor, u_val: Tensor, y_val: Tensor, seed: int | None):
         r"""Replaces :math:`u \sim \mathcal{N}(0, I)` by the mixture that validates best, if any does."""
@@ -566,7 +720,8 @@ class GaussianMixtureLatent(nn.Module):
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The noise buffers exist only once fitted: give them the saved shapes before loading.
-        for name in ("offset", "scale_tril", "mixture_logits", "mixture_centres", "mixture_scales", "mixture_label_logits"):
+        for name in ("offset", "scale_tril", "pattern_centre", "pattern_weights", "mixture_logits", "mixture_centres",
+                     "mixture_scales", "mixture_label_logits"):
             saved = state_dict.get(prefix + name)
             setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
         # Checkpoints written before the sampling temperature existed sampled at temperature 1.
@@ -585,6 +740,17 @@ class GaussianMixtureLatent(nn.Module):
         elif dims is not None and not (self.offset.numel() == dims and self.scale_tril.shape == (dims, dims)
                                        and bool((self.scale_tril.diagonal() > 0).all())):
             problems.append("scale_tril is not the positive Cholesky factor of the offset's dimensions")
+        centre, weights = self.pattern_centre, self.pattern_weights
+        if (centre is None) != (weights is None):
+            problems.append("pattern_centre and pattern_weights come only together")
+        elif weights is not None:
+            if dims is None:
+                problems.append("a mean that moves with the label pattern needs a covariance")
+            elif not (weights.dim() == 3 and weights.size(2) == self.num_features and weights[0].numel() == dims
+                      and centre.dim() == 1 and centre.numel() in (self.num_classes, weights.size(1) * self.num_classes)
+                      and weights.size(0) == centre.numel()
+                      and bool(torch.isfinite(weights).all() and torch.isfinite(centre).all())):
+                problems.append("the pattern weights do not match the nodes, the classes and the features")
         mixture = (self.mixture_logits, self.mixture_centres, self.mixture_scales)
         if any(a is not None for a in mixture):
             if dims is None or any(a is None for a in mixture):

@@ -477,8 +477,10 @@ class UncertaintyMixin:
             Y: Labels ``[N, V]``.
             alpha: The miscoverage level in ``(0, 1)``.
             joint: ``True``: the joint region of all ``V C`` coordinates,
-                :math:`\|H - \mu_Y - b\|^2_{\Sigma^{-1}} \le \chi^2_{VC, 1-\alpha}`
-                (:math:`\sum_v \|H_v - \mu_{Y_v}\|^2 / \sigma^2` for the isotropic latent),
+                :math:`\|H - \mu_Y - b\|^2_{\Sigma^{-1}} \le \chi^2_{VC, 1-\alpha}` (the mean
+                :math:`\mu_Y + b` moved with the label pattern where it moves with it, see
+                :meth:`~igraphflow.latent.GaussianMixtureLatent.conditional_mean`;
+                :math:`\sum_v \|H_v - \mu_{Y_v}\|^2 / \sigma^2` for the isotropic latent),
                 one answer per graph ``[N]``. ``False``: the node-wise regions
                 :math:`d_{v Y_v}^2 \le \chi^2_{C, 1-\alpha}` (module docstring), ``[N, V]``.
                 Under a mixture noise (``latent.noise_components > 1``) the same ellipsoids
@@ -510,7 +512,8 @@ class UncertaintyMixin:
         The circle :math:`\mu_{label} + \sigma \sqrt{\chi^2_{2, 1-\alpha}} (\cos t, \sin t)` in the
         latent of node ``node`` (with a fitted noise, the ellipse
         :math:`\mu_{label} + b_v + \sqrt{\chi^2_{2, 1-\alpha}} L_v (\cos t, \sin t)`,
-        :math:`L_v L_v^T = \Sigma_{vv}`; under a mixture noise its size is set by draws of the
+        :math:`L_v L_v^T = \Sigma_{vv}`, its centre moved with the label pattern where the mean
+        moves with it, see :meth:`~igraphflow.latent.GaussianMixtureLatent.conditional_mean`; under a mixture noise its size is set by draws of the
         density, see :meth:`in_region`) is decoded by :math:`F^{-1}`. On a one-node graph this is the
         boundary of the region exactly. On a larger graph the other nodes are held at the means
         of their labels (``labels``, by default ``label`` everywhere) in the latent, not in
@@ -548,9 +551,10 @@ class UncertaintyMixin:
         labels[node] = label
         self._warn_unseen(labels, "labels")
         latent = self.latent
-        centre, scale = latent.means.detach()[labels], latent.sigma * torch.eye(2, device=self.device, dtype=self.dtype)
+        centre = latent.conditional_mean(labels.unsqueeze(0))[0].detach()
+        scale = latent.sigma * torch.eye(2, device=self.device, dtype=self.dtype)
         if latent.has_noise_covariance:
-            centre, scale = centre + latent.offset, latent.node_scale_tril[node]
+            scale = latent.node_scale_tril[node]
         angle = torch.linspace(0.0, 2.0 * math.pi, num_points, device=self.device, dtype=self.dtype)
         radius = self._region_thresholds(alpha, labels.unsqueeze(0))[0, node].sqrt()
         unit = radius * torch.stack([angle.cos(), angle.sin()], dim=-1)

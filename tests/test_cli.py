@@ -34,6 +34,7 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     assert summary["sample_temperature"] == pytest.approx(model.latent.temperature.item())
     assert summary["noise_components"] == model.latent.noise_components
     assert summary["noise_label_weights"] == model.latent.noise_label_weights
+    assert summary["pattern_mean"] == model.latent.pattern_mean
 
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(data_file)]) == 0

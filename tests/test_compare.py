@@ -71,7 +71,7 @@ def test_smoke_all_methods(tmp_path):
     assert {"epochs", "stopped_by_time", "w2_per_dim", "val_nll_per_dim"} <= set(jko["blocks"][0])
     assert TEMPERATURE_BOUNDS[0] <= jko["sample_temperature"] <= TEMPERATURE_BOUNDS[1]
     assert jko["noise_components"] in (1,) + MIXTURE_COMPONENTS
-    assert isinstance(jko["noise_label_weights"], bool)
+    assert isinstance(jko["noise_label_weights"], bool) and isinstance(jko["pattern_mean"], bool)
     assert result["draws"] == 5
     for row in [*result["methods"].values(), result["reference"]]:
         assert len(row["energy_draws"]) == 5 and row["energy"] == pytest.approx(sum(row["energy_draws"]) / 5)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.stats import multivariate_normal
 
-from igraphflow.latent import GaussianMixtureLatent
+from igraphflow.latent import PATTERN_PENALTIES, GaussianMixtureLatent, _ridge_path
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -148,7 +148,7 @@ def test_fitted_noise_log_prob_and_node_marginals_match_scipy(fitted_noise):
     covariance = (latent.scale_tril @ latent.scale_tril.T).detach()
     y = torch.tensor([[0, 1, 1], [1, 0, 1]])
     h = torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(3))
-    mean = latent.means[y].detach() + latent.offset
+    mean = latent.conditional_mean(y).detach()
     expected = [multivariate_normal(mean[n].flatten(), covariance).logpdf(h[n].flatten()) for n in range(2)]
     assert torch.allclose(latent.log_prob(h, y), torch.tensor(expected))
     for v in range(3):
@@ -167,8 +167,8 @@ def test_fitted_noise_log_prob_and_node_marginals_match_scipy(fitted_noise):
 def test_samples_have_the_fitted_covariance(fitted_noise):
     latent = fitted_noise[0]
     y = torch.zeros(40000, 3, dtype=torch.long)
-    h = latent.sample(y, generator=torch.Generator().manual_seed(4)) - latent.means[0].detach()
-    assert torch.allclose(h.mean(0), latent.offset, atol=0.03)
+    h = latent.sample(y, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(h.mean(0), latent.conditional_mean(y[:1])[0].detach(), atol=0.03)
     assert torch.allclose(torch.cov(h.flatten(1).T), latent.scale_tril @ latent.scale_tril.T, atol=0.03)
 
 
@@ -221,7 +221,7 @@ def test_fitted_noise_round_trips_through_state_dict(fitted_noise):
 def test_temperature_scales_the_sampled_noise_and_not_the_density(noise, fitted_noise):
     latent = GaussianMixtureLatent(2, 2, sigma=0.5) if noise == "isotropic" else fitted_noise[0]
     y = torch.tensor([[0, 1, 1], [1, 1, 0]])
-    centre = latent.means[y].detach() + (0 if latent.offset is None else latent.offset)
+    centre = latent.conditional_mean(y).detach()
     draw = lambda t=None: latent.sample(y, torch.Generator().manual_seed(3), t) - centre  # noqa: E731
     h = torch.randn(2, 3, 2)
     density = latent.log_prob(h, y)
@@ -376,7 +376,7 @@ def test_mixture_log_prob_matches_scipy(mixture_noise):
     weights = latent.mixture_logits.softmax(0)
     y = torch.tensor([[0, 1, 1], [1, 0, 1]])
     h = 2 * torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(13))
-    mean = (latent.means[y].detach() + latent.offset).flatten(1)
+    mean = latent.conditional_mean(y).detach().flatten(1)
     # Log-densities summed in float64: densities near 1e-46 round to 0 in float32.
     expected = [
         torch.logsumexp(torch.tensor([
@@ -396,7 +396,7 @@ def test_mixture_samples_have_the_mixture_moments(mixture_noise):
     mean_u = weights @ centres
     second_u = torch.einsum("m,mi,mj->ij", weights, centres, centres) + torch.diag(weights @ scales**2)
     y = torch.zeros(40000, 3, dtype=torch.long)
-    h = latent.sample(y, generator=torch.Generator().manual_seed(14)) - latent.means[0].detach() - latent.offset
+    h = latent.sample(y, generator=torch.Generator().manual_seed(14)) - latent.conditional_mean(y[:1]).detach()
     h = h.flatten(1)
     assert torch.allclose(h.mean(0), L @ mean_u, atol=0.03)
     covariance = L @ (second_u - torch.outer(mean_u, mean_u)) @ L.T
@@ -414,7 +414,7 @@ def test_mixture_noise_round_trips_and_scales_with_the_temperature(mixture_noise
     loaded.load_state_dict(latent.state_dict())
     assert loaded.noise_components == latent.noise_components
     assert torch.equal(loaded.log_prob(h, y), latent.log_prob(h, y))
-    centre = latent.means[y].detach() + latent.offset
+    centre = latent.conditional_mean(y).detach()
     draw = lambda t: latent.sample(y, torch.Generator().manual_seed(3), t) - centre  # noqa: E731
     assert torch.allclose(draw(1.7), 1.7 * draw(1.0))
 
@@ -472,9 +472,11 @@ def test_labels_that_say_nothing_of_the_noise_get_no_weights_of_their_own():
     assert patterned <= 1
 
 
-def test_label_weights_reach_a_label_pattern_never_seen_in_training():
+def test_label_weights_reach_a_label_pattern_never_seen_in_training(monkeypatch):
     # Node 0's label sets the odds of the regime that shifts all nodes; the pattern [1, 1, 1] is
-    # left out of training. Weights of each training pattern gave it the shared weights.
+    # left out of training. Weights of each training pattern gave it the shared weights. (A mean
+    # that moves with the pattern would take up the regime's mean: the weights alone here.)
+    monkeypatch.setattr("igraphflow.latent.PATTERN_PENALTIES", ())
     latent = GaussianMixtureLatent(2, 2)
     g = torch.Generator().manual_seed(35)
     y = torch.randint(0, 2, (8000, 3), generator=g)
@@ -495,6 +497,94 @@ def test_label_weights_reach_a_label_pattern_never_seen_in_training():
     assert share_up([1, 1, 1]) == pytest.approx(3.1 / 7, abs=0.03)
 
 
+def _pattern_signals(n, latent, seed, pattern_effect, mixing=0.1):
+    r"""Signals on 4 nodes whose mean moves with the label pattern: ``pattern_effect(y) [N, 4, 2]``
+    added to the class means, Gaussian noise around them, correlated by ``mixing``."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n, 4), generator=g)
+    scale = 0.3 * torch.eye(8) + mixing * torch.randn(8, 8, generator=g)
+    noise = (torch.randn(n, 8, generator=g) @ scale.T).view(n, 4, 2)
+    return latent.means[y].detach() + pattern_effect(y) + noise, y
+
+
+@pytest.mark.parametrize(
+    "name, pattern_effect",
+    [
+        # the level of every node rises with the share of label 1 in the pattern
+        ("frequencies", lambda y: 1.5 * y.double().mean(1).view(-1, 1, 1).expand(-1, 4, 2)),
+        # opposite class effects at nodes 1 and 3, and node 0's label moving node 2
+        ("per node", lambda y: torch.stack([0 * y[:, 0], -2 * y[:, 1], 1.2 * y[:, 0], -2 * y[:, 3]], 1)
+         .double().unsqueeze(-1).expand(-1, -1, 2)),
+    ],
+)
+def test_a_mean_that_moves_with_the_label_pattern_is_fitted(name, pattern_effect):
+    latent = GaussianMixtureLatent(2, 2)
+    start = latent.means.detach().clone()  # the fit moves the means
+    h, y = _pattern_signals(6000, latent, seed=40, pattern_effect=pattern_effect)
+    truth = start[y] + pattern_effect(y)
+    assert latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0) is not None
+    assert latent.pattern_mean
+    fitted = latent.conditional_mean(y)
+    assert (fitted - truth).abs().max() < 0.05
+    # Drawn around it too: every pattern's draws, averaged, land on its mean.
+    patterns = torch.tensor([[0, 0, 0, 0], [1, 1, 1, 1], [1, 0, 1, 0]])
+    draws = latent.sample(patterns.repeat_interleave(20000, 0), torch.Generator().manual_seed(41)).view(3, 20000, 4, 2)
+    assert (draws.mean(1) - start[patterns] - pattern_effect(patterns)).abs().max() < 0.05
+    # The mean of the nodes alone would miss it by the effect.
+    without = GaussianMixtureLatent(2, 2)
+    original = list(PATTERN_PENALTIES)
+    try:
+        import igraphflow.latent as module
+
+        module.PATTERN_PENALTIES = ()
+        without.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
+    finally:
+        module.PATTERN_PENALTIES = tuple(original)
+    assert not without.pattern_mean
+    assert (without.conditional_mean(y) - truth).abs().max() > 0.5
+    assert latent.log_prob(h[5000:], y[5000:]).mean() > without.log_prob(h[5000:], y[5000:]).mean() + 0.1
+
+
+def test_labels_that_do_not_move_the_mean_leave_it_to_the_nodes():
+    # Well-conditioned noise around the class means: over ten fits the pattern's mean is kept at
+    # most once (its gain on the held-out signals is chance). Where the noise is nearly flat in
+    # some direction, the pattern's mean may instead be kept for a real gain: the node means,
+    # fitted by least squares, are off by a little along it, which the labels then predict.
+    kept = 0
+    for seed in range(10):
+        latent = GaussianMixtureLatent(2, 2)
+        h, y = _pattern_signals(1200, latent, seed=50 + seed, pattern_effect=lambda y: 0.0, mixing=0.02)
+        latent.fit_noise_(h[:1000], y[:1000], h[1000:], y[1000:], seed=0)
+        kept += latent.pattern_mean
+    assert kept <= 1
+
+
+def test_ridge_path_is_the_ridge_regression_and_its_leave_one_out_residuals():
+    g = torch.Generator().manual_seed(60)
+    G, r = torch.randn(30, 4, generator=g), torch.randn(30, 3, generator=g)
+    for penalty, (weights, held_out) in zip(PATTERN_PENALTIES, _ridge_path(G, r)):
+        direct = torch.linalg.solve(G.T @ G + penalty * 30 * torch.eye(4), G.T @ r)
+        torch.testing.assert_close(weights, direct)
+        # Leave each signal out in turn, refit with the same penalty per signal, predict it.
+        for n in range(30):
+            keep = torch.arange(30) != n
+            A = torch.linalg.solve(G[keep].T @ G[keep] + penalty * 30 * torch.eye(4), G[keep].T @ r[keep])
+            torch.testing.assert_close(held_out[n], r[n] - G[n] @ A)
+
+
+def test_a_pattern_mean_round_trips_and_resets():
+    latent = GaussianMixtureLatent(2, 2)
+    h, y = _pattern_signals(3000, latent, seed=42, pattern_effect=lambda y: 1.5 * y.double().mean(1).view(-1, 1, 1))
+    latent.fit_noise_(h[:2500], y[:2500], h[2500:], y[2500:], seed=0)
+    assert latent.pattern_mean
+    loaded = GaussianMixtureLatent(2, 2)
+    loaded.load_state_dict(latent.state_dict())
+    assert loaded.pattern_mean
+    assert torch.equal(loaded.log_prob(h[:5], y[:5]), latent.log_prob(h[:5], y[:5]))
+    loaded.reset_noise_()
+    assert not loaded.pattern_mean and loaded.pattern_centre is None
+
+
 def _hand_made_label_mixture():
     r"""Three nodes, one feature; two components far apart, weights that depend on the labels."""
     latent = GaussianMixtureLatent(2, 1)
@@ -504,6 +594,7 @@ def _hand_made_label_mixture():
     latent.mixture_centres = torch.tensor([[-4.0, -4.0, -4.0], [4.0, 4.0, 4.0]])
     latent.mixture_scales = torch.tensor([[0.5, 1.0, 0.7], [1.2, 0.6, 0.9]])
     latent.mixture_label_logits = torch.tensor([[[0.0, 0.0], [0.0, 1.5]], [[0.3, 0.0], [0.0, 0.5]], [[0.0, 0.0], [0.0, -1.0]]])
+    latent.pattern_centre, latent.pattern_weights = torch.tensor([0.5, 0.5]), torch.tensor([[[0.0], [0.0], [0.0]], [[0.4], [0.4], [0.4]]])
     return latent
 
 
@@ -521,7 +612,7 @@ def test_label_weights_log_prob_matches_scipy():
     L = latent.scale_tril
     y = torch.tensor([[1, 1, 1], [0, 1, 0], [0, 0, 1]])
     h = 3 * torch.randn(3, 3, 1, generator=torch.Generator().manual_seed(32))
-    mean = (latent.means[y].detach() + latent.offset).flatten(1)
+    mean = latent.conditional_mean(y).detach().flatten(1)
     expected = [
         math.log(sum(
             w * multivariate_normal(mean[n] + L @ c, L @ torch.diag(s**2) @ L.T).pdf(h[n].flatten())
@@ -592,6 +683,12 @@ def test_label_weights_round_trip_and_reset():
         (lambda d: d.update(mixture_label_logits=d["mixture_label_logits"][:2]), "label weights do not match"),
         (lambda d: d["mixture_label_logits"].__setitem__((0, 0, 0), math.nan), "label weights do not match"),
         (lambda d: [d.pop(k) for k in ("mixture_logits", "mixture_centres", "mixture_scales")], "depend on the labels need a mixture"),
+        (lambda d: d.pop("pattern_centre"), "pattern_centre and pattern_weights come only together"),
+        (lambda d: d.update(pattern_centre=torch.zeros(3)), "pattern weights do not match"),
+        (lambda d: d.update(pattern_weights=torch.zeros(2, 3, 2)), "pattern weights do not match"),
+        (lambda d: d["pattern_weights"].__setitem__((0, 0, 0), math.inf), "pattern weights do not match"),
+        (lambda d: [d.pop(k) for k in ("offset", "scale_tril", "mixture_logits", "mixture_centres", "mixture_scales",
+                                       "mixture_label_logits")], "moves with the label pattern needs a covariance"),
     ],
 )
 def test_a_noise_that_no_fit_writes_is_refused_on_load(damage, reason):
