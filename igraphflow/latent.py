@@ -746,7 +746,7 @@ class GaussianMixtureLatent(nn.Module):
         elif weights is not None:
             if dims is None:
                 problems.append("a mean that moves with the label pattern needs a covariance")
-            elif not (weights.dim() == 3 and weights.size(2) == self.num_features and weights[0].numel() == dims
+            elif not (weights.dim() == 3 and weights.size(2) == self.num_features and weights.shape[1:].numel() == dims
                       and centre.dim() == 1 and centre.numel() in (self.num_classes, weights.size(1) * self.num_classes)
                       and weights.size(0) == centre.numel()
                       and bool(torch.isfinite(weights).all() and torch.isfinite(centre).all())):
