@@ -551,7 +551,7 @@ class UncertaintyMixin:
         labels[node] = label
         self._warn_unseen(labels, "labels")
         latent = self.latent
-        centre = latent.conditional_mean(labels.unsqueeze(0))[0].detach()
+        centre = latent._conditional_mean(labels.unsqueeze(0))[0].detach()  # labels checked above
         scale = latent.sigma * torch.eye(2, device=self.device, dtype=self.dtype)
         if latent.has_noise_covariance:
             scale = latent.node_scale_tril[node]

@@ -517,7 +517,7 @@ def _pattern_signals(n, latent, seed, pattern_effect, mixing=0.1):
          .double().unsqueeze(-1).expand(-1, -1, 2)),
     ],
 )
-def test_a_mean_that_moves_with_the_label_pattern_is_fitted(name, pattern_effect):
+def test_a_mean_that_moves_with_the_label_pattern_is_fitted(name, pattern_effect, monkeypatch):
     latent = GaussianMixtureLatent(2, 2)
     start = latent.means.detach().clone()  # the fit moves the means
     h, y = _pattern_signals(6000, latent, seed=40, pattern_effect=pattern_effect)
@@ -532,14 +532,8 @@ def test_a_mean_that_moves_with_the_label_pattern_is_fitted(name, pattern_effect
     assert (draws.mean(1) - start[patterns] - pattern_effect(patterns)).abs().max() < 0.05
     # The mean of the nodes alone would miss it by the effect.
     without = GaussianMixtureLatent(2, 2)
-    original = list(PATTERN_PENALTIES)
-    try:
-        import igraphflow.latent as module
-
-        module.PATTERN_PENALTIES = ()
-        without.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
-    finally:
-        module.PATTERN_PENALTIES = tuple(original)
+    monkeypatch.setattr("igraphflow.latent.PATTERN_PENALTIES", ())
+    without.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
     assert not without.pattern_mean
     assert (without.conditional_mean(y) - truth).abs().max() > 0.5
     assert latent.log_prob(h[5000:], y[5000:]).mean() > without.log_prob(h[5000:], y[5000:]).mean() + 0.1
