@@ -11,8 +11,11 @@ training mean, 1: the test mean, measured along the line between them).
 It also takes the squared MMD (a = 1) against the whole test split apart,
 ``E k(g, g') + E k(t, t') - 2 E k(g, t)``: with this narrow kernel in many dimensions the
 terms count near-duplicates among the samples and near-matches of a sample to a test signal.
-The last column is the median squared distance from a sample to its nearest training signal
-(for the test split: how far the real test signals lie from the training period).
+Then the median squared distance from a sample to its nearest training signal (for the test
+split: how far the real test signals lie from the training period), and the share of sample
+values below the smallest training value of their coordinate, with their mean depth below it:
+where many training values sit exactly at that floor (zero counts on traffic), a sampler that
+cannot place mass on one value spills past it.
 
 Usage (from the repository root)::
 
@@ -46,19 +49,27 @@ def along_drift(X: Tensor, data) -> float:
     return ((X.flatten(1).double().mean(0) - train) @ drift / (drift @ drift)).item()
 
 
+def below_floor(X: Tensor, data) -> str:
+    r"""The share of the values of ``X`` below the smallest training value of their coordinate,
+    and their mean depth below it."""
+    depth = (data.X_train.flatten(1).double().min(0).values - X.flatten(1).double()).clamp_min(0.0)
+    below = depth > 0
+    return f"{below.double().mean():.3f}, {depth[below].mean() if below.any() else 0.0:.3f}"
+
+
 def row(name: str, X: Tensor, Y: Tensor, data, scored: bool = True) -> str:
     r"""A table row: the label means of ``X`` (nodes grouped by ``Y``), where its mean lies along the
-    drift, its energies and MMD terms against the test split, and its median squared distance
-    to the nearest training signal."""
+    drift, its energies and MMD terms against the test split, its median squared distance to
+    the nearest training signal, and its values below the training floor (:func:`below_floor`)."""
     means = " | ".join(", ".join(f"{m:+.3f}" for m in k) for k in label_means(X, Y, data.num_classes))
     flat, test = X.flatten(1).double(), data.X_test.flatten(1).double()
     nearest = torch.cdist(flat, data.X_train.flatten(1).double()).min(1).values.square().median()
     if not scored:
-        return f"| {name} | {means} | {along_drift(X, data):.2f} | - | - | - | - | - | {nearest:.2f} |"
+        return f"| {name} | {means} | {along_drift(X, data):.2f} | - | - | - | - | - | {nearest:.2f} | {below_floor(X, data)} |"
     centred = energy_distance(flat - flat.mean(0), test - test.mean(0))
     kgg, ktt, kgt = mmd_terms(flat, test, alphas=1.0)[1.0]
     return (f"| {name} | {means} | {along_drift(X, data):.2f} | {energy_distance(flat, test):.4f} | {centred:.4f} | "
-            f"{kgg + ktt - 2 * kgt:.4g} | {kgg:.4g} | {kgt:.4g} | {nearest:.2f} |")
+            f"{kgg + ktt - 2 * kgt:.4g} | {kgg:.4g} | {kgt:.4g} | {nearest:.2f} | {below_floor(X, data)} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,10 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     data = load(args.dataset, seed=args.seed)
     labels = " | ".join(f"mean of label-{k} nodes" for k in range(data.num_classes))
     test = data.X_test.flatten(1).double()
-    print(f"E k(t, t') of the test split (a = 1): {mmd_terms(test, test, alphas=1.0)[1.0][0]:.4g}\n")
+    train = data.X_train.flatten(1)
+    at_floor = (train == train.min(0).values).double().mean(0)
+    print(f"E k(t, t') of the test split (a = 1): {mmd_terms(test, test, alphas=1.0)[1.0][0]:.4g}")
+    print(f"training values at the floor of their coordinate: {at_floor.mean():.3f} (at most {at_floor.max():.2f} "
+          f"in one coordinate)\n")
     print(f"| samples | {labels} | along the drift | energy | centred energy | MMD (a=1) | E k(g, g') | E k(g, t) "
-          "| nearest training signal |")
-    print("|---" * (data.num_classes + 8) + "|")
+          "| nearest training signal | below the training floor: share, depth |")
+    print("|---" * (data.num_classes + 9) + "|")
     print(row("training split (its own labels)", data.X_train, data.Y_train, data, scored=False))
     print(row("test split", data.X_test, data.Y_test, data, scored=False))
     print(row("training data (reference)", reference_signals(data, args.seed), data.Y_test, data))

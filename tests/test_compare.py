@@ -320,6 +320,15 @@ def test_the_experiments_refuse_bad_arguments_before_any_output(script, tmp_path
         assert exit.value.code == 2 and "nope" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
+def test_below_floor_counts_the_values_under_each_coordinates_training_minimum():
+    below_floor = _script("conditional_means").below_floor
+    train = torch.tensor([[[0.0, 5.0]], [[1.0, 7.0]]])  # floors 0 and 5
+    data = type("Data", (), {"X_train": train})
+    X = torch.tensor([[[-1.0, 5.0]], [[0.5, 4.5]], [[-3.0, 6.0]]])  # 3 of 6 values below, by 1, 0.5 and 3
+    assert below_floor(X, data) == "0.500, 1.500"
+    assert below_floor(train, data) == "0.000, 0.000"
+
+
 def test_compare_all_strips_the_names(tmp_path, monkeypatch):
     compare_all = _script("compare_all")
     runs = []
