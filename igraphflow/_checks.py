@@ -335,8 +335,9 @@ def as_signals(
 def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int = 3):
     r"""Warns where casting the signals ``X [N, V, C]`` to ``dtype`` rounds a node feature to
     fewer than 100 steps per standard deviation: a large offset with a small spread, which
-    float64 holds and float32 does not (1e6 + 0.01 z keeps two distinct values). The model
-    would see that feature as nearly constant.
+    float64 holds and float32 does not (1e6 + 0.01 z keeps two distinct values), or values
+    below the smallest normal number of ``dtype`` (1e-44 z in float32 keeps a few dozen, 1e-50 z
+    none). The model would see that feature as nearly constant.
 
     Example:
         >>> import warnings
@@ -352,14 +353,19 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
         return
     X = X.detach().double()
     spread, size = X.std(0), X.abs().amax(0)
-    coarse = (spread > 0) & (100 * torch.finfo(dtype).eps * size > spread)
+    finfo = torch.finfo(dtype)
+    # The spacing of ``dtype`` at the largest value: relative for normal numbers, the fixed
+    # spacing of the subnormal ones (finfo.tiny * finfo.eps) below them.
+    step = torch.clamp_min(finfo.eps * size, finfo.tiny * finfo.eps)
+    coarse = (spread > 0) & (100 * step > spread)
     if coarse.any():
         node, feature = coarse.nonzero()[0].tolist()
+        tiny = size[node, feature] < finfo.tiny / finfo.eps
         warnings.warn(
             f"{name} in {str(dtype).removeprefix('torch.')} keeps fewer than 100 steps per standard deviation of "
             f"{int(coarse.sum())} node features (first: node {node}, feature {feature}, values up to "
             f"{size[node, feature].item():.6g} varying by {spread[node, feature].item():.3g}): the model sees them "
-            "rounded; fit it in float64 (model.double()) or subtract the offset from X first",
+            f"rounded; fit it in float64 (model.double()) or {'rescale X' if tiny else 'subtract the offset from X'} first",
             stacklevel=stacklevel,
         )
 

@@ -36,13 +36,24 @@ class Standardize(nn.Module):
     @torch.no_grad()
     def fit_(self, x: Tensor) -> Standardize:
         r"""Sets :math:`m` and :math:`s` to the mean and standard deviation of ``x [N, V, C]`` over
-        its samples; a feature that does not vary (or one sample) keeps :math:`s = 1`."""
+        its samples.
+
+        A feature that does not vary at one node takes the median :math:`s` of the same feature
+        at the nodes where it varies (else of every varying feature; :math:`s = 1` when none
+        varies, as with one sample): a scale of 1 would tie the spread the flow gives it to the
+        units of ``x``.
+        """
         wide = x.double()  # float32 sums of many large values lose the small spread
         loc, scale = wide.mean(0), wide.std(0, correction=0)
         # A spread of a few units in the last place of the values is rounding, not signal.
         constant = scale <= 8 * torch.finfo(x.dtype).eps * loc.abs()
+        varying = scale[~constant]
+        fallback = varying.median() if len(varying) else torch.ones((), dtype=scale.dtype)
+        for c in range(scale.size(1)):
+            same_feature = scale[:, c][~constant[:, c]]
+            scale[:, c][constant[:, c]] = same_feature.median() if len(same_feature) else fallback
         self.loc.copy_(loc)
-        self.scale.copy_(torch.where(constant, torch.ones_like(scale), scale))
+        self.scale.copy_(scale)
         return self
 
     def reset_(self):

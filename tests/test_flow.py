@@ -14,7 +14,7 @@ from torch import nn
 
 import igraphflow.flow
 from igraphflow import ConditionalGraphFlow, GaussianMixtureLatent
-from igraphflow._checks import as_signals
+from igraphflow._checks import as_signals, warn_lost_resolution
 from igraphflow.checkpoint import save_atomic
 from igraphflow.flow import CHECKPOINT_KIND
 from igraphflow.ode import ODEBlock
@@ -102,6 +102,18 @@ def test_float64_signals_that_float32_would_round_away_are_warned_about():
         warnings.simplefilter("error")  # neither in float64, nor for an offset float32 resolves
         ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).double().fit(offset, Y, progress=False)
         ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(1e3 + X.double(), Y, progress=False)
+
+
+def test_float64_signals_below_float32s_normal_numbers_are_warned_about():
+    # float32 spaces its subnormal numbers 1.4e-45 apart: 1e-44 z keeps a few dozen values, 1e-50 z none.
+    X = toy(64)[0].double()
+    for scale in (1e-44, 1e-50):
+        with pytest.warns(UserWarning, match=r"fewer than 100 steps per standard deviation of 8 node features .*rescale X"):
+            warn_lost_resolution(X * scale, torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # normal float32 numbers, or float64 throughout
+        warn_lost_resolution(X * 1e-30, torch.float32)
+        warn_lost_resolution(X * 1e-300, torch.float64)
 
 
 @pytest.mark.parametrize("classifier", ["graph", "bayes"])

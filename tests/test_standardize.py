@@ -22,14 +22,24 @@ def test_log_abs_det_is_that_of_the_jacobian():
     torch.testing.assert_close(standardize.log_abs_det(), torch.linalg.slogdet(jacobian).logabsdet)
 
 
-def test_constant_features_are_only_centred():
-    X = torch.randn(50, 2, 2)
-    X[:, 0, 1] = 7.0  # constant
-    X[:, 1, 0] = 1e6 + torch.arange(50) % 2 * 1e6 * torch.finfo(torch.float32).eps  # a spread of one ulp
-    standardize = Standardize(2, 2).fit_(X)
-    assert standardize.scale[0, 1] == 1.0 and standardize.scale[1, 0] == 1.0
-    assert standardize.scale[0, 0] != 1.0
-    assert torch.equal(standardize(X)[:, 0, 1], torch.zeros(50))
+def test_constant_features_are_centred_and_take_the_scale_of_the_same_feature_where_it_varies():
+    X = torch.randn(50, 3, 2, dtype=torch.float64) * torch.tensor([[2.0, 1.0], [4.0, 1.0], [9.0, 1.0]], dtype=torch.float64)
+    X[:, 0, 0] = 7.0  # constant: the median of the varying feature-0 scales (those of nodes 1 and 2)
+    X[:, 1, 1] = 1e6 + torch.arange(50) % 2 * 1e6 * torch.finfo(torch.float64).eps  # a spread of one ulp
+    standardize = Standardize(3, 2).double().fit_(X)
+    spread = X.std(0, correction=0)
+    assert standardize.scale[0, 0] == spread[1:, 0].median() and standardize.scale[1, 1] == spread[[0, 2], 1].median()
+    assert torch.equal(standardize(X)[:, 0, 0], torch.zeros(50, dtype=torch.float64))
+    # In other units, the same standardised signals: the scale of a constant feature follows them.
+    torch.testing.assert_close(Standardize(3, 2).double().fit_(X * 1e-6)(X * 1e-6), standardize(X))
+
+
+def test_a_feature_constant_everywhere_takes_the_median_scale_of_the_others():
+    X = torch.randn(40, 2, 3, dtype=torch.float64) * torch.tensor([1.0, 3.0, 5.0], dtype=torch.float64)
+    X[:, :, 1] = -2.0
+    standardize = Standardize(2, 3).double().fit_(X)
+    spread = X.std(0, correction=0)
+    assert torch.equal(standardize.scale[:, 1], spread[:, [0, 2]].flatten().median().expand(2))
 
 
 def test_one_sample_is_only_centred_and_the_identity_is_restored():
