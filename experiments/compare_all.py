@@ -10,8 +10,9 @@ Usage (from the repository root)::
 files stay there). Needs the ``baselines`` extra (``pip install -e ".[baselines]"``). The
 datasets, methods, settings and packages are all checked before the first training.
 Writes ``OUT/<dataset>/metrics.json`` and the figures of :func:`igraphflow.compare.compare`,
-and prints one Markdown table per dataset. NSF is skipped on ``chordal`` (1006 dimensions: its
-autoregressive inverse needs 1006 sequential passes per sample, far beyond the budget).
+and prints one Markdown table per dataset. NSF is skipped on signals of more than
+:data:`igraphflow.compare.NSF_MAX_DIM` dimensions (``chordal``: its autoregressive inverse
+needs 1006 sequential passes per sample, far beyond the budget).
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ import torch
 
 from igraphflow.compare import (
     ARGUMENT_ERRORS, METHODS, add_budget_argument, add_option_argument, check_requirements, check_settings, compare,
-    format_table, method_settings, parse_methods,
+    default_methods, format_table, method_settings, parse_methods,
 )
 from igraphflow.datasets import load
 
 DATASETS = ("three_moons", "three_node", "chordal", "solar_sim", "solar_hope", "traffic")
-SKIP = {"chordal": ("nsf",)}
 #: The datasets read from files, given by ``--data`` (else ``$IGRAPHFLOW_DATA``).
 READ_FROM_DATA = ("solar_hope",)
 
@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             check_settings(settings, datasets[name], methods)
     except ARGUMENT_ERRORS as error:
         parser.error(str(error))
-    plan = {name: [m for m in methods if m not in SKIP.get(name, ())] for name in datasets}
+    plan = {name: [m for m in methods if m in default_methods(data.num_nodes * data.num_features)]
+            for name, data in datasets.items()}
     for name, chosen in plan.items():
         if not chosen:
-            parser.error(f"no chosen method runs on {name} (it skips {', '.join(SKIP[name])})")
+            parser.error(f"no chosen method runs on {name} (it skips nsf: too many dimensions)")
     torch.set_num_threads(1)
     for name, data in datasets.items():
         start = time.perf_counter()

@@ -810,6 +810,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     # Inference --------------------------------------------------------------------------
 
+    def forward(self, *args, **kwargs):
+        # nn.Module would answer with torch's "missing the required forward function".
+        raise TypeError("a ConditionalGraphFlow is not called: use encode(X) for H = F(X), log_prob(X, Y), "
+                        "predict_proba(X) or sample(Y)")
+
     def _check_not_meta(self):
         if self.device.type == "meta":  # shapes without values: every answer would fail inside torch
             # Not .to_empty(): it leaves the graph's buffers (edge list, supports) uninitialised too.
@@ -956,6 +961,18 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if broken:
             raise ValueError(f"its weights or buffers hold NaN or infinite values ({', '.join(broken[:3])})")
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The layers keep the graph in buffers that are not saved: the weights of a model on
+        # another graph would be computed on this one's, under that graph's edge list.
+        key = prefix + "edge_index"
+        if isinstance(state_dict.get(key), Tensor):
+            theirs = undirected_edges(check_edge_index(state_dict[key], self.num_nodes), self.num_nodes)
+            if not torch.equal(theirs.cpu(), undirected_edges(self.edge_index, self.num_nodes).cpu()):
+                raise ValueError("the state_dict is that of a model on another graph: build the model on its graph, "
+                                 "or load a file written by save with ConditionalGraphFlow.load")
+            state_dict[key] = self.edge_index
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def save(self, path: str | os.PathLike):
         r"""Writes the model (settings, graph, weights, training history) to ``path``, atomically."""

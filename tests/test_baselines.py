@@ -3,6 +3,7 @@ r"""Tests of the conditional baselines (NSF, cINN, cGAN) and their shared machin
 import math
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,20 @@ def test_determinism(cls):
     torch.manual_seed(123)
     _model(cls).fit(X, Y, max_epochs=1, progress=False).sample(Y)
     assert torch.equal(torch.rand(3), before)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_without_a_seed_torch_manual_seed_makes_a_fit_reproducible(cls):
+    # FrEIA's random permutations came from NumPy's global state, which the seed did not set.
+    X, Y = _data()
+    fits = []
+    for numpy_seed in (1, 2):
+        torch.manual_seed(3)
+        np.random.seed(numpy_seed)
+        fits.append(_model(cls, seed=None).fit(X, Y, max_epochs=1, progress=False))
+        assert np.random.rand() == np.random.RandomState(numpy_seed).rand()  # NumPy's state left alone
+    for (ka, va), (kb, vb) in zip(*(fit.model_.state_dict().items() for fit in fits)):
+        assert ka == kb and torch.equal(va, vb), ka
 
 
 @pytest.mark.parametrize("cls", ALL)

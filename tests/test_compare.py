@@ -343,6 +343,24 @@ def test_compare_all_strips_the_names(tmp_path, monkeypatch):
     assert runs == [("three_node", ["jko"]), ("traffic", ["jko"])]
 
 
+def test_compare_leaves_nsf_out_of_the_default_methods_only_above_its_dimension_cap(tmp_path, monkeypatch):
+    # Its autoregressive inverse on chordal (D = 1006) took over 40 minutes and 13 GB to sample.
+    runs = []
+
+    def record(data, methods, **kwargs):
+        runs.append((data.name, compare_module.parse_methods(methods)))
+        return {"dataset": data.name, "methods": {}}
+
+    monkeypatch.setattr(compare_module, "compare", record)
+    monkeypatch.setattr(compare_module, "format_table", lambda result: "")
+    for name in ("three_node", "chordal"):
+        assert compare_module.main(["--dataset", name, "--out", str(tmp_path)]) == 0
+    assert compare_module.main(["--dataset", "chordal", "--methods", "jko,nsf", "--out", str(tmp_path)]) == 0
+    assert runs == [("three_node", list(compare_module.METHODS)), ("chordal", ["jko", "ignn", "cinn", "cgan"]),
+                    ("chordal", ["jko", "nsf"])]
+    assert load("chordal").num_nodes * 2 > compare_module.NSF_MAX_DIM >= load("traffic").num_nodes * 2
+
+
 def test_compare_all_gives_each_dataset_the_settings_of_the_methods_it_runs(tmp_path, monkeypatch):
     # chordal skips nsf: its settings there were refused as those of a method not compared.
     compare_all = _script("compare_all")

@@ -276,6 +276,24 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert [r.w2 for r in loaded.history_] == [r.w2 for r in fitted.history_]
 
 
+def test_calling_the_model_says_which_methods_answer(fitted):
+    with pytest.raises(TypeError, match=r"not called: use encode\(X\)"):
+        fitted(toy(2)[0])
+
+
+def test_load_state_dict_refuses_the_weights_of_a_model_on_another_graph(fitted):
+    # The layers keep their graph in unsaved buffers: the weights were computed on this one's,
+    # while the model claimed the other's edge list, which save then wrote.
+    X, Y = toy(8, seed=5)
+    same_graph = ConditionalGraphFlow(EDGES.flip(1), 4, 2, 2, **SMALL)  # the edges in another order
+    same_graph.load_state_dict(fitted.state_dict())
+    assert torch.equal(same_graph.log_prob(X, Y), fitted.log_prob(X, Y))
+    assert torch.equal(same_graph.edge_index, EDGES.flip(1))
+    other_graph = ConditionalGraphFlow(torch.tensor([[0, 2, 2, 1, 1, 3], [2, 0, 1, 2, 3, 1]]), 4, 2, 2, **SMALL)
+    with pytest.raises(ValueError, match="the state_dict is that of a model on another graph"):
+        other_graph.load_state_dict(fitted.state_dict())
+
+
 def test_load_rejects_other_checkpoints(tmp_path):
     save_atomic({"weights": torch.zeros(2)}, tmp_path / "other.pt", kind="some.OtherModel")
     with pytest.raises(ValueError, match="OtherModel"):

@@ -41,18 +41,21 @@ from ..graph import check_edge_index
 @contextlib.contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
     r"""Runs a block under ``torch.manual_seed(seed)`` and NumPy's ``seed`` without changing
-    the global random states outside the block. Does nothing when ``seed`` is None."""
-    if seed is None:
-        yield
-        return
+    NumPy's global random state, nor torch's, outside the block. When ``seed`` is None, torch's
+    global state runs on, and NumPy is seeded from it: ``torch.manual_seed`` alone then makes a
+    run reproducible (FrEIA draws its permutations from NumPy)."""
     np_state = np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
+    try:
+        if seed is None:
+            np.random.seed(int(torch.randint(2**32, ())))
             yield
-        finally:
-            np.random.set_state(np_state)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                np.random.seed(seed % 2**32)
+                yield
+    finally:
+        np.random.set_state(np_state)
 
 
 def batched_edge_index(edge_index: Tensor, num_nodes: int, batch_size: int) -> Tensor:
