@@ -49,6 +49,24 @@ r"""The largest RK4 step, ``max_step / steps``: over longer steps the discrete m
 field need not be invertible (decoding missed encoded signals by up to 4 at 2.0)."""
 
 
+def _capped_steps(steps: np.ndarray, max_step: float) -> np.ndarray:
+    r"""The step sizes ``steps`` with none above ``max_step`` and the same sum (at most
+    ``len(steps) * max_step``): those above are cut to it, and the others share the time they
+    leave in proportion to their sizes, until none is above.
+
+    Example:
+        >>> _capped_steps(np.array([0.5, 0.5, 3.0]), 2.0).tolist()
+        [1.0, 1.0, 2.0]
+    """
+    steps = steps.copy()
+    while (steps > max_step * (1 + 1e-12)).any():
+        capped = steps >= max_step * (1 - 1e-12)
+        left = steps.sum() - max_step * capped.sum()
+        steps[capped] = max_step
+        steps[~capped] *= left / steps[~capped].sum()
+    return steps
+
+
 def _check_solver_step(max_step: float, steps: int):
     if max_step / steps > MAX_SOLVER_STEP:
         raise ValueError(
@@ -694,7 +712,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         :math:`L(s_k) = k L(T) / B`, so each block's movement
         :math:`W_k = \mathbb{E}\|T_k(x) - x\|^2 \approx (L(T) / B)^2` is the same. Resizing
         each step alone, :math:`h_k \propto h_k / \sqrt{W_k}`, would ignore that a block's
-        movement depends on where the blocks before it stop. The total time is kept. Each new
+        movement depends on where the blocks before it stop. The total time is kept, and no
+        block is made longer than ``max_step`` (where the flow stands nearly still at the end,
+        the last blocks would be): those are cut to it, and the others share the time they
+        leave in proportion to their lengths. Each new
         block starts as a copy of the old block holding its interval's midpoint (the field
         depends on absolute time, so that is the same field there) and is retrained (JKO
         objective) on the data pushed through the retrained blocks before it. A retrained block
@@ -728,6 +749,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # still, so that its piecewise-linear inverse is a function and no block is empty.
         lengths = lengths + 1e-6 * lengths[-1] * times / times[-1]
         bounds = np.interp(np.linspace(0.0, lengths[-1], len(self.blocks) + 1), lengths, times)
+        bounds = np.concatenate([[0.0], np.cumsum(_capped_steps(np.diff(bounds), self.config["max_step"]))])
         ends = [float(b.interval[1]) for b in self.blocks]
         blocks = nn.ModuleList()
         for start, end in itertools.pairwise(bounds):

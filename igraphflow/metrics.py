@@ -200,7 +200,8 @@ def mmd(
 
     The default is the unbiased U-statistic (pairs :math:`i \neq j` within a sample), which can
     be slightly negative when the two distributions are equal; ``biased=True`` gives the
-    V-statistic (all pairs), which is always non-negative.
+    V-statistic (all pairs), which is non-negative unless ``paired`` leaves the pairs
+    :math:`i = i` out of the cross term alone.
 
     Arguments:
         X: A sample ``[n, d]`` or ``[n, V, C]``.

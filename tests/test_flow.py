@@ -745,6 +745,22 @@ def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
     assert all(a.interval[1] == b.interval[0] for a, b in zip(model.blocks[:-1], model.blocks[1:]))
 
 
+def test_reparameterize_keeps_every_block_within_max_step(monkeypatch):
+    # Where the flow stands nearly still at the end, equal lengths gave the last block 2.94 > 2
+    # (RK4 steps beyond MAX_SOLVER_STEP); it now takes max_step, the others the time it leaves.
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=3, seed=0, max_step=2.0)
+    bounds = np.cumsum([0.0, 1.0, 1.0, 2.0])
+    model.blocks = nn.ModuleList(ODEBlock(LinearField(-torch.eye(8)), a, b, steps=32) for a, b in itertools.pairwise(bounds))
+    model.fitted.fill_(True)
+    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, blocks, *args: setattr(self, "blocks", blocks) or self)
+    model.reparameterize(X, Y, progress=False)
+    equal = np.diff(-np.log(1 - np.arange(4) * (1 - np.exp(-4.0)) / 3))  # 0.37, 0.69, 2.94
+    steps = np.array([b.step_size for b in model.blocks])
+    np.testing.assert_allclose(steps, [*(2.0 * equal[:2] / equal[:2].sum()), 2.0], atol=2e-3)
+    assert steps.max() <= 2.0 and math.isclose(model.blocks[-1].interval[1].item(), 4.0, rel_tol=1e-6)
+
+
 def test_refine_splits_blocks_and_starts_from_the_same_map():
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": 2}).fit(X, Y, progress=False)
