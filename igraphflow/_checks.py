@@ -4,7 +4,8 @@ from __future__ import annotations
 
 __all__ = [
     "MAX_SEED", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
-    "as_seconds", "as_seed", "as_signals", "as_labels", "check_input_file", "check_node_input", "warn_lost_resolution",
+    "as_seconds", "as_seed", "as_signals", "as_labels", "check_input_file", "check_node_input", "finite_result",
+    "warn_lost_resolution",
 ]
 
 import math
@@ -421,3 +422,24 @@ def check_node_input(x: Tensor, num_nodes: int, channels: int | None, layer: str
     if x.dim() < 2 or x.size(-2) != num_nodes or (channels is not None and x.size(-1) != channels):
         last = "C" if channels is None else f"in_channels={channels}"
         raise ValueError(f"{layer} expects input [*, num_nodes={num_nodes}, {last}], got {list(x.shape)}")
+
+
+def finite_result(result: Tensor, inputs: Tensor, name: str, warn: bool = False) -> Tensor:
+    r"""``result`` (one row per sample of ``inputs``), or a ValueError naming the samples it is
+    not finite for: finite inputs far outside those the flow was trained on can overflow its
+    arithmetic, and NaN would pass silently through every answer built on it. With ``warn``, a
+    warning instead, and ``result`` as computed (the model's own draws: a sample whose rows are
+    scored one by one keeps its finite rows)."""
+    bad = ~torch.isfinite(result.flatten(1)).all(1)
+    if bad.any():
+        rows = bad.nonzero().flatten()
+        largest = inputs[rows].abs().max().item()
+        message = (
+            f"the flow overflows on {rows.numel()} of {bad.numel()} samples of {name} (first: {rows[:5].tolist()}; "
+            f"largest |{name}| among them: {largest:.3g}): values this far from those the flow was trained on exceed "
+            f"{str(result.dtype).removeprefix('torch.')}"
+        )
+        if not warn:
+            raise ValueError(message)
+        warnings.warn(f"{message}; returned as computed", stacklevel=3)
+    return result

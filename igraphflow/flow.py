@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ._checks import (
     MAX_SEED, as_count, as_device, as_flag, as_labels, as_orders, as_output_dir, as_real, as_seconds, as_seed, as_signals,
-    warn_lost_resolution,
+    finite_result, warn_lost_resolution,
 )
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
@@ -95,29 +95,13 @@ class _FitData:
     split_seed: int
 
 
+def _listed(values: list, most: int = 10) -> str:
+    r"""``values`` as a list, the first ``most`` of them where there are more."""
+    return str(values) if len(values) <= most else f"{str(values[:most])[:-1]}, ... ({len(values)} in all)]"
+
+
 def _is_auto(value) -> bool:
     return isinstance(value, str) and value == "auto"
-
-
-def _finite(result: Tensor, inputs: Tensor, name: str, warn: bool = False) -> Tensor:
-    r"""``result`` (one row per sample of ``inputs``), or a ValueError naming the samples it is
-    not finite for: finite inputs far outside those the flow was trained on can overflow its
-    arithmetic, and NaN would pass silently through every answer built on it. With ``warn``, a
-    warning instead, and ``result`` as computed (the model's own draws: a sample whose rows are
-    scored one by one keeps its finite rows)."""
-    bad = ~torch.isfinite(result.flatten(1)).all(1)
-    if bad.any():
-        rows = bad.nonzero().flatten()
-        largest = inputs[rows].abs().max().item()
-        message = (
-            f"the flow overflows on {rows.numel()} of {bad.numel()} samples of {name} (first: {rows[:5].tolist()}; "
-            f"largest |{name}| among them: {largest:.3g}): values this far from those the flow was trained on exceed "
-            f"{str(result.dtype).removeprefix('torch.')}"
-        )
-        if not warn:
-            raise ValueError(message)
-        warnings.warn(f"{message}; returned as computed", stacklevel=3)
-    return result
 
 
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
@@ -397,7 +381,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         unseen = sorted(set(Y.unique().tolist()) - set(self.classes_seen.nonzero().flatten().tolist()))
         if unseen:
             # stacklevel: the caller of the public method that called this one.
-            warnings.warn(f"{name} holds labels {unseen} that never occurred in the training labels: the model "
+            warnings.warn(f"{name} holds labels {_listed(unseen)} that never occurred in the training labels: the model "
                           "knows nothing of them, and what it computes for them means nothing", stacklevel=3)
 
     # Training ---------------------------------------------------------------------------
@@ -458,10 +442,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             fingerprint = data.fingerprint
             data = self._split(X, Y, split_seed=as_seed(checkpoint["split_seed"], "split_seed"))
             data.fingerprint = fingerprint
-        absent = sorted(set(range(self.num_classes)) - set(torch.cat([data.y, data.y_val]).unique().tolist()))
+        # Only the training part counts: the blocks, the noise and the head never see the rest.
+        absent = sorted(set(range(self.num_classes)) - set(data.y.unique().tolist()))
         if absent:
             # Their means are placed but never fitted: signals sampled for them mean nothing.
-            warnings.warn(f"labels {absent} never occur in Y: the model cannot generate or predict them from data", stacklevel=2)
+            held_out = sorted(set(absent) & set(data.y_val.unique().tolist()))
+            where = f" but among the samples held out for validation ({_listed(held_out)})" if held_out else ""
+            warnings.warn(f"labels {_listed(absent)} never occur in Y{where}: the model cannot generate or predict them "
+                          "from data", stacklevel=2)
         self._initialise()
         self.classes_seen.fill_(True)
         self.classes_seen[absent] = False
@@ -859,7 +847,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         """
         self._check_fitted()
         X = self._signals(X)
-        return _finite(in_chunks(self._forward_all, self.standardizer(X)), X, "X")
+        return finite_result(in_chunks(self._forward_all, self.standardizer(X)), X, "X")
 
     def _forward_all(self, h: Tensor) -> Tensor:
         for block in self.blocks:
@@ -874,7 +862,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def _decoded(self, H: Tensor, warn: bool = False) -> Tensor:
         r""":math:`F^{-1}(H)` of checked latents; overflowing signals raise, or are warned about with ``warn``."""
-        return _finite(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H", warn=warn)
+        return finite_result(self.standardizer.inverse(in_chunks(self._inverse_all, H)), H, "H", warn=warn)
 
     def _inverse_all(self, x: Tensor, corrections: int = 1) -> Tensor:
         for block in reversed(self.blocks):
@@ -919,7 +907,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             logdets.append(logdet)
         H, logdet = torch.cat(latents), torch.cat(logdets)
         # A log-density of -inf is one too small for the dtype; an infinite latent or log-det an overflow.
-        _finite(torch.cat([H.flatten(1), logdet.unsqueeze(1)], 1), X, "X")
+        finite_result(torch.cat([H.flatten(1), logdet.unsqueeze(1)], 1), X, "X")
         return self.latent.log_prob(H, Y) + logdet + self.standardizer.log_abs_det()
 
     @torch.no_grad()

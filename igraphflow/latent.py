@@ -381,13 +381,15 @@ class GaussianMixtureLatent(nn.Module):
         return self.mixture_centres[component] + self.mixture_scales[component] * noise
 
     def standard_draws(self, num_draws: int, generator: torch.Generator | None, like: Tensor) -> tuple[Tensor, Tensor]:
-        r"""The random numbers of :meth:`draw_noise`: standard normal ``[num_draws, VC]`` and
+        r"""The random numbers of :meth:`draw_noise` (or of the Gaussian noise, without a mixture):
+        standard normal ``[num_draws, VC]`` and
         uniform ``[num_draws]`` (the latter picks each draw's component), in the dtype and on the
         device of ``like``."""
         options = dict(device=like.device, generator=generator, dtype=torch.float64)
         # Drawn in float64 whatever the dtype: torch's streams differ between dtypes, and a seed
         # should give the same samples in float32 and float64, up to rounding.
-        noise = draw(torch.randn, (num_draws, self.mixture_centres.size(1)), **options).to(like.dtype)
+        dims = self.scale_tril.size(0) if self.mixture_centres is None else self.mixture_centres.size(1)
+        noise = draw(torch.randn, (num_draws, dims), **options).to(like.dtype)
         return noise, draw(torch.rand, num_draws, **options).to(like.dtype)
 
     @staticmethod
@@ -454,43 +456,95 @@ class GaussianMixtureLatent(nn.Module):
 
     def squared_distances(self, h: Tensor) -> Tensor:
         r"""The Mahalanobis distance of every node's :math:`h_v` to every class under the node's
-        marginal :math:`\mathcal{N}(\mu_k + b_v, \Sigma_{vv})`, ``[N, V, K]`` (a :math:`\chi^2_C`
-        variable for the true class)."""
-        return self._node_distances(h, self.node_scale_tril)
+        law given its own label alone (:meth:`node_marginals`), ``[N, V, K]`` (a
+        :math:`\chi^2_C` variable for the true class under Gaussian noise, unless the mean moves
+        with the label pattern)."""
+        centres, tril = self.node_marginals()
+        return self._node_whitened(h.unsqueeze(-2) - centres, tril).square().sum(-1)
 
     def node_squared_distance(self, h: Tensor, y: Tensor) -> Tensor:
-        r"""The distance of :meth:`squared_distances` to each node's own class ``y``, ``[N, V]``,
-        from the mean given the whole pattern ``y`` (:meth:`conditional_mean`; the same as
-        :meth:`squared_distances` unless the mean moves with the pattern)."""
+        r"""The distance of each node's :math:`h_v` from its mean given the whole pattern ``y``
+        (:meth:`conditional_mean`) under :math:`\Sigma_{vv}`, ``[N, V]`` (the same as
+        :meth:`squared_distances` at the true class unless the mean moves with the pattern)."""
         node_tril = self.node_scale_tril
         if node_tril is None:
             return self._residual(h, y).square().sum(-1) / self.sigma**2
         return self._node_whitened(self._residual(h, y), node_tril).square().sum(-1)
 
-    def _node_distances(self, h: Tensor, node_tril: Tensor | None) -> Tensor:
-        r = h.unsqueeze(-2) - self.means  # [N, V, K, C]
-        if node_tril is None:
-            return r.square().sum(-1) / self.sigma**2
-        return self._node_whitened(r - self.offset.unsqueeze(-2), node_tril).square().sum(-1)
+    def _label_maps(self) -> Tensor:
+        r"""What the one-hot label of node ``u`` adds to the mean of node ``v`` under the pattern
+        mean, ``[V (u), V (v), K, C]`` (a view, for label frequencies: every label counts ``1 / V``)."""
+        weights, K = self.pattern_weights, self.num_classes
+        V = weights.size(1)
+        if self.pattern_centre.numel() == K:
+            return (weights / V).unsqueeze(0).expand(V, -1, -1, -1).transpose(1, 2)
+        return weights.view(V, K, V, -1).transpose(1, 2)
+
+    def node_marginals(self) -> tuple[Tensor, Tensor]:
+        r"""The law of each node's :math:`h_v` given its own label alone: centres ``[V, K, C]`` and
+        the Cholesky factors of its covariance ``[V, C, C]`` (a leading dimension of 1 for the
+        isotropic latent: the same at every node).
+
+        Without a pattern mean this is :math:`\mathcal{N}(\mu_k + b_v, \Sigma_{vv})`. Where the
+        mean moves with the label pattern, :math:`A g(y)`, the other nodes' labels move node
+        ``v`` too; drawn from the class prior independently across nodes (the model's prior, as
+        in :meth:`posterior`), they give the centre :math:`\mathbb{E}[m_v(y) | y_v = k]` and add
+        the covariance of their shift to :math:`\Sigma_{vv}` (the Gaussian of the same first
+        two moments; the shift itself is the same for every ``k``, see
+        :meth:`pattern_shift_draws`).
+        """
+        if self.scale_tril is None:
+            eye = torch.eye(self.num_features, dtype=self.means.dtype, device=self.means.device)
+            return self.means.unsqueeze(0), (self.sigma * eye).unsqueeze(0)
+        centres, node_tril = self.means + self.offset.unsqueeze(1), self.node_scale_tril
+        if self.pattern_weights is None:
+            return centres, node_tril
+        prior, maps = self.log_prior.exp(), self._label_maps()
+        own = maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # [V, K, C]
+        expected = prior if self.pattern_centre.numel() == self.num_classes else prior.repeat(maps.size(0))
+        at_prior = ((expected - self.pattern_centre) @ self.pattern_weights.flatten(1)).view_as(self.offset)
+        eye = torch.eye(self.num_classes, dtype=prior.dtype, device=prior.device)
+        centres = centres + at_prior.unsqueeze(1) + torch.einsum("jk,vkc->vjc", eye - prior, own)
+        label_covariance = torch.diag(prior) - torch.outer(prior, prior)
+        shift_covariance = (torch.einsum("uvkc,kl,uvld->vcd", maps, label_covariance, maps)
+                            - torch.einsum("vkc,kl,vld->vcd", own, label_covariance, own))
+        covariance = node_tril @ node_tril.transpose(-1, -2) + shift_covariance
+        return centres, torch.linalg.cholesky(covariance)
+
+    def pattern_shift_draws(self, num_draws: int, generator: torch.Generator | None) -> Tensor:
+        r"""Draws of how the other nodes' labels move each node's mean around its centre in
+        :meth:`node_marginals`, ``[num_draws, V, C]``: the labels drawn from the class prior,
+        independently across nodes. The same law whatever the node's own label, which the
+        pattern mean adds linearly (needs :attr:`pattern_mean`)."""
+        prior, maps = self.log_prior.exp(), self._label_maps()
+        V, K = maps.size(0), self.num_classes
+        options = dict(device=prior.device, generator=generator, dtype=torch.float64)
+        labels = torch.searchsorted(prior.double().cumsum(0), draw(torch.rand, (num_draws, V), **options)).clamp_max(K - 1)
+        deviation = F.one_hot(labels, K).to(prior) - prior  # [R, V, K]
+        per_node = self.pattern_centre.numel() != K
+        features = deviation.flatten(1) if per_node else deviation.mean(1)
+        everyone = (features @ self.pattern_weights.flatten(1)).view(num_draws, V, -1)
+        return everyone - torch.einsum("rvk,vkc->rvc", deviation, maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1))
 
     @staticmethod
     def _node_whitened(r: Tensor, node_tril: Tensor) -> Tensor:
-        r""":math:`L_v^{-1} r_v` for residuals ``r [N, V, ..., C]`` and factors ``[V, C, C]``."""
+        r""":math:`L_v^{-1} r_v` for residuals ``r [N, V, ..., C]`` and factors ``[V, C, C]`` (or
+        ``[1, C, C]``: the same at every node)."""
         # The V small inverses once: a solve broadcast against r would copy them N K times.
         eye = torch.eye(node_tril.size(-1), dtype=node_tril.dtype, device=node_tril.device)
         inverse = torch.linalg.solve_triangular(node_tril, eye.expand_as(node_tril), upper=False)
         flat = r.reshape(r.size(0), r.size(1), math.prod(r.shape[2:-1]), r.size(-1))  # [N, V, M, C]
-        return torch.einsum("vij,nvmj->nvmi", inverse, flat).reshape(r.shape)
+        return torch.einsum("vij,nvmj->nvmi", inverse.expand(r.size(1), -1, -1), flat).reshape(r.shape)
 
     def class_log_likelihood(self, h: Tensor) -> Tensor:
-        r""":math:`\log \mathcal{N}(h_v; \mu_k + b_v, \Sigma_{vv})` for every node and class, ``[N, V, K]``
-        (:math:`\Sigma_{vv} = \sigma^2 I` unless a covariance was fitted)."""
-        node_tril = self.node_scale_tril  # derived once for both uses
-        if node_tril is None:
-            log_scale = self.num_features * math.log(self.sigma)
-        else:
-            log_scale = node_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)  # [V, 1]
-        return _gaussian_log_density(self._node_distances(h, node_tril), log_scale, self.num_features)
+        r""":math:`\log p(h_v | Y_v = k)` for every node and class, ``[N, V, K]``: the Gaussian of
+        :meth:`node_marginals` (:math:`\mathcal{N}(\mu_k + b_v, \Sigma_{vv})` unless the mean
+        moves with the label pattern; :math:`\Sigma_{vv} = \sigma^2 I` unless a covariance was
+        fitted)."""
+        centres, tril = self.node_marginals()
+        log_scale = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)  # [V, 1]
+        distance = self._node_whitened(h.unsqueeze(-2) - centres, tril).square().sum(-1)
+        return _gaussian_log_density(distance, log_scale, self.num_features)
 
     def _labels(self, y, h: Tensor | None = None) -> Tensor:
         r"""``y`` checked as labels ``[N, V]`` of this latent's classes (and of the signals ``h [N, V, C]``)."""
@@ -521,8 +575,19 @@ class GaussianMixtureLatent(nn.Module):
         return self.log_posterior(h).exp()
 
     def posterior_logits(self, h: Tensor) -> Tensor:
-        r""":math:`\log \pi_k + \log p(h_v | Y_v = k)`, ``[N, V, K]``: the Bayes rule before normalisation."""
-        return self.log_prior + self.class_log_likelihood(h)
+        r""":math:`\log \pi_k + \log p(h_v | Y_v = k)` (:meth:`class_log_likelihood`) up to a
+        term shared by all classes, ``[N, V, K]``: the Bayes rule before normalisation.
+
+        With :math:`a = L_v^{-1} h_v` and :math:`m_k = L_v^{-1} c_{vk}`, the term
+        :math:`-\|a\|^2 / 2` of every class is left out: far from the training signals it is
+        far larger than the differences between the classes, which it would round away.
+        """
+        centres, tril = self.node_marginals()
+        whitened_h = self._node_whitened(h.unsqueeze(-2), tril)  # [N, V, 1, C]
+        whitened_centres = self._node_whitened(centres.unsqueeze(0), tril)[0]  # [V, K, C]
+        log_scale = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)
+        linear = (whitened_h * whitened_centres).sum(-1)
+        return self.log_prior + linear - 0.5 * whitened_centres.square().sum(-1) - log_scale
 
     def log_posterior(self, h: Tensor) -> Tensor:
         r""":math:`\log P(Y_v = k | h_v)`, ``[N, V, K]``, computed without passing through
@@ -636,6 +701,12 @@ class GaussianMixtureLatent(nn.Module):
         if fit is None or fit[0].mean() <= isotropic:
             return None
         _, shrinkage, tril = fit
+        # No variance below what the model's dtype resolves: the residuals of constant signals
+        # are 1e-17 in float64, but the stored means and offsets round by about eps |h|, and
+        # the density would then lie 2000 standard deviations from the training signals.
+        resolution = 4 * torch.finfo(self.means.dtype).eps * max(1.0, h.abs().max().item())
+        floored = tril @ tril.T + resolution**2 * torch.eye(len(tril), dtype=tril.dtype, device=tril.device)
+        tril = torch.linalg.cholesky(floored)
         self.means += shift.to(self.means)
         self.offset = offset.to(self.means)
         self.scale_tril = tril.to(self.means)

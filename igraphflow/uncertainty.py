@@ -12,7 +12,11 @@ Two kinds of node-label sets come from one fitted :class:`~igraphflow.Conditiona
   noise (see :meth:`~igraphflow.latent.GaussianMixtureLatent.fit_noise_`) the ellipses keep
   :math:`\Sigma_{vv}` and their size is the :math:`1 - \alpha` quantile of :math:`d_{vk}^2`
   over draws of the density (with the weights shared by all label patterns: the labels are
-  unknown).
+  unknown). Where the mean also moves with the whole label pattern
+  (``latent.pattern_mean``), the other nodes' labels, unknown too, move each node's mean: the
+  ellipses are those of the node's law given its own label alone, the other labels drawn from
+  the class prior (:meth:`~igraphflow.latent.GaussianMixtureLatent.node_marginals`), sized by
+  the same kind of draws. Labels absent from the training labels are in no set.
 * **Split-conformal sets** (after :meth:`UncertaintyMixin.calibrate`). These hold the true label
   with probability at least :math:`1 - \alpha` whatever the quality of the flow, provided the
   calibration and test nodes are exchangeable.
@@ -74,7 +78,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from ._checks import _as_tensor, as_count, as_flag, as_labels, as_real
+from ._checks import _as_tensor, as_count, as_flag, as_labels, as_real, finite_result
 from ._chunks import in_chunks
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
@@ -304,7 +308,9 @@ class UncertaintyMixin:
         computed from the logits by :func:`precise_log_softmax`, so that the scores of confident
         nodes do not round to 0 (probabilities saturate at 1 in float32)."""
         self._check_fitted()
-        return self._latent_log_proba(self.encode(X))
+        X = self._signals(X)
+        # Finite H far outside the training signals can still overflow the classifier.
+        return finite_result(self._latent_log_proba(self.encode(X)), X, "X")
 
     @torch.no_grad()
     def _latent_log_proba(self, h: Tensor) -> Tensor:
@@ -405,11 +411,13 @@ class UncertaintyMixin:
 
     @torch.no_grad()
     def gaussian_sets(self, X, alpha: float = 0.1) -> Tensor:
-        r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``."""
+        r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``.
+
+        A label absent from the training labels is in no set: its mean was never fitted."""
         alpha = as_real(alpha, "alpha", "(0, 1)")
         self._check_fitted()
         distance = self.latent.squared_distances(self.encode(X))
-        return distance <= self._region_thresholds(alpha).unsqueeze(-1)
+        return (distance <= self._region_thresholds(alpha).unsqueeze(-1)) & self.classes_seen
 
     def _region_thresholds(self, alpha: float, Y: Tensor | None = None, joint: bool = False) -> Tensor:
         r"""The squared distances that bound the :math:`1 - \alpha` regions given the label
@@ -423,20 +431,34 @@ class UncertaintyMixin:
         the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture: with the
         weights of each label pattern where they depend on the labels, else (and without ``Y``)
         with the shared weights. Every pattern's draws share their random numbers, so the
-        distances are computed once per component and gathered pattern by pattern.
+        distances are computed once per component and gathered pattern by pattern. Node-wise
+        without ``Y``, where the mean moves with the label pattern, the draws add the shift
+        that the other nodes' labels give each node
+        (:meth:`~igraphflow.latent.GaussianMixtureLatent.pattern_shift_draws`), and the
+        ellipses are those of :meth:`~igraphflow.latent.GaussianMixtureLatent.node_marginals`.
         """
         V, C = self.num_nodes, self.num_features
         latent, count = self.latent, 1 if Y is None else Y.size(0)
         shape = (count,) if joint else (count, V)
-        if latent.noise_components == 1:
+        # Labels unknown: where the mean moves with the label pattern, the other nodes' labels
+        # move each node's too (GaussianMixtureLatent.node_marginals), by a shift no chi-square holds.
+        shifted = Y is None and not joint and latent.pattern_mean
+        if latent.noise_components == 1 and not shifted:
             return torch.full(shape, chi2_quantile(alpha, V * C if joint else C), dtype=torch.float64, device=self.device)
         if alpha < 1 / REGION_DRAWS:  # the largest draw would stand in for a rarer quantile
-            raise ValueError(f"alpha must be at least 1/{REGION_DRAWS} under a mixture noise (its regions are sized "
+            raise ValueError(f"alpha must be at least 1/{REGION_DRAWS} here (the regions of this model are sized "
                              f"by {REGION_DRAWS} draws), got {alpha:g}")
-        log_weights, which = torch.unique(latent.mixture_log_weights(Y), dim=0, return_inverse=True)
-        if not len(log_weights):  # no signals asked about
+        if count == 0:  # no signals asked about
             return torch.zeros(shape, dtype=torch.float64, device=self.device)
-        noise, uniform = latent.standard_draws(REGION_DRAWS, torch.Generator().manual_seed(0), latent.mixture_centres)
+        tril = latent.scale_tril
+        if latent.noise_components > 1:
+            log_weights, which = torch.unique(latent.mixture_log_weights(Y), dim=0, return_inverse=True)
+            centres, scales = latent.mixture_centres, latent.mixture_scales
+        else:  # one standard Gaussian component
+            log_weights, which = tril.new_zeros(1, 1), torch.zeros(count, dtype=torch.long, device=self.device)
+            centres, scales = tril.new_zeros(1, V * C), tril.new_ones(1, V * C)
+        generator = torch.Generator().manual_seed(0)
+        noise, uniform = latent.standard_draws(REGION_DRAWS, generator, tril)
         draws = torch.arange(REGION_DRAWS, device=self.device)
         # Pattern p's draw r is draw r of its component: entry k R + r of the components' draws side by side.
         picks = [latent.mixture_components(w.expand(REGION_DRAWS, -1), uniform) * REGION_DRAWS + draws for w in log_weights]
@@ -445,20 +467,23 @@ class UncertaintyMixin:
 
         def quantiles(distance) -> Tensor:
             r"""``distance(u [R, VC]) -> [R, ...]``: its quantile over each pattern's draws, ``[P, ...]``."""
-            per_component = torch.cat([distance(c + s * noise) for c, s in zip(latent.mixture_centres, latent.mixture_scales)])
+            per_component = torch.cat([distance(c + s * noise) for c, s in zip(centres, scales)])
             # Draws last and contiguous: a selection along the last dimension is about twice as fast.
             side_by_side = per_component.movedim(0, -1).contiguous()
             return torch.stack([side_by_side.index_select(-1, index).kthvalue(rank, dim=-1).values for index in picks]).double()
 
         if joint:
             return quantiles(lambda u: u.square().sum(1))[which]
+        node_tril, shift = latent.node_scale_tril, 0.0
+        if shifted:
+            node_tril, shift = latent.node_marginals()[1], latent.pattern_shift_draws(REGION_DRAWS, generator)
         # Node-wise distances in blocks of nodes: all components' distances of a block at once
         # stay below 2^24 numbers.
-        tril, node_tril = latent.scale_tril, latent.node_scale_tril
-        block = max(1, 2**24 // (REGION_DRAWS * latent.noise_components))
+        block = max(1, 2**24 // (REGION_DRAWS * len(centres)))
         thresholds = [
             quantiles(lambda u, nodes=slice(start, start + block): latent._node_whitened(
-                (u @ tril[nodes.start * C : nodes.stop * C].T).view(REGION_DRAWS, -1, C), node_tril[nodes]
+                (u @ tril[nodes.start * C : nodes.stop * C].T).view(REGION_DRAWS, -1, C)
+                + (shift[:, nodes] if shifted else shift), node_tril[nodes]
             ).square().sum(-1))
             for start in range(0, V, block)
         ]

@@ -108,6 +108,9 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
         (dict(X=np.zeros((3, 3, 2)), Y=np.zeros((3, 3), dtype=np.int64)), r"got \[3, 3, 2\]"),
         (dict(X=np.zeros((10, 3, 2)), Y=np.zeros((9, 3), dtype=np.int64)), r"Y must have shape \[N=10, num_nodes=3\]"),
         (dict(X=np.zeros((10, 3, 2)), Y=-np.ones((10, 3), dtype=np.int64)), "negative labels"),
+        # Inferred as a model of a million classes, which took minutes to build.
+        (dict(X=np.zeros((10, 3, 2)), Y=np.arange(30).reshape(10, 3) % 2 * 10**6),
+         r"Y holds 2 distinct labels up to 1000000: number them 0, 1, ..., K - 1, or give the array num_classes"),
     ],
 )
 def test_bad_input_files_fail_before_training(tmp_path, capsys, arrays, message):
@@ -116,6 +119,16 @@ def test_bad_input_files_fail_before_training(tmp_path, capsys, arrays, message)
     assert main(["train", "--input", str(path), "--out", str(out), "--quiet"]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not out.exists()  # not even an empty run folder
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    # numpy's allocation error (--data-option num_train=100000000000) came out as a traceback.
+    def too_large(args):
+        raise MemoryError("Unable to allocate 745. GiB for an array with shape (100000000000, 3, 2)")
+
+    monkeypatch.setattr("igraphflow.cli._dataset_splits", too_large)
+    assert main(["train", "--dataset", "three_node", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err.startswith("igraphflow train: error: out of memory: Unable to allocate")
 
 
 def test_help_lists_the_commands(capsys):

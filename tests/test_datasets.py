@@ -17,7 +17,7 @@ import torch
 from torch_geometric.utils import contains_self_loops, is_undirected
 
 import igraphflow.datasets as D
-from igraphflow.datasets._base import chronological_windows, ramp_labels
+from igraphflow.datasets._base import chronological_windows, ramp_labels, series_samples
 from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
 from igraphflow.datasets.nsrdb import read_psm_csv
 from igraphflow.datasets.solar import resample_mean
@@ -514,6 +514,17 @@ def test_nsrdb_site_positions_must_be_on_the_globe(tmp_path, lat, lon, match):
     assert D.load("nsrdb", paths=good, daylight_only=False).num_nodes == 2
 
 
+def test_nsrdb_time_stamps_with_fractions_are_refused(tmp_path):
+    # int() cut every Hour of 9.5 to 9, without a word.
+    path = write_psm(tmp_path / "site.csv", 39.7, -105.2)
+    lines = path.read_text().splitlines()
+    lines[5] = lines[5].replace("2020,6,1,1,0,", "2020,6,1,1.5,0,")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"site\.csv: invalid date in Year\.\.Minute \(data row 3 holds a fraction: "
+                                         r"\[2020.0, 6.0, 1.0, 1.5, 0.0\]\)"):
+        read_psm_csv(path, "DHI")
+
+
 def test_solar_hope():
     root = shared_data()
     if root is None:
@@ -835,8 +846,31 @@ def test_resampling_takes_whole_multiples_of_the_step():
     for interval in (7.5, 0.5):  # every other bin dropped; one reading stamped as half a step
         with pytest.raises(ValueError, match=f"resample interval {interval:g} s must be a whole multiple of the readings' step 1 s"):
             resample_mean(times, values, interval)
+    # One stray stamp half a step off made 0.5 s the step: no bin held 6 readings, none was kept.
+    stray = times.copy()
+    stray[13] += 0.5
+    t, v = resample_mean(stray, values, 3.0)
+    assert t.tolist() == resample_mean(times, values, 3.0)[0].tolist() and np.allclose(v, np.arange(1.0, 30.0, 3.0)[:, None])
     data = D.simulated.linear_gaussian(num_nodes=np.int64(5), num_train=8.0, num_test=8, p_one=np.float32(0.25), radius=None)
     assert data.num_nodes == 5 and len(data.X_train) == 8 and "Bernoulli(0.25)" in data.label_rule
+
+
+def test_series_are_standardised_before_they_are_cast_to_float32():
+    # Cast first, a series offset by 1e8 kept 2 distinct values of 137, and a reading of 1e39
+    # became infinite without a word.
+    g = np.random.default_rng(0)
+    counts = g.integers(0, 200, size=(400, 3)).astype(np.float64)
+    labels, times = np.zeros((400, 3), dtype=np.int64), np.arange(400) * 60.0
+    plain, shifted = (series_samples(c, labels, times, lags=2, horizon=0, test_fraction=0.25)
+                      for c in (counts, counts + np.array([0.0, 1e8, 0.0])))
+    assert torch.unique(shifted["X_train"][:, 1, 0]).numel() == torch.unique(plain["X_train"][:, 1, 0]).numel() > 150
+    torch.testing.assert_close(shifted["X_train"], plain["X_train"], atol=1e-3, rtol=0)
+    huge = counts.copy()
+    huge[10, 0] = 1e39
+    assert torch.isfinite(series_samples(huge, labels, times, lags=2, horizon=0, test_fraction=0.25)["X_train"]).all()
+    with pytest.raises(ValueError, match="the standardised test signals exceed float32"):
+        huge[390, 0] = 1e300
+        series_samples(huge, labels, times, lags=2, horizon=0, test_fraction=0.25, source="counts")
 
 
 def test_a_stray_traffic_stamp_is_named_not_regridded(tmp_path):

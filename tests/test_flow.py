@@ -582,6 +582,27 @@ def test_fit_warns_about_labels_that_never_occur_and_so_does_every_answer_for_th
         ConditionalGraphFlow.load(tmp_path / "old.pt").sample(unseen[:2])
 
 
+def test_a_label_held_out_for_validation_alone_counts_as_never_trained_on():
+    # It counted as seen, although the blocks, the noise and the head never saw it.
+    X, _ = toy(40)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1))
+    rows = torch.arange(40.0).view(40, 1, 1).expand(40, 4, 2)
+    held_out = model._split(rows, torch.zeros(40, 4, dtype=torch.long)).x_val[:, 0, 0].long()
+    Y = torch.zeros(40, 4, dtype=torch.long)
+    Y[held_out[0], 0] = 1
+    with pytest.warns(UserWarning, match=r"labels \[1\] never occur in Y but among the samples held out for validation \(\[1\]\)"):
+        model.fit(X, Y, progress=False)
+    assert model.classes_seen.tolist() == [True, False]
+
+
+def test_a_long_list_of_absent_labels_is_cut_short():
+    X, Y = toy(16)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 40, **dict(SMALL, max_epochs=1, num_blocks=1))
+    with pytest.warns(UserWarning) as caught:
+        model.fit(X, Y, progress=False)
+    assert any("labels [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, ... (38 in all)] never occur in Y" in str(w.message) for w in caught)
+
+
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])
 def test_other_convolutions_fit(conv):
     # Without the noise fit, what is learnt is the blocks' and the means' doing.

@@ -539,6 +539,68 @@ def test_a_mean_that_moves_with_the_label_pattern_is_fitted(name, pattern_effect
     assert latent.log_prob(h[5000:], y[5000:]).mean() > without.log_prob(h[5000:], y[5000:]).mean() + 0.1
 
 
+@pytest.mark.parametrize(
+    "pattern_effect",
+    [lambda y: 1.5 * y.double().mean(1).view(-1, 1, 1).expand(-1, 4, 2),
+     lambda y: torch.stack([0 * y[:, 0], -2 * y[:, 1], 1.2 * y[:, 0], -2 * y[:, 3]], 1).double().unsqueeze(-1).expand(-1, -1, 2)],
+    ids=["frequencies", "per node"],
+)
+def test_node_marginals_are_the_moments_of_a_node_given_its_own_label_alone(pattern_effect):
+    # Direct reference: draws of the whole latent, the labels drawn from the prior, node by node
+    # and class by class. The marginal ignored the pattern mean: the Gaussian sets of an exact
+    # model covered 0.62 of the nodes at alpha = 0.1.
+    latent = GaussianMixtureLatent(2, 2)
+    h, y = _pattern_signals(6000, latent, seed=40, pattern_effect=pattern_effect)
+    latent.fit_noise_(h[:5000], y[:5000], h[5000:], y[5000:], seed=0)
+    assert latent.pattern_mean
+    latent.set_prior(torch.tensor([[0, 0, 0, 1]]))  # 4 : 3 once smoothed: not the uniform labels of the fit
+    prior = latent.log_prior.exp()
+    g = torch.Generator().manual_seed(42)
+    labels = (torch.rand(400000, 4, generator=g) > prior[0]).long()
+    with torch.no_grad():
+        draws = latent.sample(labels, g).double()
+        centres, tril = latent.node_marginals()
+        covariance = tril @ tril.transpose(-1, -2)
+        shifts = latent.pattern_shift_draws(400000, g).double()
+    node_covariance = latent.node_scale_tril @ latent.node_scale_tril.transpose(-1, -2)
+    for v in range(4):
+        for k in range(2):
+            mine = draws[labels[:, v] == k, v]
+            assert torch.allclose(mine.mean(0), centres[v, k].double(), atol=0.02)
+            assert torch.allclose(mine.T.cov(), covariance[v].double(), atol=0.02)
+        assert torch.allclose(shifts[:, v].mean(0), torch.zeros(2, dtype=torch.float64), atol=0.01)
+        assert torch.allclose(shifts[:, v].T.cov(), (covariance[v] - node_covariance[v]).double(), atol=0.01)
+    assert (covariance - node_covariance).diagonal(dim1=-2, dim2=-1).max() > 0.05  # the pattern does widen them
+
+
+def test_the_bayes_rule_far_from_the_training_signals_keeps_its_answer(fitted_noise):
+    # Its squared distances, about |h|^2 for every class, rounded their difference away in
+    # float32 at |h| = 1e8 (probabilities 0.5) and overflowed to NaN at 1e20.
+    latent, exact = copy.deepcopy(fitted_noise[0]).float(), copy.deepcopy(fitted_noise[0]).double()
+    direction = torch.tensor([[[1.0, 0.5], [1.0, 0.5], [1.0, 0.5]]], dtype=torch.float32)
+    near = latent.posterior_logits(direction) - latent.log_prior - latent.class_log_likelihood(direction)
+    assert torch.allclose(near - near[..., :1], torch.zeros_like(near), atol=1e-5)  # the same up to a term per node
+    reference = exact.posterior_logits(direction.double() * 1e20)
+    for scale in (1e8, 1e20):
+        logits = latent.posterior_logits(direction * scale)
+        assert torch.isfinite(logits).all()
+        assert torch.equal(logits.argmax(-1), reference.argmax(-1))
+        gap = (logits[..., 1] - logits[..., 0]).double() / scale
+        assert torch.allclose(gap, (reference[..., 1] - reference[..., 0]) / 1e20, rtol=1e-3)
+
+
+def test_the_fitted_noise_of_constant_signals_keeps_them_within_its_resolution():
+    # The float64 fit left variances near 1e-22; stored in float32, the means and offsets round
+    # by 1e-8, and the training signals themselves scored -4e9.
+    latent = GaussianMixtureLatent(2, 2).float()
+    h = torch.ones(300, 3, 2, dtype=torch.float32)
+    y = torch.randint(0, 2, (300, 3), generator=torch.Generator().manual_seed(5))
+    assert latent.fit_noise_(h[:200], y[:200], h[200:], y[200:], seed=0) is not None
+    log_prob = latent.log_prob(h[:10], y[:10])
+    assert torch.isfinite(log_prob).all() and log_prob.min() > 0
+    assert latent.scale_tril.diagonal().min() >= 4 * torch.finfo(torch.float32).eps * 0.99
+
+
 def test_labels_that_do_not_move_the_mean_leave_it_to_the_nodes():
     # Well-conditioned noise around the class means: over ten fits the pattern's mean is kept at
     # most once (its gain on the held-out signals is chance). Where the noise is nearly flat in

@@ -311,8 +311,43 @@ def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
     assert torch.equal(model.in_region(X, Y[:4000], 0.1, joint=False), inside[1])
     model.latent.temperature.fill_(1.0)
     # Rarer than one in the draws: the largest draw would have sized the region.
-    with pytest.raises(ValueError, match="alpha must be at least 1/16384 under a mixture noise"):
+    with pytest.raises(ValueError, match="alpha must be at least 1/16384 here"):
         model.in_region(X[:5], Y[:5], alpha=1e-6)
+
+
+def test_gaussian_sets_hold_their_share_where_the_mean_moves_with_the_label_pattern():
+    # An identity flow on 5 nodes whose level rises with the share of label 1 in the pattern.
+    # The sets measured every node from mu_k + b_v alone: 0.62 of the nodes in their 0.9 sets.
+    path = torch.tensor([[0, 1, 2, 3, 1, 2, 3, 4], [1, 2, 3, 4, 0, 1, 2, 3]])
+    model = ConditionalGraphFlow(path, 5, 2, 2, num_blocks=1, seed=0)
+    model.blocks = nn.ModuleList()
+    model.fitted.fill_(True)
+    g = torch.Generator().manual_seed(17)
+    Y = torch.randint(0, 2, (12000, 5), generator=g)
+    means = model.latent.means.detach()
+    H = means[Y] + 3.0 * (Y.float().mean(1) - 0.5).view(-1, 1, 1) + 0.5 * torch.randn(12000, 5, 2, generator=g)
+    model.latent.set_prior(Y[:4000])
+    model.latent.fit_noise_(H[:3000], Y[:3000], H[3000:4000], Y[3000:4000], seed=0)
+    assert model.latent.pattern_mean and model.latent.noise_components == 1
+    X, Y = H[4000:], Y[4000:]
+    for alpha in (0.1, 0.3):
+        sets = model.gaussian_sets(X, alpha)
+        assert set_coverage(sets, Y).double().mean().item() == pytest.approx(1 - alpha, abs=0.02)
+        # Given the labels, the regions measure from the pattern's own mean, by chi-square.
+        nodes = model.in_region(X, Y, alpha, joint=False)
+        assert nodes.double().mean().item() == pytest.approx(1 - alpha, abs=0.02)
+    # The Bayes rule weighs the same node-wise laws: better than the one that ignores the pattern.
+    bayes = precise_log_softmax(model.latent.posterior_logits(X)).argmax(-1)
+    centred = (X.unsqueeze(-2) - means - model.latent.offset.unsqueeze(1)).square().sum(-1).argmin(-1)
+    assert (bayes == Y).double().mean() > (centred == Y).double().mean()
+
+
+def test_gaussian_sets_leave_out_labels_never_trained_on():
+    X, Y = _blobs(400, 3, seed=18)
+    with pytest.warns(UserWarning, match=r"labels \[2\] never occur in Y"):
+        model = _tiny(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3, X, Y, num_classes=3)
+    assert not model.gaussian_sets(X, 0.1)[..., 2].any()
+    assert model.gaussian_sets(X, 0.1)[..., :2].any()
 
 
 def test_region_boundary_is_bounded_for_the_smallest_alpha(three_nodes):

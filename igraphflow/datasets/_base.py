@@ -86,7 +86,7 @@ class Scaler:
         mean = X.mean(dim=0)
         std = X.std(dim=0, unbiased=False)
         std = torch.where(std > eps, std, torch.ones_like(std))
-        return cls(mean.float(), std.float())
+        return cls(mean, std)  # in float64: a large offset rounded to float32 would shift every signal
 
     @classmethod
     def identity(cls, num_nodes: int, num_features: int) -> "Scaler":
@@ -516,12 +516,18 @@ def series_samples(
             f"{source}: too few usable time steps for lags={lags}, horizon={horizon} "
             f"(train windows: {train.size}, test windows: {test.size})"
         )
-    X_train = as_float_tensor(lag_features(features, train, lags))
-    X_test = as_float_tensor(lag_features(features, test, lags))
+    # Standardised in float64, then cast: in float32 first, readings far from zero (a large
+    # offset) would round to a few values, and readings beyond its range to infinity.
+    X_train, X_test = (torch.from_numpy(lag_features(features, ends, lags).astype(np.float64)) for ends in (train, test))
     scaler = Scaler.fit(X_train)
+    X_train, X_test = (scaler.transform(X).float() for X in (X_train, X_test))
+    for name, X in (("training", X_train), ("test", X_test)):
+        if not torch.isfinite(X).all():
+            raise ValueError(f"{source}: the standardised {name} signals exceed float32: the readings span more "
+                             "than it holds; rescale them")
     return {
-        "X_train": scaler.transform(X_train),
-        "X_test": scaler.transform(X_test),
+        "X_train": X_train,
+        "X_test": X_test,
         "Y_train": as_long_tensor(labels[train]),
         "Y_test": as_long_tensor(labels[test]),
         "scaler": scaler,

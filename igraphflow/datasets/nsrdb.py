@@ -74,6 +74,10 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
         as_real(degrees, f"{path}: {key} (degrees)", interval)
     columns, _, values = read_numeric_csv(path, skip_lines=2, required=_TIME_COLUMNS + (feature,), min_rows=3)
     ix = [columns.index(c) for c in _TIME_COLUMNS]
+    stamps = values[:, ix]
+    if (fractional := np.nonzero(np.isfinite(stamps) & (stamps != np.round(stamps)))[0]).size:  # int() cut 9.5 to 9
+        raise ValueError(f"{path}: invalid date in Year..Minute (data row {fractional[0] + 1} holds a fraction: "
+                         f"{stamps[fractional[0]].tolist()})")
     try:
         times = np.array(
             [datetime(*(int(v) for v in row[ix]), tzinfo=timezone.utc).timestamp() for row in values]

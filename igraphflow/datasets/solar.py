@@ -34,6 +34,7 @@ from ._base import (
     column_list,
     knn_graph,
     lag_names,
+    most_common_step,
     ramp_labels,
     read_numeric_csv,
     series_samples,
@@ -168,7 +169,7 @@ def solar_sim(
 def resample_mean(times: np.ndarray, values: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray]:
     r"""Averages readings over consecutive bins of ``interval`` seconds from the first stamp.
 
-    Only complete bins (as many readings as the finest step allows) are kept; the bin is
+    Only complete bins (as many readings as the series' most common step gives) are kept; the bin is
     stamped with its start time.
 
     Arguments:
@@ -186,7 +187,9 @@ def resample_mean(times: np.ndarray, values: np.ndarray, interval: float) -> tup
     """
     if interval <= 0:
         raise ValueError(f"resample interval must be positive, got {interval}")
-    step = float(np.min(np.diff(times))) if times.size > 1 else float(interval)
+    # The most common step: one stray stamp half a step off would make the smallest the step,
+    # and then no bin would hold enough readings.
+    step = most_common_step(times) if times.size > 1 else float(interval)
     # Bins of 7.5 readings would alternate 7 and 8 and drop the short ones; 0.5 would hold one
     # reading each yet be stamped as half a step.
     per_bin = round(interval / step)
