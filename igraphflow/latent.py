@@ -459,8 +459,12 @@ class GaussianMixtureLatent(nn.Module):
         law given its own label alone (:meth:`node_marginals`), ``[N, V, K]`` (a
         :math:`\chi^2_C` variable for the true class under Gaussian noise, unless the mean moves
         with the label pattern)."""
+        return self._marginal_distances(h)[0]
+
+    def _marginal_distances(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        r""":meth:`squared_distances` and the factors ``[V, C, C]`` of :meth:`node_marginals` they were measured by."""
         centres, tril = self.node_marginals()
-        return self._node_whitened(h.unsqueeze(-2) - centres, tril).square().sum(-1)
+        return self._node_whitened(h.unsqueeze(-2) - centres, tril).square().sum(-1), tril
 
     def node_squared_distance(self, h: Tensor, y: Tensor) -> Tensor:
         r"""The distance of each node's :math:`h_v` from its mean given the whole pattern ``y``
@@ -471,14 +475,17 @@ class GaussianMixtureLatent(nn.Module):
             return self._residual(h, y).square().sum(-1) / self.sigma**2
         return self._node_whitened(self._residual(h, y), node_tril).square().sum(-1)
 
-    def _label_maps(self) -> Tensor:
+    def _label_maps(self) -> tuple[Tensor, Tensor]:
         r"""What the one-hot label of node ``u`` adds to the mean of node ``v`` under the pattern
-        mean, ``[V (u), V (v), K, C]`` (a view, for label frequencies: every label counts ``1 / V``)."""
+        mean, ``[V (u), V (v), K, C]`` (a view, for label frequencies: every label counts
+        ``1 / V``), and what each node's own label adds to its own mean, ``[V, K, C]``."""
         weights, K = self.pattern_weights, self.num_classes
         V = weights.size(1)
         if self.pattern_centre.numel() == K:
-            return (weights / V).unsqueeze(0).expand(V, -1, -1, -1).transpose(1, 2)
-        return weights.view(V, K, V, -1).transpose(1, 2)
+            maps = (weights / V).unsqueeze(0).expand(V, -1, -1, -1).transpose(1, 2)
+        else:
+            maps = weights.view(V, K, V, -1).transpose(1, 2)
+        return maps, maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1)
 
     def node_marginals(self) -> tuple[Tensor, Tensor]:
         r"""The law of each node's :math:`h_v` given its own label alone: centres ``[V, K, C]`` and
@@ -499,8 +506,7 @@ class GaussianMixtureLatent(nn.Module):
         centres, node_tril = self.means + self.offset.unsqueeze(1), self.node_scale_tril
         if self.pattern_weights is None:
             return centres, node_tril
-        prior, maps = self.log_prior.exp(), self._label_maps()
-        own = maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # [V, K, C]
+        prior, (maps, own) = self.log_prior.exp(), self._label_maps()
         expected = prior if self.pattern_centre.numel() == self.num_classes else prior.repeat(maps.size(0))
         at_prior = ((expected - self.pattern_centre) @ self.pattern_weights.flatten(1)).view_as(self.offset)
         eye = torch.eye(self.num_classes, dtype=prior.dtype, device=prior.device)
@@ -516,7 +522,7 @@ class GaussianMixtureLatent(nn.Module):
         :meth:`node_marginals`, ``[num_draws, V, C]``: the labels drawn from the class prior,
         independently across nodes. The same law whatever the node's own label, which the
         pattern mean adds linearly (needs :attr:`pattern_mean`)."""
-        prior, maps = self.log_prior.exp(), self._label_maps()
+        prior, (maps, own) = self.log_prior.exp(), self._label_maps()
         V, K = maps.size(0), self.num_classes
         options = dict(device=prior.device, generator=generator, dtype=torch.float64)
         labels = torch.searchsorted(prior.double().cumsum(0), draw(torch.rand, (num_draws, V), **options)).clamp_max(K - 1)
@@ -524,7 +530,7 @@ class GaussianMixtureLatent(nn.Module):
         per_node = self.pattern_centre.numel() != K
         features = deviation.flatten(1) if per_node else deviation.mean(1)
         everyone = (features @ self.pattern_weights.flatten(1)).view(num_draws, V, -1)
-        return everyone - torch.einsum("rvk,vkc->rvc", deviation, maps.diagonal(dim1=0, dim2=1).permute(2, 0, 1))
+        return everyone - torch.einsum("rvk,vkc->rvc", deviation, own)
 
     @staticmethod
     def _node_whitened(r: Tensor, node_tril: Tensor) -> Tensor:
@@ -541,9 +547,8 @@ class GaussianMixtureLatent(nn.Module):
         :meth:`node_marginals` (:math:`\mathcal{N}(\mu_k + b_v, \Sigma_{vv})` unless the mean
         moves with the label pattern; :math:`\Sigma_{vv} = \sigma^2 I` unless a covariance was
         fitted)."""
-        centres, tril = self.node_marginals()
+        distance, tril = self._marginal_distances(h)
         log_scale = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1, keepdim=True)  # [V, 1]
-        distance = self._node_whitened(h.unsqueeze(-2) - centres, tril).square().sum(-1)
         return _gaussian_log_density(distance, log_scale, self.num_features)
 
     def _labels(self, y, h: Tensor | None = None) -> Tensor:
