@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 import argparse
 import json
+import math
 import sys
 import time
 import tokenize
@@ -95,18 +96,24 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
     return graph, dict(X=data.X_train, Y=data.Y_train), dict(X=data.X_test, Y=data.Y_test)
 
 
+def _number(value: float) -> float | None:
+    r"""``value``, or None (JSON's null) where it is not finite: JSON has no NaN or infinity."""
+    return value if math.isfinite(value) else None
+
+
 def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool, seed: int) -> dict:
     dims = model.num_nodes * model.num_features
     # Seeded, so that evaluate gives the estimate that train printed.
     log_prob = model.log_prob(test["X"], test["Y"], exact=exact, seed=seed)
     accuracy = (model.predict(test["X"]).cpu() == torch.as_tensor(test["Y"])).float().mean()
     latent = model.encode(test["X"])
-    round_trip = (model.decode(latent) - torch.as_tensor(test["X"], device=model.device)).norm()
+    X = torch.as_tensor(test["X"], device=model.device).double()  # norms of large signals overflow float32
+    round_trip = (model.decode(latent).double() - X).norm() / X.norm()
     return {
-        "test_nll_per_dim": -log_prob.mean().item() / dims,
+        "test_nll_per_dim": _number(-log_prob.double().mean().item() / dims),
         "nll_estimator": "exact" if exact else "hutchinson",
         "test_accuracy": accuracy.item(),
-        "round_trip_relative_error": (round_trip / torch.as_tensor(test["X"]).norm()).item(),
+        "round_trip_relative_error": _number(round_trip.item()),
         "num_test": len(test["X"]),
     }
 
@@ -140,8 +147,8 @@ def _train(args) -> int:
                "pattern_mean": model.latent.pattern_mean,
                **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
-        file.write(json.dumps(summary, indent=2).encode())
-    print(json.dumps(summary, indent=2))
+        file.write(json.dumps(summary, indent=2, allow_nan=False).encode())
+    print(json.dumps(summary, indent=2, allow_nan=False))
     print(f"model written to {out / 'model.pt'}")
     return 0
 
@@ -167,7 +174,7 @@ def _evaluate_command(args) -> int:
         raise ValueError(f"{source} has another graph than the model: {graph['num_nodes']} nodes (the model "
                          f"{model.num_nodes}) and {len(theirs ^ ours)} edges not in both")
     exact = model.num_nodes * model.num_features <= args.exact_max_dim
-    print(json.dumps(_evaluate(model, test, exact, args.seed), indent=2))
+    print(json.dumps(_evaluate(model, test, exact, args.seed), indent=2, allow_nan=False))
     return 0
 
 

@@ -39,6 +39,12 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(data_file)]) == 0
     assert json.loads(capsys.readouterr().out)["test_nll_per_dim"] == pytest.approx(summary["test_nll_per_dim"])
+    # Signals far out score a density of 0: null, not JSON's missing Infinity (nor NaN).
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "far.npz", **{**arrays, "X": arrays["X"] * 1e25})
+    assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "far.npz")]) == 0
+    far = json.loads(capsys.readouterr().out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert far["test_nll_per_dim"] is None and far["round_trip_relative_error"] >= 0
 
     labels = tmp_path / "labels.npy"
     np.save(labels, np.zeros((5, 3), dtype=np.int64))
