@@ -54,7 +54,8 @@ def evaluate(name: str, quick: bool, seed: int) -> dict:
     dims = data.num_nodes * data.num_features
     true_nll = -data.true_log_prob(data.X_test, data.Y_test).mean().item() / dims
     settings = dict(max_epochs=2) if quick else {}
-    model = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes, seed=seed, **settings)
+    model = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes, seed=seed,
+                                 device="cpu", **settings)  # the CPU, as the header says
     started = time.monotonic()
     model.fit(data.X_train, data.Y_train, progress=False)
     fit_s = time.monotonic() - started

@@ -526,7 +526,7 @@ def report(cfg, trajectory, memory, speed, seconds, load_avg, command) -> str:
             f"({reps[-1]['nll']:.4f} -> {result['stages'][-1]['nll']:.4f}).",
             "",
         ]
-    lines += ["Figure: `benchmarks/figures/jko_w2.png`.", ""]
+    lines += ["![jko_w2](../figures/jko_w2.png)", ""]  # the figures beside these results
 
     # 2. Memory
     mem = cfg["memory_dataset"]
@@ -539,7 +539,7 @@ def report(cfg, trajectory, memory, speed, seconds, load_avg, command) -> str:
         "sequence). Each run in a fresh subprocess; peak = `ru_maxrss` of the child at the end; base = "
         "`ru_maxrss` after imports, data and model construction.",
         "",
-        "| method | blocks | base MiB | peak MiB | peak - base MiB | peak / peak(2 blocks) | s |",
+        f"| method | blocks | base MiB | peak MiB | peak - base MiB | peak / peak({min(cfg['memory_depths'])} blocks) | s |",
         "|---|---|---|---|---|---|---|",
     ]
     for method in ("jko", "e2e"):
@@ -558,7 +558,7 @@ def report(cfg, trajectory, memory, speed, seconds, load_avg, command) -> str:
     failed = [r for r in memory if "failed" in r]
     if failed:
         lines += [f"- failed runs: {failed}", ""]
-    lines += ["Figure: `benchmarks/figures/jko_memory.png`.", ""]
+    lines += ["![jko_memory](../figures/jko_memory.png)", ""]  # the figures beside these results
 
     # 3. Speed
     lines += [
@@ -597,7 +597,7 @@ def report(cfg, trajectory, memory, speed, seconds, load_avg, command) -> str:
             lines.append(f"| {r['method']} | {r['final']:.4f} | {r['best']:.4f} | {r['steps']} | {r['seconds']:.0f} | "
                          f"{steps} | {secs} | {r['detail']} |")
         lines.append("")
-    lines += ["Figure: `benchmarks/figures/jko_speed.png`.", ""]
+    lines += ["![jko_speed](../figures/jko_speed.png)", ""]  # the figures beside these results
     lines += ["## Caveats", ""] + [f"- {c}" for c in cfg["caveats"]] + [""]
     return "\n".join(lines)
 

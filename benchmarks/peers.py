@@ -63,7 +63,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-time", type=float, default=300.0, help="training cap of every method, seconds")
+    parser.add_argument("--max-time", type=float, default=None, help="training cap of every method, seconds "
+                                                                        "(default 300, 5 with --quick)")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
@@ -73,14 +74,15 @@ def main():
         dataset, method, max_time, seed, quick = args.child
         print(json.dumps(child(dataset, method, float(max_time), int(seed), quick == "1")))
         return
-    max_time = 5.0 if args.quick else args.max_time
+    max_time = args.max_time if args.max_time is not None else 5.0 if args.quick else 300.0
     started = time.monotonic()
     rows = []
     for dataset in args.datasets.split(","):
         for method in args.methods.split(","):
             rows.append(run_child(dataset, method, str(max_time), str(args.seed), "1" if args.quick else "0"))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
-    text = (f"`python benchmarks/peers.py --max-time {max_time:g}` (CPU, 1 thread, one subprocess per row, "
+    command = " ".join(["python benchmarks/peers.py", *sys.argv[1:]])
+    text = (f"`{command}` ({max_time:g} s per fit, CPU, 1 thread, one subprocess per row, "
             f"{(time.monotonic() - started) / 60:.0f} min). Gap = test NLL - true NLL, nats per dimension, "
             "exact likelihoods.\n\n" + table(rows) + "\n")
     print(text)

@@ -41,7 +41,7 @@ def run_seed(data, seed: int, weights: list[float], *, max_time: float, cheb_tim
     row = {"cheb": {a: cheb_report[a] for a in ALPHAS}, "flow": {}}
     for weight in weights:
         flow = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                                    classification_weight=weight, seed=seed)
+                                    classification_weight=weight, seed=seed, device="cpu")
         flow.fit(X_fit, Y_fit, max_time=max_time, progress=False)
         report = conformal_report(flow.predict_log_proba(X_cal), Y_cal, flow.predict_log_proba(data.X_test),
                                   data.Y_test, alphas)

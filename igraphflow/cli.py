@@ -149,7 +149,7 @@ def _train(args) -> int:
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2, allow_nan=False).encode())
     print(json.dumps(summary, indent=2, allow_nan=False))
-    print(f"model written to {out / 'model.pt'}")
+    print(f"model written to {out / 'model.pt'}", file=sys.stderr)  # stdout: the JSON alone
     return 0
 
 

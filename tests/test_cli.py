@@ -28,6 +28,7 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "2", "--hidden", "8",
                  "--max-time", "5", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    assert json.loads(capsys.readouterr().out) == summary  # stdout is the JSON alone
     assert summary["num_blocks"] >= 1 and summary["round_trip_relative_error"] < 1e-4
     model = ConditionalGraphFlow.load(out / "model.pt")
     assert model.num_nodes == 3
