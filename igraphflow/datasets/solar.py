@@ -49,8 +49,8 @@ _EPOCH_2024_06_01 = 1717200000.0  # 2024-06-01 00:00 UTC, the first simulated da
 
 def _ramp_rule(horizon: int, threshold: float, step: float) -> str:
     return (
-        f"Y_v = 1 iff |g_v(t + {horizon}) - g_v(t)| > {threshold:g} W/m2 (a ramp within the next "
-        f"{horizon * step:g} s), t = time of the last feature reading (future ramp)"
+        f"Y_v = 1 iff |g_v(t + {horizon}) - g_v(t)| > {threshold:g} W/m2 (the change over the next "
+        f"{horizon * step:g} s, end to end), t = time of the last feature reading (future ramp)"
     )
 
 
