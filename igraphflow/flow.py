@@ -642,7 +642,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             changed = sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k))
             raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
-            graph = torch.equal(*(undirected_edges(e, self.num_nodes).cpu() for e in (payload["edge_index"], self.edge_index)))
+            graph = self._is_graph(payload["edge_index"])
             same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
             dtype = payload["state_dict"]["latent.means"].dtype
         if not graph:
@@ -961,10 +961,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         means = payload["state_dict"].get("latent.means")
         if isinstance(means, Tensor) and means.is_floating_point():
             self.to(dtype=means.dtype)
-        # The model's own edge list: a resumed fit may write the same graph otherwise. Files
-        # written before the classes seen were recorded: all of them.
-        self.load_state_dict({"classes_seen": torch.ones_like(self.classes_seen), **payload["state_dict"],
-                              "edge_index": self.edge_index})
+        # Files written before the classes seen were recorded: all of them. (The edge list stays
+        # the model's own: _load_from_state_dict.)
+        self.load_state_dict({"classes_seen": torch.ones_like(self.classes_seen), **payload["state_dict"]})
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
         broken = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -972,13 +971,18 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise ValueError(f"its weights or buffers hold NaN or infinite values ({', '.join(broken[:3])})")
         self.history_ = [BlockRecord(**r) for r in payload.get("history", [])]
 
+    def _is_graph(self, edge_index: Tensor) -> bool:
+        r"""Whether ``edge_index`` is this model's graph as its layers see it (whatever the order,
+        the directions listed or the duplicates)."""
+        ours, theirs = (undirected_edges(e, self.num_nodes).cpu() for e in (self.edge_index, edge_index))
+        return torch.equal(ours, theirs)
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The layers keep the graph in buffers that are not saved: the weights of a model on
         # another graph would be computed on this one's, under that graph's edge list.
         key = prefix + "edge_index"
         if isinstance(state_dict.get(key), Tensor):
-            theirs = undirected_edges(check_edge_index(state_dict[key], self.num_nodes), self.num_nodes)
-            if not torch.equal(theirs.cpu(), undirected_edges(self.edge_index, self.num_nodes).cpu()):
+            if not self._is_graph(check_edge_index(state_dict[key], self.num_nodes)):
                 raise ValueError("the state_dict is that of a model on another graph: build the model on its graph, "
                                  "or load a file written by save with ConditionalGraphFlow.load")
             state_dict[key] = self.edge_index
