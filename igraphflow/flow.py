@@ -116,7 +116,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     evaluates :math:`\log p(X | Y) = \log p(F(X) | Y) + \log |\det \partial F / \partial X|`.
 
     Arguments:
-        edge_index: The graph shared by all samples, ``[2, E]``.
+        edge_index: The graph shared by all samples, ``[2, E]``, taken as undirected: an edge
+            given in one direction counts in both, self loops and repeated edges are dropped.
         num_nodes: The number of nodes ``V``.
         num_features: Features per node ``C``.
         num_classes: The number of node labels ``K``.
@@ -424,6 +425,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         Returns:
             The fitted model.
 
+        Raises:
+            ValueError: Where the inputs are malformed, or the signals of ``X`` are all equal.
+
         Warns:
             UserWarning: Where a label never occurs in ``Y``; where the model's dtype rounds a
                 node feature of ``X`` to fewer than 100 steps per standard deviation (a large
@@ -433,6 +437,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
         data = self._split(X, Y, fingerprint=checkpoint_dir is not None)
+        if not ((data.x != data.x[:1]).any() or (data.x_val != data.x[:1]).any()):
+            # The noise fit would shrink to a point: a density of +100 nats there, -1e7 beside it.
+            raise ValueError(f"the {len(data.x) + len(data.x_val)} signals of X are all the same: there is no spread to "
+                             "fit a density to")
         warn_lost_resolution(X, self.dtype)
         # The checkpoint is checked before the model is reset: a refused one leaves the fit as it was.
         path = None if checkpoint_dir is None else as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt"
@@ -805,7 +813,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _warn_uninformative_classifier(self, h: Tensor, y: Tensor, stacklevel: int):
         # On its own training signals any of the classifiers can match the label frequencies;
         # one that does no better predicts nothing from X, which predictions would not show.
-        cross_entropy = -self._latent_log_proba(h).gather(-1, y.unsqueeze(-1)).mean().item()
+        # A label held out for validation alone has probability 0 (never trained on): left out.
+        seen = self.classes_seen[y]
+        cross_entropy = -self._latent_log_proba(h).gather(-1, y.unsqueeze(-1)).squeeze(-1)[seen].mean().item()
+        y = y[seen]
         frequencies = torch.bincount(y.flatten(), minlength=self.num_classes).double() / y.numel()
         frequencies = frequencies[frequencies > 0]
         entropy = -(frequencies * frequencies.log()).sum().item()

@@ -7,10 +7,11 @@ __all__ = ["check_edge_index", "hop_supports", "symmetric_edges", "undirected_ed
 import hashlib
 from collections.abc import Sequence
 
-import torch
-from torch import Tensor
+import networkx as nx
 import numpy as np
 import scipy.sparse as sp
+import torch
+from torch import Tensor
 from torch_geometric.utils import coalesce, remove_self_loops
 
 from ._checks import _as_tensor, as_count, as_orders
@@ -34,9 +35,14 @@ def check_edge_index(edge_index: Tensor, num_nodes: int) -> Tensor:
         >>> check_edge_index(torch.tensor([[0, 1], [1, 0]]), 2).shape
         torch.Size([2, 2])
     """
+    if isinstance(edge_index, nx.Graph):  # NumPy would read it as the list of its nodes
+        raise ValueError("edge_index must be a tensor or an array [2, E], got a networkx graph: "
+                         "torch_geometric.utils.from_networkx(G).edge_index converts it")
     edge_index = _as_tensor(edge_index, "edge_index")
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}")
+        # The other common layout, one row per edge.
+        hint = " (one row per edge: pass its transpose)" if edge_index.dim() == 2 and edge_index.size(1) == 2 else ""
+        raise ValueError(f"edge_index must have shape [2, E], got {list(edge_index.shape)}{hint}")
     # An empty list or array reads as floating point: a graph without edges whatever its dtype.
     if edge_index.numel() > 0 and (
         edge_index.dtype.is_floating_point or edge_index.dtype.is_complex or edge_index.dtype == torch.bool

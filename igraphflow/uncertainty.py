@@ -306,18 +306,26 @@ class UncertaintyMixin:
     def predict_log_proba(self, X) -> Tensor:
         r""":math:`\log P(Y_v = k | X)`, ``[N, V, K]`` in float64: the log of :meth:`predict_proba`,
         computed from the logits by :func:`precise_log_softmax`, so that the scores of confident
-        nodes do not round to 0 (probabilities saturate at 1 in float32)."""
+        nodes do not round to 0 (probabilities saturate at 1 in float32). A label absent from the
+        training labels gets :math:`-\infty` (probability 0): nothing was fitted to predict it."""
         self._check_fitted()
         X = self._signals(X)
+        log_proba = self._latent_log_proba(self.encode(X))
         # Finite H far outside the training signals can still overflow the classifier.
-        return finite_result(self._latent_log_proba(self.encode(X)), X, "X")
+        finite_result(log_proba[..., self.classes_seen], X, "X")
+        return log_proba
 
     @torch.no_grad()
     def _latent_log_proba(self, h: Tensor) -> Tensor:
-        r""":math:`\log P(Y_v = k | H)` from the latent ``h [N, V, C]``, ``[N, V, K]`` in float64."""
+        r""":math:`\log P(Y_v = k | H)` from the latent ``h [N, V, C]``, ``[N, V, K]`` in float64,
+        :math:`-\infty` for the labels absent from the training labels."""
+        # An unseen label's mean was placed, never fitted: the Bayes rule could give it the
+        # inputs that land near it, with any probability.
+        unseen = ~self.classes_seen
 
         def log_proba(part: Tensor) -> Tensor:
-            return precise_log_softmax(self.head(part) if self.head is not None else self.latent.posterior_logits(part))
+            logits = self.head(part) if self.head is not None else self.latent.posterior_logits(part)
+            return precise_log_softmax(logits.masked_fill(unseen, -math.inf))
 
         # In chunks: the graph head gathers every neighbourhood of every signal at once.
         return in_chunks(log_proba, h)
@@ -345,6 +353,7 @@ class UncertaintyMixin:
         alpha, per_node = as_real(alpha, "alpha", "(0, 1)"), as_flag(per_node, "per_node")
         X_cal = self._signals(X_cal, name="X_cal")
         Y_cal = self._labels(Y_cal, num_samples=X_cal.size(0), name="Y_cal")
+        self._warn_unseen(Y_cal, "Y_cal")
         if X_cal.size(0) < 1:
             raise ValueError("calibrate needs at least one calibration graph")
         scores = conformal_scores(self.predict_log_proba(X_cal), Y_cal).double().cpu()  # [n, V]

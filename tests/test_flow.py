@@ -595,6 +595,17 @@ def test_a_label_held_out_for_validation_alone_counts_as_never_trained_on():
     assert model.classes_seen.tolist() == [True, False]
 
 
+def test_training_signals_all_the_same_are_refused():
+    # The noise fit shrank to a point: +109 nats at the signal, -1.8e7 at 1e-3 from it.
+    _, Y = toy(32)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
+    with pytest.raises(ValueError, match="the 32 signals of X are all the same"):
+        model.fit(torch.ones(32, 4, 2), Y, progress=False)
+    X = torch.ones(32, 4, 2)
+    X[:, 0, 0] = torch.arange(32.0)  # one feature that varies is enough
+    model.fit(X, Y, progress=False)
+
+
 def test_a_long_list_of_absent_labels_is_cut_short():
     X, Y = toy(16)
     model = ConditionalGraphFlow(EDGES, 4, 2, 40, **dict(SMALL, max_epochs=1, num_blocks=1))

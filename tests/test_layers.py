@@ -233,6 +233,11 @@ def test_bad_graphs_and_names():
         check_edge_index(torch.tensor([0, 1]), 3)
     with pytest.raises(ValueError, match="integers"):
         check_edge_index(torch.tensor([[0.0], [1.0]]), 3)
+    # One row per edge, and a networkx graph (which NumPy reads as its list of nodes): named.
+    with pytest.raises(ValueError, match=r"got \[3, 2\] \(one row per edge: pass its transpose\)"):
+        check_edge_index(torch.tensor([[0, 1], [1, 2], [2, 0]]), 3)
+    with pytest.raises(ValueError, match="got a networkx graph"):
+        check_edge_index(nx.path_graph(3), 3)
     with pytest.raises(ValueError, match="conv must be one of"):
         make_conv("gat", 2, 2, torch.tensor([[0], [1]]), 2, (0, 1))
 

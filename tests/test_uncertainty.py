@@ -350,6 +350,32 @@ def test_gaussian_sets_leave_out_labels_never_trained_on():
     assert model.gaussian_sets(X, 0.1)[..., :2].any()
 
 
+@pytest.mark.parametrize("classifier", ["bayes", "linear", "graph"])
+def test_labels_never_trained_on_get_probability_zero_from_every_head(classifier):
+    # The Bayes rule gave an unseen label (its mean placed, never fitted) the inputs that landed
+    # near that mean, with probabilities up to 1.
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(0, 3, (300, 3), generator=g)
+    Y[Y == 2] = 1
+    X = torch.randn(300, 3, 2, generator=g) + 2.0 * Y.unsqueeze(-1)
+    model = ConditionalGraphFlow(PATH3, 3, 2, 3, classifier=classifier, num_blocks=1, max_epochs=2, hidden=8, seed=0)
+    with pytest.warns(UserWarning, match=r"labels \[2\] never occur in Y"):
+        model.fit(X, Y, progress=False)
+    far = torch.randn(500, 3, 2, generator=g) * 3 + 4
+    log_proba = model.predict_log_proba(far)
+    assert (log_proba[..., 2] == -math.inf).all() and torch.isfinite(log_proba[..., :2]).all()
+    torch.testing.assert_close(log_proba.exp().sum(-1), torch.ones(500, 3, dtype=torch.float64))
+    assert (model.predict(far) != 2).all()
+    model.calibrate(X[:50], Y[:50])
+    assert not model.prediction_sets(far)[..., 2].any()
+    # Calibrated on an unseen label, only sets holding every label cover it: said, and done.
+    unseen = Y[:50].clone()
+    unseen[:, 0] = 2
+    with pytest.warns(UserWarning, match=r"Y_cal holds labels \[2\] that never occurred"):
+        model.calibrate(X[:50], unseen)
+    assert model.prediction_sets(far).all()
+
+
 def test_region_boundary_is_bounded_for_the_smallest_alpha(three_nodes):
     # Sized by chi2.isf: ppf(1 - alpha) made the region infinite below alpha ~ 1e-16.
     sizes = [three_nodes.region_boundary(0, alpha=a, num_points=10).abs().max() for a in (1e-6, 1e-17, 5e-324)]
