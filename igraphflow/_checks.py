@@ -3,7 +3,7 @@ r"""Input validation with messages that name the argument and the expected shape
 from __future__ import annotations
 
 __all__ = [
-    "MAX_SEED", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
+    "MAX_SEED", "as_choice", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
     "as_seconds", "as_seed", "as_signals", "as_labels", "check_input_file", "check_node_input", "finite_result",
     "warn_lost_resolution",
 ]
@@ -144,6 +144,27 @@ def as_real(value, name: str, interval: str = "(-inf, inf)") -> float:
     if not (math.isfinite(number) and above and below):
         raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return number
+
+
+def as_choice(value, choices: tuple[str, ...], name: str) -> str:
+    r"""Checks a setting named by one of ``choices`` and returns that name as a plain ``str``.
+
+    A NumPy string or a ``str`` enum equal to a choice passes, as the choice itself: kept as
+    given, it would be saved with the model's settings, and weights-only loading refuses it.
+
+    Example:
+        >>> type(as_choice(np.str_("cheb"), ("l3net", "cheb"), "conv"))
+        <class 'str'>
+        >>> as_choice("gat", ("l3net", "cheb"), "conv")
+        Traceback (most recent call last):
+        ...
+        ValueError: conv must be one of ('l3net', 'cheb'), got 'gat'
+    """
+    # isinstance first: an array compared with a string gives no single truth value.
+    for choice in choices if isinstance(value, str) else ():
+        if value == choice:
+            return choice
+    raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 
 
 def as_flag(value, name: str) -> bool:

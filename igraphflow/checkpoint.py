@@ -11,6 +11,8 @@ import re
 import secrets
 import stat
 import warnings
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -103,6 +105,17 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
     """
     path = as_file_path(path, "the checkpoint path")
     check_input_file(path, missing=f"no checkpoint at {path}", kind="a checkpoint file")
+    unreadable = f"{path} is not a readable checkpoint (corrupt, truncated or not written by igraphflow)"
+    # torch.save writes a zip archive, and torch.load does not check its checksums: a flipped
+    # byte in a weight would load as another number.
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as error:
+            damaged = f"an entry that cannot be read ({error})"
+        if damaged is not None:
+            raise ValueError(f"{unreadable}: {damaged} fails its checksum")
     try:
         with warnings.catch_warnings():  # torch warns of a pickle protocol before it refuses the file
             warnings.simplefilter("ignore")
@@ -113,7 +126,7 @@ def load_checked(path: str | os.PathLike, kind: str, map_location=None) -> dict:
         reason = message.splitlines()[0].split(". ")[0].rstrip(".")
         if isinstance(error, KeyError):  # a byte torch took for a pickle opcode, such as 101
             reason = "unrecognised file format"
-        raise ValueError(f"{path} is not a readable checkpoint (corrupt, truncated or not written by igraphflow): {reason}") from None
+        raise ValueError(f"{unreadable}: {reason}") from None
     found = payload.get("kind") if isinstance(payload, dict) else None
     if found != kind:
         raise ValueError(f"{path} holds a checkpoint of {found or 'an unknown kind'!r}, not of {kind!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 __all__ = ["ConditionalGraphFlow"]
 
+import collections
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -11,7 +13,7 @@ import itertools
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import (
-    MAX_SEED, as_count, as_device, as_flag, as_labels, as_orders, as_output_dir, as_real, as_seconds, as_seed, as_signals,
+    MAX_SEED, as_choice, as_count, as_device, as_flag, as_labels, as_orders, as_output_dir, as_real, as_seconds, as_seed, as_signals,
     finite_result, warn_lost_resolution,
 )
 from ._chunks import chunk_size, in_chunks
@@ -262,21 +264,16 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         hidden, steps, max_epochs = as_count(hidden, "hidden"), as_count(steps, "steps"), as_count(max_epochs, "max_epochs")
         patience, orders = as_count(patience, "patience", minimum=0), as_orders(orders)
         # "auto" or a number: an array compared with "auto" would give no single truth value.
-        if not _is_auto(num_blocks):
-            num_blocks = as_count(num_blocks, "num_blocks")
-        if not _is_auto(batch_size):
-            batch_size = as_count(batch_size, "batch_size")
-        if not _is_auto(initial_separation):
-            initial_separation = as_real(initial_separation, "initial_separation", "(0, inf)")
-        if not _is_auto(sample_temperature):
-            sample_temperature = as_real(sample_temperature, "sample_temperature", "(0, inf)")
+        # "auto" as a plain str (a NumPy string would be saved as one), else a checked number.
+        num_blocks = "auto" if _is_auto(num_blocks) else as_count(num_blocks, "num_blocks")
+        batch_size = "auto" if _is_auto(batch_size) else as_count(batch_size, "batch_size")
+        initial_separation = "auto" if _is_auto(initial_separation) else as_real(initial_separation, "initial_separation", "(0, inf)")
+        sample_temperature = "auto" if _is_auto(sample_temperature) else as_real(sample_temperature, "sample_temperature", "(0, inf)")
         if seed is not None:
             seed = as_seed(seed)
-        as_convolution(conv)  # here too: with num_blocks="auto" no block is built before fit
-        if classifier not in CLASSIFIERS:
-            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+        conv = as_convolution(conv)  # here too: with num_blocks="auto" no block is built before fit
+        classifier = as_choice(classifier, CLASSIFIERS, "classifier")
+        divergence = as_choice(divergence, DIVERGENCES, "divergence")
         # as_real refuses NaN, infinities and strings, which float() let through.
         positive, non_negative = "(0, inf)", "[0, inf)"
         reals = dict(
@@ -404,7 +401,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         than ``w2_tolerance`` (mean squared distance per dimension), at most ``max_blocks``.
         Every fit starts from the untrained model (the same one for the same ``seed``), not
         from the previous fit, and forgets its calibration; :meth:`refine` and
-        :meth:`reparameterize` continue a fit.
+        :meth:`reparameterize` continue a fit. A fit that raises or is interrupted leaves the
+        model as it was before it.
 
         Arguments:
             X: Node features, numpy or torch, ``[N, V, C]``.
@@ -458,21 +456,36 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             where = f" but among the samples held out for validation ({_listed(held_out)})" if held_out else ""
             warnings.warn(f"labels {_listed(absent)} never occur in Y{where}: the model cannot generate or predict them "
                           "from data", stacklevel=2)
-        self._initialise()
-        self.classes_seen.fill_(True)
-        self.classes_seen[absent] = False
-        if self.config["standardize"]:
-            self.standardizer.fit_(data.x)
-        data = self._standardized(data)
-        self.latent.set_prior(data.y)
-        if self.config["initial_separation"] == "auto":
-            separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
-            self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
-        start, settled = 0, False
-        if checkpoint is not None:
-            start, settled = self._resume(path, checkpoint, data)
-        self._train_blocks(data, start, max_time, progress, checkpoint_dir, depth_settled=settled)
+        with self._kept_on_error():  # an interrupted fit leaves the previous one
+            self._initialise()
+            self.classes_seen.fill_(True)
+            self.classes_seen[absent] = False
+            if self.config["standardize"]:
+                self.standardizer.fit_(data.x)
+            data = self._standardized(data)
+            self.latent.set_prior(data.y)
+            if self.config["initial_separation"] == "auto":
+                separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
+                self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
+            start, settled = 0, False
+            if checkpoint is not None:
+                start, settled = self._resume(path, checkpoint, data)
+            self._train_blocks(data, start, max_time, progress, checkpoint_dir, depth_settled=settled)
         return self
+
+    @contextlib.contextmanager
+    def _kept_on_error(self) -> Iterator[None]:
+        r"""Puts the model back as it was (modules, weights, history, calibration) when the
+        block raises or is interrupted."""
+        modules, state, history = dict(self._modules), copy.deepcopy(self.state_dict()), self.history_
+        try:
+            yield
+        except BaseException:
+            for name, module in modules.items():  # a new fit builds new modules
+                setattr(self, name, module)
+            self.history_ = history
+            self.load_state_dict(state)
+            raise
 
     def _split(self, X, Y, fingerprint: bool = False, split_seed: int | None = None) -> _FitData:
         X = self._signals(X)
@@ -789,17 +802,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _retrain(self, blocks: nn.ModuleList, data: _FitData, max_time: float, progress: bool) -> ConditionalGraphFlow:
         r"""Retrains ``blocks`` (warm-started) in place of the model's; a retraining that raises
         (or is interrupted) leaves the model as it was."""
-        old_blocks, old_state, old_history = self.blocks, copy.deepcopy(self.state_dict()), self.history_
-        try:
+        with self._kept_on_error():
             self.blocks = blocks
             # The calibration scores were those of the old map and head.
             self._forget_calibration()
             self.history_ = []
             self._train_blocks(data, 0, max_time, progress, None, retrain=True)
-        except BaseException:
-            self.blocks, self.history_ = old_blocks, old_history
-            self.load_state_dict(old_state)
-            raise
         return self
 
     def _fit_head(self, h: Tensor, y: Tensor):
@@ -987,6 +995,20 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         the directions listed or the duplicates)."""
         ours, theirs = (undirected_edges(e, self.num_nodes).cpu() for e in (self.edge_index, edge_index))
         return torch.equal(ours, theirs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        r"""As :meth:`torch.nn.Module.load_state_dict`; the model must have been built with the same
+        settings (only the graph is checked: :meth:`save` and :meth:`load` carry the settings).
+        With ``strict=False`` what ``state_dict`` lacks is left as it is (and listed as missing);
+        with ``strict=True`` the parts older checkpoints lack (standardisation, calibration,
+        temperature) take their neutral values."""
+        if strict:
+            return super().load_state_dict(state_dict, strict, assign)
+        own = self.state_dict()
+        merged = collections.OrderedDict({**own, **state_dict})
+        merged._metadata = getattr(state_dict, "_metadata", own._metadata)  # module versions, as torch keeps them
+        result = super().load_state_dict(merged, strict, assign)
+        return result._replace(missing_keys=[key for key in own if key not in state_dict])
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The layers keep the graph in buffers that are not saved: the weights of a model on

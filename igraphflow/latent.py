@@ -801,11 +801,12 @@ class GaussianMixtureLatent(nn.Module):
         return (scores, label_logits) if _beats(scores, unlabelled) else None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The noise buffers exist only once fitted: give them the saved shapes before loading.
+        # The noise buffers exist only once fitted: give them the saved shapes, in the model's
+        # dtype, before loading.
         for name in ("offset", "scale_tril", "pattern_centre", "pattern_weights", "mixture_logits", "mixture_centres",
                      "mixture_scales", "mixture_label_logits"):
             saved = state_dict.get(prefix + name)
-            setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device))
+            setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device, dtype=self.means.dtype))
         # Checkpoints written before the sampling temperature existed sampled at temperature 1.
         state_dict.setdefault(prefix + "temperature", torch.tensor(1.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from ._checks import as_choice
 from .divergence import exact_divergence, finite_difference_divergence, hutchinson_divergence
 
 DIVERGENCES = ("exact", "hutchinson", "finite_difference")
@@ -150,8 +151,7 @@ class ODEBlock(nn.Module):
                 probes are drawn when omitted. One probe serves the whole interval.
             chunk_size: Dimensions per backward pass of the exact trace.
         """
-        if divergence not in DIVERGENCES:
-            raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+        divergence = as_choice(divergence, DIVERGENCES, "divergence")
         if divergence != "exact" and noise is None:
             noise = 2 * torch.randint_like(x, 2) - 1
         dynamics = _AugmentedDynamics(self.field, divergence, noise, chunk_size)

@@ -75,4 +75,7 @@ class Standardize(nn.Module):
         # Models saved before the flow standardised its input modelled X as it was.
         state_dict.setdefault(prefix + "loc", torch.zeros_like(self.loc))
         state_dict.setdefault(prefix + "scale", torch.ones_like(self.scale))
+        scale = state_dict[prefix + "scale"]
+        if isinstance(scale, Tensor) and not bool((scale > 0).all()):  # NaN fails too
+            raise ValueError("the standardisation's scale must be positive everywhere: the state is not one a fit writes")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,7 +112,52 @@ def test_a_file_torch_cannot_read_is_refused_in_one_line_without_warnings(tmp_pa
         load_checked(tmp_path / "notes.txt", "demo")
 
 
+def test_a_flipped_byte_in_a_weight_is_refused(tmp_path):
+    # torch.load does not check the archive's checksums: the model loaded with another weight.
+    save_atomic({"weight": torch.arange(1000.0)}, tmp_path / "state.pt", kind="demo")
+    data = bytearray((tmp_path / "state.pt").read_bytes())
+    data[data.find(torch.arange(1000.0).numpy().tobytes()) + 2000] ^= 0x10
+    (tmp_path / "state.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"state.pt is not a readable checkpoint .*: \S+ fails its checksum$"):
+        load_checked(tmp_path / "state.pt", "demo")
+
+
 EDGES = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+
+
+def test_settings_given_as_numpy_strings_save_and_load(tmp_path):
+    # They were kept as np.str_, which the weights-only loading refuses: saved, never loaded again.
+    model = ConditionalGraphFlow(EDGES, 3, 2, 2, conv=np.str_("cheb"), classifier=np.str_("linear"),
+                                 divergence=np.str_("exact"), num_blocks=np.str_("auto"), batch_size=np.str_("auto"),
+                                 initial_separation=np.str_("auto"), sample_temperature=np.str_("auto"))
+    assert all(type(v) is str for v in model.config.values() if isinstance(v, str))
+    model.save(tmp_path / "model.pt")
+    assert ConditionalGraphFlow.load(tmp_path / "model.pt").config == model.config
+
+
+def test_a_partial_state_leaves_the_rest_and_a_state_of_another_dtype_takes_the_models(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(0, 2, (64, 3), generator=g)
+    X = torch.randn(64, 3, 2, generator=g) + 2.0 * Y.unsqueeze(-1)
+    model = ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1, max_epochs=2, sample_temperature=0.7, seed=0)
+    model.fit(X, Y, progress=False).calibrate(X[:16], Y[:16])
+    expected = model.log_prob(X, Y)
+    # The standardisation, temperature, noise and calibration went back to their neutral values.
+    head = {k: v for k, v in model.state_dict().items() if k.startswith("head.")}
+    result = model.load_state_dict(head, strict=False)
+    assert torch.equal(model.log_prob(X, Y), expected) and model.is_calibrated and model.latent.temperature == 0.7
+    assert "standardizer.scale" in result.missing_keys and not any(k.startswith("head.") for k in result.missing_keys)
+    # The noise buffers took the saved dtype: float32 inside a float64 model failed inside torch.
+    wide = ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1, seed=0).double()
+    wide.load_state_dict(model.state_dict())
+    assert wide.latent.scale_tril.dtype == torch.float64
+    torch.testing.assert_close(wide.log_prob(X, Y), expected.double(), rtol=1e-5, atol=1e-4)
+    assert wide.sample(Y[:4], seed=0).dtype == torch.float64
+    # A scale that no fit writes is refused.
+    state = model.state_dict()
+    state["standardizer.scale"] = -state["standardizer.scale"]
+    with pytest.raises(ValueError, match="scale must be positive"):
+        model.load_state_dict(state)
 
 
 def test_tensors_that_do_not_fit_the_model_are_reported_in_one_line(tmp_path):

@@ -1072,10 +1072,10 @@ def test_refine_with_bad_data_leaves_the_model_as_it_was(tmp_path):
     assert ConditionalGraphFlow.load(tmp_path / "model.pt").num_blocks == 1
 
 
-@pytest.mark.parametrize("retrain", ["refine", "reparameterize"])
+@pytest.mark.parametrize("retrain", ["refine", "reparameterize", "fit"])
 def test_an_interrupted_retraining_leaves_the_model_as_it_was(monkeypatch, retrain):
     # The new blocks, the means and the forgotten calibration stayed: a changed model that
-    # still called itself fitted.
+    # still called itself fitted. A new fit threw the old one away, leaving an unfitted model.
     X, Y = toy(48)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
     model.calibrate(X[:24], Y[:24])
@@ -1092,6 +1092,7 @@ def test_an_interrupted_retraining_leaves_the_model_as_it_was(monkeypatch, retra
     assert model.num_blocks == 2 and model.is_calibrated and model.history_ is history
     after = model.state_dict()
     assert after.keys() == state.keys() and all(torch.equal(after[k], v) for k, v in state.items())
+    assert torch.isfinite(model.log_prob(X, Y)).all()
 
 
 def test_settings_and_paths_of_the_wrong_kind_are_named(tmp_path, fitted):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .._checks import as_count, as_flag, as_orders, as_real
+from .._checks import as_choice, as_count, as_flag, as_orders, as_real
 from .._random import draw
 from ..latent import GaussianMixtureLatent
 from ..nn import make_conv
@@ -343,8 +343,6 @@ class IGNNBaseline(LikelihoodBaseline):
         **kwargs: Any,
     ) -> None:
         super().__init__(edge_index, num_nodes, num_features, num_classes, **kwargs)
-        if logdet not in ("auto", "exact", "series"):
-            raise ValueError(f"logdet must be 'auto', 'exact' or 'series', got {logdet!r}")
         self.blocks = as_count(blocks, "blocks")
         self.hidden = as_count(hidden, "hidden")
         self.conv = as_convolution(conv)
@@ -355,7 +353,7 @@ class IGNNBaseline(LikelihoodBaseline):
         self.separation = as_real(separation, "separation", "[0, inf)")
         self.gamma = as_real(gamma, "gamma", "[0, inf)")
         self.barrier_weight = as_real(barrier_weight, "barrier_weight", "[0, inf)")
-        self.logdet = logdet
+        self.logdet = as_choice(logdet, ("auto", "exact", "series"), "logdet")
         self.exact_max_dim = as_count(exact_max_dim, "exact_max_dim", minimum=0)
         self.eval_exact_max_dim = as_count(eval_exact_max_dim, "eval_exact_max_dim", minimum=0)
         self.series_terms = as_count(series_terms, "series_terms")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import as_orders, check_node_input
+from .._checks import as_choice, as_orders, check_node_input
 from .cheb import StaticChebConv
 from .gcn import StaticGCNConv
 from .l3net import L3NetConv
@@ -20,9 +20,7 @@ CONVOLUTIONS = ("l3net", "cheb", "gcn")
 
 def as_convolution(conv) -> str:
     r"""Checks the name of a graph convolution, one of :data:`CONVOLUTIONS`."""
-    if conv not in CONVOLUTIONS:
-        raise ValueError(f"conv must be one of {CONVOLUTIONS}, got {conv!r}")
-    return conv
+    return as_choice(conv, CONVOLUTIONS, "conv")
 
 
 def make_conv(conv: str, in_channels: int, out_channels: int, edge_index: Tensor, num_nodes: int, orders: Sequence[int]) -> nn.Module:
