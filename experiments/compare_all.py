@@ -23,7 +23,7 @@ import time
 import torch
 
 from igraphflow.compare import (
-    ARGUMENT_ERRORS, METHODS, add_budget_argument, add_option_argument, check_requirements, check_settings, compare,
+    ARGUMENT_ERRORS, EXACT_MAX_DIM, METHODS, add_budget_argument, add_option_argument, check_requirements, check_settings, compare,
     default_methods, format_table, method_settings, parse_methods,
 )
 from igraphflow.datasets import load
@@ -43,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="experiments/results")
     parser.add_argument("--data", default=None,
                         help="data directory of solar_hope, used for no other dataset (default: $IGRAPHFLOW_DATA)")
-    parser.add_argument("--exact-max-dim", type=int, default=16,
-                        help="exact test likelihood up to this D = V * C, Hutchinson above (16, unlike igraphflow "
-                             "compare's 128: the tables of experiments/RESULTS.md were made with 16)")
+    parser.add_argument("--exact-max-dim", type=int, default=EXACT_MAX_DIM,
+                        help=f"exact test likelihood up to this D = V * C, estimated above (default: {EXACT_MAX_DIM}, "
+                             "as igraphflow compare; earlier runs used 16)")
     add_option_argument(parser)
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.datasets.split(",") if name.strip()]

@@ -359,7 +359,8 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
     fewer than 100 steps per standard deviation: a large offset with a small spread, which
     float64 holds and float32 does not (1e6 + 0.01 z keeps two distinct values), or values
     below the smallest normal number of ``dtype`` (1e-44 z in float32 keeps a few dozen, 1e-50 z
-    none). The model would see that feature as nearly constant.
+    none). The model would see that feature as nearly constant. ``X`` that comes in a dtype as
+    coarse as ``dtype`` or coarser was rounded before: that is said too.
 
     Example:
         >>> import warnings
@@ -371,25 +372,30 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
         True
     """
     X = _as_tensor(X, name)
-    if not X.is_floating_point() or torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps or X.size(0) < 2:
+    if not X.is_floating_point() or X.size(0) < 2:
         return
+    rounded_before = torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps
+    finfo = torch.finfo(X.dtype if rounded_before else dtype)
     X = X.detach().double()
     spread, size = X.std(0), X.abs().amax(0)
-    finfo = torch.finfo(dtype)
-    # The spacing of ``dtype`` at the largest value: relative for normal numbers, the fixed
-    # spacing of the subnormal ones (finfo.tiny * finfo.eps) below them.
+    # The spacing at the largest value: relative for normal numbers, the fixed spacing of the
+    # subnormal ones (finfo.tiny * finfo.eps) below them.
     step = torch.clamp_min(finfo.eps * size, finfo.tiny * finfo.eps)
     coarse = (spread > 0) & (100 * step > spread)
     if coarse.any():
         node, feature = coarse.nonzero()[0].tolist()
         tiny = size[node, feature] < finfo.tiny / finfo.eps
-        warnings.warn(
-            f"{name} in {str(dtype).removeprefix('torch.')} keeps fewer than 100 steps per standard deviation of "
-            f"{int(coarse.sum())} node features (first: node {node}, feature {feature}, values up to "
-            f"{size[node, feature].item():.6g} varying by {spread[node, feature].item():.3g}): the model sees them "
-            f"rounded; fit it in float64 (model.double()) or {'rescale X' if tiny else 'subtract the offset from X'} first",
-            stacklevel=stacklevel,
-        )
+        where = (f"{int(coarse.sum())} node features (first: node {node}, feature {feature}, values up to "
+                 f"{size[node, feature].item():.6g} varying by {spread[node, feature].item():.3g})")
+        if rounded_before:
+            message = (f"{name} comes in {finfo.dtype}, which already holds fewer than 100 steps per standard deviation "
+                       f"of {where}: the model sees them rounded; {'rescale' if tiny else 'subtract the offset from'} "
+                       "the data in float64 before the cast")
+        else:
+            message = (f"{name} in {finfo.dtype} keeps fewer than 100 steps per standard deviation of {where}: the model "
+                       f"sees them rounded; fit it in float64 (model.double()) or "
+                       f"{'rescale X' if tiny else 'subtract the offset from X'} first")
+        warnings.warn(message, stacklevel=stacklevel)
 
 
 def as_labels(Y, num_nodes: int, num_classes: int | None, *, num_samples: int | None = None, name: str = "Y", device=None) -> Tensor:

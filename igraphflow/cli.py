@@ -154,7 +154,8 @@ def _train(args) -> int:
 
 
 def _edges(edge_index, num_nodes: int) -> set[tuple[int, int]]:
-    return set(map(tuple, undirected_edges(edge_index, num_nodes).cpu().T.tolist()))
+    # Each undirected edge once, so that the count of those not in both is of edges.
+    return {(i, j) for i, j in undirected_edges(edge_index, num_nodes).cpu().T.tolist() if i < j}
 
 
 def _load_model(args) -> ConditionalGraphFlow:
@@ -231,7 +232,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser):
         p.add_argument("--device", type=_device, default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0,
+                       help="seeds the model, the draws and a simulated dataset: evaluate a model on the seed it was "
+                            "trained with (default: 0)")
 
     def likelihood(p: argparse.ArgumentParser):
         p.add_argument("--exact-max-dim", type=_dimension, default=32,

@@ -52,7 +52,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ARGUMENT_ERRORS", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
+__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
 
 import argparse
 import ast
@@ -77,6 +77,10 @@ from .datasets import GraphDataset, load
 from .datasets import options as dataset_options
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
+
+#: The largest ``D = V * C`` whose test likelihood is computed exactly (``D`` backward passes per
+#: batch); estimated above.
+EXACT_MAX_DIM = 128
 
 NSF_MAX_DIM = 512
 r"""The most dimensions ``D = V C`` of the signals on which the default methods include NSF: its
@@ -392,7 +396,7 @@ def compare(
     seed: int = 0,
     out_dir: str | os.PathLike | None = None,
     settings: dict[str, dict[str, Any]] | None = None,
-    exact_max_dim: int = 128,
+    exact_max_dim: int = EXACT_MAX_DIM,
     max_eval: int = 1000,
     figures: bool = True,
     draws: int = 5,
@@ -659,7 +663,7 @@ def add_budget_argument(parser: argparse.ArgumentParser, default: float) -> None
         >>> parser.parse_args(["--max-time", "1.5"]).max_time
         1.5
     """
-    parser.add_argument("--max-time", type=_budget, default=default, help="training budget per method, seconds")
+    parser.add_argument("--max-time", type=_budget, default=default, help=f"training budget per method, seconds (default: {default:g})")
 
 
 def _option(text: str) -> tuple[str, Any]:
@@ -707,7 +711,8 @@ def add_option_argument(parser: argparse.ArgumentParser) -> None:
 def add_data_argument(parser: argparse.ArgumentParser) -> None:
     r"""Adds ``--data``, the files of a real dataset (given to :func:`igraphflow.datasets.load` as ``path``)."""
     parser.add_argument("--data", default=None, help="the files of a real dataset: the directory of solar_hope, the CSV of "
-                        "traffic (default: $IGRAPHFLOW_DATA for solar_hope, the embedded copy of traffic)")
+                        "traffic (default: $IGRAPHFLOW_DATA for solar_hope; for traffic the copy in datasets/ of the "
+                        "source tree, which an editable install finds)")
 
 
 def load_data_arguments(args: argparse.Namespace) -> GraphDataset:
@@ -756,12 +761,12 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, from {','.join(METHODS)} (default: all; without nsf above "
                              f"D = V * C = {NSF_MAX_DIM}, where its sampling takes hours)")
     add_budget_argument(parser, 60.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the training, the draws and a simulated dataset (default: 0)")
+    parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means (default: 5)")
     add_option_argument(parser)
     add_data_option_argument(parser)
-    parser.add_argument("--exact-max-dim", type=int, default=128,
-                        help="exact test likelihood up to this D = V * C, estimates above")
+    parser.add_argument("--exact-max-dim", type=int, default=EXACT_MAX_DIM,
+                        help=f"exact test likelihood up to this D = V * C, estimates above (default: {EXACT_MAX_DIM})")
     parser.add_argument("--no-figures", action="store_true")
     args = parser.parse_args(argv)
     try:

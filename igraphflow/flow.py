@@ -418,7 +418,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
             checkpoint_dir: Write a checkpoint there after every finished block (atomically);
                 a fit started again with the same settings, data and directory resumes after
-                the last finished block and ends with the same model as an uninterrupted fit.
+                the last finished block and ends with the same model as an uninterrupted fit
+                (without ``max_time``; with it, the blocks still to train share a new
+                ``max_time``, so they may train for more or less time than they would have).
 
         Returns:
             The fitted model.

@@ -183,7 +183,8 @@ def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
     np.savez(tmp_path / "other.npz", **other)
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "other.npz")]) == 2
-    assert "another graph than the model" in capsys.readouterr().err
+    # 0-1 and 1-2 against 0-2: three undirected edges (each direction was counted).
+    assert "another graph than the model: 3 nodes (the model 3) and 3 edges not in both" in capsys.readouterr().err
     # The model's graph written otherwise: one direction of each edge, reversed, and a self-loop.
     with np.load(data_file) as arrays:
         edges = arrays["edge_index"]

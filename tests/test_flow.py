@@ -104,6 +104,17 @@ def test_float64_signals_that_float32_would_round_away_are_warned_about():
         ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(1e3 + X.double(), Y, progress=False)
 
 
+def test_float32_signals_rounded_before_the_fit_are_warned_about():
+    # The warning looked only at the cast: float32 input that had lost its spread passed unsaid.
+    X = toy(64)[0].double()
+    for model_dtype in (torch.float32, torch.float64):
+        with pytest.warns(UserWarning, match=r"X comes in float32, which already holds fewer than 100 steps .*subtract the offset"):
+            warn_lost_resolution((1e6 + 0.1 * X).float(), model_dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_lost_resolution((1e3 + X).float(), torch.float32)
+
+
 def test_float64_signals_below_float32s_normal_numbers_are_warned_about():
     # float32 spaces its subnormal numbers 1.4e-45 apart: 1e-44 z keeps a few dozen values, 1e-50 z none.
     X = toy(64)[0].double()
