@@ -93,9 +93,9 @@ ARGUMENT_ERRORS = (ValueError, TypeError, FileNotFoundError, ModuleNotFoundError
 
 _LABELS = {"jko": "JKO-iGNN (ours)", "ignn": "iGNN", "cinn": "cINN", "nsf": "NSF", "cgan": "cGAN"}
 
-#: Optional packages of the ``baselines`` extra: every baseline needs zuko and FrEIA (the
-#: package :mod:`igraphflow.baselines` imports all baselines), the figures need matplotlib.
-BASELINE_PACKAGES = ("zuko", "FrEIA")
+#: Optional packages of the ``baselines`` extra, per method (iGNN and the cGAN need none), and
+#: those of the figures.
+METHOD_PACKAGES = {"jko": (), "ignn": (), "cinn": ("FrEIA",), "nsf": ("zuko",), "cgan": ()}
 FIGURE_PACKAGES = ("matplotlib",)
 
 #: The fewest test signals :func:`evaluate` can score: the unbiased MMD and energy need two.
@@ -136,21 +136,20 @@ def default_methods(num_dims: int) -> list[str]:
 
 
 def check_requirements(methods: Sequence[str], figures: bool) -> None:
-    r"""Checks that the optional packages needed by ``methods`` (every one but ``jko``) and, if
-    ``figures``, by the figures are installed.
+    r"""Checks that the optional packages needed by ``methods`` (:data:`METHOD_PACKAGES`) and,
+    if ``figures``, by the figures are installed.
 
     Raises:
         ModuleNotFoundError: Naming the missing package and the extra that installs it.
     """
-    baselines = [m for m in methods if m != "jko"]
-    needed = [(package, f"the baselines ({', '.join(baselines)})") for package in BASELINE_PACKAGES if baselines]
-    needed += [(package, "the figures") for package in FIGURE_PACKAGES if figures]
+    needed = [(package, f"the baseline {method}") for method in methods for package in METHOD_PACKAGES.get(method, ())]
+    needed += [(package, "drawing the figures") for package in FIGURE_PACKAGES if figures]
     for package, purpose in needed:
         try:
             importlib.import_module(package)
         except ModuleNotFoundError as error:
             raise ModuleNotFoundError(
-                f"{purpose} need the package {package} ({error}); install the 'baselines' extra: "
+                f"{purpose} needs the package {package} ({error}); install the 'baselines' extra: "
                 f'pip install -e ".[baselines]"', name=package) from None
 
 
@@ -171,15 +170,10 @@ def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> A
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     check_requirements([method], figures=False)
-    from . import baselines
-
-    classes = {
-        "ignn": baselines.IGNNBaseline,
-        "cinn": baselines.CINNBaseline,
-        "nsf": baselines.NSFBaseline,
-        "cgan": baselines.CGANBaseline,
-    }
-    return classes[method](*args, seed=seed, **settings)
+    # Each baseline's own module: the others may need packages that are not installed.
+    classes = {"ignn": "IGNNBaseline", "cinn": "CINNBaseline", "nsf": "NSFBaseline", "cgan": "CGANBaseline"}
+    module = importlib.import_module(f".baselines.{method}", __package__)
+    return getattr(module, classes[method])(*args, seed=seed, **settings)
 
 
 def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset, methods: Sequence[str] = METHODS) -> None:

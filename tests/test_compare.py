@@ -12,7 +12,7 @@ import torch
 
 import igraphflow.compare as compare_module
 from igraphflow.compare import (
-    check_requirements, compare, evaluate, evaluate_draws, format_table, main, method_settings, plot_pca, plot_samples,
+    check_requirements, compare, evaluate, make_model, evaluate_draws, format_table, main, method_settings, plot_pca, plot_samples,
     reference_signals,
 )
 from igraphflow.datasets import load
@@ -224,11 +224,16 @@ def test_missing_packages_are_reported_before_training(tmp_path, monkeypatch, ca
               "--data-option", "num_train=64", "--data-option", "num_test=32"])
     error = capsys.readouterr().err
     assert exit.value.code == 2 and "Traceback" not in error
-    assert "the package FrEIA" in error and 'pip install -e ".[baselines]"' in error
-    check_requirements(["jko"], figures=False)  # our flow alone needs none of the extra
+    assert "the baseline cinn needs the package FrEIA" in error and 'pip install -e ".[baselines]"' in error
+    check_requirements(["jko", "ignn", "nsf", "cgan"], figures=False)  # none of these needs FrEIA
+    monkeypatch.setitem(sys.modules, "zuko", None)
+    for name in ("igraphflow.baselines", "igraphflow.baselines.nsf"):  # imported afresh, without zuko
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    for method in ("ignn", "cgan"):  # they were built through a package that imported every baseline
+        make_model(method, load("three_node", num_train=64, num_test=32), seed=0)
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     data = load("three_node", num_train=64, num_test=32)
-    with pytest.raises(ModuleNotFoundError, match=r"the figures need the package matplotlib.*\.\[baselines\]"):
+    with pytest.raises(ModuleNotFoundError, match=r"drawing the figures needs the package matplotlib.*\.\[baselines\]"):
         compare(data, "jko", max_time=1.0, out_dir=tmp_path)
 
 

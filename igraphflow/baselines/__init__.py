@@ -15,7 +15,8 @@ All share one interface (scikit-learn style: ``__init__`` stores settings, ``fit
 - :class:`IGNNBaseline`: the discrete-time iGNN, contractive residual graph blocks with the
   Gaussian-mixture latent (also ``predict``).
 
-They need the ``baselines`` extra (zuko, FrEIA).
+NSF needs zuko and the cINN FrEIA (the ``baselines`` extra); each class is imported when first
+asked for, so the others work without them.
 
 Example:
     >>> import torch
@@ -26,9 +27,14 @@ Example:
     torch.Size([32, 2, 1])
 """
 
-from .cgan import CGANBaseline
-from .cinn import CINNBaseline
-from .ignn import IGNNBaseline
-from .nsf import NSFBaseline
+import importlib
 
 __all__ = ["NSFBaseline", "CINNBaseline", "CGANBaseline", "IGNNBaseline"]
+
+_MODULES = {"NSFBaseline": "nsf", "CINNBaseline": "cinn", "CGANBaseline": "cgan", "IGNNBaseline": "ignn"}
+
+
+def __getattr__(name: str):
+    if name in _MODULES:
+        return getattr(importlib.import_module(f".{_MODULES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
