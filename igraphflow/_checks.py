@@ -3,7 +3,7 @@ r"""Input validation with messages that name the argument and the expected shape
 from __future__ import annotations
 
 __all__ = [
-    "MAX_SEED", "as_choice", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
+    "ArrayLike", "MAX_SEED", "as_choice", "as_count", "as_device", "as_flag", "as_orders", "as_output_dir", "as_output_file", "as_real",
     "as_seconds", "as_seed", "as_signals", "as_labels", "check_input_file", "check_node_input", "finite_result",
     "warn_lost_resolution",
 ]
@@ -16,13 +16,19 @@ import tempfile
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Union
 
 import numpy as np
+import numpy.typing
 import torch
 from torch import Tensor
 
 #: The largest seed ``torch.manual_seed`` takes.
 MAX_SEED = 2**64 - 1
+
+#: Signals and labels as the public methods take them: a tensor, or anything NumPy reads as an
+#: array (arrays, nested lists).
+ArrayLike = Union[Tensor, numpy.typing.ArrayLike]
 
 
 def _as_tensor(value, name: str) -> Tensor:

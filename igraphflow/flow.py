@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._checks import (
-    MAX_SEED, as_choice, as_count, as_device, as_flag, as_labels, as_orders, as_output_dir, as_real, as_seconds, as_seed, as_signals,
+    ArrayLike, MAX_SEED, as_choice, as_count, as_device, as_flag, as_labels, as_orders, as_output_dir, as_real, as_seconds, as_seed, as_signals,
     finite_result, warn_lost_resolution,
 )
 from ._chunks import chunk_size, in_chunks
@@ -386,8 +386,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def fit(
         self,
-        X,
-        Y,
+        X: ArrayLike,
+        Y: ArrayLike,
         *,
         max_time: float | None = None,
         progress: bool = True,
@@ -693,7 +693,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     # Trajectory tools ------------------------------------------------------------------
 
     @torch.no_grad()
-    def w2_per_block(self, X, Y=None) -> list[float]:
+    def w2_per_block(self, X: ArrayLike, Y: ArrayLike | None = None) -> list[float]:
         r"""The movement :math:`\mathbb{E}\|T_k(x) - x\|^2` of each block on ``X`` pushed through the blocks before it
         (in the standardised coordinates the blocks see, see ``standardize``).
 
@@ -714,7 +714,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             x = moved
         return out
 
-    def reparameterize(self, X, Y, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
+    def reparameterize(self, X: ArrayLike, Y: ArrayLike, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
         r"""Moves the block boundaries so that every block moves the same distance, then retrains warm-started.
 
         The trained flow is a path :math:`x(t)`, :math:`t \in [0, T]`. Its length
@@ -770,7 +770,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             blocks.append(child)
         return self._retrain(blocks, data, max_time, progress)
 
-    def refine(self, X, Y, factor: int = 2, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
+    def refine(self, X: ArrayLike, Y: ArrayLike, factor: int = 2, *, max_time: float | None = None, progress: bool = True) -> ConditionalGraphFlow:
         r"""Splits every block's interval into ``factor`` sub-intervals (``factor`` times the blocks) and retrains.
 
         Each sub-block starts as a copy of its parent: the velocity field depends on absolute
@@ -858,7 +858,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             raise RuntimeError("this ConditionalGraphFlow is not fitted yet: call fit(X, Y) first")
 
     @torch.no_grad()
-    def encode(self, X) -> Tensor:
+    def encode(self, X: ArrayLike) -> Tensor:
         r"""The latent :math:`H = F(X)`, ``[N, V, C]``.
 
         Raises:
@@ -876,7 +876,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return h
 
     @torch.no_grad()
-    def decode(self, H) -> Tensor:
+    def decode(self, H: ArrayLike) -> Tensor:
         r"""The graph signals :math:`X = F^{-1}(H)`, ``[N, V, C]``."""
         self._check_fitted()
         return self._decoded(self._signals(H, name="H"))
@@ -891,7 +891,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return x
 
     @torch.no_grad()
-    def log_prob(self, X, Y, exact: bool = True, batch_size: int = 1024, seed: int | None = None) -> Tensor:
+    def log_prob(self, X: ArrayLike, Y: ArrayLike, exact: bool = True, batch_size: int = 1024, seed: int | None = None) -> Tensor:
         r"""The natural log-density :math:`\log p(X | Y)` of each graph signal, ``[N]``.
 
         Arguments:
@@ -932,7 +932,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return self.latent.log_prob(H, Y) + logdet + self.standardizer.log_abs_det()
 
     @torch.no_grad()
-    def sample(self, Y, seed: int | None = None, temperature: float | None = None) -> Tensor:
+    def sample(self, Y: ArrayLike, seed: int | None = None, temperature: float | None = None) -> Tensor:
         r"""One graph signal :math:`X \sim p(X | Y)` per label pattern row of ``Y [N, V]``, ``[N, V, C]``.
 
         Arguments:
@@ -955,11 +955,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return self._decoded(H, warn=True)
 
     @torch.no_grad()
-    def predict_proba(self, X) -> Tensor:
+    def predict_proba(self, X: ArrayLike) -> Tensor:
         r""":math:`P(Y_v = k | X)` for every node, ``[N, V, K]``."""
         return self.predict_log_proba(X).exp().to(self.dtype)
 
-    def predict(self, X) -> Tensor:
+    def predict(self, X: ArrayLike) -> Tensor:
         r"""The most probable label of every node, ``[N, V]``."""
         return self.predict_proba(X).argmax(-1)
 
@@ -1023,7 +1023,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             state_dict[key] = self.edge_index
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def save(self, path: str | os.PathLike):
+    def save(self, path: str | os.PathLike) -> None:
         r"""Writes the model (settings, graph, weights, training history) to ``path``, atomically."""
         save_atomic(self._payload(), path, CHECKPOINT_KIND)
 

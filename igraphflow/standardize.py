@@ -65,6 +65,7 @@ class Standardize(nn.Module):
         return (x - self.loc) / self.scale
 
     def inverse(self, z: Tensor) -> Tensor:
+        r"""The signals :math:`x = s z + m` whose standardised values are ``z``."""
         return z * self.scale + self.loc
 
     def log_abs_det(self) -> Tensor:

@@ -78,7 +78,7 @@ import torch
 from scipy.stats import chi2
 from torch import Tensor
 
-from ._checks import _as_tensor, as_count, as_flag, as_labels, as_real, finite_result
+from ._checks import ArrayLike, _as_tensor, as_count, as_flag, as_labels, as_real, finite_result
 from ._chunks import in_chunks
 
 # The layout of the extra state (one float64 tensor, so that it survives ``.cpu()`` and
@@ -303,7 +303,7 @@ class UncertaintyMixin:
         r"""The default ``alpha`` of :meth:`prediction_sets`, set by :meth:`calibrate`."""
         return getattr(self, "_calibration_alpha", None)
 
-    def predict_log_proba(self, X) -> Tensor:
+    def predict_log_proba(self, X: ArrayLike) -> Tensor:
         r""":math:`\log P(Y_v = k | X)`, ``[N, V, K]`` in float64: the log of :meth:`predict_proba`,
         computed from the logits by :func:`precise_log_softmax`, so that the scores of confident
         nodes do not round to 0 (probabilities saturate at 1 in float32). A label absent from the
@@ -331,7 +331,7 @@ class UncertaintyMixin:
         return in_chunks(log_proba, h)
 
     @torch.no_grad()
-    def calibrate(self, X_cal, Y_cal, alpha: float = 0.1, per_node: bool = False):
+    def calibrate(self, X_cal: ArrayLike, Y_cal: ArrayLike, alpha: float = 0.1, per_node: bool = False) -> UncertaintyMixin:
         r"""Split-conformal calibration on held-out graphs (not the training samples).
 
         Stores the sorted LAC scores of the true labels of every node, so that
@@ -394,7 +394,7 @@ class UncertaintyMixin:
     # Prediction sets ---------------------------------------------------------------------
 
     @torch.no_grad()
-    def prediction_sets(self, X, alpha: float | None = None) -> Tensor:
+    def prediction_sets(self, X: ArrayLike, alpha: float | None = None) -> Tensor:
         r"""Sets of node labels with coverage :math:`1 - \alpha`, ``bool [N, V, K]``.
 
         After :meth:`calibrate`, the split-conformal LAC sets
@@ -419,7 +419,7 @@ class UncertaintyMixin:
         return self.gaussian_sets(X, 0.1 if alpha is None else alpha)
 
     @torch.no_grad()
-    def gaussian_sets(self, X, alpha: float = 0.1) -> Tensor:
+    def gaussian_sets(self, X: ArrayLike, alpha: float = 0.1) -> Tensor:
         r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``.
 
         A label absent from the training labels is in no set: its mean was never fitted."""
@@ -501,7 +501,7 @@ class UncertaintyMixin:
     # Regions in X space ------------------------------------------------------------------
 
     @torch.no_grad()
-    def in_region(self, X, Y, alpha: float = 0.1, joint: bool = True) -> Tensor:
+    def in_region(self, X: ArrayLike, Y: ArrayLike, alpha: float = 0.1, joint: bool = True) -> Tensor:
         r"""Whether ``X`` lies in the :math:`1 - \alpha` uncertainty region of ``X | Y``.
 
         The region is the preimage under :math:`F` of a confidence ball of :math:`H | Y`.

@@ -28,7 +28,7 @@ from ._base import (
     GraphDataset, as_path, checked_options, knn_graph, lag_names, most_common_step, read_numeric_csv, series_samples,
 )
 
-__all__ = ["MAX_MISSING", "TRAFFIC_FILE", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
+__all__ = ["MAX_MISSING", "TRAFFIC_FILE", "aggregate", "anomaly_labels", "default_traffic_path", "fill_grid", "traffic"]
 
 #: The longest gap :func:`fill_grid` fills: 4 readings, an hour of quarter hours (the embedded
 #: file's longest gap holds 3).

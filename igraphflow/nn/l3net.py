@@ -98,7 +98,8 @@ class L3NetConv(nn.Module):
             state_dict.pop(f"{prefix}support_{m}", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def reset_parameters(self):
+    def reset_parameters(self) -> None:
+        r"""Draws the linear map afresh and sets every basis to the mean over its support."""
         self.lin.reset_parameters()
         # A basis starts as the mean over its support, a well-scaled local average.
         for weights, support in zip(self.filters, self.supports()):
