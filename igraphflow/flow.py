@@ -378,9 +378,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             return
         unseen = sorted(set(Y.unique().tolist()) - set(self.classes_seen.nonzero().flatten().tolist()))
         if unseen:
-            # stacklevel: the caller of the public method that called this one.
+            # stacklevel: the caller of the public method that called this one, past its no_grad wrapper.
             warnings.warn(f"{name} holds labels {_listed(unseen)} that never occurred in the training labels: the model "
-                          "knows nothing of them, and what it computes for them means nothing", stacklevel=3)
+                          "knows nothing of them, and what it computes for them means nothing", stacklevel=4)
 
     # Training ---------------------------------------------------------------------------
 

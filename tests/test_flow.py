@@ -576,8 +576,9 @@ def test_fit_warns_about_labels_that_never_occur_and_so_does_every_answer_for_th
     for answer in (model, ConditionalGraphFlow.load(tmp_path / "model.pt")):
         for call in (lambda: answer.sample(unseen[:2]), lambda: answer.log_prob(X[:2], unseen[:2]),
                      lambda: answer.in_region(X[:2], unseen[:2])):
-            with pytest.warns(UserWarning, match=r"Y holds labels \[2\] that never occurred in the training labels"):
+            with pytest.warns(UserWarning, match=r"Y holds labels \[2\] that never occurred in the training labels") as caught:
                 call()
+            assert caught[0].filename == __file__  # the caller's line, not torch's no_grad wrapper
         with pytest.warns(UserWarning, match=r"labels holds labels \[2\] that never"):
             answer.region_boundary(0, labels=[0, 2, 1, 0])
         with warnings.catch_warnings():
