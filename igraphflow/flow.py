@@ -437,11 +437,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         _check_solver_step(self.config["max_step"], self.config["steps"])
         max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
         data = self._split(X, Y, fingerprint=checkpoint_dir is not None)
+        warn_lost_resolution(X, self.dtype)  # first: it says why signals can become all the same
         if not ((data.x != data.x[:1]).any() or (data.x_val != data.x[:1]).any()):
             # The noise fit would shrink to a point: a density of +100 nats there, -1e7 beside it.
-            raise ValueError(f"the {len(data.x) + len(data.x_val)} signals of X are all the same: there is no spread to "
-                             "fit a density to")
-        warn_lost_resolution(X, self.dtype)
+            raise ValueError(f"the {len(data.x) + len(data.x_val)} signals of X are all the same in "
+                             f"{str(self.dtype).removeprefix('torch.')}: there is no spread to fit a density to")
         # The checkpoint is checked before the model is reset: a refused one leaves the fit as it was.
         path = None if checkpoint_dir is None else as_output_dir(checkpoint_dir, "checkpoint_dir") / "fit.pt"
         checkpoint = None if path is None else self._read_checkpoint(path, data)
@@ -1007,8 +1007,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if strict:
             return super().load_state_dict(state_dict, strict, assign)
         own = self.state_dict()
+        metadata = getattr(state_dict, "_metadata", own._metadata)  # module versions, as torch keeps them
+        if any(key.startswith("latent.") for key in state_dict):
+            # A latent state without noise buffers is one without a fitted noise, not a partial one.
+            own = {key: value for key, value in own.items() if key.removeprefix("latent.") not in GaussianMixtureLatent.NOISE_BUFFERS}
         merged = collections.OrderedDict({**own, **state_dict})
-        merged._metadata = getattr(state_dict, "_metadata", own._metadata)  # module versions, as torch keeps them
+        merged._metadata = metadata
         result = super().load_state_dict(merged, strict, assign)
         return result._replace(missing_keys=[key for key in own if key not in state_dict])
 

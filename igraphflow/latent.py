@@ -260,6 +260,10 @@ class GaussianMixtureLatent(nn.Module):
         (torch.Size([1, 3, 2]), torch.Size([1]))
     """
 
+    #: The buffers of the fitted noise, ``None`` until it is fitted: a state without them has none.
+    NOISE_BUFFERS = ("offset", "scale_tril", "pattern_centre", "pattern_weights", "mixture_logits", "mixture_centres",
+                     "mixture_scales", "mixture_label_logits")
+
     def __init__(
         self, num_classes: int, num_features: int, sigma: float = 1.0, separation: float = 0.0, initial_separation: float = 2.0
     ):
@@ -803,8 +807,7 @@ class GaussianMixtureLatent(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The noise buffers exist only once fitted: give them the saved shapes, in the model's
         # dtype, before loading.
-        for name in ("offset", "scale_tril", "pattern_centre", "pattern_weights", "mixture_logits", "mixture_centres",
-                     "mixture_scales", "mixture_label_logits"):
+        for name in self.NOISE_BUFFERS:
             saved = state_dict.get(prefix + name)
             setattr(self, name, None if saved is None else torch.empty_like(saved, device=self.means.device, dtype=self.means.dtype))
         # Checkpoints written before the sampling temperature existed sampled at temperature 1.

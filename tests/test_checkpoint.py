@@ -5,6 +5,7 @@ import stat
 import subprocess
 import sys
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -121,6 +122,26 @@ def test_a_flipped_byte_in_a_weight_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"state.pt is not a readable checkpoint .*: \S+ fails its checksum$"):
         load_checked(tmp_path / "state.pt", "demo")
 
+    # Damage to the archive's directory is a ValueError too (it was zipfile's BadZipFile).
+    data = bytearray(data)
+    data[data.find(torch.arange(1000.0).numpy().tobytes()) + 2000] ^= 0x10  # the weight as it was
+    data[data.rfind(b"PK\x06\x07") + 16] = 2  # "spans several disks"
+    (tmp_path / "state.pt").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="state.pt is not a readable checkpoint"):
+        load_checked(tmp_path / "state.pt", "demo")
+
+
+def test_an_archive_written_without_checksums_loads(tmp_path):
+    # torch.serialization.set_crc32_options(False) writes every CRC as 0: no damage to report.
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_atomic({"weight": torch.arange(10.0)}, tmp_path / "state.pt", kind="demo")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    with zipfile.ZipFile(tmp_path / "state.pt") as archive:
+        assert all(entry.CRC == 0 for entry in archive.infolist())
+    assert torch.equal(load_checked(tmp_path / "state.pt", "demo")["weight"], torch.arange(10.0))
+
 
 EDGES = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
 
@@ -147,6 +168,13 @@ def test_a_partial_state_leaves_the_rest_and_a_state_of_another_dtype_takes_the_
     result = model.load_state_dict(head, strict=False)
     assert torch.equal(model.log_prob(X, Y), expected) and model.is_calibrated and model.latent.temperature == 0.7
     assert "standardizer.scale" in result.missing_keys and not any(k.startswith("head.") for k in result.missing_keys)
+    # A whole state of a model without fitted noise: no noise, as with strict=True.
+    bare = ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1, max_epochs=2, fit_noise=False, seed=0).fit(X, Y, progress=False)
+    result = model.load_state_dict(bare.state_dict(), strict=False)
+    assert not result.missing_keys and not model.latent.has_noise_covariance
+    assert torch.equal(model.log_prob(X, Y), bare.log_prob(X, Y))
+    model = ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1, max_epochs=2, sample_temperature=0.7, seed=0)
+    model.fit(X, Y, progress=False)
     # The noise buffers took the saved dtype: float32 inside a float64 model failed inside torch.
     wide = ConditionalGraphFlow(EDGES, 3, 2, 2, num_blocks=1, seed=0).double()
     wide.load_state_dict(model.state_dict())

@@ -611,11 +611,14 @@ def test_training_signals_all_the_same_are_refused():
     # The noise fit shrank to a point: +109 nats at the signal, -1.8e7 at 1e-3 from it.
     _, Y = toy(32)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
-    with pytest.raises(ValueError, match="the 32 signals of X are all the same"):
+    with pytest.raises(ValueError, match="the 32 signals of X are all the same in float32"):
         model.fit(torch.ones(32, 4, 2), Y, progress=False)
     X = torch.ones(32, 4, 2)
     X[:, 0, 0] = torch.arange(32.0)  # one feature that varies is enough
     model.fit(X, Y, progress=False)
+    # Varying in float64 but not in the model's float32: the rounding is said first.
+    with pytest.warns(UserWarning, match="fewer than 100 steps"), pytest.raises(ValueError, match="all the same in float32"):
+        model.fit(1e6 + 1e-3 * torch.randn(32, 4, 2, dtype=torch.float64), Y, progress=False)
 
 
 def test_a_long_list_of_absent_labels_is_cut_short():
