@@ -170,10 +170,11 @@ def make_model(method: str, data: GraphDataset, seed: int, **settings: Any) -> A
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     check_requirements([method], figures=False)
-    # Each baseline's own module: the others may need packages that are not installed.
+    # The package imports a class when first asked for: the others may need packages not installed.
+    from . import baselines
+
     classes = {"ignn": "IGNNBaseline", "cinn": "CINNBaseline", "nsf": "NSFBaseline", "cgan": "CGANBaseline"}
-    module = importlib.import_module(f".baselines.{method}", __package__)
-    return getattr(module, classes[method])(*args, seed=seed, **settings)
+    return getattr(baselines, classes[method])(*args, seed=seed, **settings)
 
 
 def check_settings(settings: dict[str, dict[str, Any]], data: GraphDataset, methods: Sequence[str] = METHODS) -> None:
