@@ -365,8 +365,9 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
     fewer than 100 steps per standard deviation: a large offset with a small spread, which
     float64 holds and float32 does not (1e6 + 0.01 z keeps two distinct values), or values
     below the smallest normal number of ``dtype`` (1e-44 z in float32 keeps a few dozen, 1e-50 z
-    none). The model would see that feature as nearly constant. ``X`` that comes in a dtype as
-    coarse as ``dtype`` or coarser was rounded before: that is said too.
+    none). The model would see that feature as nearly constant. ``X`` that comes in a floating
+    dtype as coarse as ``dtype`` or coarser was rounded before: that is said too. Integers are
+    exact: only their cast is checked (counts near 1e8 keep spacing 8 in float32).
 
     Example:
         >>> import warnings
@@ -378,9 +379,9 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
         True
     """
     X = _as_tensor(X, name)
-    if not X.is_floating_point() or X.size(0) < 2:
+    if X.size(0) < 2:
         return
-    rounded_before = torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps
+    rounded_before = X.is_floating_point() and torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps
     finfo = torch.finfo(X.dtype if rounded_before else dtype)
     X = X.detach().double()
     spread, size = X.std(0), X.abs().amax(0)
@@ -399,7 +400,7 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
                        "the data in float64 before the cast")
         else:
             message = (f"{name} in {finfo.dtype} keeps fewer than 100 steps per standard deviation of {where}: the model "
-                       f"sees them rounded; fit it in float64 (model.double()) or "
+                       f"sees them rounded; fit it in float64 (model.double(), or igraphflow train --float64) or "
                        f"{'rescale X' if tiny else 'subtract the offset from X'} first")
         warnings.warn(message, stacklevel=stacklevel)
 

@@ -75,7 +75,8 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
         if X.ndim != 3 or len(X) < MIN_INPUT_SAMPLES:
             raise ValueError(f"{args.input}: X must have shape [N >= {MIN_INPUT_SAMPLES}, num_nodes, num_features] "
                              f"(80 % to train, 20 % to test), got {list(X.shape)}")
-        X = as_signals(X, X.shape[1], X.shape[2])
+        # In the file's own dtype: the fit casts it, and says so where the cast rounds X away.
+        X = as_signals(X, X.shape[1], X.shape[2], dtype=None)
         num_classes = as_count(arrays["num_classes"], "num_classes") if "num_classes" in arrays else None
         Y = as_labels(Y, X.size(1), num_classes, num_samples=len(X))
         if num_classes is None:
@@ -122,6 +123,8 @@ def _train(args) -> int:
     graph, train, test = _dataset_splits(args)
     settings = dict(conv=args.conv, num_blocks=args.num_blocks, hidden=args.hidden, device=args.device, seed=args.seed)
     model = ConditionalGraphFlow(**graph, **settings)
+    if args.float64:
+        model.double()
     max_time = as_seconds(args.max_time, "--max-time")
     # After the input and settings are checked (no empty folder for a typo), before training.
     made = not Path(args.out).exists()
@@ -252,6 +255,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint-dir", default=None,
                        help="write a checkpoint there after every block; the same command run again resumes after "
                             "the last block written")
+    train.add_argument("--float64", action="store_true",
+                       help="compute in float64 (signals with a large offset and a small spread, which float32 rounds away)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 

@@ -115,6 +115,17 @@ def test_float32_signals_rounded_before_the_fit_are_warned_about():
         warn_lost_resolution((1e3 + X).float(), torch.float32)
 
 
+def test_integer_signals_that_float32_would_round_away_are_warned_about():
+    # Counts near 1e8 spread by 50: float32 spaces them 8 apart. Integers used to pass unchecked.
+    counts = (1e8 + 50 * toy(64)[0].double()).round().long()
+    with pytest.warns(UserWarning, match=r"X in float32 keeps fewer than 100 steps .*subtract the offset from X"):
+        warn_lost_resolution(counts, torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact in float64; small counts are exact in float32 too
+        warn_lost_resolution(counts, torch.float64)
+        warn_lost_resolution(counts - 10**8, torch.float32)
+
+
 def test_float64_signals_below_float32s_normal_numbers_are_warned_about():
     # float32 spaces its subnormal numbers 1.4e-45 apart: 1e-44 z keeps a few dozen values, 1e-50 z none.
     X = toy(64)[0].double()
