@@ -36,7 +36,7 @@ from .latent import GaussianMixtureLatent
 from .nn import GraphVelocityField, HopMeans
 from .nn.velocity import as_convolution
 from .ode import DIVERGENCES, ODEBlock
-from .separability import REFERENCE_SEPARATION, fit_softmax, linear_separability
+from .separability import MAX_ROWS, REFERENCE_SEPARATION, fit_softmax, linear_separability
 from .standardize import Standardize
 from .temperature import energy_temperature
 from .uncertainty import UncertaintyMixin
@@ -157,7 +157,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :class:`~igraphflow.nn.HopMeans`), ``"linear"`` (a
             softmax layer on :math:`H_v`) or ``"bayes"`` (the Bayes rule of the latent mixture,
             whose label prior is independent across nodes). The heads are fitted by
-            cross-entropy on the final latent; the graph head also sees the evidence that
+            cross-entropy on the final latent (of at most
+            :data:`~igraphflow.separability.MAX_ROWS` nodes, whole signals drawn at random,
+            on large data); the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.
         fit_noise: After the blocks are trained, replace the latent by the Gaussian fitted to
             the encoded training signals when that fits the validation samples better
@@ -814,8 +816,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def _fit_head(self, h: Tensor, y: Tensor):
         # A softmax layer on fixed features of the final latent (H_v, or its neighbourhood
-        # means, computed once); H is detached, so the flow is unchanged.
-        layer, features = self.head, h.detach()
+        # means, computed once); H is detached, so the flow is unchanged. At most MAX_ROWS node
+        # rows (whole signals, in the split's random order): a few features need no more, and
+        # the full-batch fit of all of them took gigabytes on large graphs.
+        keep = max(1, MAX_ROWS // self.num_nodes)
+        layer, features, y = self.head, h[:keep].detach(), y[:keep]
         if isinstance(self.head, nn.Sequential):
             layer, features = self.head[-1], self.head[:-1](features)
         fit_softmax(layer, features.flatten(0, 1), y.flatten())

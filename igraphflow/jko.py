@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ._chunks import TRAIN_SCALARS, chunk_size, in_chunks
+from ._chunks import EVAL_SCALARS, TRAIN_SCALARS, chunk_size, in_chunks
 from ._random import draw
 from .divergence import rademacher
 from .latent import GaussianMixtureLatent
@@ -121,6 +121,16 @@ def _sum_gradients(parameters: list[nn.Parameter]):
         dist.all_reduce(parameter.grad)
 
 
+def _chunk_scalars(dims: int, divergence: Divergence) -> tuple[int, int]:
+    r"""The scalars per pass of a training step and of a pass without gradients. The exact trace
+    sends ``D`` copies of every signal through the field: a training step keeps the graphs of
+    all of them, a pass without gradients those of 64 at a time
+    (:func:`~igraphflow.divergence.exact_divergence`)."""
+    if divergence != "exact":
+        return TRAIN_SCALARS, EVAL_SCALARS
+    return max(1, TRAIN_SCALARS // dims), max(1, EVAL_SCALARS // min(64, dims))
+
+
 def _snapshot(modules: list[nn.Module]) -> list[dict]:
     return [copy.deepcopy(m.state_dict()) for m in modules]
 
@@ -176,6 +186,7 @@ def train_block(
     started = time.monotonic()
     rank, world = data_parallel_rank()
     device = x_train.device
+    train_scalars, eval_scalars = _chunk_scalars(x_train[0].numel(), divergence)
 
     def validation_objective() -> float:
         block.eval()
@@ -183,7 +194,7 @@ def train_block(
             objective = in_chunks(
                 lambda x, y, noise: jko_objective(block, latent, x, y, divergence=divergence, noise=noise,
                                         classification_weight=classification_weight)[0],
-                x_val, y_val, val_noise,
+                x_val, y_val, val_noise, scalars=eval_scalars,
             ).mean().item()
         # Every process evaluates all the validation samples. Their mean is one value for all
         # of them even where rounding differs between devices, so they agree on the best epoch
@@ -193,7 +204,7 @@ def train_block(
     # The starting state competes too: a warm-started block (refine, reparameterize) is
     # never replaced by an epoch that made it worse.
     best, best_state, stale = validation_objective(), _snapshot(modules), 0
-    chunk = chunk_size(x_train, TRAIN_SCALARS)
+    chunk = chunk_size(x_train, train_scalars)
     for epoch in range(max_epochs):
         block.train()
         order = draw(torch.randperm, x_train.size(0), device=device, generator=generator)

@@ -536,11 +536,17 @@ class GaussianMixtureLatent(nn.Module):
         V, K = maps.size(0), self.num_classes
         options = dict(device=prior.device, generator=generator, dtype=torch.float64)
         labels = torch.searchsorted(prior.double().cumsum(0), draw(torch.rand, (num_draws, V), **options)).clamp_max(K - 1)
-        deviation = F.one_hot(labels, K).to(prior) - prior  # [R, V, K]
         per_node = self.pattern_centre.numel() != K
-        features = deviation.flatten(1) if per_node else deviation.mean(1)
-        everyone = (features @ self.pattern_weights.flatten(1)).view(num_draws, V, -1)
-        return everyone - torch.einsum("rvk,vkc->rvc", deviation, own)
+
+        def shifts(labels: Tensor) -> Tensor:
+            deviation = torch.zeros(*labels.shape, K, dtype=prior.dtype, device=prior.device)
+            deviation = deviation.scatter_(-1, labels.unsqueeze(-1), 1.0) - prior  # [r, V, K]
+            features = deviation.flatten(1) if per_node else deviation.mean(1)
+            everyone = (features @ self.pattern_weights.flatten(1)).view(len(labels), V, -1)
+            return everyone - torch.einsum("rvk,vkc->rvc", deviation, own)
+
+        # In chunks of draws: all of them at once took gigabytes on graphs of thousands of nodes.
+        return torch.cat([shifts(part) for part in labels.split(max(1, 2**22 // (V * K)))])
 
     @staticmethod
     def _node_whitened(r: Tensor, node_tril: Tensor) -> Tensor:

@@ -475,28 +475,43 @@ class UncertaintyMixin:
         rank = max(1, math.ceil(REGION_DRAWS * (1 - alpha)))
 
         def quantiles(distance) -> Tensor:
-            r"""``distance(u [R, VC]) -> [R, ...]``: its quantile over each pattern's draws, ``[P, ...]``."""
-            per_component = torch.cat([distance(c + s * noise) for c, s in zip(centres, scales)])
+            r"""``distance(m) -> [R, ...]``, the distances of component ``m``'s draws: their quantile
+            over each pattern's draws, ``[P, ...]``."""
+            per_component = torch.cat([distance(m) for m in range(len(centres))])
             # Draws last and contiguous: a selection along the last dimension is about twice as fast.
             side_by_side = per_component.movedim(0, -1).contiguous()
             return torch.stack([side_by_side.index_select(-1, index).kthvalue(rank, dim=-1).values for index in picks]).double()
 
         if joint:
-            return quantiles(lambda u: u.square().sum(1))[which]
-        node_tril, shift = latent.node_scale_tril, 0.0
+            return quantiles(lambda m: (centres[m] + scales[m] * noise).square().sum(1))[which]
+        node_tril, shift = latent.node_scale_tril, None
         if shifted:
             node_tril, shift = latent.node_marginals()[1], latent.pattern_shift_draws(REGION_DRAWS, generator)
-        # Node-wise distances in blocks of nodes: all components' distances of a block at once
-        # stay below 2^24 numbers.
+        # Node v of component m's draws is N(L_v c_m, L_v diag(s_m^2) L_v^T), L_v the node's C rows of
+        # the factor: C standard normal numbers per node and draw (those of ``noise`` at the node)
+        # give its law, where mapping whole D-dimensional draws took R D^2 operations per component.
+        # Whitened by the node's ellipse L'_v, a draw is L'_v^-1 (L_v c_m + F_mv z + shift), F_mv F_mv^T
+        # the covariance above: one C x C map of z per node and component.
+        rows, standard = tril.view(V, C, V * C).double(), noise.view(REGION_DRAWS, V, C).transpose(0, 1)
+        eye = torch.eye(C, dtype=torch.float64, device=self.device)
+        whitening = torch.linalg.solve_triangular(node_tril.double(), eye.expand(V, C, C), upper=False)
+
+        def node_quantiles(nodes: slice) -> Tensor:
+            r"""The thresholds of the nodes ``nodes``, ``[P, len(nodes)]``."""
+            z, white = standard[nodes], whitening[nodes]
+            moved = 0.0 if shift is None else (shift[:, nodes].transpose(0, 1).double() @ white.mT).to(z.dtype)
+
+            def distance(m: int) -> Tensor:
+                scaled = rows[nodes] * scales[m].double()
+                maps = white @ torch.linalg.cholesky(scaled @ scaled.mT)
+                centre = (white @ (rows[nodes] @ centres[m].double()).unsqueeze(-1)).mT
+                return (centre.to(z.dtype) + z @ maps.mT.to(z.dtype) + moved).square().sum(-1).T  # [R, nodes]
+
+            return quantiles(distance)
+
+        # In blocks of nodes: all components' distances of a block at once stay below 2^24 numbers.
         block = max(1, 2**24 // (REGION_DRAWS * len(centres)))
-        thresholds = [
-            quantiles(lambda u, nodes=slice(start, start + block): latent._node_whitened(
-                (u @ tril[nodes.start * C : nodes.stop * C].T).view(REGION_DRAWS, -1, C)
-                + (shift[:, nodes] if shifted else shift), node_tril[nodes]
-            ).square().sum(-1))
-            for start in range(0, V, block)
-        ]
-        return torch.cat(thresholds, dim=1)[which]
+        return torch.cat([node_quantiles(slice(start, start + block)) for start in range(0, V, block)], dim=1)[which]
 
     # Regions in X space ------------------------------------------------------------------
 

@@ -262,6 +262,20 @@ def test_heads_fit_signals_far_from_zero(classifier):
     assert accuracy > 0.9 and accuracy >= (reference.predict(X + 300.0) == Y).float().mean() - 0.05
 
 
+def test_the_head_is_fitted_on_at_most_max_rows_nodes(monkeypatch):
+    # All N V rows at once took gigabytes on large graphs (2.6 GB at V = 2025, N = 2000).
+    import igraphflow.flow as flow_module
+
+    rows, fit_softmax = [], flow_module.fit_softmax
+    monkeypatch.setattr(flow_module, "MAX_ROWS", 4 * 50)
+    monkeypatch.setattr(flow_module, "fit_softmax", lambda layer, features, targets: (
+        rows.append(len(features)), fit_softmax(layer, features, targets))[1])
+    X, Y = toy(256)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
+    assert rows == [4 * 50]
+    assert (model.predict(X) == Y).float().mean() > 0.8
+
+
 def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp_path):
     # One label per graph, weak per-node evidence: the neighbourhood means carry most of it.
     g = torch.Generator().manual_seed(1)

@@ -29,6 +29,27 @@ def test_a_training_step_in_chunks_is_the_step_on_the_whole_batch(float64, monke
     torch.testing.assert_close(chunked, whole, rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("divergence", ["exact", "finite_difference"])
+def test_the_exact_trace_trains_and_validates_fewer_signals_per_pass(divergence, monkeypatch):
+    # The exact trace sends D copies of every signal through the field, and a training step keeps
+    # the graphs of all of them: chunks sized for one copy ran out of memory near D = 100.
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(0, 2, (64, 4), generator=g)
+    X = torch.randn(64, 4, 2, generator=g) + Y.unsqueeze(-1)  # D = 8
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, hidden=8, seed=0)
+    monkeypatch.setattr(jko, "TRAIN_SCALARS", 8 * 8)
+    monkeypatch.setattr(jko, "EVAL_SCALARS", 8 * 8 * 4)
+    passes = {True: [], False: []}  # signals per pass, with and without gradients
+    objective = jko.jko_objective
+    monkeypatch.setattr(jko, "jko_objective", lambda block, latent, x, *args, **kwargs: (
+        passes[torch.is_grad_enabled()].append(len(x)), objective(block, latent, x, *args, **kwargs))[1])
+    jko.train_block(0, model.blocks[0], model.latent, (X, Y), (X[:32], Y[:32]), divergence=divergence,
+                    batch_size=32, max_epochs=1, patience=1, generator=torch.Generator().manual_seed(0))
+    exact = divergence == "exact"
+    assert set(passes[True]) == ({1} if exact else {8})  # 64 / D^2 or 64 / D signals
+    assert set(passes[False]) == ({4} if exact else {32})  # 256 / (min(64, D) D) or 256 / D
+
+
 def test_in_chunks_concatenates_tuples_and_bounds_the_chunk():
     x = torch.arange(24.0).view(6, 2, 2)
     assert chunk_size(x, scalars=9) == 2 and chunk_size(x, scalars=1) == 1

@@ -668,7 +668,9 @@ def test_regions_of_a_class_with_mixture_weights_of_its_own_hold_its_draws():
 
 def test_mixture_region_sizes_equal_those_of_each_patterns_own_draws():
     # The sizes are computed once per component and per block of nodes (32 nodes here, for 32
-    # components), then gathered pattern by pattern: the same as drawing each pattern's mixture.
+    # components), then gathered pattern by pattern: the joint ones the same as drawing each
+    # pattern's mixture; the node-wise ones from each node's own law, so they hold 1 - alpha of
+    # the pattern's draws up to the Monte Carlo error of two sets of 2^14 draws (sd 0.0033).
     V, M = 40, 32
     path = torch.stack([torch.arange(V - 1), torch.arange(1, V)])
     model = ConditionalGraphFlow(torch.cat([path, path.flip(0)], 1), V, 2, 2, num_blocks=1, seed=0)
@@ -688,9 +690,9 @@ def test_mixture_region_sizes_equal_those_of_each_patterns_own_draws():
         h = latent.means.detach()[Y[n]] + latent.offset + (u @ latent.scale_tril.T).view(REGION_DRAWS, V, 2)
         y = Y[n].expand(REGION_DRAWS, V)
         joint = latent.joint_squared_distance(h, y).double().kthvalue(rank).values
-        nodes = latent.node_squared_distance(h, y).double().kthvalue(rank, dim=0).values
         torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1], joint=True)[0], joint, rtol=1e-5, atol=0)
-        torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1])[0], nodes, rtol=1e-5, atol=0)
+        held = (latent.node_squared_distance(h, y).double() <= model._region_thresholds(0.1, Y[n : n + 1])).double().mean(0)
+        assert (held - 0.9).abs().max() < 0.015
 
 
 def test_the_conformal_helpers_take_arrays_and_refuse_what_they_cannot_score():
