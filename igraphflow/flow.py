@@ -411,10 +411,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             Y: Node labels in ``0..K-1``, ``[N, V]``; a label that never occurs is warned about.
             max_time: A cap on the training time of the blocks in seconds, shared equally
                 among the blocks still to train. A block whose share runs out keeps its best
-                state; blocks that get no time at all are dropped, so the model stays invertible
-                and usable. A block that starts trains at least one batch and scores the
-                validation samples before and after it, which may take longer than a very
-                small budget. Fitting the noise, the sampling temperature and the head on the
+                state; blocks that get no time at all are dropped (with a warning), so the model
+                stays invertible and usable. A block that starts trains at least one batch,
+                scores the validation samples before and after it and pushes every training
+                signal through itself, which may take longer than a small budget on a large
+                graph (about 45 s for 2000 signals on 2000 nodes on one CPU core). Fitting the
+                noise, the sampling temperature and the head on the
                 encoded signals comes after, on top of the cap (seconds on small graphs, tens of
                 seconds on larger ones: the temperature decodes up to 512 signals a dozen times).
             progress: Show a progress bar.
@@ -546,7 +548,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         whose stopping rule had fired, so no block is added.
         """
         c = self.config
-        deadline = time.monotonic() + max_time
+        began = time.monotonic()
+        deadline = began + max_time
         dims = self.num_nodes * self.num_features
         x, x_val, val_logdet = data.x, data.x_val, data.x_val.new_zeros(data.x_val.size(0))
         self.latent.reset_noise_()  # the blocks train towards the isotropic latent
@@ -593,6 +596,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if settled:
                 break
         bar.close()
+        if index < total and not (adding or retrain):
+            # A model of fewer blocks than asked for, which only history_ would tell otherwise.
+            warnings.warn(f"max_time ({max_time:g} s) ran out after {index} of {total} blocks ({time.monotonic() - began:.1f} s, "
+                          "with the validation passes and the push of the training signals through each block): the "
+                          f"model keeps {index}; give a longer max_time or fewer blocks", stacklevel=3)
         if retrain:
             # Blocks the time did not reach are kept as they were: the noise and head must see
             # the signals pushed through them too.
@@ -601,13 +609,18 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                     x, x_val = in_chunks(block, x), in_chunks(block, x_val)
         else:
             del self.blocks[index:]
-        if c["fit_noise"]:
-            self.latent.fit_noise_(x, data.y, x_val, data.y_val, seed=int(torch.randint(2**31, (), generator=data.generator)))
-        self.latent.temperature.fill_(self._sample_temperature(data))
-        h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
-        if self.head is not None:
-            # A convex fit needs no held-out samples to stop it: it sees all of them.
-            self._fit_head(h, y)
+        # Tens of seconds on large graphs: shown too.
+        with tqdm(total=3, desc="noise, temperature, head", disable=not progress, unit="fit") as finish:
+            if c["fit_noise"]:
+                self.latent.fit_noise_(x, data.y, x_val, data.y_val, seed=int(torch.randint(2**31, (), generator=data.generator)))
+            finish.update()
+            self.latent.temperature.fill_(self._sample_temperature(data))
+            finish.update()
+            h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
+            if self.head is not None:
+                # A convex fit needs no held-out samples to stop it: it sees all of them.
+                self._fit_head(h, y)
+            finish.update()
         self._warn_uninformative_classifier(h, y, stacklevel=5 if retrain else 4)
         self.fitted.fill_(True)
 

@@ -237,9 +237,15 @@ def test_max_time_leaves_a_usable_invertible_model():
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=5, hidden=8, max_epochs=500, patience=500, seed=0)
     started = time.monotonic()
-    model.fit(X, Y, max_time=0.5, progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, Y, max_time=0.5, progress=False)
     assert time.monotonic() - started < 10  # 500 epochs per block would take minutes
     assert 1 <= model.num_blocks <= 5
+    # Blocks dropped (where one overran the budget) are said.
+    dropped = [str(w.message) for w in caught if "ran out after" in str(w.message)]
+    assert len(dropped) == (model.num_blocks < 5)
+    assert all(f"ran out after {model.num_blocks} of 5 blocks" in message for message in dropped)
     assert torch.isfinite(model.log_prob(X[:8], Y[:8])).all()
     assert torch.allclose(model.decode(model.encode(X[:8])), X[:8], atol=1e-4)
 
@@ -730,8 +736,13 @@ def test_a_finished_auto_depth_fit_resumes_without_another_block(tmp_path):
 def test_save_load_keeps_the_requested_depth(num_blocks, tmp_path):
     X, Y = toy(64)
     settings = {**SMALL, "num_blocks": num_blocks, "max_blocks": 4, "max_epochs": 2}
-    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, max_time=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, max_time=0)
     assert model.num_blocks == 0  # no time: every block dropped, still usable
+    # Said for a fixed depth; num_blocks="auto" asks for blocks until time or its rule stops them.
+    said = [w for w in caught if "max_time (0 s) ran out after 0 of 4 blocks" in str(w.message)]
+    assert len(said) == (num_blocks == 4)
     model.save(tmp_path / "m.pt")
     loaded = ConditionalGraphFlow.load(tmp_path / "m.pt")
     assert loaded.num_blocks == 0 and loaded.config["num_blocks"] == num_blocks
