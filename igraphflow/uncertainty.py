@@ -440,7 +440,8 @@ class UncertaintyMixin:
         the ellipsoids of the Gaussian fit hold :math:`1 - \alpha` of the mixture: with the
         weights of each label pattern where they depend on the labels, else (and without ``Y``)
         with the shared weights. Every pattern's draws share their random numbers, so the
-        distances are computed once per component and gathered pattern by pattern. Node-wise
+        distances are computed once per component and gathered pattern by pattern; node-wise,
+        from each node's own law under each component (a Gaussian in ``C`` dimensions). Node-wise
         without ``Y``, where the mean moves with the label pattern, the draws add the shift
         that the other nodes' labels give each node
         (:meth:`~igraphflow.latent.GaussianMixtureLatent.pattern_shift_draws`), and the
