@@ -367,7 +367,8 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
     below the smallest normal number of ``dtype`` (1e-44 z in float32 keeps a few dozen, 1e-50 z
     none). The model would see that feature as nearly constant. ``X`` that comes in a floating
     dtype as coarse as ``dtype`` or coarser was rounded before: that is said too. Integers are
-    exact: only their cast is checked (counts near 1e8 keep spacing 8 in float32).
+    spaced 1 apart already: only a cast that rounds them is warned about (counts near 1e8 keep
+    spacing 8 in float32; below 2^24 it holds every integer).
 
     Example:
         >>> import warnings
@@ -381,7 +382,8 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
     X = _as_tensor(X, name)
     if X.size(0) < 2:
         return
-    rounded_before = X.is_floating_point() and torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps
+    given_floats = X.is_floating_point()
+    rounded_before = given_floats and torch.finfo(X.dtype).eps >= torch.finfo(dtype).eps
     finfo = torch.finfo(X.dtype if rounded_before else dtype)
     X = X.detach().double()
     spread, size = X.std(0), X.abs().amax(0)
@@ -389,6 +391,8 @@ def warn_lost_resolution(X, dtype: torch.dtype, name: str = "X", stacklevel: int
     # subnormal ones (finfo.tiny * finfo.eps) below them.
     step = torch.clamp_min(finfo.eps * size, finfo.tiny * finfo.eps)
     coarse = (spread > 0) & (100 * step > spread)
+    if not given_floats:
+        coarse &= size > 2 / finfo.eps  # the first integer the dtype cannot hold
     if coarse.any():
         node, feature = coarse.nonzero()[0].tolist()
         tiny = size[node, feature] < finfo.tiny / finfo.eps

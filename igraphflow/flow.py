@@ -157,9 +157,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :class:`~igraphflow.nn.HopMeans`), ``"linear"`` (a
             softmax layer on :math:`H_v`) or ``"bayes"`` (the Bayes rule of the latent mixture,
             whose label prior is independent across nodes). The heads are fitted by
-            cross-entropy on the final latent (of at most
-            :data:`~igraphflow.separability.MAX_ROWS` nodes, whole signals drawn at random,
-            on large data); the graph head also sees the evidence that
+            cross-entropy on the final latent (of
+            :data:`~igraphflow.separability.MAX_ROWS` nodes of the signals drawn at random, on
+            large data); the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.
         fit_noise: After the blocks are trained, replace the latent by the Gaussian fitted to
             the encoded training signals when that fits the validation samples better
@@ -619,7 +619,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
             if self.head is not None:
                 # A convex fit needs no held-out samples to stop it: it sees all of them.
-                self._fit_head(h, y)
+                self._fit_head(h, y, data.generator)
             finish.update()
         self._warn_uninformative_classifier(h, y, stacklevel=5 if retrain else 4)
         self.fitted.fill_(True)
@@ -686,7 +686,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if not graph:
             raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
         if dtype != self.dtype:
-            raise ValueError(f"{path} holds a fit in {dtype}, this model computes in {self.dtype}; use another checkpoint_dir")
+            raise ValueError(f"{path} holds a fit in {dtype}, this model computes in {self.dtype}: resume it with a model "
+                             f"in {dtype} (model.to({dtype}); on the command line, train with --float64 exactly when "
+                             "the first run had it), or use another checkpoint_dir")
         if not same_data:
             raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
         with reading_contents(path, CHECKPOINT_KIND):
@@ -827,16 +829,27 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
 
-    def _fit_head(self, h: Tensor, y: Tensor):
+    def _fit_head(self, h: Tensor, y: Tensor, generator: torch.Generator):
         # A softmax layer on fixed features of the final latent (H_v, or its neighbourhood
-        # means, computed once); H is detached, so the flow is unchanged. At most MAX_ROWS node
-        # rows (whole signals, in the split's random order): a few features need no more, and
-        # the full-batch fit of all of them took gigabytes on large graphs.
-        keep = max(1, MAX_ROWS // self.num_nodes)
-        layer, features, y = self.head, h[:keep].detach(), y[:keep]
+        # means); H is detached, so the flow is unchanged. On large data, MAX_ROWS node rows
+        # drawn at random, their features computed a chunk of signals at a time: a few features
+        # need no more rows, the full-batch fit of all of them took gigabytes, and whole signals
+        # instead of rows could leave a rare class out.
+        layer, features_of = self.head, nn.Identity()
         if isinstance(self.head, nn.Sequential):
-            layer, features = self.head[-1], self.head[:-1](features)
-        fit_softmax(layer, features.flatten(0, 1), y.flatten())
+            layer, features_of = self.head[-1], self.head[:-1]
+        h, V = h.detach(), self.num_nodes
+        if h.size(0) * V <= MAX_ROWS:
+            fit_softmax(layer, features_of(h).flatten(0, 1), y.flatten())
+            return
+        rows = draw(torch.randint, h.size(0) * V, (MAX_ROWS,), device=self.device, generator=generator)
+        signal, node = rows // V, rows % V
+        features = h.new_empty(MAX_ROWS, layer.in_features)
+        size = chunk_size(h)
+        for start in range(0, h.size(0), size):
+            inside = ((signal >= start) & (signal < start + size)).nonzero().squeeze(1)
+            features[inside] = features_of(h[start : start + size])[signal[inside] - start, node[inside]]
+        fit_softmax(layer, features, y[signal, node])
 
     def _warn_uninformative_classifier(self, h: Tensor, y: Tensor, stacklevel: int):
         # On its own training signals any of the classifiers can match the label frequencies;

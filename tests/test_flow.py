@@ -124,6 +124,8 @@ def test_integer_signals_that_float32_would_round_away_are_warned_about():
         warnings.simplefilter("error")  # exact in float64; small counts are exact in float32 too
         warn_lost_resolution(counts, torch.float64)
         warn_lost_resolution(counts - 10**8, torch.float32)
+        # Near 1e6, spread by 5: float32 holds every integer below 2^24, so nothing is rounded.
+        warn_lost_resolution((1e6 + 5 * toy(64)[0].double()).round().long(), torch.float32)
 
 
 def test_float64_signals_below_float32s_normal_numbers_are_warned_about():
@@ -268,17 +270,25 @@ def test_heads_fit_signals_far_from_zero(classifier):
     assert accuracy > 0.9 and accuracy >= (reference.predict(X + 300.0) == Y).float().mean() - 0.05
 
 
-def test_the_head_is_fitted_on_at_most_max_rows_nodes(monkeypatch):
-    # All N V rows at once took gigabytes on large graphs (2.6 GB at V = 2025, N = 2000).
+def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch):
+    # All N V rows at once took gigabytes on large graphs (2.6 GB at V = 2025, N = 2000); the
+    # first whole signals instead could leave out a class that only a few signals hold.
     import igraphflow.flow as flow_module
 
-    rows, fit_softmax = [], flow_module.fit_softmax
-    monkeypatch.setattr(flow_module, "MAX_ROWS", 4 * 50)
+    captured, fit_softmax = [], flow_module.fit_softmax
+    monkeypatch.setattr(flow_module, "MAX_ROWS", 100)
     monkeypatch.setattr(flow_module, "fit_softmax", lambda layer, features, targets: (
-        rows.append(len(features)), fit_softmax(layer, features, targets))[1])
+        captured.append((features, targets)), fit_softmax(layer, features, targets))[1])
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
-    assert rows == [4 * 50]
+    (features, targets), = captured
+    assert len(features) == 100
+    # Each row is a node's own features with its own label, from far more than 100 / 4 signals.
+    every = model.head[:-1](model.encode(X)).flatten(0, 1).double()
+    distance = torch.cdist(features.double(), every)
+    match = distance.argmin(1)
+    assert distance.min(1).values.max() < 1e-4 and torch.equal(Y.flatten()[match], targets)
+    assert (match // 4).unique().numel() > 50
     assert (model.predict(X) == Y).float().mean() > 0.8
 
 
@@ -948,7 +958,8 @@ def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
     assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
     with pytest.raises(ValueError, match="other settings"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "hidden": 4}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
-    with pytest.raises(ValueError, match="holds a fit in torch.float32, this model computes in torch.float64"):
+    with pytest.raises(ValueError, match=r"holds a fit in torch.float32, this model computes in torch.float64: resume it "
+                                         r"with a model in torch.float32 \(model.to\(torch.float32\); .*--float64"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).double().fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
 
