@@ -12,7 +12,7 @@ Usage::
     python benchmarks/run_all.py                 # about an hour on 2 CPU cores
     python benchmarks/run_all.py --max-time 120  # a shorter training cap per method
 
-The other benchmarks (``core.py``, ``jko_tools.py``, ``uncertainty.py``, ``uncertainty_seeds.py``)
+The other benchmarks (``core.py``, ``jko_tools.py``, ``uncertainty.py``, ``uncertainty_seeds.py``, ``large_steps.py``)
 write their own results under ``benchmarks/results/``; BENCHMARKS.md links them.
 """
 
@@ -72,6 +72,8 @@ def main():
         "- `results/uncertainty.md` (`uncertainty.py`): conformal coverage and set sizes.",
         ("- `results/uncertainty_seeds.md` (`uncertainty_seeds.py`): the flow's and a ChebNet classifier's conformal "
          "set sizes at equal coverage, over three seeds each."),
+        ("- `results/large_steps.md` (`large_steps.py`): time and peak memory of the steps around training on large "
+         "graphs (exact-trace training, the head fit, region sizes under a mixture or pattern noise)."),
         "",
     ])
     OUTPUT.write_text(text)

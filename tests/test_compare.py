@@ -395,9 +395,9 @@ def test_jko_settings_checks_every_variant_before_training(tmp_path, capsys, no_
 
 def test_seed_table_is_the_mean_and_spread_over_runs(tmp_path, capsys):
     seed_table = _script("seed_table")
-    for seed, (mmd, energy) in enumerate([(1.0, 0.2), (3.0, 0.4)]):
+    for seed, (squared_mmd, energy) in enumerate([(1.0, 0.2), (3.0, 0.4)]):
         (tmp_path / f"seed{seed}" / "traffic").mkdir(parents=True)
-        row = {"mmd": mmd, "mmd_alpha": {"0.1": mmd / 10}, "energy": energy, "nll": None, "acc": 0.5}
+        row = {"mmd": squared_mmd, "mmd_alpha": {"0.1": squared_mmd / 10}, "energy": energy, "nll": None, "acc": 0.5}
         (tmp_path / f"seed{seed}" / "traffic" / "metrics.json").write_text(json.dumps({"methods": {"nsf": row}}))
     runs = [tmp_path / "seed0", tmp_path / "seed1"]
     table = seed_table.seed_table(runs, "traffic")
