@@ -90,6 +90,17 @@ def test_finite_difference_step_is_relative_to_the_signal():
     torch.testing.assert_close(div, expected, rtol=1e-2, atol=1e-2 * A.abs().sum().item())
 
 
+def test_finite_difference_bias_is_that_of_the_relative_step():
+    # A linear field hides the step: any step gives its trace. For f(x) = x * x and a Rademacher
+    # probe the estimate is 2 sum(x) + s sum(eps), with s = step * max(1, rms(x)) per signal.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 4, 2, generator=g, dtype=torch.float64) * torch.tensor([0.1, 1.0, 3.0, 10.0, 30.0, 0.5]).view(6, 1, 1)
+    noise = rademacher(x.shape, like=x, generator=g)
+    _, div = finite_difference_divergence(lambda z: z * z, x, noise, step=1e-2)
+    s = 1e-2 * x.flatten(1).square().mean(1).sqrt().clamp_min(1.0)
+    torch.testing.assert_close(div, 2 * x.flatten(1).sum(1) + s * noise.flatten(1).sum(1))
+
+
 def test_draws_follow_the_generator_whatever_the_target_device():
     # A CPU generator's stream is the same whether the draws are used on a CPU or a GPU.
     for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):

@@ -270,6 +270,19 @@ def test_heads_fit_signals_far_from_zero(classifier):
     assert accuracy > 0.9 and accuracy >= (reference.predict(X + 300.0) == Y).float().mean() - 0.05
 
 
+def test_the_recorded_movement_is_the_mean_squared_distance_over_the_training_signals():
+    # history_[k].w2 feeds the depth rule (w2 / D < w2_tolerance), the CLI summary and compare's
+    # records; the depth tests set it by hand, so a mean over coordinates instead passed them all.
+    X, Y = toy(128)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=2)).fit(X, Y, progress=False)
+    x = model.standardizer(model._split(X, Y).x)  # the training part, as the blocks saw it
+    with torch.no_grad():
+        for block, record in zip(model.blocks, model.history_, strict=True):
+            moved = block(x)
+            assert record.w2 == pytest.approx((moved - x).square().sum((1, 2)).mean().item(), rel=1e-5)
+            x = moved
+
+
 def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch):
     # All N V rows at once took gigabytes on large graphs (2.6 GB at V = 2025, N = 2000); the
     # first whole signals instead could leave out a class that only a few signals hold.

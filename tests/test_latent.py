@@ -26,6 +26,18 @@ def test_log_prob_matches_scipy():
     assert torch.allclose(latent.class_log_likelihood(h), torch.tensor(per_node))
 
 
+def test_squared_distances_are_in_units_of_sigma():
+    # At sigma = 1 sigma and sigma^2 agree: a node-wise distance divided by sigma passed every test.
+    latent = GaussianMixtureLatent(3, 2, sigma=0.7)
+    y = torch.tensor([[0, 2, 1], [1, 1, 0]])
+    h = torch.randn(2, 3, 2, generator=torch.Generator().manual_seed(0))
+    means = latent.means.detach()
+    per_node = (h - means[y]).square().sum(-1) / 0.49
+    torch.testing.assert_close(latent.node_squared_distance(h, y), per_node)
+    torch.testing.assert_close(latent.joint_squared_distance(h, y), per_node.sum(1))
+    torch.testing.assert_close(latent.squared_distances(h), (h.unsqueeze(-2) - means).square().sum(-1) / 0.49)
+
+
 def test_posterior_is_the_bayes_rule():
     latent = GaussianMixtureLatent(2, 1)
     latent.set_prior(torch.tensor([[0, 0, 0, 1]]))  # counts + 1: prior (4/6, 2/6)
