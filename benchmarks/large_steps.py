@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
-from _memory import peak_rss_mb
+from _memory import peak_rss_mb, run_child
 
 RESULTS = Path(__file__).parent / "results" / "large_steps.md"
 
@@ -116,11 +114,6 @@ def child_pattern_sets(side: int) -> dict:
 CHILDREN = {"exact": child_exact, "head": child_head, "mixture_sets": child_mixture_sets, "pattern_sets": child_pattern_sets}
 
 
-def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, print without writing")
@@ -135,7 +128,7 @@ def main():
              ("mixture_sets", "22", "32"), ("pattern_sets", "64")])
     lines = ["| step | size | s | peak RSS MB |", "|---|---|---|---|"]
     for run in runs:
-        r = run_child(*run)
+        r = run_child(__file__, *run)
         lines.append(f"| {r['step']} | {r['size']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |")
     text = "\n".join(lines)
     print(text)

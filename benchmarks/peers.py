@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
-from _memory import peak_rss_mb
+from _memory import peak_rss_mb, run_child
 
 RESULTS = Path(__file__).parent / "results" / "peers.md"
 DATASETS = ("linear_gaussian", "graph_moons", "three_node")
@@ -41,13 +40,6 @@ def child(dataset: str, method: str, max_time: float, seed: int, quick: bool) ->
     nll = -method_log_prob(model, method, data.X_test, data.Y_test, exact=True).mean().item() / dims
     return dict(dataset=dataset, method=method, dims=dims, true_nll=true_nll, nll=nll, gap=nll - true_nll,
                 train_s=train_s, peak_mb=peak_rss_mb())
-
-
-def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"benchmark child {args} failed:\n{out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def table(rows: list[dict]) -> str:
@@ -79,7 +71,7 @@ def main():
     rows = []
     for dataset in args.datasets.split(","):
         for method in args.methods.split(","):
-            rows.append(run_child(dataset, method, str(max_time), str(args.seed), "1" if args.quick else "0"))
+            rows.append(run_child(__file__, dataset, method, str(max_time), str(args.seed), "1" if args.quick else "0"))
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     command = " ".join(["python benchmarks/peers.py", *sys.argv[1:]])
     text = (f"`{command}` ({max_time:g} s per fit, CPU, 1 thread, one subprocess per row, "

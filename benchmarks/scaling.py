@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import networkx as nx
 import numpy as np
 import torch
-from _memory import peak_rss_mb
+from _memory import peak_rss_mb, run_child
 from torch_geometric.utils import from_networkx
 
 RESULTS = Path(__file__).parent / "results" / "scaling.md"
@@ -85,11 +83,6 @@ def child_grid10k(max_time: float) -> dict:
                 peak_mb=peak_rss_mb())
 
 
-def run_child(*args: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def slope(rows: list[dict]) -> float:
     big = [r for r in rows if r["nodes"] >= 900]
     return float(np.polyfit(np.log([r["edges"] for r in big]), np.log([r["seconds"] for r in big]), 1)[0])
@@ -113,13 +106,13 @@ def main():
     lines = ["| graph | nodes | edges | s / iteration | peak RSS MB |", "|---|---|---|---|---|"]
     slopes = {}
     for kind in ("grid", "chordal"):
-        rows = [run_child(kind, str(size)) for size in sizes]
+        rows = [run_child(__file__, kind, str(size)) for size in sizes]
         lines += [f"| {r['kind']} | {r['nodes']} | {r['edges']} | {r['seconds']:.4f} | {r['peak_mb']:.0f} |" for r in rows]
         slopes[kind] = slope(rows)
     lines.append("")
     lines += [f"- log-log slope of time per iteration against edges, {kind}, 1k to {sizes[-1]} nodes: **{s:.2f}**" for kind, s in slopes.items()]
     if not args.quick:
-        r = run_child("grid10k", str(args.max_time))
+        r = run_child(__file__, "grid10k", str(args.max_time))
         lines += ["", "10,000-node grid, 2 features, 128 training graphs, default settings, "
                   f"`fit(max_time={args.max_time:g})`: {r['blocks']} blocks trained in {r['fit_s']:.0f} s, "
                   f"peak RSS **{r['peak_mb'] / 1024:.2f} GB**, `log_prob(exact=False)` finite: **{r['finite']}** "
