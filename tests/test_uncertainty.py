@@ -666,7 +666,7 @@ def test_regions_of_a_class_with_mixture_weights_of_its_own_hold_its_draws():
     assert shared.item() > 1.5 * threshold.item()
 
 
-def test_mixture_region_sizes_equal_those_of_each_patterns_own_draws():
+def test_mixture_region_sizes_match_each_patterns_own_draws():
     # The sizes are computed once per component and per block of nodes (32 nodes here, for 32
     # components), then gathered pattern by pattern: the joint ones the same as drawing each
     # pattern's mixture; the node-wise ones from each node's own law, so they hold 1 - alpha of
