@@ -7,7 +7,7 @@ trace is taken per sample over its ``D = V * C`` dimensions.
 
 from __future__ import annotations
 
-__all__ = ["exact_divergence", "hutchinson_divergence", "finite_difference_divergence", "rademacher"]
+__all__ = ["EXACT_CHUNK", "exact_divergence", "hutchinson_divergence", "finite_difference_divergence", "rademacher"]
 
 import math
 from collections.abc import Callable
@@ -16,6 +16,9 @@ import torch
 from torch import Tensor
 
 from ._random import draw
+
+EXACT_CHUNK = 64
+r"""Dimensions per backward pass of :func:`exact_divergence`: copies of the batch through the field at once."""
 
 Field = Callable[[Tensor], Tensor]
 
@@ -34,7 +37,7 @@ def _requiring_grad(x: Tensor) -> Tensor:
     return x if x.requires_grad else x.detach().requires_grad_(True)
 
 
-def exact_divergence(f: Field, x: Tensor, *, create_graph: bool = False, chunk_size: int = 64) -> tuple[Tensor, Tensor]:
+def exact_divergence(f: Field, x: Tensor, *, create_graph: bool = False, chunk_size: int = EXACT_CHUNK) -> tuple[Tensor, Tensor]:
     r"""The exact trace of the Jacobian, from ``D`` vector-Jacobian products.
 
     The products are batched: ``chunk_size`` copies of the batch go through ``f`` at once and

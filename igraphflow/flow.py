@@ -29,7 +29,7 @@ from ._checks import (
 from ._chunks import chunk_size, in_chunks
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
-from .divergence import rademacher
+from .divergence import EXACT_CHUNK, rademacher
 from .graph import check_edge_index, undirected_edges
 from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
@@ -947,7 +947,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # The exact trace batches D copies of the input, so take fewer samples at once.
         batch_size = min(batch_size, chunk_size(X))
         if exact:
-            batch_size = max(1, batch_size // min(64, self.num_nodes * self.num_features))
+            batch_size = max(1, batch_size // min(EXACT_CHUNK, self.num_nodes * self.num_features))
         latents, logdets = [], []
         for x in self.standardizer(X).split(batch_size):
             logdet = x.new_zeros(x.size(0))

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ._chunks import EVAL_SCALARS, TRAIN_SCALARS, chunk_size, in_chunks
 from ._random import draw
-from .divergence import rademacher
+from .divergence import EXACT_CHUNK, rademacher
 from .latent import GaussianMixtureLatent
 from .ode import Divergence, ODEBlock
 
@@ -124,11 +124,11 @@ def _sum_gradients(parameters: list[nn.Parameter]):
 def _chunk_scalars(dims: int, divergence: Divergence) -> tuple[int, int]:
     r"""The scalars per pass of a training step and of a pass without gradients. The exact trace
     sends ``D`` copies of every signal through the field: a training step keeps the graphs of
-    all of them, a pass without gradients those of 64 at a time
+    all of them, a pass without gradients those of :data:`~igraphflow.divergence.EXACT_CHUNK` at a time
     (:func:`~igraphflow.divergence.exact_divergence`)."""
     if divergence != "exact":
         return TRAIN_SCALARS, EVAL_SCALARS
-    return max(1, TRAIN_SCALARS // dims), max(1, EVAL_SCALARS // min(64, dims))
+    return max(1, TRAIN_SCALARS // dims), max(1, EVAL_SCALARS // min(EXACT_CHUNK, dims))
 
 
 def _snapshot(modules: list[nn.Module]) -> list[dict]:

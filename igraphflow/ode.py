@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from ._checks import as_choice
-from .divergence import exact_divergence, finite_difference_divergence, hutchinson_divergence
+from .divergence import EXACT_CHUNK, exact_divergence, finite_difference_divergence, hutchinson_divergence
 
 DIVERGENCES = ("exact", "hutchinson", "finite_difference")
 Divergence = Literal["exact", "hutchinson", "finite_difference"]
@@ -138,7 +138,7 @@ class ODEBlock(nn.Module):
         *,
         divergence: Divergence = "exact",
         noise: Tensor | None = None,
-        chunk_size: int = 64,
+        chunk_size: int = EXACT_CHUNK,
     ) -> tuple[Tensor, Tensor]:
         r"""Maps ``x`` forward and returns ``(y, log|det dy/dx|)``.
 
