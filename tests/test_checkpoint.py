@@ -94,6 +94,15 @@ class _Unsafe:
     r"""Any object outside plain tensors and containers: unpickling it would run its code."""
 
 
+def test_a_checkpoint_of_another_kind_is_refused(tmp_path):
+    save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+    with pytest.raises(ValueError, match=r"state\.pt holds a checkpoint of 'demo', not of 'other'"):
+        load_checked(tmp_path / "state.pt", kind="other")
+    torch.save({"step": 1}, tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="holds a checkpoint of 'an unknown kind', not of 'demo'"):
+        load_checked(tmp_path / "plain.pt", kind="demo")
+
+
 def test_a_checkpoint_holding_arbitrary_objects_is_refused(tmp_path):
     path = tmp_path / "model.pt"
     torch.save({"kind": "igraphflow.test", "payload": _Unsafe()}, path)

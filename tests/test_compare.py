@@ -113,6 +113,25 @@ def test_three_patterns_of_exactly_the_minimum_count_use_the_pattern_protocol():
     assert evaluate(data, data.X_test, min_pattern_count=21)["protocol"] == "whole_test"
 
 
+def test_the_pattern_protocol_averages_the_three_most_frequent_patterns_by_count():
+    # Patterns of 40, 30 and 25 signals and a rarer one: each statistic within each of the three,
+    # weighted by its count, computed here directly.
+    data = load("three_node", num_train=8, num_test=110)
+    patterns = [[0, 0, 1]] * 25 + [[1, 1, 0]] * 40 + [[0, 1, 0]] * 15 + [[1, 0, 1]] * 30
+    data.Y_test = torch.tensor(patterns)
+    generated = data.X_test + 0.4 * torch.randn(data.X_test.shape, generator=torch.Generator().manual_seed(0))
+    row = evaluate(data, generated)
+    assert row["protocol"] == "top3_patterns"
+    assert [(p["pattern"], p["count"]) for p in row["patterns"]] == [([1, 1, 0], 40), ([1, 0, 1], 30), ([0, 0, 1], 25)]
+    groups = [(slice(25, 65), 40), (slice(80, 110), 30), (slice(0, 25), 25)]
+    energy = sum(n * energy_distance(generated[rows], data.X_test[rows]) for rows, n in groups) / 95
+    assert row["energy"] == pytest.approx(energy, rel=1e-12)
+    for alpha in (0.1, 1.0):
+        value = sum(n * mmd(generated[rows], data.X_test[rows], alpha)[alpha] for rows, n in groups) / 95
+        assert row["mmd_alpha"][f"{alpha:g}"] == pytest.approx(value, rel=1e-12)
+    assert row["energy"] != pytest.approx(row["energy_whole"], rel=1e-3)
+
+
 def test_compare_records_per_dimension_values_and_its_draw_seeds(monkeypatch):
     # D = 6 = exact_max_dim: exact likelihoods. The NLLs are per dimension (V * C), and so is
     # the movement of each block; draw i of run `seed` uses the sampling seed seed * draws + i.
@@ -128,13 +147,20 @@ def test_compare_records_per_dimension_values_and_its_draw_seeds(monkeypatch):
 
     make_model = compare_module.make_model
     monkeypatch.setattr(compare_module, "make_model", recording)
-    result = compare(data, "jko", max_time=1.0, seed=2, draws=3, exact_max_dim=6, figures=False,
+    result = compare(data, "jko", max_time=1.0, seed=2, draws=3, exact_max_dim=6, max_eval=30, figures=False,
                      settings={"jko": {"num_blocks": 2, "hidden": 8}})
     model = models[-1]  # the one trained (the settings check builds one too)
     row = result["methods"]["jko"]
-    assert result["nll_exact"] is True and seeds == [6, 7, 8]
-    assert result["true_nll"] == pytest.approx(-data.true_log_prob(data.X_test, data.Y_test).mean().item() / 6)
-    assert row["nll"] == pytest.approx(-model.log_prob(data.X_test, data.Y_test).mean().item() / 6, rel=1e-6)
+    assert result["nll_exact"] is True and seeds == [6, 7, 8] and result["nll_num_samples"] == 30
+    # The likelihoods of 30 of the 40 test signals, and of as many training signals, each with its own labels.
+    g = torch.Generator().manual_seed(2)
+    test_rows = torch.randperm(40, generator=g)[:30].sort().values
+    train_rows = torch.randperm(200, generator=g)[:30].sort().values
+    X, Y = data.X_test[test_rows], data.Y_test[test_rows]
+    assert result["true_nll"] == pytest.approx(-data.true_log_prob(X, Y).mean().item() / 6)
+    assert row["nll"] == pytest.approx(-model.log_prob(X, Y).mean().item() / 6, rel=1e-6)
+    X, Y = data.X_train[train_rows], data.Y_train[train_rows]
+    assert row["nll_train"] == pytest.approx(-model.log_prob(X, Y).mean().item() / 6, rel=1e-6)
     assert [b["w2_per_dim"] for b in row["blocks"]] == pytest.approx([r.w2 / 6 for r in model.history_])
 
 
@@ -175,6 +201,15 @@ def test_reference_signals_use_every_training_signal_before_repeating_one():
     for seed in range(3):
         first, second = reference_signals(data, seed=seed)
         assert not torch.equal(first, second)
+
+
+def test_reference_signals_start_over_when_the_training_signals_run_out():
+    # 8 training signals for 24 test patterns, each a training pattern: every round finds them all again.
+    data = load("three_node", num_train=8, num_test=30)
+    data.X_test, data.Y_test = data.X_train.repeat(3, 1, 1), data.Y_train.repeat(3, 1)
+    reference = reference_signals(data, seed=1)
+    rows = [int((data.X_train == x).flatten(1).all(1).nonzero()[0]) for x in reference]
+    assert torch.equal(data.Y_train[rows], data.Y_test)
 
 
 def test_reference_signals_fall_back_to_the_nearest_label_pattern():
@@ -432,12 +467,14 @@ def test_non_finite_draws_are_warned_about_and_counted():
         if seed == 1:
             sample[:3, 0, 0] = math.nan
             sample[5, 1, 1] = math.inf
+            sample[6, 2, 0] = -math.inf
         return sample
 
-    with pytest.warns(UserWarning, match=r"4 of 64 generated signals \(draw seed 1\) hold NaN or infinite values"):
-        row, _ = evaluate_draws(data, draw, [0, 1])
-    assert row["nonfinite_draws"] == [0, 4]
+    with pytest.warns(UserWarning, match=r"5 of 64 generated signals \(draw seed 1\) hold NaN or infinite values"):
+        row, first = evaluate_draws(data, draw, [1, 0])
+    assert row["nonfinite_draws"] == [5, 0]
     assert math.isfinite(row["energy"])
+    assert first[:3, 0, 0].eq(0).all() and first[5, 1, 1] == 1e6 and first[6, 2, 0] == -1e6
 
 
 def test_an_earlier_runs_results_are_removed_before_training(tmp_path, no_training):

@@ -986,3 +986,80 @@ def test_anomaly_reference_is_the_quantile_of_earlier_days_only():
     # by hand: the median of 0 and 10 is 5, so 6 is above it; with 6 itself the median would be 6
     labels, _ = anomaly_labels(86400.0 * np.arange(3), np.array([[0.0], [10.0], [6.0]]), 0.5, 2)
     assert labels[:, 0].tolist() == [0, 0, 1]
+
+
+def test_windows_of_one_reading_and_no_horizon_fall_on_one_side_of_the_split_only():
+    tr, te = chronological_windows(np.arange(10.0), lags=1, horizon=0, test_fraction=0.3)
+    assert tr.tolist() == list(range(7)) and te.tolist() == [7, 8, 9]
+
+
+def test_knn_graph_joins_every_node_to_its_k_nearest():
+    # Against the brute-force neighbours of a distance matrix, by positions (KD tree) and by distances.
+    from igraphflow.datasets._base import knn_graph
+
+    rng = np.random.default_rng(3)
+    pos = rng.random((15, 2))
+    dist = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    nearest = np.argsort(dist, axis=1)[:, :3]
+    for edges in (knn_graph(3, positions=pos), knn_graph(3, distances=np.where(np.isinf(dist), 0.0, dist))):
+        pairs = set(map(tuple, edges.T.tolist()))
+        assert all((i, int(j)) in pairs for i in range(15) for j in nearest[i])
+    line = knn_graph(1, distances=np.abs(np.subtract.outer(np.arange(4.0), np.arange(4.0))))
+    assert set(map(tuple, line.T.tolist())) == {(0, 1), (1, 0), (1, 2), (2, 1), (2, 3), (3, 2)}
+
+
+@pytest.mark.parametrize("name", ["linear_gaussian", "graph_moons"])
+def test_p_one_is_the_share_of_label_one(name):
+    data = D.load(name, p_one=0.2, num_train=2000, num_test=100)
+    assert data.Y_train.float().mean().item() == pytest.approx(0.2, abs=0.02)
+    balance = data.label_balance()
+    assert balance.sum().item() == pytest.approx(1.0) and balance[1].item() == pytest.approx(data.Y_train.double().mean().item())
+
+
+def test_solar_sim_positions_are_centred_and_noise_sets_the_measurement_noise():
+    quiet = D.load("solar_sim", num_days=1, step_seconds=60.0, noise=0.001)
+    noisy = D.load("solar_sim", num_days=1, step_seconds=60.0, noise=30.0)
+    assert quiet.positions.mean(0).abs().max() < 1e-3
+    # The same seed draws the same clouds: the readings differ by the noise alone, away from the clip at 0.
+    a, b = (d.scaler.inverse_transform(d.X_train) for d in (quiet, noisy))
+    bright = a > 200
+    assert (b - a)[bright].std().item() == pytest.approx(30.0, rel=0.1)
+
+
+def test_traffic_features_are_log1p_of_the_counts():
+    counts, logs = D.load("traffic", log1p=False), D.load("traffic")
+    raw, logged = counts.scaler.inverse_transform(counts.X_train), logs.scaler.inverse_transform(logs.X_train)
+    torch.testing.assert_close(logged, torch.log1p(raw), atol=1e-4, rtol=1e-5)
+    assert (raw.abs() < 1e-5).float().mean() > 0.05  # zero counts are there, and log1p keeps them finite
+
+
+def test_fill_grid_fills_gaps_of_at_most_max_missing_readings():
+    from igraphflow.datasets.traffic import MAX_MISSING, fill_grid
+
+    for missing in (MAX_MISSING, MAX_MISSING + 1):
+        times = np.concatenate([[0.0], (missing + 1 + np.arange(3)) * 900.0])
+        values = times[:, None] / 900.0
+        if missing > MAX_MISSING:
+            with pytest.raises(ValueError, match=f"a gap of {missing} missing readings"):
+                fill_grid(times, values, 900.0)
+        else:
+            grid, filled, count = fill_grid(times, values, 900.0)
+            assert count == missing and filled[:, 0].tolist() == list(range(len(grid)))
+
+
+def test_nsrdb_keeps_readings_where_any_site_has_daylight_and_measures_longitude_at_its_latitude(tmp_path):
+    # Site a is shaded in the morning (0 until noon) while site b reads light from 06:00.
+    paths = []
+    for name, lon, start in (("a", 10.0, 12), ("b", 11.0, 6)):
+        lines = ["Source,Location ID,Latitude,Longitude", f"NSRDB,{name},60.0,{lon}", "Year,Month,Day,Hour,Minute,DHI"]
+        lines += [f"2020,6,{day},{hour},{minute},{(100 + 10 * hour + minute) if start <= hour < 18 else 0}"
+                  for day in (1, 2, 3) for hour in range(24) for minute in (0, 30)]
+        paths.append(tmp_path / f"{name}.csv")
+        paths[-1].write_text("\n".join(lines) + "\n")
+    data = D.load("nsrdb", paths=paths, k=1)
+    raw = torch.cat([data.scaler.inverse_transform(x) for x in (data.X_train, data.X_test)])
+    assert ((raw[:, 0, -1].abs() < 1e-3) & (raw[:, 1, -1] > 1)).any()
+    assert (raw.abs().sum((1, 2)) > 0).all()  # the night, dark at both, is left out
+    # One degree of longitude at 60 degrees north: 6371 km * pi / 180 * cos(60 degrees).
+    assert float(data.positions[1, 0] - data.positions[0, 0]) == pytest.approx(6371 * math.pi / 180 * 0.5, rel=1e-4)

@@ -311,8 +311,9 @@ def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
     assert torch.equal(model.in_region(X, Y[:4000], 0.1, joint=False), inside[1])
     model.latent.temperature.fill_(1.0)
     # Rarer than one in the draws: the largest draw would have sized the region.
-    with pytest.raises(ValueError, match="alpha must be at least 1/16384 here"):
-        model.in_region(X[:5], Y[:5], alpha=1e-6)
+    for alpha in (1e-6, 0.75 / REGION_DRAWS):
+        with pytest.raises(ValueError, match="alpha must be at least 1/16384 here"):
+            model.in_region(X[:5], Y[:5], alpha=alpha)
 
 
 def test_gaussian_sets_hold_their_share_where_the_mean_moves_with_the_label_pattern():
@@ -693,6 +694,14 @@ def test_mixture_region_sizes_match_each_patterns_own_draws():
         torch.testing.assert_close(model._region_thresholds(0.1, Y[n : n + 1], joint=True)[0], joint, rtol=1e-5, atol=0)
         held = (latent.node_squared_distance(h, y).double() <= model._region_thresholds(0.1, Y[n : n + 1])).double().mean(0)
         assert (held - 0.9).abs().max() < 0.015
+    # The boundary of a node's region lies at that node's own size, not node 0's.
+    thresholds = model._region_thresholds(0.1, Y[:1])[0]
+    assert (thresholds[7] - thresholds[0]).abs() > 0.05 * thresholds[0]
+    curve = model.region_boundary(int(Y[0, 7]), alpha=0.1, num_points=12, node=7, labels=Y[0])
+    h = latent._conditional_mean(Y[:1]).detach().expand(12, -1, -1).clone()
+    h[:, 7] = curve
+    radius = latent.node_squared_distance(h, Y[:1].expand(12, -1))[:, 7]
+    torch.testing.assert_close(radius.double(), thresholds[7].expand(12), rtol=1e-4, atol=0)
 
 
 def test_the_conformal_helpers_take_arrays_and_refuse_what_they_cannot_score():
