@@ -78,6 +78,27 @@ def test_series_estimate_is_close_to_exact():
     assert estimate == pytest.approx(exact, abs=0.05)
 
 
+def test_series_estimate_is_the_truncated_series_of_a_linear_residual():
+    # g(x) = A x with eigenvalues 0.3-0.8: every term of sum_k (-1)^(k+1) tr(A^k) / k counts, and
+    # the estimate averages to the series cut at `terms`, which at 40 terms is log det(I + A).
+    g = torch.Generator().manual_seed(4)
+    Q = torch.linalg.qr(torch.randn(V * C, V * C, generator=g, dtype=torch.float64)).Q
+    A = Q @ torch.diag(torch.linspace(0.3, 0.8, V * C, dtype=torch.float64)) @ Q.T
+    block = torch.nn.Module()
+    block.residual = lambda x: (x.flatten(1) @ A.T).view_as(x)
+    net = torch.nn.Module()
+    net.blocks = [block]
+    x = torch.randn(20000, V, C, generator=g, dtype=torch.float64)
+    for terms, probes in ((3, 1), (5, 2)):
+        series = sum((-1) ** (k + 1) * torch.linalg.matrix_power(A, k).trace() / k for k in range(1, terms + 1))
+        h, _, estimate = IGNNNet.logdet_series(net, x, terms=terms, probes=probes, generator=g)
+        assert estimate.mean().item() == pytest.approx(series.item(), abs=0.03)
+        assert torch.allclose(h, x + block.residual(x))
+    exact = torch.linalg.slogdet(torch.eye(V * C, dtype=torch.float64) + A).logabsdet
+    estimate = IGNNNet.logdet_series(net, x, terms=40, generator=g)[2].mean()
+    assert estimate.item() == pytest.approx(exact.item(), abs=0.05)
+
+
 def test_log_prob_series_agrees_with_exact():
     model, X, Y = _fitted(lipschitz=0.5, series_terms=20)
     exact = model.log_prob(X[:8], Y[:8], exact=True)
