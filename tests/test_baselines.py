@@ -513,3 +513,10 @@ def test_cgan_samples_are_in_the_units_of_the_data():
     model = _model(CGANBaseline).fit(X, Y, max_epochs=2, progress=False)
     mean = model.sample(Y).mean().item()
     assert abs(mean - 100.0) < 20.0
+
+
+def test_cgan_samples_depend_on_the_labels():
+    X, Y = _data()
+    model = _model(CGANBaseline).fit(X, Y, max_epochs=1, progress=False)
+    zeros, twos = torch.zeros(4, V, dtype=torch.long), torch.full((4, V), 2)
+    assert not torch.allclose(model.sample(zeros, seed=1), model.sample(twos, seed=1), atol=1e-4)

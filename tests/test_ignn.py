@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from igraphflow.baselines import IGNNBaseline
-from igraphflow.baselines.ignn import ContractiveGraphConv, IGNNNet, LipSwish
+from igraphflow.baselines.ignn import ContractiveGraphConv, IGNNNet, LipSwish, ResidualGraphBlock
 from igraphflow.nn import make_conv
 
 torch.set_num_threads(1)
@@ -302,3 +302,44 @@ def test_samples_spread_around_the_class_means_with_latent_sigma():
     residual = H - model.model_.latent.means.detach()[Y]
     assert residual.std().item() == pytest.approx(0.3, rel=0.05)
     assert residual.mean().abs().item() < 0.03
+
+
+def test_contractive_conv_adds_its_bias_back():
+    # The operator norm is taken of conv(x) - b: the output is A x / sigma + b, so b still counts.
+    layer = ContractiveGraphConv(make_conv("l3net", C, 3, EDGES, V, (0, 1)), V, C, 3)
+    with torch.no_grad():
+        layer.conv.bias.fill_(0.3)
+    torch.testing.assert_close(layer(torch.zeros(1, V, C)), torch.full((1, V, 3), 0.3))
+
+
+def test_the_residual_scales_with_its_lipschitz_bound():
+    blocks = []
+    for lipschitz in (0.25, 0.5):
+        torch.manual_seed(0)
+        blocks.append(ResidualGraphBlock(EDGES, V, C, 8, "l3net", (0, 1), lipschitz).eval())
+    x = torch.randn(16, V, C)
+    with torch.no_grad():
+        torch.testing.assert_close(blocks[1].residual(x), 2 * blocks[0].residual(x))
+
+
+def test_log_prob_is_exact_up_to_eval_exact_max_dim_whatever_the_training_rule():
+    # D = 6 trains with the series (exact_max_dim=4) and is evaluated exactly (eval_exact_max_dim=6).
+    model, X, Y = _fitted(exact_max_dim=4, eval_exact_max_dim=6)
+    assert torch.equal(model.log_prob(X[:8], Y[:8]), model.log_prob(X[:8], Y[:8], exact=True))
+    model.eval_exact_max_dim = 5
+    assert torch.equal(model.log_prob(X[:8], Y[:8]), model.log_prob(X[:8], Y[:8], exact=False))
+
+
+def test_the_class_prior_is_the_label_frequencies_of_all_the_signals():
+    X, Y = _data(n=64)
+    Y = (torch.rand(64, V, generator=torch.Generator().manual_seed(1)) < 0.15).long()  # 15 % of class 1
+    model = IGNNBaseline(EDGES, V, C, K, blocks=1, hidden=8, seed=0, dtype=torch.float64).fit(X, Y, max_epochs=1, progress=False)
+    counts = torch.bincount(Y.flatten(), minlength=K).double() + 1
+    torch.testing.assert_close(model.model_.latent.log_prior.exp().double(), counts / counts.sum())
+
+
+def test_the_inverse_at_its_default_tolerance_recovers_the_signals():
+    model, X, _ = _fitted()
+    net = model.model_
+    with torch.no_grad():
+        assert (net.inverse(net(X)[0]) - X).abs().max() < 1e-7

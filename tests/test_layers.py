@@ -208,6 +208,23 @@ def test_velocity_field_starts_small_and_takes_time(graph):
     assert not torch.allclose(f(torch.tensor(0.0), x), f(torch.tensor(1.0), x))
 
 
+@pytest.mark.parametrize("conv", ["cheb", "gcn"])
+def test_velocity_field_starts_with_a_tenth_of_its_output_layers_weights_and_time_in_every_layer(conv):
+    # The parts built again in the same order from the same seed: the output layer's weights a tenth of theirs.
+    edge_index, n = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3
+    torch.manual_seed(0)
+    f = GraphVelocityField(edge_index, n, 2, hidden=8, conv=conv)
+    torch.manual_seed(0)
+    make_conv(conv, 3, 8, edge_index, n, (0, 1, 2)), torch.nn.Linear(9, 8)
+    reference = make_conv(conv, 9, 2, edge_index, n, (0, 1, 2))
+    for (name, ours), theirs in zip(f.conv_out.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(ours, 0.1 * theirs, msg=name)
+    seen = []
+    f.conv_in.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0][..., -1]))
+    f(torch.tensor(0.7), torch.randn(4, n, 2))
+    assert torch.equal(seen[0], torch.full((4, n), 0.7))
+
+
 @pytest.mark.parametrize("conv, radius", [("l3net", 2), ("cheb", 2), ("gcn", 1)])
 def test_velocity_field_reaches_twice_the_hop_radius(conv, radius):
     # Two convolutions: node v's velocity depends on the nodes within 2 * radius hops, no further.

@@ -101,6 +101,10 @@ def test_draws_that_are_not_finite_are_never_chosen():
     assert 1.1 < chosen <= 1.2
 
 
+def test_draws_that_are_never_finite_keep_temperature_one():
+    assert energy_temperature(lambda t: torch.full((50, 1, 2), float("nan")), _normal(50, 4, 1, 2)) == 1.0
+
+
 def test_draws_that_do_not_depend_on_the_temperature_keep_temperature_one():
     noise, X = _normal(200, 5, 2, 2), _normal(200, 6, 2, 2)
     assert energy_temperature(lambda t: noise, X) == 1.0
