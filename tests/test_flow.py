@@ -14,7 +14,7 @@ from torch import nn
 
 import igraphflow.flow
 from igraphflow import ConditionalGraphFlow, GaussianMixtureLatent
-from igraphflow._checks import as_signals, warn_lost_resolution
+from igraphflow._checks import as_signals, finite_result, warn_lost_resolution
 from igraphflow.checkpoint import save_atomic
 from igraphflow.flow import CHECKPOINT_KIND
 from igraphflow.ode import ODEBlock
@@ -1361,3 +1361,31 @@ def test_signals_the_flow_overflows_on_are_named_not_answered_with_nan(fitted):
     assert drawn.shape == X.shape and not torch.isfinite(drawn).all()
     # Far, but within float32: a finite latent, and a log-density that may round to -inf.
     assert torch.isfinite(fitted.encode(toy(4)[0] * 1e4)).all()
+
+
+def test_the_standardisation_is_fitted_on_the_training_part_of_the_split(fitted):
+    # fit holds out round(0.1 N) signals of a seeded permutation for validation; the standardiser sees the rest.
+    X, _ = toy()
+    order = torch.randperm(len(X), generator=torch.Generator().manual_seed(0))
+    train = X[order[round(0.1 * len(X)):]].double()
+    torch.testing.assert_close(fitted.standardizer.loc, train.mean(0).float())
+    torch.testing.assert_close(fitted.standardizer.scale, train.std(0, correction=0).float())
+
+
+def test_w2_per_block_moves_each_block_from_where_the_blocks_before_left_the_signals(fitted):
+    X, _ = toy(64, seed=5)
+    x, expected = fitted.standardizer(X), []
+    with torch.no_grad():
+        for block in fitted.blocks:
+            moved = block(x)
+            expected.append((moved - x).square().flatten(1).sum(1).mean().item())
+            x = moved
+    assert fitted.w2_per_block(X) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_sample_with_one_value_not_finite_is_named():
+    result = torch.tensor([[1.0, 2.0], [3.0, float("nan")], [float("inf"), 4.0]])
+    with pytest.raises(ValueError, match=r"overflows on 2 of 3 samples of X \(first: \[1, 2\]"):
+        finite_result(result, torch.zeros(3, 2), "X")
+    with pytest.warns(UserWarning, match="overflows on 2 of 3 samples of H"):
+        assert finite_result(result, torch.zeros(3, 2), "H", warn=True) is result
