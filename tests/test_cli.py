@@ -137,6 +137,8 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
         # Inferred as a model of a million classes, which took minutes to build.
         (dict(X=np.zeros((10, 3, 2)), Y=np.arange(30).reshape(10, 3) % 2 * 10**6),
          r"Y holds 2 distinct labels up to 1000000: number them 0, 1, ..., K - 1, or give the array num_classes"),
+        # More than twice as many classes as labels used: 0 and 4 leave three classes never seen.
+        (dict(X=np.zeros((10, 3, 2)), Y=np.arange(30).reshape(10, 3) % 2 * 4), r"Y holds 2 distinct labels up to 4: number them"),
     ],
 )
 def test_bad_input_files_fail_before_training(tmp_path, capsys, arrays, message):
@@ -223,6 +225,17 @@ def test_evaluate_gives_the_estimated_likelihood_that_train_printed(data_file, t
     for _ in range(2):
         assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(data_file)] + estimated) == 0
         assert json.loads(capsys.readouterr().out)["test_nll_per_dim"] == summary["test_nll_per_dim"]
+
+
+def test_train_holds_out_the_last_fifth_rounded_and_is_exact_up_to_exact_max_dim(data_file, tmp_path, capsys):
+    # 7 signals: round(5.6) = 6 train, 1 tests; V * C = 6 = --exact-max-dim, so the likelihood is exact.
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "seven.npz", **{**arrays, "X": arrays["X"][:7], "Y": arrays["Y"][:7]})
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(tmp_path / "seven.npz"), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "2", "--quiet", "--exact-max-dim", "6"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["num_train"] == 6 and summary["num_test"] == 1 and summary["nll_estimator"] == "exact"
 
 
 def test_an_archive_of_arrays_is_read_whatever_its_name(data_file, tmp_path, capsys):
