@@ -50,14 +50,16 @@ def three_nodes():
     return _tiny(PATH3, 3, X, Y)
 
 
-def _identity_flow(means, sigma, classifier="graph", edge_index=NO_EDGES, num_nodes=1):
-    r"""A model whose flow is the identity (no blocks), so ``H = X`` and the latent is hand-made."""
-    num_classes, num_features = means.shape
+def _identity_flow(means=None, sigma=1.0, classifier="graph", edge_index=NO_EDGES, num_nodes=1):
+    r"""A model whose flow is the identity (no blocks), so ``H = X`` and the latent is hand-made:
+    ``means`` ``[K, C]``, or the starting means of 2 classes of 2 features."""
+    num_classes, num_features = (2, 2) if means is None else means.shape
     model = ConditionalGraphFlow(edge_index, num_nodes, num_features, num_classes, num_blocks=1, sigma=sigma,
                                  classifier=classifier, seed=0)
     model.blocks = nn.ModuleList()
-    with torch.no_grad():
-        model.latent.means.copy_(means)
+    if means is not None:
+        with torch.no_grad():
+            model.latent.means.copy_(means)
     model.fitted.fill_(True)
     return model
 
@@ -282,9 +284,7 @@ def test_regions_under_a_mixture_noise_hold_their_share_of_its_draws():
     # An identity flow on 3 nodes whose latent noise has two modes (all nodes up or down):
     # the ellipsoids of the Gaussian fit, sized by draws of the mixture, not by chi-square.
     path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
-    model = ConditionalGraphFlow(path, 3, 2, 2, num_blocks=1, seed=0)
-    model.blocks = nn.ModuleList()
-    model.fitted.fill_(True)
+    model = _identity_flow(edge_index=path, num_nodes=3)
     g = torch.Generator().manual_seed(15)
     Y = torch.randint(0, 2, (6000, 3), generator=g)
     regime = 2.0 * torch.randint(0, 2, (6000, 1, 1), generator=g) - 1.0
@@ -320,9 +320,7 @@ def test_gaussian_sets_hold_their_share_where_the_mean_moves_with_the_label_patt
     # An identity flow on 5 nodes whose level rises with the share of label 1 in the pattern.
     # The sets measured every node from mu_k + b_v alone: 0.62 of the nodes in their 0.9 sets.
     path = torch.tensor([[0, 1, 2, 3, 1, 2, 3, 4], [1, 2, 3, 4, 0, 1, 2, 3]])
-    model = ConditionalGraphFlow(path, 5, 2, 2, num_blocks=1, seed=0)
-    model.blocks = nn.ModuleList()
-    model.fitted.fill_(True)
+    model = _identity_flow(edge_index=path, num_nodes=5)
     g = torch.Generator().manual_seed(17)
     Y = torch.randint(0, 2, (12000, 5), generator=g)
     means = model.latent.means.detach()
@@ -348,9 +346,7 @@ def test_gaussian_sets_hold_their_share_of_the_models_draws_where_a_neighbours_l
     # two modes, which no chi-square quantile of its moment-matched ellipse holds (0.94 / 0.74 /
     # 0.41 for 0.9 / 0.7 / 0.5); the sizes drawn from the labels' prior hold the model's own draws.
     path = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
-    model = ConditionalGraphFlow(path, 3, 2, 2, num_blocks=1, seed=0)
-    model.blocks = nn.ModuleList()
-    model.fitted.fill_(True)
+    model = _identity_flow(edge_index=path, num_nodes=3)
     g = torch.Generator().manual_seed(21)
     Y = torch.randint(0, 2, (8000, 3), generator=g)
     H = model.latent.means.detach()[Y] + 0.5 * torch.randn(8000, 3, 2, generator=g)
@@ -696,9 +692,7 @@ def test_mixture_region_sizes_match_each_patterns_own_draws():
     # the pattern's draws up to the Monte Carlo error of two sets of 2^14 draws (sd 0.0033).
     V, M = 40, 32
     path = torch.stack([torch.arange(V - 1), torch.arange(1, V)])
-    model = ConditionalGraphFlow(torch.cat([path, path.flip(0)], 1), V, 2, 2, num_blocks=1, seed=0)
-    model.blocks = nn.ModuleList()
-    model.fitted.fill_(True)
+    model = _identity_flow(edge_index=torch.cat([path, path.flip(0)], 1), num_nodes=V)
     g = torch.Generator().manual_seed(19)
     latent, D = model.latent, 2 * V
     A = torch.randn(D, D, generator=g) / D**0.5
