@@ -17,11 +17,11 @@ import torch
 from torch_geometric.utils import contains_self_loops, is_undirected
 
 import igraphflow.datasets as D
-from igraphflow.datasets._base import chronological_windows, ramp_labels, series_samples
+from igraphflow.datasets._base import chronological_windows, knn_graph, ramp_labels, series_samples
 from igraphflow.datasets.simulated import TWO_MOONS, THREE_MOONS, _sample_moons, moon_log_density, smoothing_operator
 from igraphflow.datasets.nsrdb import read_psm_csv
 from igraphflow.datasets.solar import resample_mean
-from igraphflow.datasets.traffic import anomaly_labels
+from igraphflow.datasets.traffic import MAX_MISSING, anomaly_labels, fill_grid
 
 torch.set_num_threads(1)
 
@@ -995,8 +995,6 @@ def test_windows_of_one_reading_and_no_horizon_fall_on_one_side_of_the_split_onl
 
 def test_knn_graph_joins_every_node_to_its_k_nearest():
     # Against the brute-force neighbours of a distance matrix, by positions (KD tree) and by distances.
-    from igraphflow.datasets._base import knn_graph
-
     rng = np.random.default_rng(3)
     pos = rng.random((15, 2))
     dist = np.sqrt(((pos[:, None] - pos[None]) ** 2).sum(-1))
@@ -1035,8 +1033,6 @@ def test_traffic_features_are_log1p_of_the_counts():
 
 
 def test_fill_grid_fills_gaps_of_at_most_max_missing_readings():
-    from igraphflow.datasets.traffic import MAX_MISSING, fill_grid
-
     for missing in (MAX_MISSING, MAX_MISSING + 1):
         times = np.concatenate([[0.0], (missing + 1 + np.arange(3)) * 900.0])
         values = times[:, None] / 900.0
