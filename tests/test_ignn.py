@@ -331,7 +331,7 @@ def test_log_prob_is_exact_up_to_eval_exact_max_dim_whatever_the_training_rule()
 
 
 def test_the_class_prior_is_the_label_frequencies_of_all_the_signals():
-    X, Y = _data(n=64)
+    X, _ = _data(n=64)
     Y = (torch.rand(64, V, generator=torch.Generator().manual_seed(1)) < 0.15).long()  # 15 % of class 1
     model = IGNNBaseline(EDGES, V, C, K, blocks=1, hidden=8, seed=0, dtype=torch.float64).fit(X, Y, max_epochs=1, progress=False)
     counts = torch.bincount(Y.flatten(), minlength=K).double() + 1

@@ -215,7 +215,7 @@ def test_velocity_field_starts_with_a_tenth_of_its_output_layers_weights_and_tim
     torch.manual_seed(0)
     f = GraphVelocityField(edge_index, n, 2, hidden=8, conv=conv)
     torch.manual_seed(0)
-    make_conv(conv, 3, 8, edge_index, n, (0, 1, 2)), torch.nn.Linear(9, 8)
+    make_conv(conv, 3, 8, edge_index, n, (0, 1, 2)), torch.nn.Linear(9, 8)  # conv_in and node_hidden: their draws
     reference = make_conv(conv, 9, 2, edge_index, n, (0, 1, 2))
     for (name, ours), theirs in zip(f.conv_out.named_parameters(), reference.parameters()):
         torch.testing.assert_close(ours, 0.1 * theirs, msg=name)
