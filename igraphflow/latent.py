@@ -508,7 +508,9 @@ class GaussianMixtureLatent(nn.Module):
         in :meth:`posterior`), they give the centre :math:`\mathbb{E}[m_v(y) | y_v = k]` and add
         the covariance of their shift to :math:`\Sigma_{vv}` (the Gaussian of the same first
         two moments; the shift itself is the same for every ``k``, see
-        :meth:`pattern_shift_draws`).
+        :meth:`pattern_shift_draws`). The noise is the Gaussian :math:`\Sigma_\lambda`, as in
+        :meth:`class_log_likelihood`: a mixture noise is left out, and so is the mean that its
+        weights add where they depend on the labels (:attr:`noise_label_weights`).
         """
         if self.scale_tril is None:
             eye = torch.eye(self.num_features, dtype=self.means.dtype, device=self.means.device)

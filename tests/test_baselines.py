@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from igraphflow.baselines import CGANBaseline, CINNBaseline, IGNNBaseline, NSFBaseline
-from igraphflow.baselines._common import batched_edge_index, train_loop
+from igraphflow.baselines._common import batched_edge_index, seeded, train_loop
 from igraphflow.baselines.cgan import ChebNet
 
 torch.set_num_threads(1)
@@ -301,6 +301,67 @@ def test_train_loop_early_stopping_restores_best():
     assert best_epoch == 2 and module.w.item() == 2.0  # the state after epoch 2 is restored
     assert [h["epoch"] for h in history] == [0, 1, 2, 3, 4, 5]  # 3 epochs without improvement
     assert history[0]["val_loss"] == 5.0
+
+
+def _run_train_loop(val_losses, *, num_samples=4, batch_size=4, max_epochs=100, patience=None, step_loss=None):
+    r"""``train_loop`` on a scalar that each batch raises by 1, with the given validation losses
+    (None: no validation); ``step_loss`` maps a batch's indices to its training loss."""
+    module = _Scalar()
+    losses = None if val_losses is None else iter(val_losses)
+
+    def step(idx):
+        with torch.no_grad():
+            module.w += 1.0
+        return 0.0 if step_loss is None else step_loss(idx)
+
+    history, best_epoch = train_loop(
+        step,
+        None if losses is None else lambda: next(losses),
+        module,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        max_epochs=max_epochs,
+        max_time=None,
+        patience=patience,
+        generator=torch.Generator().manual_seed(0),
+        progress=False,
+        desc="test",
+    )
+    return history, best_epoch, module.w.item()
+
+
+def test_train_loop_weights_the_training_loss_by_batch_size():
+    # batches of 4 and 1 signals, each reporting its size as its loss
+    history, _, _ = _run_train_loop(None, num_samples=5, batch_size=4, max_epochs=1, step_loss=len)
+    assert history[1]["train_loss"] == pytest.approx((4 * 4 + 1 * 1) / 5)
+
+
+def test_train_loop_without_validation_keeps_the_last_state():
+    history, best_epoch, w = _run_train_loop(None, max_epochs=3)
+    assert best_epoch == 3 and w == 3.0
+    assert [h["val_loss"] for h in history] == [None] * 4
+
+
+def test_train_loop_starts_from_a_non_finite_validation_loss_and_counts_patience_from_each_improvement():
+    # Any finite loss improves on a NaN start.
+    history, best_epoch, w = _run_train_loop([math.nan, 5.0, 4.0, 6.0, 7.0], patience=2)
+    assert best_epoch == 2 and w == 2.0 and len(history) == 5
+    # The count of stale epochs starts again at each improvement: 6 is stale, 3 improves,
+    # then 7 and 8 are the two stale epochs that stop it.
+    history, best_epoch, w = _run_train_loop([5.0, 4.0, 6.0, 3.0, 7.0, 8.0], patience=2)
+    assert best_epoch == 3 and w == 3.0 and [h["epoch"] for h in history] == [0, 1, 2, 3, 4, 5]
+
+
+def test_seeded_seeds_numpy_and_torch_and_restores_both():
+    np.random.seed(11)
+    torch.manual_seed(11)
+    expected_np, expected_torch = np.random.rand(), torch.rand(())
+    np.random.seed(11)
+    torch.manual_seed(11)
+    with seeded(3):
+        assert np.random.rand() == np.random.RandomState(3).rand()
+        assert torch.equal(torch.rand(()), torch.rand((), generator=torch.Generator().manual_seed(3)))
+    assert np.random.rand() == expected_np and torch.equal(torch.rand(()), expected_torch)
 
 
 def test_train_loop_stops_on_nan():
