@@ -31,7 +31,7 @@ def test_hop_supports_match_networkx_distances(graph):
 
 def test_hop_supports_take_a_one_way_edge_list_as_undirected(graph):
     edge_index, n = graph
-    one_way = edge_index[:, : edge_index.size(1) // 2]  # each edge once, in one direction
+    one_way = edge_index[:, edge_index[0] < edge_index[1]]  # each edge once, in one direction
     for one, both in zip(hop_supports(one_way, n, (0, 1, 2)), hop_supports(edge_index, n, (0, 1, 2))):
         assert torch.equal(one, both)
 
@@ -53,6 +53,7 @@ def test_l3net_matches_dense_reference(graph, dense_fraction, monkeypatch):
     conv = L3NetConv(3, 5, edge_index, n, orders=(0, 1, 2))
     for w in conv.filters:
         w.data.normal_()
+    conv.bias.data.normal_()  # it starts at zero, where adding and subtracting it agree
     x = torch.randn(4, n, 3)
     # Dense reference: sum_m B_m X W_m with B_m[i, j] the weight of pair (j -> i).
     weights = conv.lin.weight  # aggregate-first: [out, M * in]
@@ -75,6 +76,50 @@ def test_hop_means_average_over_networkx_balls(graph):
         for v in range(n):
             ball = [u for u in range(n) if dist[v].get(u, n + 1) <= order]
             assert torch.allclose(out[:, v, 3 * block : 3 * block + 3], x[:, ball].mean(1))
+
+
+def test_l3net_reset_makes_it_a_linear_map_of_the_hop_means_without_bias(graph):
+    # Each basis starts as the mean over its hop ball, the bias at zero, the linear map drawn afresh.
+    edge_index, n = graph
+    g = to_networkx(torch_geometric_data(edge_index, n), to_undirected=True)
+    dist = dict(nx.all_pairs_shortest_path_length(g))
+    torch.manual_seed(0)
+    conv = L3NetConv(3, 5, edge_index, n, orders=(0, 1, 2))
+    with torch.no_grad():
+        for parameter in conv.parameters():
+            parameter.fill_(5.0)
+    conv.reset_parameters()
+    assert not (conv.lin.weight == 5.0).any()
+    x = torch.randn(4, n, 3)
+    balls = {(v, order): [u for u in range(n) if dist[v][u] <= order] for v in range(n) for order in (0, 1, 2)}
+    means = torch.stack([torch.cat([x[:, balls[v, order]].mean(1) for order in (0, 1, 2)], -1) for v in range(n)], dim=1)
+    assert torch.allclose(conv(x), means @ conv.lin.weight.T)
+
+
+@pytest.mark.parametrize("num_nodes", [50, 100])
+def test_l3net_applies_the_bases_as_dense_matrices_only_when_they_hold_the_dense_fraction_of_pairs(num_nodes, monkeypatch):
+    # Dense bases take M * V^2 entries: on a large sparse graph they would not fit in memory.
+    path = torch.tensor(list(nx.path_graph(num_nodes).edges)).T
+    dist = dict(nx.all_pairs_shortest_path_length(nx.path_graph(num_nodes)))
+    pairs = sum(d <= order for order in (0, 1, 2) for row in dist.values() for d in row.values())
+    expected = "dense" if pairs >= l3net.DENSE_FRACTION * 3 * num_nodes**2 else "sparse"
+    assert expected == ("dense" if num_nodes == 50 else "sparse")  # the path graphs straddle the threshold
+    used = []
+
+    def recorded(form):
+        apply = getattr(L3NetConv, f"_{form}")
+
+        def wrapper(self, x):
+            used.append(form)
+            return apply(self, x)
+
+        return wrapper
+
+    for form in ("dense", "sparse"):
+        monkeypatch.setattr(L3NetConv, f"_{form}", recorded(form))
+    torch.manual_seed(0)
+    L3NetConv(1, 2, path, num_nodes, orders=(0, 1, 2))(torch.randn(2, num_nodes, 1))
+    assert used == [expected]
 
 
 @BASIS_FORMS
@@ -131,6 +176,20 @@ def test_static_cheb_equals_pyg_chebconv(graph):
     # The Laplacian is derived from the graph, not saved; states that still hold it load.
     older = static.state_dict() | {"scaled_index": static.scaled_index, "scaled_weight": static.scaled_weight}
     StaticChebConv(3, 4, edge_index, n, K=3).load_state_dict(older)
+
+
+@pytest.mark.parametrize("conv", ["cheb", "gcn"])
+def test_static_layers_take_a_one_way_edge_list_as_undirected(graph, conv):
+    # PyG's normalisation reads a one-way list as a directed graph: the degrees of its sources only.
+    edge_index, n = graph
+    one_way = edge_index[:, edge_index[0] < edge_index[1]]  # each edge once, in one direction
+    torch.manual_seed(0)
+    static = StaticChebConv(3, 4, one_way, n, K=3) if conv == "cheb" else StaticGCNConv(3, 4, one_way, n)
+    reference = ChebConv(3, 4, K=3, normalization="sym") if conv == "cheb" else GCNConv(3, 4)
+    reference.load_state_dict(static.state_dict())
+    x = torch.randn(2, n, 3)
+    expected = reference(x, edge_index, lambda_max=2.0) if conv == "cheb" else reference(x, edge_index)
+    torch.testing.assert_close(static(x), expected, atol=1e-12, rtol=1e-12)
 
 
 def test_l3net_state_holds_no_supports_and_older_states_load(graph):

@@ -146,6 +146,8 @@ def test_mmd_median_matches_double_loop():
     h = float(np.median(dists))
     kxx, kyy, kxy = _mmd_terms_loops(X, Y, 1 / (2 * h * h), False)
     assert mmd_median(X, Y) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
+    kxx, kyy, kxy = _mmd_terms_loops(X, Y, 1 / (2 * h * h), True)
+    assert mmd_median(X, Y, biased=True) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
     g = torch.Generator().manual_seed(1)
     A, B = torch.randn(2, 300, 3, generator=g)
     assert abs(mmd_median(A, B)) < 0.01 < mmd_median(A, B + 1.5)
@@ -172,6 +174,13 @@ def test_mmd_median_with_mostly_repeated_points_is_scale_invariant(scale):
     h = float(np.median(nonzero))
     kxx, kyy, kxy = _mmd_terms_loops(X, Y, 1 / (2 * h * h), False)
     assert mmd_median(X, Y) == pytest.approx(kxx + kyy - 2 * kxy, abs=1e-12)
+
+
+@pytest.mark.parametrize("biased", [False, True])
+def test_mmd_median_of_samples_of_one_repeated_point_is_zero(biased):
+    # Every distance is 0, so the median heuristic gives no bandwidth; every kernel is 1 whatever it is.
+    X, Y = np.full((4, 3), 2.5), np.full((5, 3), 2.5)
+    assert mmd_median(X, Y, biased=biased) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_mmd_median_takes_the_bandwidth_from_1000_evenly_spaced_points():
@@ -258,6 +267,15 @@ def test_conditional_metric_weighting():
     assert both == {"gap": pytest.approx((4 * 1.0 + 3 * 3.0) / 7)}
 
 
+def test_conditional_metric_breaks_ties_in_favour_of_the_smaller_pattern():
+    patterns = [[1, 1], [0, 1], [1, 0], [0, 0]]
+    Y = torch.tensor([p for p in patterns for _ in range(2)] + [[1, 1]])  # [1, 1] three times, the others twice
+    X = torch.arange(9.0)[:, None]
+    _, details = conditional_metric(lambda a, b: 0.0, X, X, Y, top_k=3, return_details=True)
+    tied = sorted(patterns[1:])  # Python's lexicographic order
+    assert [d["pattern"] for d in details] == [[1, 1], *tied[:2]]
+
+
 def test_conditional_metric_with_mmd_and_bad_inputs():
     g = torch.Generator().manual_seed(3)
     Y = torch.randint(2, (200, 2), generator=g)
@@ -334,6 +352,21 @@ def test_c2st_same_and_different():
     different = classifier_two_sample_test(X_a4, Y_a, X_c, Y_b, seed=0)
     assert different > 0.95
     assert classifier_two_sample_test(X_a, Y_a, X_b, Y_b, seed=0) == same  # deterministic
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_c2st_of_indistinguishable_sets_is_the_larger_sets_share_of_a_stratified_half(seed):
+    # All pairs equal: the classifier predicts the larger set everywhere, and a stratified half of
+    # 14 + 6 pairs holds 7 + 3 of them, whatever the seed (a random half may hold 6 + 4 or 8 + 2).
+    X, Y = torch.zeros(20, 2, 1), torch.zeros(20, 2, dtype=torch.long)
+    assert classifier_two_sample_test(X[:14], Y[:14], X[14:], Y[14:], seed=seed) == 14 / 20
+
+
+def test_c2st_reads_the_number_of_classes_off_both_sets():
+    X_a, X_b, Y = _signals_and_labels()
+    Y_b = Y.clone()
+    Y_b[0, 0] = 2  # a class seen in set b only
+    assert classifier_two_sample_test(X_a, Y, X_b, Y_b) == classifier_two_sample_test(X_a, Y, X_b, Y_b, num_classes=3)
 
 
 def test_empty_and_non_numeric_samples_raise_value_errors():

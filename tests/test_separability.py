@@ -7,6 +7,7 @@ from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
+from igraphflow import separability
 from igraphflow.separability import REFERENCE_SEPARATION, fit_softmax, linear_separability, separation_of_accuracy
 
 NO_EDGES = torch.empty(2, 0, dtype=torch.long)
@@ -52,6 +53,36 @@ def test_fit_softmax_is_the_same_fit_in_any_units(offset, scale):
     layer = fit_softmax(nn.Linear(2, 2), moved, targets)
     assert torch.allclose(layer(moved).log_softmax(-1), reference(features).log_softmax(-1), atol=2e-3)
     assert (layer(moved).argmax(-1) == targets).float().mean() > 0.9
+
+
+def test_fit_softmax_weight_decay_is_on_the_weights_of_the_standardised_features():
+    # scikit-learn's C * sum(losses) + |W|^2 / 2 is the mean loss + weight_decay * |W|^2 for
+    # C = 1 / (2 n weight_decay); the features standardised by hand as in the test below.
+    g = torch.Generator().manual_seed(5)
+    n, weight_decay = 301, 0.05
+    raw = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    mixing = torch.tensor([[2.0, -1.0, 0.0], [0.5, 1.5, -1.0]], dtype=torch.float64)
+    targets = (raw @ mixing + torch.randn(n, 3, generator=g, dtype=torch.float64)).argmax(-1)
+    features = raw * torch.tensor([100.0, 0.01], dtype=torch.float64) + torch.tensor([50.0, -3.0], dtype=torch.float64)
+    layer = fit_softmax(nn.Linear(2, 3).double(), features, targets, weight_decay=weight_decay)
+    array = features.numpy()
+    quartiles = np.quantile(array, [0.25, 0.75], axis=0, method="inverted_cdf")
+    standardised = (array - np.median(array, axis=0)) / ((quartiles[1] - quartiles[0]) / (norm.ppf(0.75) - norm.ppf(0.25)))
+    reference = LogisticRegression(C=1 / (2 * n * weight_decay), tol=1e-10, max_iter=10_000).fit(standardised, targets.numpy())
+    log_probs = layer(features).log_softmax(-1).detach().numpy()
+    assert log_probs == pytest.approx(reference.predict_log_proba(standardised), abs=1e-3)
+
+
+def test_fit_softmax_starts_from_the_layer_as_it_is():
+    # A fitted layer is already at the optimum: one more step leaves it there, in any units.
+    g = torch.Generator().manual_seed(1)
+    features = torch.randn(400, 2, generator=g, dtype=torch.float64)
+    targets = (features[:, 0] - features[:, 1] + 0.5 * torch.randn(400, generator=g, dtype=torch.float64) > 0).long()
+    features = 300.0 + 50.0 * features
+    layer = fit_softmax(nn.Linear(2, 2).double(), features, targets)
+    fitted = layer(features).log_softmax(-1).detach()
+    fit_softmax(layer, features, targets, max_iter=1)
+    torch.testing.assert_close(layer(features).log_softmax(-1).detach(), fitted)
 
 
 def test_fit_softmax_is_not_thrown_by_one_extreme_signal():
@@ -116,6 +147,28 @@ def test_linear_separability_sees_the_neighbours():
     # Through the 1-hop mean both nodes see the label (2 Y, noise variance 1/2): 2 sqrt(2) apart.
     assert linear_separability(X, Y, path, num_classes=2) == pytest.approx(2 * math.sqrt(2), abs=0.15)
     assert linear_separability(X[:, :1], Y[:, :1], NO_EDGES, num_classes=2) < 0.2
+
+
+def test_linear_separability_with_order_0_sees_no_neighbours():
+    # The 0-hop means are the nodes' own signals: the graph makes no difference.
+    g = torch.Generator().manual_seed(2)
+    Y = torch.randint(0, 2, (1000, 1), generator=g).expand(1000, 2)
+    X = torch.randn(1000, 2, 1, generator=g)
+    X[:, 1, 0] += 4.0 * Y[:, 1]
+    path = torch.tensor([[0, 1], [1, 0]])
+    alone = linear_separability(X, Y, NO_EDGES, num_classes=2, orders=(0,))
+    assert linear_separability(X, Y, path, num_classes=2, orders=(0,)) == alone
+    assert linear_separability(X, Y, path, num_classes=2) > alone + 0.5  # with the default orders, they do
+
+
+def test_linear_separability_fits_on_the_first_max_rows_node_rows(monkeypatch):
+    # 12 node rows of 4 nodes: the first 3 signals.
+    g = torch.Generator().manual_seed(6)
+    Y = torch.randint(0, 2, (50, 4), generator=g)
+    X = torch.randn(50, 4, 1, generator=g) + 1.5 * Y.unsqueeze(-1)
+    first = linear_separability(X[:3], Y[:3], NO_EDGES, num_classes=2)
+    monkeypatch.setattr(separability, "MAX_ROWS", 12)
+    assert linear_separability(X, Y, NO_EDGES, num_classes=2) == first
 
 
 def test_linear_separability_balances_the_classes():
