@@ -3,6 +3,7 @@ import os
 import socket
 from datetime import timedelta
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -84,7 +85,7 @@ def _deadline_worker(rank: int, world: int, port: int, out: str):
         # Only the last process has run out of time: all must stop after the same batch.
         record, parameters = train_one_block(-math.inf if rank == world - 1 else math.inf)
         if rank == 0:
-            torch.save((record.stopped_by_time, len(record.train_loss), parameters), out)
+            torch.save((record.stopped_by_time, record.train_loss, record.val_loss, parameters), out)
     finally:
         dist.destroy_process_group()
 
@@ -92,10 +93,12 @@ def _deadline_worker(rank: int, world: int, port: int, out: str):
 def test_processes_stop_together_when_one_runs_out_of_time(tmp_path):
     out = str(tmp_path / "stopped.pt")
     spawn(_deadline_worker, out)
-    stopped, epochs, parameters = torch.load(out, weights_only=True)
+    stopped, train_loss, val_loss, parameters = torch.load(out, weights_only=True)
     record, single = train_one_block(-math.inf)  # one process stops after its first batch
-    assert stopped and record.stopped_by_time and epochs == len(record.train_loss) == 1
+    assert stopped and record.stopped_by_time and len(train_loss) == len(record.train_loss) == 1
     torch.testing.assert_close(parameters, single, rtol=1e-5, atol=1e-6)
+    # The losses recorded are the whole batch's and the whole validation set's, as in one process.
+    assert train_loss == pytest.approx(record.train_loss, rel=1e-6) and val_loss == pytest.approx(record.val_loss, rel=1e-6)
 
 
 def _gradient_worker(rank: int, world: int, port: int, out: str):

@@ -41,6 +41,15 @@ def test_exact_divergence_is_differentiable(field):
     assert torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
+def test_without_create_graph_the_results_carry_no_graph(field):
+    # The estimators take gradients inside even under no_grad: a pass without gradients (a
+    # validation, a score) must not keep the graphs of what went through the field.
+    x, noise = torch.randn(3, 4, 2), torch.randn(3, 4, 2)
+    with torch.no_grad():
+        results = [*exact_divergence(field, x), *hutchinson_divergence(field, x, noise, create_graph=False)]
+    assert not any(r.requires_grad for r in results)
+
+
 def test_hutchinson_is_unbiased(field):
     x = torch.randn(1, 4, 2).expand(20000, 4, 2)
     noise = rademacher(x.shape, like=x, generator=torch.Generator().manual_seed(0))
@@ -99,6 +108,17 @@ def test_finite_difference_bias_is_that_of_the_relative_step():
     _, div = finite_difference_divergence(lambda z: z * z, x, noise, step=1e-2)
     s = 1e-2 * x.flatten(1).square().mean(1).sqrt().clamp_min(1.0)
     torch.testing.assert_close(div, 2 * x.flatten(1).sum(1) + s * noise.flatten(1).sum(1))
+
+
+def test_the_finite_difference_step_is_a_constant_of_the_gradient():
+    # The step only says where the difference is taken: for f(x) = x * x the estimate
+    # 2 sum(x) + s sum(eps) has the trace's gradient, 2, also where s grows with rms(x).
+    g = torch.Generator().manual_seed(0)
+    x = (10 * torch.randn(4, 4, 2, generator=g, dtype=torch.float64)).requires_grad_(True)
+    noise = rademacher(x.shape, like=x, generator=g)
+    _, div = finite_difference_divergence(lambda z: z * z, x, noise, step=1e-2)
+    (grad,) = torch.autograd.grad(div.sum(), x)
+    torch.testing.assert_close(grad, torch.full_like(x, 2.0))
 
 
 def test_draws_follow_the_generator_whatever_the_target_device():

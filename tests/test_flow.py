@@ -583,6 +583,23 @@ def test_fit_shares_the_budget_and_fits_the_noise_on_the_training_split(monkeypa
     assert noise_fits == [(230, 26)]
 
 
+def test_fit_trains_every_block_with_the_settings_it_was_given(monkeypatch):
+    X, Y = toy(64)
+    settings = dict(divergence="hutchinson", batch_size=16, lr=1e-3, max_epochs=1, patience=2, barrier_weight=0.2,
+                    classification_weight=0.3)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, **settings})
+    calls = []
+
+    def recording_train_block(*args, **kwargs):
+        calls.append({name: kwargs[name] for name in settings})
+        return train_block(*args, **kwargs)
+
+    train_block = igraphflow.flow.train_block
+    monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
+    model.fit(X, Y, progress=False)
+    assert calls == [settings] * 2
+
+
 def test_the_temperature_compares_draws_for_the_labels_of_the_signals_they_are_scored_against(monkeypatch):
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), fit_noise=False)
