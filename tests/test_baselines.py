@@ -3,15 +3,18 @@ r"""Tests of the conditional baselines (NSF, cINN, cGAN) and their shared machin
 import math
 import pickle
 
+import FrEIA.modules as Fm
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import zuko
 from torch import nn
 
 from igraphflow.baselines import CGANBaseline, CINNBaseline, IGNNBaseline, NSFBaseline
 from igraphflow.baselines._common import batched_edge_index, seeded, train_loop
 from igraphflow.baselines.cgan import ChebNet
+from igraphflow.baselines.cinn import SubnetMLP, atan_clamp
 
 torch.set_num_threads(1)
 
@@ -109,6 +112,7 @@ def test_save_load_round_trip(cls, dtype, tmp_path):
     model.fit(X, Y, max_epochs=2, progress=False).save(tmp_path / "model.pt")
     loaded = cls.load(tmp_path / "model.pt")
     assert repr(loaded) == repr(model) and str(loaded.history_) == str(model.history_)  # NaN != NaN
+    assert loaded.best_epoch_ == model.best_epoch_
     # The iGNN's spectral norms would move the weights in training mode.
     assert torch.equal(loaded.sample(Y[:8], seed=1), model.sample(Y[:8], seed=1))
     if cls is not CGANBaseline:
@@ -217,6 +221,7 @@ def test_sample_is_the_inverse_map(cls):
         (torch.zeros(10, V, C), torch.full((10, V), K), r"labels in \[3, 3\], outside \[0, num_classes=3\)"),
         (torch.zeros(10, V, C), torch.full((10, V), -1), r"labels in \[-1, -1\], outside \[0, num_classes=3\)"),
         (torch.zeros(10, V, C), torch.full((10, V), 0.5), r"integer class labels"),
+        (torch.zeros(10, V, C), torch.full((10, V), math.inf), r"integer class labels"),
         (torch.full((10, V, C), math.nan), torch.zeros(10, V, dtype=torch.long), r"X holds 60 NaN or infinite values"),
     ],
 )
@@ -241,6 +246,11 @@ def test_inputs_keep_the_model_dtype_and_overflow_is_refused():
 def test_bad_settings_and_unfitted(cls):
     with pytest.raises(ValueError, match=r"edge_index holds node indices in \[0, 5\], outside \[0, 3\)"):
         cls([[0, 5], [1, 0]], V, C, K)
+    # Both ends of the range: node V is one past the last node, and -1 is no node either.
+    with pytest.raises(ValueError, match=r"edge_index holds node indices in \[0, 3\], outside \[0, 3\)"):
+        cls([[0, 3], [1, 0]], V, C, K)
+    with pytest.raises(ValueError, match=r"edge_index holds node indices in \[-1, 1\], outside \[0, 3\)"):
+        cls([[0, -1], [1, 0]], V, C, K)
     with pytest.raises(ValueError, match=r"edge_index must have shape \[2, E\]"):
         cls(torch.zeros(3, 4, dtype=torch.long), V, C, K)
     with pytest.raises(ValueError, match="num_classes must be an integer >= 1"):
@@ -497,6 +507,9 @@ def test_log_prob_of_no_signals_is_empty(cls):
         (CINNBaseline, dict(clamp="nan"), "clamp must be a finite number"),
         (NSFBaseline, dict(standardize="no"), "standardize must be True or False"),  # was truthy
         (NSFBaseline, dict(randperm="yes"), "randperm must be True or False"),
+        (NSFBaseline, dict(randperm=np.array([True])), "randperm must be True or False"),  # only 0-d arrays
+        (NSFBaseline, dict(dtype=torch.int64), "dtype must be a floating-point type, got torch.int64"),
+        (CINNBaseline, dict(layers=-1), "layers must be an integer >= 0"),
     ],
 )
 def test_settings_are_refused_at_construction(cls, setting, match):
@@ -530,7 +543,7 @@ def test_recorded_validation_loss_is_the_nll_of_the_held_out_rows(cls):
     model = _model(cls).fit(X, Y, max_epochs=3, progress=False)
     # fit's split: the first draw of a generator seeded with the model's seed; the scaling comes from its training rows
     train, val = model._split(len(X), 0.1, torch.Generator().manual_seed(0))
-    assert len(val) == 10 and torch.allclose(model.loc_, X[train].mean(0))
+    assert len(val) == 10 and torch.allclose(model.loc_, X[train].mean(0)) and torch.allclose(model.scale_, X[train].std(0))
     # The recorded loss is in standardised units: log_prob adds the scaling's log-Jacobian -sum(log scale).
     nll = -(model.log_prob(X, Y) + model.scale_.log().sum())
     recorded = model.history_[model.best_epoch_]["val_loss"]  # the best state is the one kept
@@ -581,3 +594,162 @@ def test_cgan_samples_depend_on_the_labels():
     model = _model(CGANBaseline).fit(X, Y, max_epochs=1, progress=False)
     zeros, twos = torch.zeros(4, V, dtype=torch.long), torch.full((4, V), 2)
     assert not torch.allclose(model.sample(zeros, seed=1), model.sample(twos, seed=1), atol=1e-4)
+
+
+def _standard_normal_nll(x):
+    r"""Mean over the rows of ``x [N, D]`` of ``-log N(x; 0, I)``."""
+    return -torch.distributions.Normal(0.0, 1.0).log_prob(x).sum(1).mean().item()
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_validation_fractions_that_leave_no_training_sample_are_refused(cls):
+    X, Y = _data(20)
+    # One sample with a positive fraction: the one held out leaves nothing to train on.
+    with pytest.raises(ValueError, match=r"too few samples \(1\) for a validation fraction of 0.1"):
+        _model(cls).fit(X[:1], Y[:1], validation=0.1, progress=False)
+    with pytest.raises(ValueError, match=r"too few samples \(20\) for a validation fraction of 0.99"):
+        _model(cls).fit(X, Y, validation=0.99, progress=False)  # round(19.8) = 20 held out
+    with pytest.raises(ValueError, match=r"validation must be a finite number in \[0, 1\), got 1.0"):
+        _model(cls).fit(X, Y, validation=1.0, progress=False)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_a_constant_node_feature_keeps_the_fit_finite(cls):
+    # Its standard deviation is 0: dividing by it would turn every standardised signal into NaN.
+    X, Y = _data(40)
+    X[:, 1, 0] = 3.0
+    model = _model(cls).fit(X, Y, max_epochs=1, progress=False)
+    assert torch.isfinite(model.scale_).all() and model.scale_[1, 0] > 0
+    assert torch.isfinite(model.sample(Y[:5])).all()
+    if cls is not CGANBaseline:
+        assert torch.isfinite(model.log_prob(X[:5], Y[:5])).all()
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_a_single_training_sample_is_centred_and_left_unscaled(cls):
+    # One row has no standard deviation (torch gives NaN): the scale is 1 and the mean the row itself.
+    X, Y = _data(1)
+    model = _model(cls).fit(X, Y, max_epochs=1, validation=0.0, progress=False)
+    assert torch.equal(model.loc_, X[0]) and torch.equal(model.scale_, torch.ones(V, C))
+
+
+def test_an_untrained_cinn_is_the_identity_and_its_losses_are_per_sample_nlls():
+    # The couplings' last layers start at zero, so before the first step the flow maps the
+    # standardised signal to itself: the losses are the standard normal NLL of those signals.
+    X, Y = _data()
+    model = _model(CINNBaseline, batch_size=len(X)).fit(X, Y, max_epochs=1, progress=False)
+    train, val = model._split(len(X), 0.1, torch.Generator().manual_seed(0))
+    x = ((X - X[train].mean(0)) / X[train].std(0)).flatten(1)
+    assert model.history_[0]["val_loss"] == pytest.approx(_standard_normal_nll(x[val]), rel=1e-5)
+    # One batch per epoch: its loss is taken before the step, on the untrained flow.
+    assert model.history_[1]["train_loss"] == pytest.approx(_standard_normal_nll(x[train]), rel=1e-5)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_one_adam_step_moves_each_parameter_by_at_most_the_learning_rate(cls):
+    # Adam's first step is lr * g / (|g| + eps) per parameter; the cGAN's default rate is 2e-4.
+    # In float64, so that rounding the weights does not blur steps this small.
+    X, Y = _data()
+    lr = 2e-4 if cls is CGANBaseline else 1e-6
+    settings = dict(batch_size=len(X), dtype=torch.float64) | ({} if cls is CGANBaseline else dict(lr=lr))
+    model = _model(cls, **settings)
+    assert model.lr == lr
+    with seeded(0):
+        initial = model._build().double().state_dict()
+    model.fit(X.double(), Y, max_epochs=1, validation=0.0, progress=False)
+    moves = [(model.model_.state_dict()[k] - v).abs().max().item() for k, v in initial.items() if v.is_floating_point()]
+    assert 0 < max(moves) <= lr * (1 + 1e-6)
+
+
+@pytest.mark.parametrize("cls", DENSITY)
+def test_training_stops_patience_epochs_after_the_best_validation_loss(cls):
+    X, Y = _data()
+    model = _model(cls, patience=2, lr=0.05).fit(X, Y, max_epochs=20, progress=False)
+    losses = [h["val_loss"] for h in model.history_]
+    last = len(losses) - 1
+    assert last < 20 and last == model.best_epoch_ + 2
+    assert min(losses) == losses[model.best_epoch_]
+
+
+def test_atan_clamp_is_freias_default_soft_clamp():
+    block = Fm.GLOWCouplingBlock([(4,)], subnet_constructor=SubnetMLP)  # clamp_activation="ATAN"
+    u = torch.linspace(-20.0, 20.0, 101)
+    assert torch.allclose(atan_clamp(u), block.f_clamp(u), rtol=0, atol=0)
+
+
+def test_cinn_builds_the_couplings_it_was_given():
+    X, Y = _data()
+    model = _model(CINNBaseline, blocks=4, hidden=5, layers=0, clamp=1.5).fit(X, Y, max_epochs=1, progress=False)
+    couplings = [m for m in model.model_.modules() if isinstance(m, Fm.GLOWCouplingBlock)]
+    assert len(couplings) == 4 and all(c.clamp == 1.5 for c in couplings)
+    # layers=0: each subnetwork is one linear map from half the signal and the labels.
+    linears = [m for m in couplings[0].subnet1.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(V * C // 2 + V * K, 2 * (V * C - V * C // 2))]
+    deep = SubnetMLP(3, 4, hidden=5, layers=2)
+    assert [(m.in_features, m.out_features) for m in deep if isinstance(m, nn.Linear)] == [(3, 5), (5, 5), (5, 4)]
+
+
+def test_nsf_builds_the_spline_flow_it_was_given():
+    X, Y = _data()
+    settings = dict(transforms=2, hidden_features=(7,), bins=5, randperm=True)
+    model = _model(NSFBaseline, **settings).fit(X, Y, max_epochs=1, progress=False)
+    reference = zuko.flows.NSF(features=V * C, context=V * K, **settings)
+    shapes = {k: v.shape for k, v in model.model_.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in reference.state_dict().items()}
+    # Random orders, rather than the identity and its reverse taken in turn.
+    orders = [t.order for t in model.model_.transform.transforms]
+    assert any(not torch.equal(o, torch.arange(V * C)) and not torch.equal(o, torch.arange(V * C).flip(0)) for o in orders)
+
+
+def test_cgan_recorded_validation_loss_is_the_discriminator_loss_on_the_held_out_rows(monkeypatch):
+    # The discriminator's last two calls of the epoch score the held-out rows, then fakes for them:
+    # the recorded loss is mean softplus(-D(real)) + mean softplus(D(fake)), real in training units.
+    calls = []
+    build = CGANBaseline._build
+
+    def hooked(self):
+        net = build(self)
+        net["discriminator"].register_forward_hook(lambda module, args, out: calls.append((args[0], out.detach())))
+        return net
+
+    monkeypatch.setattr(CGANBaseline, "_build", hooked)
+    X, Y = _data()
+    model = _model(CGANBaseline, batch_size=len(X)).fit(X, Y, max_epochs=1, validation=0.25, progress=False)
+    train, val = model._split(len(X), 0.25, torch.Generator().manual_seed(0))
+    (real, real_logit), (_, fake_logit) = calls[-2:]
+    assert torch.allclose(real, (X[val] - X[train].mean(0)) / X[train].std(0), atol=1e-5)
+    expected = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+    assert model.history_[1]["val_loss"] == pytest.approx(expected.item(), rel=1e-5)
+    swapped = F.softplus(real_logit).mean() + F.softplus(-fake_logit).mean()
+    assert abs(expected - swapped) > 1e-3  # the labels matter here
+
+
+class _RecordingAdam(torch.optim.Adam):
+    r"""Adam that keeps every instance made, to read the settings it was given."""
+
+    made: list[torch.optim.Adam] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.made.append(self)
+
+
+def test_cgan_trains_both_networks_with_adams_betas_0_5_and_0_999(monkeypatch):
+    monkeypatch.setattr(_RecordingAdam, "made", [])
+    monkeypatch.setattr(torch.optim, "Adam", _RecordingAdam)
+    X, Y = _data()
+    _model(CGANBaseline).fit(X, Y, max_epochs=1, progress=False)
+    assert [(opt.defaults["lr"], opt.defaults["betas"]) for opt in _RecordingAdam.made] == [(2e-4, (0.5, 0.999))] * 2
+
+
+def test_chebnet_layers_reach_exactly_two_hops():
+    # Chebyshev order K = 3 is a polynomial of degree 2 in the Laplacian: one layer mixes nodes up
+    # to two edges apart. On the path 0-1-2-3, a change at node 0 moves node 2 but not node 3.
+    torch.manual_seed(0)
+    path = torch.tensor([[0, 1, 1, 2, 2, 3], [1, 0, 2, 1, 3, 2]])
+    net = ChebNet(1, 3, layers=1, num_nodes=4).double()
+    x = torch.randn(1, 4, 1, dtype=torch.float64)
+    moved = x.clone()
+    moved[0, 0, 0] += 1.0
+    change = (net(moved, path) - net(x, path)).abs().amax(-1)[0]
+    assert change[2] > 1e-6 and change[3] == 0

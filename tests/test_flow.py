@@ -1,4 +1,5 @@
 import copy
+import inspect
 import itertools
 import math
 import re
@@ -16,7 +17,7 @@ import igraphflow.flow
 from igraphflow import ConditionalGraphFlow, GaussianMixtureLatent
 from igraphflow._checks import as_signals, finite_result, warn_lost_resolution
 from igraphflow.checkpoint import save_atomic
-from igraphflow.flow import CHECKPOINT_KIND
+from igraphflow.flow import CHECKPOINT_KIND, _capped_steps
 from igraphflow.ode import ODEBlock
 from igraphflow.separability import REFERENCE_SEPARATION
 
@@ -37,6 +38,19 @@ def fitted():
     return ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
 
 
+def _record_calls(monkeypatch, owner, name):
+    r"""Wraps ``owner.name`` so that it keeps the arguments of every call, by parameter name, in the list returned."""
+    calls, original = [], getattr(owner, name)
+    signature = inspect.signature(original)
+
+    def recording(*args, **kwargs):
+        calls.append(signature.bind(*args, **kwargs).arguments)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls
+
+
 class LinearField(nn.Module):
     def __init__(self, A):
         super().__init__()
@@ -44,6 +58,13 @@ class LinearField(nn.Module):
 
     def forward(self, t, x):
         return (x.flatten(1) @ self.A.T).view_as(x)
+
+
+class ElementwiseField(nn.Module):
+    r"""dx/dt = -tanh(x), coordinate by coordinate: a diagonal Jacobian, curved everywhere."""
+
+    def forward(self, t, x):
+        return -torch.tanh(x)
 
 
 @pytest.mark.parametrize("standardized", [False, True])
@@ -126,6 +147,17 @@ def test_integer_signals_that_float32_would_round_away_are_warned_about():
         warn_lost_resolution(counts - 10**8, torch.float32)
         # Near 1e6, spread by 5: float32 holds every integer below 2^24, so nothing is rounded.
         warn_lost_resolution((1e6 + 5 * toy(64)[0].double()).round().long(), torch.float32)
+        # Just below 2^24, where float32 spaces its numbers 1 apart: still every integer.
+        near_limit = (2**24 - 100 + 5 * toy(64)[0].double()).round().long()
+        assert near_limit.max() < 2**24 and torch.equal(near_limit.float().long(), near_limit)
+        warn_lost_resolution(near_limit, torch.float32)
+
+
+def test_a_single_signal_is_not_checked_for_resolution():
+    # One row has no spread to lose, and torch warns about the degrees of freedom of its std.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_lost_resolution(1e6 + torch.zeros(1, 4, 2, dtype=torch.float64), torch.float32)
 
 
 def test_float64_signals_below_float32s_normal_numbers_are_warned_about():
@@ -150,6 +182,15 @@ def test_a_classifier_that_learns_nothing_of_x_is_warned_about(classifier):
     unrelated = toy(512, seed=1)[1]  # labels drawn apart from X
     with pytest.warns(UserWarning, match=rf"classifier \({classifier}\) predicts the training labels no better than their frequencies"):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, unrelated, progress=False)
+
+
+def test_an_uninformative_classifier_is_warned_about_when_a_label_never_occurs():
+    # The frequency 0 of a label absent from Y must not make the entropy of the labels NaN.
+    X, _ = toy(256)
+    unrelated = toy(256, seed=1)[1]
+    model = ConditionalGraphFlow(EDGES, 4, 2, 3, **dict(SMALL, max_epochs=2))
+    with pytest.warns(UserWarning, match="predicts the training labels no better than their frequencies"):
+        model.fit(X, unrelated, progress=False)
 
 
 def test_a_model_saved_before_the_standardisation_loads_without_it(tmp_path):
@@ -203,6 +244,17 @@ def test_hutchinson_log_prob_is_close_to_exact_on_average(fitted):
     assert not torch.equal(seeded, fitted.log_prob(X[:64], Y[:64], exact=False, seed=2))
 
 
+def test_the_log_prob_estimate_is_exact_for_a_field_with_a_diagonal_jacobian():
+    # With Rademacher probes eps^T J eps = sum_i J_ii eps_i^2 = tr J when J is diagonal: Hutchinson's
+    # estimate through the vector-Jacobian product is the exact trace whatever the probe. A finite
+    # difference is not (its bias, s/2 sum_i eps_i f''(x_i), is about 1e-3 here).
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=2, seed=0).double()
+    model.blocks = nn.ModuleList([ODEBlock(ElementwiseField(), 0.0, 0.5, steps=8), ODEBlock(ElementwiseField(), 0.5, 1.0, steps=8)])
+    model.fitted.fill_(True)
+    X, Y = toy(16)
+    torch.testing.assert_close(model.log_prob(X, Y, exact=False, seed=0), model.log_prob(X, Y), atol=1e-9, rtol=0)
+
+
 def test_predictions_and_samples(fitted):
     X, Y = toy(64, seed=4)
     proba = fitted.predict_proba(X)
@@ -233,6 +285,25 @@ def test_seed_makes_fit_reproducible():
     a = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
     b = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
     assert torch.equal(a.log_prob(X[:8], Y[:8]), b.log_prob(X[:8], Y[:8]))
+
+
+def test_a_seeded_fit_takes_no_random_numbers_from_torchs_global_generator(monkeypatch):
+    # The noise fit's seed and the temperature search's draws come from the fit's seed: two fits
+    # after different global seeds fit the same noise and search the same temperature.
+    X, Y = toy(128)
+    draws, models = [], []
+    noise_fits, search = _record_calls(monkeypatch, GaussianMixtureLatent, "fit_noise_"), igraphflow.flow.energy_temperature
+
+    def recording_search(decoded, reference):
+        draws.append(decoded(1.0))
+        return search(decoded, reference)
+
+    monkeypatch.setattr(igraphflow.flow, "energy_temperature", recording_search)
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        models.append(ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=2)).fit(X, Y, progress=False))
+    assert noise_fits[0]["seed"] == noise_fits[1]["seed"] and torch.equal(draws[0], draws[1])
+    assert torch.equal(models[0].sample(Y[:8], seed=1), models[1].sample(Y[:8], seed=1))
 
 
 def test_max_time_leaves_a_usable_invertible_model():
@@ -283,18 +354,20 @@ def test_the_recorded_movement_is_the_mean_squared_distance_over_the_training_si
             x = moved
 
 
-def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch):
+@pytest.mark.parametrize("signals_per_chunk", [None, 7])
+def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signals_per_chunk):
     # All N V rows at once took gigabytes on large graphs (2.6 GB at V = 2025, N = 2000); the
-    # first whole signals instead could leave out a class that only a few signals hold.
-    import igraphflow.flow as flow_module
-
-    captured, fit_softmax = [], flow_module.fit_softmax
-    monkeypatch.setattr(flow_module, "MAX_ROWS", 100)
-    monkeypatch.setattr(flow_module, "fit_softmax", lambda layer, features, targets: (
-        captured.append((features, targets)), fit_softmax(layer, features, targets))[1])
+    # first whole signals instead could leave out a class that only a few signals hold. The
+    # drawn rows' features are computed a chunk of signals at a time: with 7 signals a chunk,
+    # most rows come from a chunk that does not start at signal 0.
+    monkeypatch.setattr(igraphflow.flow, "MAX_ROWS", 100)
+    if signals_per_chunk is not None:
+        monkeypatch.setattr(igraphflow.flow, "chunk_size", lambda x, scalars=None: signals_per_chunk)
+    captured = _record_calls(monkeypatch, igraphflow.flow, "fit_softmax")
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
-    (features, targets), = captured
+    (call,) = captured
+    features, targets = call["features"], call["targets"]
     assert len(features) == 100
     # Each row is a node's own features with its own label, from far more than 100 / 4 signals.
     every = model.head[:-1](model.encode(X)).flatten(0, 1).double()
@@ -490,12 +563,31 @@ def test_integer_signals_of_any_width_are_numbers():
         assert torch.equal(as_signals(X.to(dtype), 4, 2), X.float())
 
 
+def test_signals_not_finite_are_counted_and_the_first_in_row_order_is_named():
+    X = torch.zeros(4, 3, 2)
+    X[1, 2, 0] = -math.inf
+    X[3, 0, 1] = math.nan
+    with pytest.raises(ValueError, match=re.escape("X holds 2 NaN or infinite values (first at index [1, 2, 0])")):
+        as_signals(X, 3, 2)
+    # An infinity as given is not blamed on the dtype: it is no value too large for float32.
+    X[3, 0, 1] = 0.0
+    with pytest.raises(ValueError, match=re.escape("X holds 1 NaN or infinite values (first at index [1, 2, 0])")):
+        as_signals(X.double(), 3, 2)
+
+
 def test_step_schedule_is_geometric_up_to_max_step():
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=12, first_step=0.25, step_growth=1.5, max_step=2.0)
     expected = [min(2.0, 0.25 * 1.5**k) for k in range(12)]
     np.testing.assert_allclose([b.step_size for b in model.blocks], expected, rtol=1e-6)
     starts = [b.interval[0].item() for b in model.blocks]
     np.testing.assert_allclose(starts, np.cumsum([0.0, *expected[:-1]]), rtol=1e-6)
+
+
+def test_every_block_starts_from_its_own_initialisation():
+    # The seed of block k is (seed, k): blocks seeded by the model's seed alone would all start as copies.
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=3))
+    weights = [torch.cat([p.flatten() for p in block.parameters()]) for block in model.blocks]
+    assert not any(torch.equal(a, b) for a, b in itertools.combinations(weights, 2))
 
 
 def test_bad_construction_raises_clear_errors(fitted):
@@ -564,23 +656,40 @@ def test_fit_keeps_a_training_and_a_validation_sample(n, validation):
 def test_fit_shares_the_budget_and_fits_the_noise_on_the_training_split(monkeypatch):
     X, Y = toy(256)  # 230 to train, 26 to validate
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=3, max_epochs=1))
-    shares, noise_fits = [], []
+    shares = []
 
     def recording_train_block(*args, deadline, **kwargs):
         shares.append(deadline - time.monotonic())
         return train_block(*args, deadline=deadline, **kwargs)
 
-    def recording_fit_noise(latent, h, y, h_val, y_val, seed=None):
-        noise_fits.append((len(h), len(h_val)))
-        return fit_noise(latent, h, y, h_val, y_val, seed=seed)
-
-    train_block, fit_noise = igraphflow.flow.train_block, GaussianMixtureLatent.fit_noise_
+    train_block = igraphflow.flow.train_block
     monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
-    monkeypatch.setattr(GaussianMixtureLatent, "fit_noise_", recording_fit_noise)
+    noise_fits = _record_calls(monkeypatch, GaussianMixtureLatent, "fit_noise_")
     model.fit(X, Y, max_time=30.0, progress=False)
     # The first block gets a third of the budget, not all of it.
     assert len(shares) == 3 and 6.0 < shares[0] <= 10.0  # (what the first block's setup took is shared too)
-    assert noise_fits == [(230, 26)]
+    assert [(len(call["h"]), len(call["h_val"])) for call in noise_fits] == [(230, 26)]
+
+
+def test_fit_shares_what_is_left_of_the_budget_equally_among_the_blocks_still_to_train(monkeypatch):
+    X, Y = toy(128)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=3, max_epochs=1))
+    calls = []
+
+    def recording_train_block(*args, deadline, **kwargs):
+        calls.append((time.monotonic(), deadline))
+        return train_block(*args, deadline=deadline, **kwargs)
+
+    train_block = igraphflow.flow.train_block
+    monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
+    before = time.monotonic()
+    model.fit(X, Y, max_time=30.0, progress=False)
+    # The last block gets all that is left: its deadline is the fit's, 30 s after the fit began.
+    end = calls[-1][1]
+    assert before + 30.0 <= end <= calls[0][0] + 30.0
+    # Block k gets 1 / (3 - k) of what is left when it starts.
+    for k, (now, deadline) in enumerate(calls):
+        assert deadline - now == pytest.approx((end - now) / (3 - k), abs=0.05)
 
 
 def test_fit_trains_every_block_with_the_settings_it_was_given(monkeypatch):
@@ -588,39 +697,72 @@ def test_fit_trains_every_block_with_the_settings_it_was_given(monkeypatch):
     settings = dict(divergence="hutchinson", batch_size=16, lr=1e-3, max_epochs=1, patience=2, barrier_weight=0.2,
                     classification_weight=0.3)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, **settings})
-    calls = []
-
-    def recording_train_block(*args, **kwargs):
-        calls.append({name: kwargs[name] for name in settings})
-        return train_block(*args, **kwargs)
-
-    train_block = igraphflow.flow.train_block
-    monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
+    calls = _record_calls(monkeypatch, igraphflow.flow, "train_block")
     model.fit(X, Y, progress=False)
-    assert calls == [settings] * 2
+    assert [{name: call[name] for name in settings} for call in calls] == [settings] * 2
+
+
+def test_the_automatic_batch_size_is_a_sixteenth_of_the_training_samples(monkeypatch):
+    X, Y = toy(600)  # 540 to train: 33 a batch (all 600 would give 37)
+    sizes = []
+
+    def first_block(*args, batch_size, **kwargs):
+        sizes.append(batch_size)
+        raise KeyboardInterrupt  # the batch size is all this test needs
+
+    monkeypatch.setattr(igraphflow.flow, "train_block", first_block)
+    with pytest.raises(KeyboardInterrupt):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, batch_size="auto")).fit(X, Y, progress=False)
+    assert sizes == [540 // 16]
 
 
 def test_the_temperature_compares_draws_for_the_labels_of_the_signals_they_are_scored_against(monkeypatch):
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), fit_noise=False)
-    labels, signals = [], []
-    sample, search = GaussianMixtureLatent.sample, igraphflow.flow.energy_temperature
-
-    def recording_sample(latent, y, *args, **kwargs):
-        labels.append(y)
-        return sample(latent, y, *args, **kwargs)
-
-    def recording_search(draw, reference):
-        signals.append(reference)
-        return search(draw, reference)
-
-    monkeypatch.setattr(GaussianMixtureLatent, "sample", recording_sample)
-    monkeypatch.setattr(igraphflow.flow, "energy_temperature", recording_search)
+    draws = _record_calls(monkeypatch, GaussianMixtureLatent, "sample")
+    searches = _record_calls(monkeypatch, igraphflow.flow, "energy_temperature")
     model.fit(X, Y, progress=False)
-    (reference,) = signals
+    (search,) = searches
     Z = model.standardizer(X)  # the search sees the signals as the blocks do
-    rows = [int((Z == x).flatten(1).all(1).nonzero()) for x in reference]
-    assert labels and len(set(rows)) == len(rows) and all(torch.equal(y, Y[rows]) for y in labels)
+    rows = [int((Z == x).flatten(1).all(1).nonzero()) for x in search["X"]]
+    assert draws and len(set(rows)) == len(rows) and all(torch.equal(draw["y"], Y[rows]) for draw in draws)
+
+
+@pytest.mark.parametrize("n, num_features, compared", [(63, 2, 0), (64, 2, 64), (600, 2, 512), (300, 64, 256)])
+def test_the_temperature_is_searched_on_64_to_512_of_all_the_signals_fewer_on_larger_graphs(monkeypatch, n, num_features, compared):
+    # TEMPERATURE_SIGNALS: below 64 signals the temperature stays 1; else at most 512 of them, and no
+    # more than 2**16 / (V C) above 64 (256 at V C = 256), drawn from the training and validation samples.
+    g = torch.Generator().manual_seed(0)
+    X, Y = torch.randn(n, 4, num_features, generator=g), torch.randint(0, 2, (n, 4), generator=g)
+    model = ConditionalGraphFlow(EDGES, 4, num_features, 2, **SMALL)
+    sizes = []
+
+    def recording_search(decoded, reference):
+        sizes.append(len(reference))
+        return 1.0
+
+    monkeypatch.setattr(igraphflow.flow, "energy_temperature", recording_search)
+    assert model._sample_temperature(model._split(X, Y)) == 1.0
+    assert sizes == ([compared] if compared else [])
+
+
+def test_the_temperature_search_decodes_the_latent_draws_through_the_inverse_flow(monkeypatch):
+    # Under dx/dt = a x the flow maps Z to H = e^a Z: a draw at temperature 0, the class mean,
+    # decodes to e^-a mu_Y (the forward map would give e^a mu_Y).
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=1, seed=0)
+    model.blocks = nn.ModuleList([ODEBlock(LinearField(0.5 * torch.eye(8)), 0.0, 1.0, steps=32)])
+    X, _ = toy(64)
+    Y = torch.zeros(64, 4, dtype=torch.long)
+    decoded_means = []
+
+    def recording_search(decoded, reference):
+        decoded_means.append(decoded(0.0))
+        return 1.0
+
+    monkeypatch.setattr(igraphflow.flow, "energy_temperature", recording_search)
+    model._sample_temperature(model._split(X, Y))
+    expected = math.exp(-0.5) * model.latent.means.detach()[0]
+    torch.testing.assert_close(decoded_means[0], expected.expand(64, 4, 2), atol=1e-5, rtol=1e-5)
 
 
 def test_fit_again_starts_from_scratch():
@@ -844,6 +986,26 @@ def test_checkpoints_without_a_block_count_load_and_resume(tmp_path):
         ConditionalGraphFlow(EDGES, 4, 2, 2, **{**settings, "num_blocks": 3}).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
 
+def test_capped_steps_keep_the_total_and_share_what_the_capped_ones_leave_in_proportion():
+    # Two steps above the cap: 7 in all, 4 taken by the capped ones, 3 shared 1:1 by the others.
+    np.testing.assert_allclose(_capped_steps(np.array([0.5, 0.5, 3.0, 3.0]), 2.0), [1.5, 1.5, 2.0, 2.0])
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        steps = rng.exponential(size=6) ** 2
+        max_step = rng.uniform(steps.sum() / 6, steps.max())
+        capped = _capped_steps(steps, max_step)
+        assert capped.sum() == pytest.approx(steps.sum()) and capped.max() <= max_step * (1 + 1e-9)
+        free = capped < max_step * (1 - 1e-9)
+        np.testing.assert_allclose(capped[free] / steps[free], capped[free][0] / steps[free][0])
+        assert (capped[free] > steps[free] - 1e-12).all()
+
+
+def _install_untrained(model, blocks, *args):
+    r"""Stands in for ``ConditionalGraphFlow._retrain``: installs the new blocks as they were made."""
+    model.blocks = blocks
+    return model
+
+
 def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
     # Under dx/dt = -x, x(t) = x0 exp(-t): the path length is L(t) = |x0| (1 - exp(-t)), so
     # B equal lengths end at s_k = -log(1 - k (1 - exp(-T)) / B).
@@ -856,7 +1018,7 @@ def test_reparameterize_splits_the_path_into_equal_lengths(monkeypatch):
     for k, block in enumerate(model.blocks):
         block.field.tag = k  # the same field, told apart
     model.fitted.fill_(True)
-    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, blocks, *args: setattr(self, "blocks", blocks) or self)
+    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", _install_untrained)
     model.reparameterize(X, Y, progress=False)
     expected = -np.log(1 - np.arange(4) * (1 - np.exp(-bounds[-1])) / 3)
     got = [0.0] + [b.interval[1].item() for b in model.blocks]
@@ -876,12 +1038,38 @@ def test_reparameterize_keeps_every_block_within_max_step(monkeypatch):
     bounds = np.cumsum([0.0, 1.0, 1.0, 2.0])
     model.blocks = nn.ModuleList(ODEBlock(LinearField(-torch.eye(8)), a, b, steps=32) for a, b in itertools.pairwise(bounds))
     model.fitted.fill_(True)
-    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", lambda self, blocks, *args: setattr(self, "blocks", blocks) or self)
+    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", _install_untrained)
     model.reparameterize(X, Y, progress=False)
     equal = np.diff(-np.log(1 - np.arange(4) * (1 - np.exp(-4.0)) / 3))  # 0.37, 0.69, 2.94
     steps = np.array([b.step_size for b in model.blocks])
     np.testing.assert_allclose(steps, [*(2.0 * equal[:2] / equal[:2].sum()), 2.0], atol=2e-3)
     assert steps.max() <= 2.0 and math.isclose(model.blocks[-1].interval[1].item(), 4.0, rel_tol=1e-6)
+
+
+def test_reparameterize_measures_the_path_in_the_standardised_coordinates(monkeypatch):
+    # Under dx/dt = -D x the standardised coordinates z = x / s follow z(t) = exp(-D t) z0; the
+    # RMS path length is L(t) = int_0^t sqrt(E |D z(u)|^2) du. The slow coordinates are given a
+    # large scale: measured on the raw signals they would dominate the length.
+    rates = torch.tensor([0.3, 3.0] * 4, dtype=torch.float64)
+    scale = torch.tensor([20.0, 1.0] * 4, dtype=torch.float64)
+    X, Y = toy(64)
+    X = X.double() * scale.view(4, 2)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, num_blocks=3, seed=0).double()
+    bounds = [0.0, 0.5, 1.0, 2.0]
+    model.blocks = nn.ModuleList(
+        ODEBlock(LinearField(-torch.diag(rates)), a, b, steps=32) for a, b in itertools.pairwise(bounds)
+    )
+    model.standardizer.scale.copy_(scale.view(4, 2))
+    model.fitted.fill_(True)
+    monkeypatch.setattr(ConditionalGraphFlow, "_retrain", _install_untrained)
+    model.reparameterize(X, Y, progress=False)
+    z0_square = (X.flatten(1) / scale).square().mean(0).numpy()
+    t = np.linspace(0.0, 2.0, 200_001)
+    speed = np.sqrt((rates.numpy() ** 2 * z0_square * np.exp(-2 * np.outer(t, rates.numpy()))).sum(1))
+    length = np.concatenate([[0.0], np.cumsum((speed[1:] + speed[:-1]) / 2 * np.diff(t))])
+    expected = np.interp(np.arange(4) * length[-1] / 3, length, t)
+    got = [0.0] + [b.interval[1].item() for b in model.blocks]
+    np.testing.assert_allclose(got, expected, atol=2e-3)
 
 
 def test_refine_splits_blocks_and_starts_from_the_same_map():
@@ -899,6 +1087,30 @@ def test_refine_splits_blocks_and_starts_from_the_same_map():
     assert model.num_blocks == 4 and len(model.history_) == 4
     assert model.blocks[0].step_size == pytest.approx(model.blocks[1].step_size)
     assert torch.allclose(model.decode(model.encode(X[:8])), X[:8], atol=1e-4)
+
+
+@pytest.mark.parametrize("retrain", ["refine", "reparameterize"])
+def test_retraining_trains_on_the_standardised_signals_towards_the_isotropic_latent(monkeypatch, retrain):
+    X, Y = toy(64)
+    X = 5.0 * X + 100.0  # far from the unit scale the blocks are made for
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
+    model.latent.offset, model.latent.scale_tril = torch.zeros(4, 2), 0.5 * torch.eye(8)  # as a noise fit leaves it
+    seen = []
+
+    def recording_train_block(index, block, latent, train, val, **kwargs):
+        # The model's latent gets its noise back after the blocks: what each block saw is kept now.
+        seen.append((train[0], val[0], latent.has_noise_covariance))
+        return train_block(index, block, latent, train, val, **kwargs)
+
+    train_block = igraphflow.flow.train_block
+    monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
+    getattr(model, retrain)(X, Y, progress=False)
+    # The first block sees the split's signals standardised as the fit standardised them, and
+    # every block trains towards the isotropic latent, as in the fit.
+    split = model._split(X, Y)
+    torch.testing.assert_close(seen[0][0], model.standardizer(split.x))
+    torch.testing.assert_close(seen[0][1], model.standardizer(split.x_val))
+    assert not any(noise for _, _, noise in seen)
 
 
 def _interrupted_fit(monkeypatch, settings, X, Y, checkpoint_dir, at_block):
@@ -926,16 +1138,10 @@ def test_a_resumed_fit_without_a_seed_keeps_its_validation_split(tmp_path, monke
     torch.manual_seed(0)
     _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=2)
     saved = torch.load(tmp_path / "fit.pt", weights_only=True)["split_seed"]
-    splits, split = [], ConditionalGraphFlow._split
-
-    def spy(self, *args, **kwargs):
-        splits.append(kwargs.get("split_seed"))
-        return split(self, *args, **kwargs)
-
-    monkeypatch.setattr(ConditionalGraphFlow, "_split", spy)
+    splits = _record_calls(monkeypatch, ConditionalGraphFlow, "_split")
     torch.manual_seed(1)  # another draw of the split, as in a new process
     ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
-    assert splits == [None, saved]
+    assert [call.get("split_seed") for call in splits] == [None, saved]
 
 
 def test_the_checkpoint_of_a_fit_in_progress_is_not_loaded_as_a_model(tmp_path, monkeypatch):
@@ -1271,6 +1477,14 @@ def test_a_double_model_computes_and_saves_in_double(conv, tmp_path):
     assert loaded.dtype == torch.float64 and torch.equal(loaded.log_prob(X, Y), model.log_prob(X, Y))
 
 
+def test_a_double_model_with_automatic_depth_appends_double_blocks():
+    # Blocks added during the fit, after the model was moved to float64, are moved too.
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **{**SMALL, "num_blocks": "auto", "max_blocks": 2, "max_epochs": 1}).double()
+    model.fit(X, Y, progress=False)
+    assert model.num_blocks >= 1 and {p.dtype for p in model.parameters()} == {torch.float64}
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_a_model_moved_to_half_precision_is_refused_by_name(fitted, dtype):
     X, Y = toy(4)
@@ -1387,6 +1601,14 @@ def test_the_standardisation_is_fitted_on_the_training_part_of_the_split(fitted)
     train = X[order[round(0.1 * len(X)):]].double()
     torch.testing.assert_close(fitted.standardizer.loc, train.mean(0).float())
     torch.testing.assert_close(fitted.standardizer.scale, train.std(0, correction=0).float())
+
+
+def test_the_label_prior_is_the_smoothed_frequency_of_the_training_labels(fitted):
+    # Only the training part of the split counts, as for the standardisation above (one count added to each label).
+    _, Y = toy()
+    order = torch.randperm(len(Y), generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(Y[order[round(0.1 * len(Y)):]].flatten(), minlength=2) + 1.0
+    torch.testing.assert_close(fitted.latent.log_prior, (counts / counts.sum()).log())
 
 
 def test_w2_per_block_moves_each_block_from_where_the_blocks_before_left_the_signals(fitted):
