@@ -1,4 +1,4 @@
-r"""The ``igraphflow`` command: train, sample, evaluate and compare on files or named datasets.
+r"""The igraphflow command: train, sample, evaluate and compare on files or named datasets.
 
 Examples (shell)::
 
@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._checks import as_count, as_labels, check_input_file, as_output_dir, as_output_file, as_seconds, as_signals
+from ._checks import as_count, as_labels, check_input_file, as_output_dir, as_output_file, as_signals
 from .checkpoint import atomic_file
-from .compare import add_data_argument, add_data_option_argument, load_data_arguments
+from .compare import add_data_argument, add_data_option_argument, budget_seconds, load_data_arguments
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
 
@@ -106,7 +106,10 @@ def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool, seed: int) -
     dims = model.num_nodes * model.num_features
     # Seeded, so that evaluate gives the estimate that train printed.
     log_prob = model.log_prob(test["X"], test["Y"], exact=exact, seed=seed)
-    accuracy = (model.predict(test["X"]).cpu() == torch.as_tensor(test["Y"])).float().mean()
+    Y = torch.as_tensor(test["Y"])
+    accuracy = (model.predict(test["X"]).cpu() == Y).float().mean()
+    # What predicting the most frequent training label everywhere scores: the accuracy's floor.
+    majority = (Y == int(model.latent.log_prior.argmax())).float().mean()
     latent = model.encode(test["X"])
     X = torch.as_tensor(test["X"], device=model.device).double()  # norms of large signals overflow float32
     round_trip = (model.decode(latent).double() - X).norm() / X.norm()
@@ -114,6 +117,7 @@ def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool, seed: int) -
         "test_nll_per_dim": _number(-log_prob.double().mean().item() / dims),
         "nll_estimator": "exact" if exact else "hutchinson",
         "test_accuracy": accuracy.item(),
+        "majority_label_accuracy": majority.item(),
         "round_trip_relative_error": _number(round_trip.item()),
         "num_test": len(test["X"]),
     }
@@ -125,7 +129,6 @@ def _train(args) -> int:
     model = ConditionalGraphFlow(**graph, **settings)
     if args.float64:
         model.double()
-    max_time = as_seconds(args.max_time, "--max-time")
     # After the input and settings are checked (no empty folder for a typo), before training.
     made = not Path(args.out).exists()
     out = as_output_dir(args.out, "--out")
@@ -133,7 +136,7 @@ def _train(args) -> int:
     try:
         if args.checkpoint_dir is not None:  # checked here, so that the message names the flag, not fit's argument
             as_output_dir(args.checkpoint_dir, "--checkpoint-dir")
-        model.fit(train["X"], train["Y"], max_time=max_time, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir)
+        model.fit(train["X"], train["Y"], max_time=args.max_time, progress=not args.quiet, checkpoint_dir=args.checkpoint_dir)
     except BaseException:  # an error or an interruption: no empty folder left behind either
         if made and not any(out.iterdir()):
             out.rmdir()
@@ -148,6 +151,7 @@ def _train(args) -> int:
                "sample_temperature": float(model.latent.temperature),
                "noise_components": model.latent.noise_components, "noise_label_weights": model.latent.noise_label_weights,
                "pattern_mean": model.latent.pattern_mean,
+               "head_products": model.head_products,
                **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2, allow_nan=False).encode())
@@ -174,9 +178,14 @@ def _evaluate_command(args) -> int:
     # Test signals of another graph would be scored on the model's graph without a word.
     theirs, ours = _edges(graph["edge_index"], graph["num_nodes"]), _edges(model.edge_index, model.num_nodes)
     if graph["num_nodes"] != model.num_nodes or theirs != ours:
-        source = args.input or f"dataset {args.dataset!r} (seed {args.seed})"
-        raise ValueError(f"{source} has another graph than the model: {graph['num_nodes']} nodes (the model "
-                         f"{model.num_nodes}) and {len(theirs ^ ours)} edges not in both")
+        if args.input:
+            source, hint = args.input, ""
+        else:  # a simulated dataset draws its graph from the seed and its options
+            source = f"dataset {args.dataset!r} (seed {args.seed})"
+            hint = "; evaluate with the --seed and --data-option the model was trained with"
+        nodes = "" if graph["num_nodes"] == model.num_nodes else f"{graph['num_nodes']} nodes, the model {model.num_nodes}; "
+        raise ValueError(f"{source} has another graph than the model: {nodes}{len(theirs ^ ours)} edges in one "
+                         f"and not the other{hint}")
     exact = model.num_nodes * model.num_features <= args.exact_max_dim
     print(json.dumps(_evaluate(model, test, exact, args.seed), indent=2, allow_nan=False))
     return 0
@@ -214,6 +223,19 @@ def _dimension(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    r"""An argparse type: a whole number ``>= 1``, such as a count of channels."""
+    value = _dimension(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _blocks(text: str) -> int | str:
+    r"""An argparse type: a number of blocks ``>= 1``, or ``auto``."""
+    return text if text == "auto" else _positive(text)
+
+
 def _compare(argv: list[str]) -> int:
     from .compare import main as compare_main
 
@@ -233,25 +255,29 @@ def _parser() -> argparse.ArgumentParser:
         add_data_argument(p)
         add_data_option_argument(p)  # e.g. the files of nsrdb: --data-option "paths=['a.csv','b.csv']"
 
-    def common(p: argparse.ArgumentParser):
+    def common(p: argparse.ArgumentParser, seeds: str):
         p.add_argument("--device", type=_device, default=None, help="cpu, cuda, ... (default: the GPU if there is one)")
-        p.add_argument("--seed", type=int, default=0,
-                       help="seeds the model, the draws and a simulated dataset: evaluate a model on the seed it was "
-                            "trained with (default: 0)")
+        p.add_argument("--seed", type=int, default=0, help=f"seeds {seeds} (default: 0)")
 
     def likelihood(p: argparse.ArgumentParser):
         p.add_argument("--exact-max-dim", type=_dimension, default=32,
-                       help="use the exact log-likelihood when V*C is at most this (else Hutchinson)")
+                       help="use the exact log-likelihood when V*C is at most this, else Hutchinson's estimate "
+                            "(default: 32)")
 
     train = commands.add_parser("train", help="fit a model and write model.pt and summary.json")
     source(train)
-    common(train)
+    common(train, "the model's initialisation and training, the likelihood estimate and a simulated dataset")
     likelihood(train)
     train.add_argument("--out", default="runs/latest", help="output directory (default: runs/latest)")
-    train.add_argument("--conv", default="l3net", choices=["l3net", "cheb", "gcn"])
-    train.add_argument("--num-blocks", type=int, default=6)
-    train.add_argument("--hidden", type=int, default=32)
-    train.add_argument("--max-time", type=float, default=None, help="cap on the seconds spent training the blocks (the noise, temperature and head fits come after)")
+    train.add_argument("--conv", default="l3net", choices=["l3net", "cheb", "gcn"],
+                       help="the graph convolution of the velocity fields (default: l3net)")
+    train.add_argument("--num-blocks", type=_blocks, default=6,
+                       help="ODE blocks of the flow, or auto: add blocks until one moves the signals too little "
+                            "(default: 6)")
+    train.add_argument("--hidden", type=_positive, default=32, help="hidden channels of the velocity fields (default: 32)")
+    train.add_argument("--max-time", type=budget_seconds, default=None,
+                       help="cap on the seconds spent training the blocks; the noise, temperature and head fits "
+                            "come after (default: no cap)")
     train.add_argument("--checkpoint-dir", default=None,
                        help="write a checkpoint there after every block; the same command run again resumes after "
                             "the last block written")
@@ -261,19 +287,20 @@ def _parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="test NLL, accuracy and round trip of a saved model")
-    evaluate.add_argument("--model", required=True)
+    evaluate.add_argument("--model", required=True, help="model.pt written by train")
     source(evaluate)
-    common(evaluate)
+    common(evaluate, "the likelihood estimate and a simulated dataset: the seed the model was trained with")
     likelihood(evaluate)
     evaluate.set_defaults(run=_evaluate_command)
 
     sample = commands.add_parser("sample", help="draw X | Y for label patterns in a .npy/.npz file (array Y)")
-    sample.add_argument("--model", required=True)
-    sample.add_argument("--labels", required=True)
+    sample.add_argument("--model", required=True, help="model.pt written by train")
+    sample.add_argument("--labels", required=True,
+                        help=".npy file of labels [N, V], or .npz file with them as array Y: one draw per row")
     sample.add_argument("--out", required=True, help=".npz file to write (arrays X, Y)")
     sample.add_argument("--temperature", type=float, default=None,
                         help="factor on the latent noise (default: the one chosen when the model was fitted)")
-    common(sample)
+    common(sample, "the draws")
     sample.set_defaults(run=_sample)
 
     commands.add_parser("compare", help="train igraphflow and the baselines, write metrics.json (see compare --help)",

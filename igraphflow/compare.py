@@ -52,7 +52,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
+__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "budget_seconds", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
 
 import argparse
 import ast
@@ -498,6 +498,7 @@ def compare(
             row["noise_components"] = model.latent.noise_components
             row["noise_label_weights"] = model.latent.noise_label_weights
             row["pattern_mean"] = model.latent.pattern_mean
+            row["head_products"] = model.head_products
             row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
                 k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
         result["methods"][method] = {k: row[k] for k in sorted(row)}
@@ -639,7 +640,8 @@ def _value(text: str) -> Any:
         return text
 
 
-def _budget(text: str) -> float:
+def budget_seconds(text: str) -> float:
+    r"""An argparse type: a positive number of seconds (``inf``: no budget)."""
     try:
         seconds = float(text)
     except ValueError:
@@ -658,7 +660,7 @@ def add_budget_argument(parser: argparse.ArgumentParser, default: float) -> None
         >>> parser.parse_args(["--max-time", "1.5"]).max_time
         1.5
     """
-    parser.add_argument("--max-time", type=_budget, default=default, help=f"training budget per method, seconds (default: {default:g})")
+    parser.add_argument("--max-time", type=budget_seconds, default=default, help=f"training budget per method, seconds (default: {default:g})")
 
 
 def _option(text: str) -> tuple[str, Any]:

@@ -43,6 +43,9 @@ from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
 CLASSIFIERS = ("bayes", "linear", "graph")
+MAX_PRODUCT_FEATURES = 8
+r"""The most node features whose pairwise products the graph head may add to its features
+(:class:`~igraphflow.nn.HopMeans`, ``products``): their number grows as ``C^2``."""
 AUTO_SEPARATION = (2.0, REFERENCE_SEPARATION)
 r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at most the iGNN
 reference's separation."""
@@ -156,7 +159,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             of :math:`H` over the ``orders``-hop neighbourhoods of ``v``,
             :class:`~igraphflow.nn.HopMeans`), ``"linear"`` (a
             softmax layer on :math:`H_v`) or ``"bayes"`` (the Bayes rule of the latent mixture,
-            whose label prior is independent across nodes). The heads are fitted by
+            whose label prior is independent across nodes). The graph head also averages the
+            pairwise products of each node's features (up to :data:`MAX_PRODUCT_FEATURES`
+            features) where they predict the validation labels better, a quadratic classifier
+            for labels that follow the spread of the features rather than their level
+            (:attr:`head_products`). The heads are fitted by
             cross-entropy on the final latent (of
             :data:`~igraphflow.separability.MAX_ROWS` nodes of the signals drawn at random, on
             large data); the graph head also sees the evidence that
@@ -212,6 +219,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             ``X`` as it is.
         device: Where to compute; the GPU when one is available if ``None``.
         seed: Seeds the initialisation, the validation split, the batches and the probes.
+
+    The inference methods (:meth:`encode`, :meth:`decode`, :meth:`log_prob`, :meth:`sample`,
+    :meth:`predict_proba` and those built on them) compute without gradients: their outputs
+    are detached. Gradients with respect to ``X`` go through the blocks themselves
+    (``model.blocks``, on ``model.standardizer(X)``).
 
     Example:
         >>> from igraphflow.graph import check_edge_index
@@ -302,6 +314,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.register_buffer("edge_index", check_edge_index(edge_index, num_nodes))
         self.register_buffer("fitted", torch.tensor(False))
         self.register_buffer("classes_seen", torch.ones(num_classes, dtype=torch.bool))
+        # Whether fit kept the products of the node features in the graph head: its shape follows.
+        self.register_buffer("head_uses_products", torch.tensor(False))
         self._initialise()
         self.to(as_device(device))
 
@@ -325,6 +339,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.blocks = nn.ModuleList()
         self._set_depth(0 if self._auto_depth() else c["num_blocks"])
         self.fitted.fill_(False)
+        self.head_uses_products.fill_(False)
         self._forget_calibration()
         self.history_: list[BlockRecord] = []
         self.to(self.device, dtype)
@@ -337,6 +352,25 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             means = HopMeans(self.edge_index, c["num_nodes"], c["orders"])
             return nn.Sequential(means, nn.Linear(len(means.orders) * c["num_features"], c["num_classes"]))
         return None
+
+    def _reshaped_head(self, products: bool) -> nn.Sequential:
+        r"""The graph head with (or without) the products of the node features, its weights those
+        of the current head (zero on products it did not have); no random numbers are taken."""
+        means, layer = self.head
+        plain = HopMeans(self.edge_index, self.num_nodes, means.orders, products=True).plain_columns(self.num_features)
+        plain = plain.to(self.device)
+        weight = layer.weight
+        if not means.products:
+            weight = weight.new_zeros(layer.out_features, plain.numel())
+            weight[:, plain] = layer.weight
+        if not products:
+            weight = weight[:, plain]
+        # Not initialised: the weights come from the current layer.
+        linear = nn.utils.skip_init(nn.Linear, weight.size(1), layer.out_features, device=self.device, dtype=weight.dtype)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(layer.bias)
+        return nn.Sequential(HopMeans(self.edge_index, self.num_nodes, means.orders, products=products), linear)
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config
@@ -561,7 +595,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         adding = self._auto_depth() and not (retrain or depth_settled)
         total = c["max_blocks"] if adding else len(self.blocks)
         batch_size = auto_batch_size(x.size(0)) if c["batch_size"] == "auto" else c["batch_size"]
-        bar = tqdm(total=total, initial=start, desc="JKO blocks", disable=not progress, unit="block")
+        # A resumed fit says so: its bar starts past the blocks its checkpoint holds.
+        bar = tqdm(total=total, initial=start, desc=f"JKO blocks (resumed after {start})" if start else "JKO blocks",
+                   disable=not progress, unit="block")
         index = start
         while index < total:
             now = time.monotonic()
@@ -616,11 +652,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             finish.update()
             self.latent.temperature.fill_(self._sample_temperature(data))
             finish.update()
-            h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
             if self.head is not None:
-                # A convex fit needs no held-out samples to stop it: it sees all of them.
-                self._fit_head(h, y, data.generator)
+                self._fit_head((x, data.y), (x_val, data.y_val), data.generator)
             finish.update()
+        h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
         self._warn_uninformative_classifier(h, y, stacklevel=5 if retrain else 4)
         self.fitted.fill_(True)
 
@@ -669,28 +704,28 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if not path.exists():
             return None
         if not path.is_file():  # found now, not when the first block is written
-            raise ValueError(f"{path} is not a file: the fit's checkpoint goes there; use another checkpoint_dir")
+            raise ValueError(f"{path} is not a file: the fit's checkpoint goes there; use another checkpoint directory")
         payload = load_checked(path, CHECKPOINT_KIND, map_location="cpu")
         if "finished" not in payload:  # save and fit write the same kind; only a fit counts its blocks
-            raise ValueError(f"{path} holds a model written by save, not the checkpoint of a fit; use another checkpoint_dir")
+            raise ValueError(f"{path} holds a model written by save, not the checkpoint of a fit; use another checkpoint directory")
         with reading_contents(path, CHECKPOINT_KIND):
             saved = dict(payload["config"])
         ours = self.config
         if saved != ours:  # first: the graph is read against the number of nodes
             changed = sorted(k for k in saved.keys() | ours.keys() if saved.get(k) != ours.get(k))
-            raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint_dir")
+            raise ValueError(f"{path} holds a fit with other settings ({', '.join(changed)}); use another checkpoint directory")
         with reading_contents(path, CHECKPOINT_KIND):
             graph = self._is_graph(payload["edge_index"])
             same_data = isinstance(payload["fingerprint"], str) and payload["fingerprint"] == data.fingerprint
             dtype = payload["state_dict"]["latent.means"].dtype
         if not graph:
-            raise ValueError(f"{path} holds a fit on another graph; use another checkpoint_dir")
+            raise ValueError(f"{path} holds a fit on another graph; use another checkpoint directory")
         if dtype != self.dtype:
             raise ValueError(f"{path} holds a fit in {dtype}, this model computes in {self.dtype}: resume it with a model "
                              f"in {dtype} (model.to({dtype}); on the command line, train with --float64 exactly when "
-                             "the first run had it), or use another checkpoint_dir")
+                             "the first run had it), or use another checkpoint directory")
         if not same_data:
-            raise ValueError(f"{path} holds a fit on other data; use another checkpoint_dir")
+            raise ValueError(f"{path} holds a fit on other data; use another checkpoint directory")
         with reading_contents(path, CHECKPOINT_KIND):
             restored = copy.deepcopy(self)
             restored._restore(payload)
@@ -829,27 +864,68 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
 
-    def _fit_head(self, h: Tensor, y: Tensor, generator: torch.Generator):
-        # A softmax layer on fixed features of the final latent (H_v, or its neighbourhood
-        # means); H is detached, so the flow is unchanged. On large data, MAX_ROWS node rows
-        # drawn at random, their features computed a chunk of signals at a time: a few features
-        # need no more rows, the full-batch fit of all of them took gigabytes, and whole signals
-        # instead of rows could leave a rare class out.
-        layer, features_of = self.head, nn.Identity()
-        if isinstance(self.head, nn.Sequential):
-            layer, features_of = self.head[-1], self.head[:-1]
-        h, V = h.detach(), self.num_nodes
-        if h.size(0) * V <= MAX_ROWS:
-            fit_softmax(layer, features_of(h).flatten(0, 1), y.flatten())
+    def _fit_head(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], generator: torch.Generator):
+        r"""Fits the head, a softmax layer on fixed features of the final latent (``H_v``, or its
+        neighbourhood means), on the training and validation samples (a convex fit needs no
+        held-out samples to stop it). The graph head takes the products of the node features
+        too only where, fitted on the training samples, they predict the validation labels
+        better than the means alone by more than two standard errors of the per-signal
+        difference in cross-entropy: they add features, and under a drift between periods a
+        quadratic classifier extrapolates worse (``experiments/RESULTS.md``)."""
+        h, y = torch.cat([train[0], val[0]]).detach(), torch.cat([train[1], val[1]])
+        if not isinstance(self.head, nn.Sequential):
+            fit_softmax(self.head, *self._head_rows(nn.Identity(), h, y, generator))
             return
+        if self.num_features <= MAX_PRODUCT_FEATURES and self._products_validate(train, val, generator):
+            self.head = self._reshaped_head(products=True)
+            self.head_uses_products.fill_(True)
+        means, layer = self.head
+        fit_softmax(layer, *self._head_rows(means, h, y, generator))
+
+    def _head_rows(self, features_of: nn.Module, h: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        r"""The head's features of the node rows of ``h`` and their labels. On large data,
+        MAX_ROWS rows drawn at random, their features computed a chunk of signals at a time: a
+        few features need no more rows, the full-batch fit of all of them took gigabytes, and
+        whole signals instead of rows could leave a rare class out."""
+        V = self.num_nodes
+        if h.size(0) * V <= MAX_ROWS:
+            return features_of(h).flatten(0, 1), y.flatten()
         rows = draw(torch.randint, h.size(0) * V, (MAX_ROWS,), device=self.device, generator=generator)
         signal, node = rows // V, rows % V
-        features = h.new_empty(MAX_ROWS, layer.in_features)
+        features = None
         size = chunk_size(h)
         for start in range(0, h.size(0), size):
             inside = ((signal >= start) & (signal < start + size)).nonzero().squeeze(1)
-            features[inside] = features_of(h[start : start + size])[signal[inside] - start, node[inside]]
-        fit_softmax(layer, features, y[signal, node])
+            chunk = features_of(h[start : start + size])
+            if features is None:
+                features = h.new_empty(MAX_ROWS, chunk.size(-1))
+            features[inside] = chunk[signal[inside] - start, node[inside]]
+        return features, y[signal, node]
+
+    def _products_validate(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], generator: torch.Generator) -> bool:
+        r"""Whether the graph head with the products of the node features beats the one without
+        on the validation samples (see :meth:`_fit_head`)."""
+        (h, y), (h_val, y_val) = train, val
+        if h_val.size(0) < 2:  # no spread to tell a gain from chance
+            return False
+        losses = []
+        for head in (copy.deepcopy(self.head), self._reshaped_head(products=True)):
+            means, layer = head
+            fit_softmax(layer, *self._head_rows(means, h.detach(), y, generator))
+            size = chunk_size(h_val)
+            losses.append(torch.cat([
+                torch.nn.functional.cross_entropy(head(h_chunk).transpose(1, 2), y_chunk, reduction="none").double().mean(1)
+                for h_chunk, y_chunk in zip(h_val.detach().split(size), y_val.split(size))
+            ]))
+        gain = losses[0] - losses[1]
+        return bool(gain.mean() > 2 * gain.std() / gain.numel() ** 0.5)
+
+    @property
+    def head_products(self) -> bool:
+        r"""Whether the graph head uses the products of the node features: :meth:`fit` takes
+        them where they predict the validation labels better (``classifier="graph"`` with at
+        most :data:`MAX_PRODUCT_FEATURES` features)."""
+        return bool(self.head_uses_products)
 
     def _warn_uninformative_classifier(self, h: Tensor, y: Tensor, stacklevel: int):
         # On its own training signals any of the classifiers can match the label frequencies;
@@ -1013,9 +1089,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         means = payload["state_dict"].get("latent.means")
         if isinstance(means, Tensor) and means.is_floating_point():
             self.to(dtype=means.dtype)
-        # Files written before the classes seen were recorded: all of them. (The edge list stays
-        # the model's own: _load_from_state_dict.)
-        self.load_state_dict({"classes_seen": torch.ones_like(self.classes_seen), **payload["state_dict"]})
+        # Files written before the classes seen were recorded: all of them; before the graph head
+        # could take the products of the features: without them. (The edge list stays the
+        # model's own: _load_from_state_dict.)
+        defaults = {"classes_seen": torch.ones_like(self.classes_seen), "head_uses_products": torch.tensor(False)}
+        self.load_state_dict({**defaults, **payload["state_dict"]})
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
         broken = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]
@@ -1035,6 +1113,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         With ``strict=False`` what ``state_dict`` lacks is left as it is (and listed as missing);
         with ``strict=True`` the parts older checkpoints lack (standardisation, calibration,
         temperature) take their neutral values."""
+        products = state_dict.get("head_uses_products")
+        if isinstance(products, Tensor) and products.numel() == 1 and isinstance(self.head, nn.Sequential):
+            if bool(products) != self.head[0].products:  # the head's shape follows the fit's choice
+                self.head = self._reshaped_head(bool(products))
         if strict:
             return super().load_state_dict(state_dict, strict, assign)
         own = self.state_dict()

@@ -409,7 +409,10 @@ def conditional_metric(
         Y: Integer label patterns ``[N, V]`` (``[N]`` for one node; booleans and whole-numbered
             floats too), aligned with both; the three may be on different devices.
         top_k: How many of the most frequent patterns to use.
-        min_count: Patterns seen fewer times are skipped (unbiased statistics need 2).
+        min_count: Patterns seen fewer times are skipped (unbiased statistics need 2). A
+            statistic of a few signals against a few is mostly noise: on graphs of many nodes,
+            where patterns seldom repeat, compare whole splits instead (as
+            :func:`igraphflow.compare.evaluate` does below 20 signals a pattern).
         return_details: Whether to also return a list with, for each pattern used, a
             dictionary ``{"pattern", "count", "value"}``.
 

@@ -71,6 +71,7 @@ __all__ = [
     "set_coverage",
 ]
 
+import copy
 import math
 import warnings
 
@@ -322,9 +323,11 @@ class UncertaintyMixin:
         # An unseen label's mean was placed, never fitted: the Bayes rule could give it the
         # inputs that land near it, with any probability.
         unseen = ~self.classes_seen
+        # In float64: the products of the node features of signals far out overflow float32.
+        head = None if self.head is None else copy.deepcopy(self.head).double()
 
         def log_proba(part: Tensor) -> Tensor:
-            logits = self.head(part) if self.head is not None else self.latent.posterior_logits(part)
+            logits = head(part.double()) if head is not None else self.latent.posterior_logits(part)
             return precise_log_softmax(logits.masked_fill(unseen, -math.inf))
 
         # In chunks: the graph head gathers every neighbourhood of every signal at once.

@@ -166,6 +166,25 @@ def test_help_lists_the_commands(capsys):
     assert all(command in text for command in ("train", "evaluate", "sample", "compare"))
 
 
+@pytest.mark.parametrize("command, seeds", [("train", "initialisation"), ("evaluate", "the seed the model was trained with"),
+                                             ("sample", "seeds the draws")])
+def test_each_command_says_what_its_seed_seeds(capsys, command, seeds):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert seeds in " ".join(capsys.readouterr().out.split())
+
+
+def test_train_takes_an_automatic_depth_and_refuses_no_blocks(data_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "auto", "--hidden", "4",
+                 "--max-time", "2", "--quiet"]) == 0
+    assert ConditionalGraphFlow.load(out / "model.pt").config["num_blocks"] == "auto"
+    for blocks in ("0", "many"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", blocks])
+        assert exit_info.value.code == 2 and "--num-blocks" in capsys.readouterr().err
+
+
 def test_more_bad_arguments_exit_with_one_line(data_file, tmp_path, capsys):
     g = torch.Generator().manual_seed(1)
     arrays = dict(X=torch.randn(10, 3, 2, generator=g).numpy(), Y=np.zeros((10, 3), dtype=np.int64),
@@ -186,13 +205,26 @@ def test_more_bad_arguments_exit_with_one_line(data_file, tmp_path, capsys):
     np.savez(path, num_classes=np.array(1), **arrays | dict(Y=np.ones((10, 3), dtype=np.int64)))
     assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
     assert "outside [0, num_classes=1)" in capsys.readouterr().err
-    for budget in ("-1", "nan"):
-        assert main(["train", "--input", str(data_file), "--out", str(tmp_path / "run"), "--max-time", budget]) == 2
-        assert "--max-time must be a finite number in [0, inf)" in capsys.readouterr().err
+    for budget in ("-1", "nan", "0"):  # 0 would train no block at all
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--input", str(data_file), "--out", str(tmp_path / "run"), "--max-time", budget])
+        assert exit_info.value.code == 2 and "must be a positive number of seconds" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--input", str(data_file), "--device", "nodevice"])
     assert exit_info.value.code == 2 and "not a device name" in capsys.readouterr().err
+
+
+def test_evaluate_on_a_simulated_graph_of_another_seed_says_which_seed_to_give(tmp_path, capsys):
+    # A simulated dataset draws its graph from --seed: evaluating without the training seed fails.
+    small = ["--dataset", "linear_gaussian", "--data-option", "num_train=40", "--data-option", "num_test=10"]
+    out = tmp_path / "run"
+    assert main(["train", *small, "--seed", "1", "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "1", "--exact-max-dim", "0", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(out / "model.pt"), *small]) == 2
+    assert "evaluate with the --seed and --data-option the model was trained with" in capsys.readouterr().err
+    assert main(["evaluate", "--model", str(out / "model.pt"), *small, "--seed", "1", "--exact-max-dim", "0"]) == 0
 
 
 def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
@@ -205,7 +237,7 @@ def test_evaluate_refuses_signals_of_another_graph(data_file, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "--model", str(out / "model.pt"), "--input", str(tmp_path / "other.npz")]) == 2
     # 0-1 and 1-2 against 0-2: three undirected edges (each direction was counted).
-    assert "another graph than the model: 3 nodes (the model 3) and 3 edges not in both" in capsys.readouterr().err
+    assert "another graph than the model: 3 edges in one and not the other" in capsys.readouterr().err
     # The model's graph written otherwise: one direction of each edge, reversed, and a self-loop.
     with np.load(data_file) as arrays:
         edges = arrays["edge_index"]
@@ -335,6 +367,9 @@ def test_summary_and_samples_hold_what_the_saved_model_computes(data_file, tmp_p
     assert summary["test_nll_per_dim"] == pytest.approx(-model.log_prob(X_test, Y_test).mean().item() / dims, rel=1e-5)
     assert summary["nll_estimator"] == "exact"  # V C = 6 <= 32
     assert summary["test_accuracy"] == pytest.approx((model.predict(X_test) == Y_test).double().mean().item())
+    # The floor to read it against: the most frequent of the labels fitted on, predicted everywhere.
+    majority = torch.bincount(Y[:96].flatten()).argmax()
+    assert summary["majority_label_accuracy"] == pytest.approx((Y_test == majority).double().mean().item())
     error = (model.decode(model.encode(X_test)) - X_test).norm() / X_test.norm()
     assert summary["round_trip_relative_error"] == pytest.approx(error.item(), abs=1e-7)
 

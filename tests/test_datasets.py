@@ -590,10 +590,10 @@ def test_bad_names_and_options(monkeypatch, tmp_path):
     with pytest.raises(FileNotFoundError, match="hope_melpitz_ghi_1s.csv.gz"):
         D.load("solar_hope", path=tmp_path)
     monkeypatch.setenv("IGRAPHFLOW_DATA", str(tmp_path / "nowhere"))
-    with pytest.raises(FileNotFoundError, match=r"nowhere is not a directory .*hope_melpitz_stations.csv"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere \(from IGRAPHFLOW_DATA\) is not a directory .*hope_melpitz_stations.csv"):
         D.load("solar_hope")
     (tmp_path / "file").write_text("")
-    with pytest.raises(FileNotFoundError, match="file is not a directory"):
+    with pytest.raises(FileNotFoundError, match="file is not a directory"):  # a path given: not blamed on the variable
         D.load("solar_hope", path=tmp_path / "file")
     with pytest.raises(FileNotFoundError, match="traffic_detector_counts_15min"):
         D.load("traffic", path=tmp_path / "counts.csv")

@@ -366,8 +366,9 @@ def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signa
     captured = _record_calls(monkeypatch, igraphflow.flow, "fit_softmax")
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
-    (call,) = captured
-    features, targets = call["features"], call["targets"]
+    # The last fit is the final one (the comparison with and without the products of the node
+    # features fits on the training samples before it).
+    features, targets = captured[-1]["features"], captured[-1]["targets"]
     assert len(features) == 100
     # Each row is a node's own features with its own label, from far more than 100 / 4 signals.
     every = model.head[:-1](model.encode(X)).flatten(0, 1).double()
@@ -403,6 +404,66 @@ def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp
     assert (graph.predict(X) == Y).float().mean() > (linear.predict(X) == Y).float().mean() + 0.1
     graph.save(tmp_path / "graph.pt")
     assert torch.equal(ConditionalGraphFlow.load(tmp_path / "graph.pt").predict_proba(X), graph.predict_proba(X))
+
+
+def _ramps(n=600):
+    r"""Signals whose node label is 1 where the two features differ by much, either way (a
+    ramp): no linear function of the features or their neighbourhood means tells them apart."""
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(n, 4, 2, generator=g)
+    return X, ((X[..., 0] - X[..., 1]).abs() > 1.2).long()
+
+
+@pytest.fixture(scope="module")
+def ramp_model():
+    X, Y = _ramps()
+    return ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=2)).fit(X, Y, progress=False)
+
+
+def test_the_graph_head_takes_the_products_of_the_features_where_the_labels_follow_the_spread(ramp_model):
+    X, Y = _ramps()
+    majority = max((Y == 0).float().mean(), (Y == 1).float().mean())
+    assert ramp_model.head_products and ramp_model.head[0].products
+    assert (ramp_model.predict(X) == Y).float().mean() > majority + 0.1
+
+
+def test_the_graph_head_leaves_the_products_out_where_the_means_alone_predict_as_well(fitted):
+    # The toy classes differ in mean alone.
+    assert not fitted.head_products and not fitted.head[0].products and fitted.head[-1].in_features == 3 * 2
+
+
+def test_one_validation_signal_cannot_show_that_the_products_help():
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
+    h = model.encode(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the spread of one difference: torch warns, and it is NaN
+        assert not model._products_validate((h[:63], Y[:63]), (h[63:], Y[63:]), torch.Generator().manual_seed(0))
+
+
+def test_graphs_of_many_features_get_a_head_without_products(monkeypatch):
+    monkeypatch.setattr(igraphflow.flow, "MAX_PRODUCT_FEATURES", 1)
+    X, Y = _ramps()
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=1)).fit(X, Y, progress=False)
+    assert not model.head_products and model.head[-1].in_features == 3 * 2
+
+
+def test_a_head_with_products_round_trips_and_its_state_loads_into_a_new_model(ramp_model, tmp_path):
+    X, _ = _ramps(16)
+    ramp_model.save(tmp_path / "model.pt")
+    assert torch.equal(ConditionalGraphFlow.load(tmp_path / "model.pt").predict_proba(X), ramp_model.predict_proba(X))
+    fresh = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=2))
+    fresh.load_state_dict(ramp_model.state_dict())
+    assert fresh.head_products and torch.equal(fresh.predict_proba(X), ramp_model.predict_proba(X))
+
+
+def test_a_model_saved_before_the_head_could_take_products_loads(fitted, tmp_path):
+    fitted.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["kind"], payload["state_dict"]["head_uses_products"]  # as written then
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    X, _ = toy(16, seed=5)
+    assert torch.equal(ConditionalGraphFlow.load(tmp_path / "old.pt").predict_proba(X), fitted.predict_proba(X))
 
 
 def test_save_load_round_trip(fitted, tmp_path):
@@ -1166,12 +1227,13 @@ def test_fit_refuses_a_checkpoint_path_that_is_a_directory_or_past_its_blocks(tm
         ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
 
 
-def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch):
+def test_checkpoint_resume_gives_the_same_model(tmp_path, monkeypatch, capsys):
     X, Y = toy(256)
     settings = {**SMALL, "num_blocks": 3}
     reference = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
     _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=3)
-    resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=True, checkpoint_dir=tmp_path)
+    assert "JKO blocks (resumed after 2)" in capsys.readouterr().err  # else a resumed fit looks like a new one
     assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
     assert [r.val_nll_per_dim for r in resumed.history_] == [r.val_nll_per_dim for r in reference.history_]
 

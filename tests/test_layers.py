@@ -78,6 +78,27 @@ def test_hop_means_average_over_networkx_balls(graph):
             assert torch.allclose(out[:, v, 3 * block : 3 * block + 3], x[:, ball].mean(1))
 
 
+def test_hop_means_of_products_average_each_nodes_pairwise_products(graph):
+    edge_index, n = graph
+    g = to_networkx(torch_geometric_data(edge_index, n), to_undirected=True)
+    dist = dict(nx.all_pairs_shortest_path_length(g))
+    x = torch.randn(5, n, 3, dtype=torch.float64)
+    means = HopMeans(edge_index, n, orders=(0, 2), products=True)
+    out = means(x)
+    # Per order: the 3 features, then x0 x0, x0 x1, x0 x2, x1 x1, x1 x2, x2 x2.
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+    node = torch.cat([x, torch.stack([x[..., i] * x[..., j] for i, j in pairs], -1)], -1)
+    assert out.shape == (5, n, 18)
+    for block, order in enumerate((0, 2)):
+        for v in range(n):
+            ball = [u for u in range(n) if dist[v].get(u, n + 1) <= order]
+            torch.testing.assert_close(out[:, v, 9 * block : 9 * block + 9], node[:, ball].mean(1))
+    # The plain columns are the hop means of the features alone.
+    plain = means.plain_columns(3)
+    assert plain.tolist() == ([True] * 3 + [False] * 6) * 2
+    torch.testing.assert_close(out[..., plain], HopMeans(edge_index, n, orders=(0, 2))(x))
+
+
 def test_l3net_reset_makes_it_a_linear_map_of_the_hop_means_without_bias(graph):
     # Each basis starts as the mean over its hop ball, the bias at zero, the linear map drawn afresh.
     edge_index, n = graph

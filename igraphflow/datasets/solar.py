@@ -204,8 +204,9 @@ def resample_mean(times: np.ndarray, values: np.ndarray, interval: float) -> tup
 
 
 def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: str) -> Path:
+    source = ""
     if path is None:
-        path = os.environ.get("IGRAPHFLOW_DATA")
+        path, source = os.environ.get("IGRAPHFLOW_DATA"), " (from IGRAPHFLOW_DATA)"
         if not path:
             raise FileNotFoundError(
                 f"{name}: give path=DIR (--data DIR on the command line) or set IGRAPHFLOW_DATA "
@@ -213,12 +214,12 @@ def _data_dir(path: str | os.PathLike | None, expected: tuple[str, ...], name: s
             )
     root = as_path(path, "path")
     if not root.is_dir():
-        raise FileNotFoundError(f"{name}: {root} is not a directory (expected one holding {', '.join(expected)})")
+        raise FileNotFoundError(f"{name}: {root}{source} is not a directory (expected one holding {', '.join(expected)})")
     if directories := [f for f in expected if (root / f).is_dir()]:
         raise ValueError(f"{name}: {', '.join(directories)} in {root} should be files, not directories")
     missing = [f for f in expected if not (root / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"{name}: {root} lacks {', '.join(missing)} (expected files: {', '.join(expected)})")
+        raise FileNotFoundError(f"{name}: {root}{source} lacks {', '.join(missing)} (expected files: {', '.join(expected)})")
     return root
 
 
