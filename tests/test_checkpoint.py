@@ -1,7 +1,9 @@
+import io
 import os
 import pickle
 import re
 import stat
+import struct
 import subprocess
 import sys
 import warnings
@@ -67,12 +69,42 @@ def test_the_next_write_removes_only_the_temporaries_of_killed_writers(tmp_path)
         f".state.pt.best.{dead}.{'2' * 8}.tmp",  # another file's
         f".run1.pt.{dead}.{'3' * 8}.tmp",  # another file's: a bracket is no pattern
         ".state.pt.abc.tmp",  # not the shape of ours
+        f".state.pt.{dead}.{'4' * 10}.tmp",  # nor this: ours end in 8 hex digits
+        f".state.pt.{dead}.{'5' * 8}.tmp.bak",  # a copy someone kept of one
     ]
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"partial")
     save_atomic({"step": 2}, tmp_path / "state.pt", kind="demo")
     save_atomic({"step": 2}, tmp_path / "run[1].pt", kind="demo")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["state.pt", "run[1].pt"])
+
+
+def _refuse_signals(pid, signal):
+    raise PermissionError(1, "Operation not permitted")  # what os.kill raises for another user's process
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the sweep probes processes on POSIX systems only")
+@pytest.mark.parametrize("pid, kill", [(4242, _refuse_signals), (2**70, os.kill)], ids=["another user's", "no such pid"])
+def test_the_temporaries_of_writers_that_cannot_be_probed_are_kept(tmp_path, monkeypatch, pid, kill):
+    # Such a writer may still be at work: removing its temporary would make its rename fail.
+    monkeypatch.setattr(os, "kill", kill)
+    kept = f".state.pt.{pid}.{'0' * 8}.tmp"
+    (tmp_path / kept).write_bytes(b"partial")
+    save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [kept, "state.pt"]
+
+
+def test_the_file_is_on_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    # Without the fsync a crash just after the rename could leave an empty file in place of both.
+    synced, fsync = [], os.fsync
+
+    def recording_fsync(fd):
+        synced.append((os.fstat(fd).st_size, (tmp_path / "state.pt").exists()))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    save_atomic({"step": 1}, tmp_path / "state.pt", kind="demo")
+    assert synced == [((tmp_path / "state.pt").stat().st_size, False)]
 
 
 def test_names_near_the_system_limit_are_written(tmp_path):
@@ -122,22 +154,71 @@ def test_a_file_torch_cannot_read_is_refused_in_one_line_without_warnings(tmp_pa
         load_checked(tmp_path / "notes.txt", "demo")
 
 
-def test_a_flipped_byte_in_a_weight_is_refused(tmp_path):
+# A weight of 20 MiB, damaged past the first 16 MiB that one read of the entry takes.
+@pytest.mark.parametrize("length, offset", [(1000, 2000), (5 * 2**20, 18 * 2**20)], ids=["small", "large"])
+def test_a_flipped_byte_in_a_weight_is_refused(tmp_path, length, offset):
     # torch.load does not check the archive's checksums: the model loaded with another weight.
-    save_atomic({"weight": torch.arange(1000.0)}, tmp_path / "state.pt", kind="demo")
+    save_atomic({"weight": torch.arange(float(length))}, tmp_path / "state.pt", kind="demo")
     data = bytearray((tmp_path / "state.pt").read_bytes())
-    data[data.find(torch.arange(1000.0).numpy().tobytes()) + 2000] ^= 0x10
+    data[data.find(torch.arange(1000.0).numpy().tobytes()) + offset] ^= 0x10
     (tmp_path / "state.pt").write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"state.pt is not a readable checkpoint .*: \S+ fails its checksum$"):
         load_checked(tmp_path / "state.pt", "demo")
 
     # Damage to the archive's directory is a ValueError too (it was zipfile's BadZipFile).
     data = bytearray(data)
-    data[data.find(torch.arange(1000.0).numpy().tobytes()) + 2000] ^= 0x10  # the weight as it was
+    data[data.find(torch.arange(1000.0).numpy().tobytes()) + offset] ^= 0x10  # the weight as it was
     data[data.rfind(b"PK\x06\x07") + 16] = 2  # "spans several disks"
     (tmp_path / "state.pt").write_bytes(bytes(data))
     with pytest.raises(ValueError, match="state.pt is not a readable checkpoint"):
         load_checked(tmp_path / "state.pt", "demo")
+
+
+# Where a zip archive's entry records its compression method and its sizes: offset and layout
+# in the directory record, and in the local header (which has no say on the sizes when, as in
+# the archives torch writes, a data descriptor follows the data).
+_CENTRAL_FIELDS = {"method": (10, "<H"), "sizes": (20, "<II")}
+_LOCAL_FIELDS = {"method": (8, "<H")}
+
+
+def _with_damaged_entry(data, name, field, values):
+    r"""The zip archive ``data`` with ``field`` of entry ``name`` set to ``values`` in both of its headers."""
+    data = bytearray(data)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        if field in _LOCAL_FIELDS:
+            offset, layout = _LOCAL_FIELDS[field]
+            struct.pack_into(layout, data, archive.getinfo(name).header_offset + offset, *values)
+    offset, layout = _CENTRAL_FIELDS[field]
+    record = data.find(b"PK\x01\x02")
+    while record != -1:
+        length = struct.unpack_from("<H", data, record + 28)[0]
+        if data[record + 46 : record + 46 + length] == name.encode():
+            struct.pack_into(layout, data, record + offset, *values)
+        record = data.find(b"PK\x01\x02", record + 4)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "field, values, reason",
+    [
+        # One flipped bit of the stored method (0) reads as deflate (8: zlib fails) or as shrink (1: unsupported).
+        ("method", (8,), "Error -3 while decompressing"),
+        ("method", (1,), "That compression method is not supported"),
+        ("sizes", (10**6, 10**6), ""),  # the entry runs past the end of the file
+    ],
+)
+def test_an_entry_with_a_damaged_header_is_refused(tmp_path, field, values, reason):
+    save_atomic({"weight": torch.arange(10.0)}, tmp_path / "state.pt", kind="demo")
+    with zipfile.ZipFile(tmp_path / "state.pt") as archive:
+        weight = next(name for name in archive.namelist() if name.endswith("/data/0"))
+    (tmp_path / "state.pt").write_bytes(_with_damaged_entry((tmp_path / "state.pt").read_bytes(), weight, field, values))
+    with pytest.raises(ValueError, match=f"state.pt is not a readable checkpoint .*: {reason}"):
+        load_checked(tmp_path / "state.pt", "demo")
+
+
+def test_tensors_are_loaded_where_map_location_says(tmp_path):
+    save_atomic({"weight": torch.arange(10.0)}, tmp_path / "state.pt", kind="demo")
+    assert load_checked(tmp_path / "state.pt", "demo", map_location="meta")["weight"].device.type == "meta"
 
 
 def test_an_archive_written_without_checksums_loads(tmp_path):
@@ -221,3 +302,29 @@ def test_a_fit_resumed_from_another_file_says_what_differs(tmp_path):
     save_atomic({**payload, "finished": 0}, tmp_path / "fit.pt", kind=CHECKPOINT_KIND)
     with pytest.raises(ValueError, match=r"holds a fit with other settings \(retired\)"):
         model.fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+
+
+def _set_the_encrypted_flag(data: bytearray):
+    data[data.find(b"PK\x01\x02") + 8] |= 1  # general-purpose flag bit 0 of the first central entry
+
+
+def _claim_lzma_compression(data: bytearray):
+    at = data.find(b"PK\x01\x02") + 10  # compression method of the first central entry
+    data[at : at + 2] = (14).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize("damage", [_set_the_encrypted_flag, _claim_lzma_compression])
+def test_a_damaged_archive_directory_is_refused_as_unreadable(tmp_path, damage):
+    # One flipped bit there made zipfile raise RuntimeError or LZMAError instead of the documented ValueError.
+    path = tmp_path / "c.pt"
+    save_atomic({"w": torch.arange(10.0)}, path, kind="demo")
+    data = bytearray(path.read_bytes())
+    damage(data)
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match="is not a readable checkpoint"):
+        load_checked(path, "demo")
+
+
+def test_the_kind_given_tags_the_file_whatever_the_payload_holds(tmp_path):
+    save_atomic({"kind": "other", "step": 1}, tmp_path / "c.pt", kind="demo")
+    assert load_checked(tmp_path / "c.pt", "demo")["step"] == 1

@@ -1,8 +1,10 @@
+import inspect
 import io
 import json
 import re
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 
 from igraphflow import ConditionalGraphFlow
 from igraphflow.cli import main
+from igraphflow.datasets import load
 
 
 @pytest.fixture
@@ -79,7 +82,7 @@ def test_train_evaluate_sample(data_file, tmp_path, capsys):
     # The file named, not one with ".npz" added to it; a folder is refused.
     assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "plain")]) == 0
     assert (tmp_path / "plain").is_file() and not (tmp_path / "plain.npz").exists()
-    assert str(tmp_path / "plain") in capsys.readouterr().out.splitlines()[-1]
+    assert capsys.readouterr().out.splitlines()[-1] == f"5 samples written to {tmp_path / 'plain'}"  # one per label pattern
     assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(out)]) == 2
     assert "is a directory, not a file" in capsys.readouterr().err
     # Sampling computes no likelihood, so it takes no likelihood option.
@@ -472,3 +475,200 @@ def test_cli_errors_name_the_flags_and_directories(data_file, tmp_path, capsys, 
             main([*command, "--input", str(data_file), "--exact-max-dim", "-5"])
         assert exit_info.value.code == 2
         assert "argument --exact-max-dim: must be an integer >= 0, got -5" in capsys.readouterr().err
+
+
+def _path_graph_file(path, num_nodes, num_features, num_signals=10):
+    r"""Writes an --input file of signals on the path 0 - 1 - ... - (num_nodes - 1); returns the edges."""
+    g = torch.Generator().manual_seed(0)
+    Y = torch.randint(0, 2, (num_signals, num_nodes), generator=g)
+    X = torch.randn(num_signals, num_nodes, num_features, generator=g) + 2.0 * Y.unsqueeze(-1)
+    forward = torch.stack([torch.arange(num_nodes - 1), torch.arange(1, num_nodes)])
+    edges = torch.cat([forward, forward.flip(0)], dim=1)
+    np.savez(path, X=X.numpy(), Y=Y.numpy(), edge_index=edges.numpy())
+    return edges
+
+
+def _save_taken_as_fitted(path, edge_index, num_nodes, num_features):
+    r"""Saves a model with its weights as initialised, taken as fitted: enough to evaluate and sample
+    with, without a fit to wait for."""
+    model = ConditionalGraphFlow(edge_index, num_nodes, num_features, 2, num_blocks=1, hidden=4)
+    model.fitted.fill_(True)
+    model.save(path)
+    return model
+
+
+def _write_one_array(file):
+    np.save(file, np.zeros((10, 3, 2)))
+
+
+def _write_an_empty_archive(file):
+    np.savez(file)
+
+
+@pytest.mark.parametrize(
+    "write, lacking",
+    [
+        (_write_one_array, "lacks the arrays ['Y', 'edge_index'] (it has ['X'])"),  # a .npy array is X
+        (_write_an_empty_archive, "lacks the arrays ['X', 'Y', 'edge_index'] (it has [])"),
+    ],
+)
+def test_a_file_of_one_array_or_of_none_names_the_arrays_it_lacks(tmp_path, capsys, write, lacking):
+    path = tmp_path / "arrays"
+    with open(path, "wb") as file:
+        write(file)
+    assert main(["train", "--input", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert lacking in capsys.readouterr().err
+
+
+def test_five_signals_are_enough_for_an_input_file(data_file, tmp_path, capsys):
+    # The least the help allows (N >= 5): round(0.8 * 5) = 4 train and one tests.
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "five.npz", **{**arrays, "X": arrays["X"][:5], "Y": arrays["Y"][:5]})
+    assert main(["train", "--input", str(tmp_path / "five.npz"), "--out", str(tmp_path / "run"), "--num-blocks", "1",
+                 "--hidden", "4", "--max-time", "1", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["num_train"] == 4 and summary["num_test"] == 1
+
+
+def test_labels_may_number_up_to_twice_as_many_classes_as_they_use(data_file, tmp_path):
+    # Labels 0 and 3: K = 4 is twice the two labels used, which is not more than twice.
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "sparse.npz", **{**arrays, "Y": 3 * arrays["Y"]})
+    with pytest.warns(UserWarning, match=r"labels \[1, 2\] never occur in Y"):
+        assert main(["train", "--input", str(tmp_path / "sparse.npz"), "--out", str(tmp_path / "run"), "--num-blocks", "1",
+                     "--hidden", "4", "--max-time", "1", "--quiet"]) == 0
+    assert ConditionalGraphFlow.load(tmp_path / "run" / "model.pt").num_classes == 4
+
+
+def _interrupted_after_a_checkpoint(self, X, Y, *, checkpoint_dir, **kwargs):
+    (Path(checkpoint_dir) / "fit.pt").write_bytes(b"")
+    raise KeyboardInterrupt
+
+
+def test_an_interrupted_train_keeps_the_checkpoints_inside_an_output_folder_it_made(data_file, tmp_path, capsys, monkeypatch):
+    # Only an empty folder is removed: the checkpoints are what the rerun resumes from.
+    monkeypatch.setattr(ConditionalGraphFlow, "fit", _interrupted_after_a_checkpoint)
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--checkpoint-dir", str(out / "checkpoints"),
+                 "--quiet"]) == 130
+    assert (out / "checkpoints" / "fit.pt").is_file()
+    assert capsys.readouterr().err == "igraphflow train: interrupted\n"
+
+
+@pytest.mark.filterwarnings("ignore:max_time")  # a budget of 1e-9 s runs out before the first block, and says so
+@pytest.mark.parametrize("max_time, blocks", [("1e-9", 0), ("1", 1)])
+def test_the_summary_describes_the_saved_model_and_the_time_it_took(data_file, tmp_path, max_time, blocks):
+    out = tmp_path / "run"
+    started = time.monotonic()
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", max_time, "--quiet"]) == 0
+    elapsed = time.monotonic() - started
+    summary = json.loads((out / "summary.json").read_text())
+    model = ConditionalGraphFlow.load(out / "model.pt")
+    assert summary["num_blocks"] == model.num_blocks == blocks
+    assert summary["w2_per_block"] == pytest.approx([record.w2 for record in model.history_])
+    assert len(summary["w2_per_block"]) == blocks
+    assert 0 <= summary["train_seconds"] <= elapsed
+
+
+def _library_default(setting):
+    return inspect.signature(ConditionalGraphFlow).parameters[setting].default
+
+
+@pytest.mark.filterwarnings("ignore:max_time")  # no block is trained: only the settings are looked at
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        # Without options, the library's defaults, and seed 0 as --help says.
+        ([], dict(conv=_library_default("conv"), hidden=_library_default("hidden"),
+                  num_blocks=_library_default("num_blocks"), seed=0)),
+        (["--conv", "cheb", "--hidden", "4", "--num-blocks", "2", "--seed", "3"], dict(conv="cheb", hidden=4, num_blocks=2, seed=3)),
+    ],
+)
+def test_the_model_settings_given_reach_the_saved_model(data_file, tmp_path, options, expected):
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--max-time", "1e-9", "--quiet", *options]) == 0
+    config = ConditionalGraphFlow.load(out / "model.pt").config
+    assert {key: config[key] for key in expected} == expected
+
+
+@pytest.mark.filterwarnings("ignore:max_time")
+@pytest.mark.parametrize("options, shown", [([], True), (["--quiet"], False)])
+def test_quiet_leaves_out_the_progress_bars(data_file, tmp_path, capsys, options, shown):
+    assert main(["train", "--input", str(data_file), "--out", str(tmp_path / "run"), "--num-blocks", "1",
+                 "--hidden", "4", "--max-time", "1e-9", *options]) == 0
+    assert ("JKO blocks" in capsys.readouterr().err) == shown
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample"])
+def test_every_command_uses_the_device_it_is_given(data_file, tmp_path, capsys, command):
+    # The meta device holds no values, so a command that takes it must refuse it.
+    _save_taken_as_fitted(tmp_path / "model.pt", torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3, 2)
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros((2, 3), dtype=np.int64))
+    arguments = {
+        "train": ["--input", str(data_file), "--out", str(tmp_path / "run"), "--num-blocks", "1", "--hidden", "4",
+                  "--max-time", "1e-9", "--quiet"],
+        "evaluate": ["--model", str(tmp_path / "model.pt"), "--input", str(data_file)],
+        "sample": ["--model", str(tmp_path / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "s.npz")],
+    }
+    assert main([command, *arguments[command], "--device", "meta"]) == 2
+    assert "'meta' holds no values" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("num_nodes, num_features, estimator", [(16, 2, "exact"), (11, 3, "hutchinson")])
+def test_evaluate_is_exact_up_to_32_dimensions_by_default(tmp_path, capsys, num_nodes, num_features, estimator):
+    # The README: the likelihood is "exact up to V * C = 32 dimensions".
+    edges = _path_graph_file(tmp_path / "data.npz", num_nodes, num_features)
+    _save_taken_as_fitted(tmp_path / "model.pt", edges, num_nodes, num_features)
+    assert main(["evaluate", "--model", str(tmp_path / "model.pt"), "--input", str(tmp_path / "data.npz")]) == 0
+    assert json.loads(capsys.readouterr().out)["nll_estimator"] == estimator
+
+
+def test_evaluate_draws_the_likelihood_estimates_probes_with_its_seed(tmp_path, capsys):
+    edges = _path_graph_file(tmp_path / "data.npz", 3, 2)
+    model = _save_taken_as_fitted(tmp_path / "model.pt", edges, 3, 2)
+    assert main(["evaluate", "--model", str(tmp_path / "model.pt"), "--input", str(tmp_path / "data.npz"),
+                 "--exact-max-dim", "0", "--seed", "3"]) == 0
+    with np.load(tmp_path / "data.npz") as arrays:
+        X_test, Y_test = torch.from_numpy(arrays["X"][8:]), torch.from_numpy(arrays["Y"][8:])  # round(0.8 * 10) = 8
+    expected = -model.log_prob(X_test, Y_test, exact=False, seed=3).mean().item() / 6
+    assert json.loads(capsys.readouterr().out)["test_nll_per_dim"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_an_unknown_dataset_option_is_reported_in_one_line(tmp_path, capsys):
+    assert main(["train", "--dataset", "three_node", "--data-option", "nosuch=1", "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("igraphflow train: error: unknown option 'nosuch'") and len(error.splitlines()) == 1
+
+
+def test_an_exact_max_dim_that_is_no_whole_number_is_named(data_file, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", str(tmp_path / "model.pt"), "--input", str(data_file), "--exact-max-dim", "2.5"])
+    assert exit_info.value.code == 2
+    assert "argument --exact-max-dim: not an integer: '2.5'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["num_train", "=40"])
+def test_a_data_option_needs_a_key_and_a_value(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--dataset", "three_node", "--data-option", option, "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2 and f"expected KEY=VALUE, got {option!r}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["a=b.csv", "my data.csv"])
+def test_a_data_option_splits_at_the_first_equals_sign_and_keeps_values_python_cannot_read_as_text(tmp_path, capsys, name):
+    # Neither path is a Python literal; the first also holds an "=", which belongs to the value.
+    path = tmp_path / name
+    assert main(["train", "--dataset", "traffic", "--data-option", f"path={path}", "--out", str(tmp_path / "run")]) == 2
+    assert f"traffic: no such file {path}" in capsys.readouterr().err
+
+
+def test_seed_seeds_a_simulated_dataset(tmp_path, capsys):
+    # The test signals scored are those of the dataset loaded with that seed.
+    data = load("three_node", seed=3, num_train=10, num_test=10)
+    model = _save_taken_as_fitted(tmp_path / "model.pt", data.edge_index, data.num_nodes, data.num_features)
+    assert main(["evaluate", "--model", str(tmp_path / "model.pt"), "--dataset", "three_node", "--data-option", "num_train=10",
+                 "--data-option", "num_test=10", "--seed", "3"]) == 0
+    expected = -model.log_prob(data.X_test, data.Y_test).mean().item() / (data.num_nodes * data.num_features)
+    assert json.loads(capsys.readouterr().out)["test_nll_per_dim"] == pytest.approx(expected, rel=1e-5)

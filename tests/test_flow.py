@@ -125,6 +125,16 @@ def test_float64_signals_that_float32_would_round_away_are_warned_about():
         ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(1e3 + X.double(), Y, progress=False)
 
 
+@pytest.mark.filterwarnings("ignore:max_time")  # a budget of 0 s: no block to wait for, and it says so
+def test_the_resolution_warning_points_at_the_line_that_calls_fit():
+    # The warning is about the caller's data: it names the caller's file, not one inside igraphflow.
+    X, Y = toy(64)
+    with pytest.warns(UserWarning, match="fewer than 100 steps") as caught:
+        ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(1e6 + 0.01 * X.double(), Y, max_time=0, progress=False)
+    resolution = [w for w in caught if "fewer than 100 steps" in str(w.message)]
+    assert resolution[0].filename == __file__
+
+
 def test_float32_signals_rounded_before_the_fit_are_warned_about():
     # The warning looked only at the cast: float32 input that had lost its spread passed unsaid.
     X = toy(64)[0].double()
@@ -473,6 +483,16 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert torch.equal(loaded.log_prob(X, Y), fitted.log_prob(X, Y))
     assert torch.equal(loaded.sample(Y, seed=1), fitted.sample(Y, seed=1))
     assert [r.w2 for r in loaded.history_] == [r.w2 for r in fitted.history_]
+
+
+def test_moved_block_intervals_survive_save_and_load(tmp_path):
+    # refine and reparameterize move the blocks off the schedule that the settings give: the file keeps where they are.
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
+    model.blocks[0].set_interval(0.0, 0.3)
+    model.blocks[1].set_interval(0.3, 1.1)
+    model.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert [b.interval.tolist() for b in loaded.blocks] == [b.interval.tolist() for b in model.blocks]
 
 
 def test_calling_the_model_says_which_methods_answer(fitted):
@@ -1690,3 +1710,11 @@ def test_a_sample_with_one_value_not_finite_is_named():
         finite_result(result, torch.zeros(3, 2), "X")
     with pytest.warns(UserWarning, match="overflows on 2 of 3 samples of H"):
         assert finite_result(result, torch.zeros(3, 2), "H", warn=True) is result
+
+
+def test_the_overflow_message_names_the_largest_input_among_the_samples_it_fails_for():
+    # Row 0 is finite and holds the largest input overall; of the failing rows 1 and 2, row 2 holds 7.
+    result = torch.tensor([[1.0, 2.0], [3.0, float("nan")], [float("inf"), 4.0]])
+    inputs = torch.tensor([[1e6, 0.0], [5.0, -2.0], [-7.0, 1.0]])
+    with pytest.raises(ValueError, match=re.escape("largest |X| among them: 7)")):
+        finite_result(result, inputs, "X")

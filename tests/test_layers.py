@@ -5,7 +5,7 @@ import torch
 from torch_geometric.nn import ChebConv, GCNConv
 from torch_geometric.utils import to_networkx
 
-from igraphflow.graph import check_edge_index, hop_supports, symmetric_edges
+from igraphflow.graph import _SUPPORTS, check_edge_index, hop_supports, symmetric_edges
 from igraphflow.nn import GraphVelocityField, HopMeans, L3NetConv, StaticChebConv, StaticGCNConv, make_conv
 from igraphflow.nn import l3net
 from igraphflow import ConditionalGraphFlow
@@ -20,13 +20,40 @@ def graph():
     return torch.cat([edges, edges.flip(0)], dim=1), 9
 
 
-def test_hop_supports_match_networkx_distances(graph):
-    edge_index, n = graph
+def _pairs_within(edge_index, n, order):
+    r"""The (neighbour, node) pairs at most ``order`` hops apart, from networkx's shortest paths."""
     g = to_networkx(torch_geometric_data(edge_index, n), to_undirected=True)
     dist = dict(nx.all_pairs_shortest_path_length(g))
+    return {(j, i) for i in range(n) for j in range(n) if dist[i].get(j, n + 1) <= order}
+
+
+def test_hop_supports_match_networkx_distances(graph):
+    edge_index, n = graph
     for order, support in zip((0, 1, 2, 3), hop_supports(edge_index, n, (0, 1, 2, 3))):
-        expected = {(j, i) for i in range(n) for j in range(n) if dist[i].get(j, n + 1) <= order}
-        assert set(map(tuple, support.T.tolist())) == expected
+        assert set(map(tuple, support.T.tolist())) == _pairs_within(edge_index, n, order)
+
+
+def test_hop_supports_follow_the_orders_as_given(graph):
+    # One after the other on the same graph: each list of orders gets its own supports, in its order.
+    edge_index, n = graph
+    for orders in [(0, 1, 2), (2, 0, 1), (1, 1, 0)]:
+        supports = hop_supports(edge_index, n, orders)
+        assert [set(map(tuple, s.T.tolist())) for s in supports] == [_pairs_within(edge_index, n, m) for m in orders]
+
+
+def test_the_support_cache_keeps_at_most_eight_graphs():
+    # A process that builds models on many graphs would otherwise keep the supports of every one.
+    for n in range(2, 14):
+        path = torch.stack([torch.arange(n - 1), torch.arange(1, n)])
+        hop_supports(path, n, (0, 1))
+    assert len(_SUPPORTS) <= 8
+
+
+def test_the_list_of_supports_is_the_callers_own():
+    # The tensors are shared (read-only); the list is a copy, so that changing it leaves the cache.
+    path = torch.tensor([[0, 1], [1, 2]])
+    hop_supports(path, 3, (0, 1)).pop()
+    assert [s.size(1) for s in hop_supports(path, 3, (0, 1))] == [3, 7]
 
 
 def test_hop_supports_take_a_one_way_edge_list_as_undirected(graph):
@@ -339,6 +366,27 @@ def test_bad_graphs_and_names():
         make_conv("gat", 2, 2, torch.tensor([[0], [1]]), 2, (0, 1))
 
 
+@pytest.mark.parametrize(
+    "edges, message",
+    [
+        (torch.tensor([[0, -1], [1, 0]]), r"\[-1, 1\], outside \[0, 3\)"),  # a negative index is no node either
+        (torch.tensor([[False, True], [True, False]]), "must hold integers, got dtype torch.bool"),
+        (torch.tensor([[0, 1], [1, 0]], dtype=torch.complex64), "must hold integers, got dtype torch.complex64"),
+        (torch.zeros(3, 4, dtype=torch.long), r"must have shape \[2, E\], got \[3, 4\]$"),  # no transpose to suggest
+    ],
+)
+def test_edge_lists_that_are_no_graph_are_refused(edges, message):
+    with pytest.raises(ValueError, match=message):
+        check_edge_index(edges, 3)
+
+
+def test_an_edge_list_given_as_a_transpose_comes_back_contiguous():
+    # The returned edges are documented contiguous: int64 edges passed as a view must be copied.
+    rows = torch.tensor([[0, 1], [1, 2], [2, 0]])
+    edges = check_edge_index(rows.T, 3)
+    assert edges.is_contiguous() and torch.equal(edges, rows.T)
+
+
 @pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64, np.int32])
 def test_edge_index_of_any_integer_dtype(dtype):
     # torch has no min or max for uint16 / uint32 / uint64: the check failed inside torch.
@@ -348,10 +396,11 @@ def test_edge_index_of_any_integer_dtype(dtype):
         check_edge_index(np.array([[0, 3], [1, 0]], dtype=dtype), 3)
 
 
-def test_edge_index_past_int64_is_reported_as_given():
+@pytest.mark.parametrize("low", [0, 3])
+def test_edge_index_past_int64_is_reported_as_given(low):
     # uint64 indices from 2**63 up wrapped round in the cast to int64: "[-9223372036854775803, 1]".
-    with pytest.raises(ValueError, match=r"\[0, 9223372036854775813\], outside \[0, 4\)"):
-        check_edge_index(np.array([[0, 2**63 + 5], [1, 0]], dtype=np.uint64), 4)
+    with pytest.raises(ValueError, match=rf"\[{low}, 9223372036854775813\], outside \[0, 4\)"):
+        check_edge_index(np.array([[low, 2**63 + 5], [low + 1, low]], dtype=np.uint64), 4)
 
 
 def test_symmetric_edges_are_both_directions_once_in_order():

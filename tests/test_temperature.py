@@ -87,6 +87,8 @@ def test_bad_signals_and_draws_are_refused():
         energy_temperature(lambda t: t * noise, torch.full_like(noise, math.nan))
     with pytest.raises(ValueError, match=r"draw\(t\) must give one signal per row of X, \(50, 4\) flattened, got \(49, 4\)"):
         energy_temperature(lambda t: t * noise[:49], noise)
+    with pytest.raises(ValueError, match=r"draw\(t\) must give one signal per row of X, \(50, 4\) flattened, got \(50, 2\)"):
+        energy_temperature(lambda t: t * noise[:, :1], noise)  # as many rows, but narrower
     with pytest.raises(ValueError, match="draw\\(t\\) must give one signal per row"):  # not finite, and of another shape
         energy_temperature(lambda t: torch.full((5, 1), math.nan), noise)
     with pytest.raises(ValueError, match="standard_errors must be"):
@@ -94,11 +96,54 @@ def test_bad_signals_and_draws_are_refused():
     assert energy_temperature(lambda t: t * noise, noise.numpy()) == 1.0  # numpy signals are read
 
 
-def test_draws_that_are_not_finite_are_never_chosen():
+def _overflowing(noise, limit, every_entry):
+    r"""A decoder scaling ``noise`` by ``t`` that overflows beyond ``limit``: in every entry, or in one only."""
+
+    def decode(t):
+        sample = t * noise
+        if t > limit:
+            if every_entry:
+                return torch.full_like(noise, math.inf)
+            sample[0, 0, 0] = math.inf
+        return sample
+
+    return decode
+
+
+@pytest.mark.parametrize("every_entry", [True, False])
+def test_draws_that_are_not_finite_are_never_chosen(every_entry):
     noise, X = _normal(500, 3, 1, 2), 1.6 * _normal(500, 4, 1, 2)
-    # Beyond t = 1.2 the decoder overflows; the closest finite draws are at the edge.
-    chosen = energy_temperature(lambda t: t * noise if t <= 1.2 else torch.full_like(noise, float("inf")), X)
+    # Beyond t = 1.2 the decoder overflows; the closest finite draws are at the edge. A single
+    # infinite entry makes the draws as unusable as all of them.
+    chosen = energy_temperature(_overflowing(noise, 1.2, every_entry), X)
     assert 1.1 < chosen <= 1.2
+
+
+def test_draws_not_finite_at_one_keep_the_minimum():
+    # Nothing to weigh the minimum against: it is kept, never the temperature whose draws overflow.
+    noise, X = _normal(500, 0, 3, 2), 0.7 * _normal(500, 1, 3, 2)
+    chosen = energy_temperature(_overflowing(noise, 0.95, every_entry=True), X, bounds=(0.5, 1.0))
+    assert abs(chosen - 0.7) < 0.05
+
+
+@pytest.mark.parametrize("scale, bounds", [(3.0, (2.5, 4.0)), (0.3, (0.2, 0.45))])
+def test_a_search_interval_without_one_keeps_its_minimum(scale, bounds):
+    # No t = 1 to weigh it against: the minimum is returned, at t = scale for Gaussian signals of that scale.
+    noise, X = _normal(500, 0, 3, 2), scale * _normal(500, 1, 3, 2)
+    assert abs(energy_temperature(lambda t: t * noise, X, bounds=bounds) - scale) < 0.1 * scale
+
+
+def test_each_temperature_is_decoded_once():
+    # A draw decodes through the whole flow: the chosen temperature, met in the search, is not decoded again.
+    noise, X = _normal(200, 0, 3, 2), 1.4 * _normal(200, 1, 3, 2)
+    temperatures = []
+
+    def decode(t):
+        temperatures.append(t)
+        return t * noise
+
+    energy_temperature(decode, X)
+    assert len(temperatures) == len(set(temperatures))
 
 
 def test_draws_that_are_never_finite_keep_temperature_one():
