@@ -109,6 +109,17 @@ def _is_auto(value) -> bool:
     return isinstance(value, str) and value == "auto"
 
 
+def _signal_cross_entropy(means: HopMeans, columns: Tensor, layer: nn.Linear, h: Tensor, y: Tensor) -> Tensor:
+    r"""The mean cross-entropy over the nodes of each signal, ``[N]`` in float64, of a softmax
+    ``layer`` on the ``columns`` of the hop means of ``h``, a chunk of signals at a time."""
+
+    def losses(h_chunk: Tensor, y_chunk: Tensor) -> Tensor:
+        logits = layer(means(h_chunk)[..., columns])
+        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), y_chunk, reduction="none").double().mean(1)
+
+    return in_chunks(losses, h, y)
+
+
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     r"""A conditional normalizing flow on graph signals, trained block by block (JKO).
 
@@ -908,15 +919,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         (h, y), (h_val, y_val) = train, val
         if h_val.size(0) < 2:  # no spread to tell a gain from chance
             return False
+        # The features with the products hold those without: one draw of rows serves both heads.
+        means, wide = self._reshaped_head(products=True)
+        plain = means.plain_columns(self.num_features).to(self.device)
+        features, targets = self._head_rows(means, h.detach(), y, generator)
         losses = []
-        for head in (copy.deepcopy(self.head), self._reshaped_head(products=True)):
-            means, layer = head
-            fit_softmax(layer, *self._head_rows(means, h.detach(), y, generator))
-            size = chunk_size(h_val)
-            losses.append(torch.cat([
-                torch.nn.functional.cross_entropy(head(h_chunk).transpose(1, 2), y_chunk, reduction="none").double().mean(1)
-                for h_chunk, y_chunk in zip(h_val.detach().split(size), y_val.split(size))
-            ]))
+        for layer, columns in ((copy.deepcopy(self.head[-1]), plain), (wide, torch.ones_like(plain))):
+            fit_softmax(layer, features[:, columns], targets)
+            losses.append(_signal_cross_entropy(means, columns, layer, h_val.detach(), y_val))
         gain = losses[0] - losses[1]
         return bool(gain.mean() > 2 * gain.std() / gain.numel() ** 0.5)
 
