@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Set
 
 import networkx as nx
 import numpy as np
@@ -604,29 +604,15 @@ def linear_gaussian(
         >>> data.true_log_prob(data.X_test, data.Y_test).shape
         torch.Size([20])
     """
-    rng = np.random.default_rng(seed)
-    G, pos = random_geometric_graph(num_nodes, seed, radius, smoothing)
-    P = smoothing_operator(G, smoothing)
-    N = num_train + num_test
-    Y = (rng.random((N, num_nodes)) < p_one).astype(np.int64)
     means = _binary_means(num_features, mean_shift)
-    Z = means[Y] + rng.standard_normal((N, num_nodes, num_features))
-    X = _apply(P, Z)
-    X_tr, X_te, Y_tr, Y_te = _split(X, Y, num_train)
-    return GraphDataset(
-        X_tr, X_te, Y_tr, Y_te,
-        edge_index=edge_index_from_networkx(G),
-        num_classes=2,
-        name="linear_gaussian",
-        node_names=[f"v{i}" for i in range(num_nodes)],
-        positions=torch.tensor(pos, dtype=torch.float32),
-        feature_names=[f"x{c}" for c in range(num_features)],
-        label_rule=f"Y_v iid Bernoulli({p_one})",
-        provenance=(
-            f"simulated: random geometric graph (unit square, seed {seed}), "
-            f"X[:, c] = ({1 - smoothing:g} I + {smoothing:g} D^-1 A) Z[:, c], Z_v | Y_v ~ N(+-{mean_shift} * 1, I)"
-        ),
-        true_log_prob=GaussianLatentLogProb(P, means, 1.0),
+    return _geometric_dataset(
+        "linear_gaussian",
+        seed=seed, num_nodes=num_nodes, num_train=num_train, num_test=num_test,
+        smoothing=smoothing, p_one=p_one, radius=radius,
+        draw_latent=lambda rng, Y: means[Y] + rng.standard_normal((*Y.shape, num_features)),
+        num_features=num_features,
+        latent_rule=f"N(+-{mean_shift} * 1, I)",
+        true_log_prob=lambda P: GaussianLatentLogProb(P, means, 1.0),
     )
 
 
@@ -669,26 +655,53 @@ def graph_moons(
         >>> data.X_train.shape, data.true_log_prob(data.X_test, data.Y_test).shape
         (torch.Size([30, 4, 2]), torch.Size([10]))
     """
+    return _geometric_dataset(
+        "graph_moons",
+        seed=seed, num_nodes=num_nodes, num_train=num_train, num_test=num_test,
+        smoothing=smoothing, p_one=p_one, radius=radius,
+        draw_latent=lambda rng, Y: _sample_moons(rng, Y, TWO_MOONS, noise),
+        num_features=2,
+        latent_rule=f"two moons (noise {noise})",
+        label_note="; 0 = upper moon, 1 = lower moon",
+        true_log_prob=lambda P: MoonLatentLogProb(P, TWO_MOONS, noise, num_points),
+    )
+
+
+def _geometric_dataset(
+    name: str,
+    *,
+    seed: int,
+    num_nodes: int,
+    num_train: int,
+    num_test: int,
+    smoothing: float,
+    p_one: float,
+    radius: float | None,
+    draw_latent: Callable[[np.random.Generator, np.ndarray], np.ndarray],
+    num_features: int,
+    latent_rule: str,
+    true_log_prob: Callable[[sp.spmatrix], Callable],
+    label_note: str = "",
+) -> GraphDataset:
+    r"""Latents ``Z = draw_latent(rng, Y)`` of iid Bernoulli(``p_one``) labels, mixed over a random geometric graph."""
     rng = np.random.default_rng(seed)
     G, pos = random_geometric_graph(num_nodes, seed, radius, smoothing)
     P = smoothing_operator(G, smoothing)
-    N = num_train + num_test
-    Y = (rng.random((N, num_nodes)) < p_one).astype(np.int64)
-    Z = _sample_moons(rng, Y, TWO_MOONS, noise)
-    X = _apply(P, Z)
+    Y = (rng.random((num_train + num_test, num_nodes)) < p_one).astype(np.int64)
+    X = _apply(P, draw_latent(rng, Y))
     X_tr, X_te, Y_tr, Y_te = _split(X, Y, num_train)
     return GraphDataset(
         X_tr, X_te, Y_tr, Y_te,
         edge_index=edge_index_from_networkx(G),
         num_classes=2,
-        name="graph_moons",
+        name=name,
         node_names=[f"v{i}" for i in range(num_nodes)],
         positions=torch.tensor(pos, dtype=torch.float32),
-        feature_names=["x0", "x1"],
-        label_rule=f"Y_v iid Bernoulli({p_one}); 0 = upper moon, 1 = lower moon",
+        feature_names=[f"x{c}" for c in range(num_features)],
+        label_rule=f"Y_v iid Bernoulli({p_one}){label_note}",
         provenance=(
             f"simulated: random geometric graph (unit square, seed {seed}), "
-            f"X[:, c] = ({1 - smoothing:g} I + {smoothing:g} D^-1 A) Z[:, c], Z_v | Y_v = two moons (noise {noise})"
+            f"X[:, c] = ({1 - smoothing:g} I + {smoothing:g} D^-1 A) Z[:, c], Z_v | Y_v ~ {latent_rule}"
         ),
-        true_log_prob=MoonLatentLogProb(P, TWO_MOONS, noise, num_points),
+        true_log_prob=true_log_prob(P),
     )
