@@ -33,19 +33,17 @@ from .divergence import EXACT_CHUNK, rademacher
 from .graph import check_edge_index, undirected_edges
 from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
-from .nn import GraphVelocityField, HopMeans
+from .head import fit_head, graph_head, with_products
+from .nn import GraphVelocityField
 from .nn.velocity import as_convolution
 from .ode import DIVERGENCES, ODEBlock
-from .separability import MAX_ROWS, REFERENCE_SEPARATION, fit_softmax, linear_separability
+from .separability import REFERENCE_SEPARATION, linear_separability
 from .standardize import Standardize
 from .temperature import energy_temperature
 from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
 CLASSIFIERS = ("bayes", "linear", "graph")
-MAX_PRODUCT_FEATURES = 8
-r"""The most node features whose pairwise products the graph head may add to its features
-(:class:`~igraphflow.nn.HopMeans`, ``products``): their number grows as ``C^2``."""
 AUTO_SEPARATION = (2.0, REFERENCE_SEPARATION)
 r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at most the iGNN
 reference's separation."""
@@ -109,17 +107,6 @@ def _is_auto(value) -> bool:
     return isinstance(value, str) and value == "auto"
 
 
-def _signal_cross_entropy(means: HopMeans, columns: Tensor, layer: nn.Linear, h: Tensor, y: Tensor) -> Tensor:
-    r"""The mean cross-entropy over the nodes of each signal, ``[N]`` in float64, of a softmax
-    ``layer`` on the ``columns`` of the hop means of ``h``, a chunk of signals at a time."""
-
-    def losses(h_chunk: Tensor, y_chunk: Tensor) -> Tensor:
-        logits = layer(means(h_chunk)[..., columns])
-        return torch.nn.functional.cross_entropy(logits.transpose(1, 2), y_chunk, reduction="none").double().mean(1)
-
-    return in_chunks(losses, h, y)
-
-
 class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     r"""A conditional normalizing flow on graph signals, trained block by block (JKO).
 
@@ -171,7 +158,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :class:`~igraphflow.nn.HopMeans`), ``"linear"`` (a
             softmax layer on :math:`H_v`) or ``"bayes"`` (the Bayes rule of the latent mixture,
             whose label prior is independent across nodes). The graph head also averages the
-            pairwise products of each node's features (up to :data:`MAX_PRODUCT_FEATURES`
+            pairwise products of each node's features (up to :data:`~igraphflow.head.MAX_PRODUCT_FEATURES`
             features) where they predict the validation labels better, a quadratic classifier
             for labels that follow the spread of the features rather than their level
             (:attr:`head_products`). The heads are fitted by
@@ -360,28 +347,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if c["classifier"] == "linear":
             return nn.Linear(c["num_features"], c["num_classes"])
         if c["classifier"] == "graph":
-            means = HopMeans(self.edge_index, c["num_nodes"], c["orders"])
-            return nn.Sequential(means, nn.Linear(len(means.orders) * c["num_features"], c["num_classes"]))
+            return graph_head(self.edge_index, c["num_nodes"], c["num_features"], c["num_classes"], c["orders"])
         return None
-
-    def _reshaped_head(self, products: bool) -> nn.Sequential:
-        r"""The graph head with (or without) the products of the node features, its weights those
-        of the current head (zero on products it did not have); no random numbers are taken."""
-        means, layer = self.head
-        plain = HopMeans(self.edge_index, self.num_nodes, means.orders, products=True).plain_columns(self.num_features)
-        plain = plain.to(self.device)
-        weight = layer.weight
-        if not means.products:
-            weight = weight.new_zeros(layer.out_features, plain.numel())
-            weight[:, plain] = layer.weight
-        if not products:
-            weight = weight[:, plain]
-        # Not initialised: the weights come from the current layer.
-        linear = nn.utils.skip_init(nn.Linear, weight.size(1), layer.out_features, device=self.device, dtype=weight.dtype)
-        with torch.no_grad():
-            linear.weight.copy_(weight)
-            linear.bias.copy_(layer.bias)
-        return nn.Sequential(HopMeans(self.edge_index, self.num_nodes, means.orders, products=products), linear)
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config
@@ -664,7 +631,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent.temperature.fill_(self._sample_temperature(data))
             finish.update()
             if self.head is not None:
-                self._fit_head((x, data.y), (x_val, data.y_val), data.generator)
+                self.head = fit_head(self.head, self.num_features, (x, data.y), (x_val, data.y_val), data.generator)
+                self.head_uses_products.fill_(isinstance(self.head, nn.Sequential) and self.head[0].products)
             finish.update()
         h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
         self._warn_uninformative_classifier(h, y, stacklevel=5 if retrain else 4)
@@ -875,66 +843,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
 
-    def _fit_head(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], generator: torch.Generator):
-        r"""Fits the head, a softmax layer on fixed features of the final latent (``H_v``, or its
-        neighbourhood means), on the training and validation samples (a convex fit needs no
-        held-out samples to stop it). The graph head takes the products of the node features
-        too only where, fitted on the training samples, they predict the validation labels
-        better than the means alone by more than two standard errors of the per-signal
-        difference in cross-entropy: they add features, and under a drift between periods a
-        quadratic classifier extrapolates worse (``experiments/RESULTS.md``)."""
-        h, y = torch.cat([train[0], val[0]]).detach(), torch.cat([train[1], val[1]])
-        if not isinstance(self.head, nn.Sequential):
-            fit_softmax(self.head, *self._head_rows(nn.Identity(), h, y, generator))
-            return
-        if self.num_features <= MAX_PRODUCT_FEATURES and self._products_validate(train, val, generator):
-            self.head = self._reshaped_head(products=True)
-            self.head_uses_products.fill_(True)
-        means, layer = self.head
-        fit_softmax(layer, *self._head_rows(means, h, y, generator))
-
-    def _head_rows(self, features_of: nn.Module, h: Tensor, y: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        r"""The head's features of the node rows of ``h`` and their labels. On large data,
-        MAX_ROWS rows drawn at random, their features computed a chunk of signals at a time: a
-        few features need no more rows, the full-batch fit of all of them took gigabytes, and
-        whole signals instead of rows could leave a rare class out."""
-        V = self.num_nodes
-        if h.size(0) * V <= MAX_ROWS:
-            return features_of(h).flatten(0, 1), y.flatten()
-        rows = draw(torch.randint, h.size(0) * V, (MAX_ROWS,), device=self.device, generator=generator)
-        signal, node = rows // V, rows % V
-        features = None
-        size = chunk_size(h)
-        for start in range(0, h.size(0), size):
-            inside = ((signal >= start) & (signal < start + size)).nonzero().squeeze(1)
-            chunk = features_of(h[start : start + size])
-            if features is None:
-                features = h.new_empty(MAX_ROWS, chunk.size(-1))
-            features[inside] = chunk[signal[inside] - start, node[inside]]
-        return features, y[signal, node]
-
-    def _products_validate(self, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], generator: torch.Generator) -> bool:
-        r"""Whether the graph head with the products of the node features beats the one without
-        on the validation samples (see :meth:`_fit_head`)."""
-        (h, y), (h_val, y_val) = train, val
-        if h_val.size(0) < 2:  # no spread to tell a gain from chance
-            return False
-        # The features with the products hold those without: one draw of rows serves both heads.
-        means, wide = self._reshaped_head(products=True)
-        plain = means.plain_columns(self.num_features).to(self.device)
-        features, targets = self._head_rows(means, h.detach(), y, generator)
-        losses = []
-        for layer, columns in ((copy.deepcopy(self.head[-1]), plain), (wide, torch.ones_like(plain))):
-            fit_softmax(layer, features[:, columns], targets)
-            losses.append(_signal_cross_entropy(means, columns, layer, h_val.detach(), y_val))
-        gain = losses[0] - losses[1]
-        return bool(gain.mean() > 2 * gain.std() / gain.numel() ** 0.5)
-
     @property
     def head_products(self) -> bool:
         r"""Whether the graph head uses the products of the node features: :meth:`fit` takes
         them where they predict the validation labels better (``classifier="graph"`` with at
-        most :data:`MAX_PRODUCT_FEATURES` features)."""
+        most :data:`~igraphflow.head.MAX_PRODUCT_FEATURES` features)."""
         return bool(self.head_uses_products)
 
     def _warn_uninformative_classifier(self, h: Tensor, y: Tensor, stacklevel: int):
@@ -1126,7 +1039,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         products = state_dict.get("head_uses_products")
         if isinstance(products, Tensor) and products.numel() == 1 and isinstance(self.head, nn.Sequential):
             if bool(products) != self.head[0].products:  # the head's shape follows the fit's choice
-                self.head = self._reshaped_head(bool(products))
+                self.head = with_products(self.head, self.num_features, bool(products))
         if strict:
             return super().load_state_dict(state_dict, strict, assign)
         own = self.state_dict()

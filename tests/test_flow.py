@@ -14,10 +14,12 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 import igraphflow.flow
+import igraphflow.head
 from igraphflow import ConditionalGraphFlow, GaussianMixtureLatent
 from igraphflow._checks import as_signals, finite_result, warn_lost_resolution
 from igraphflow.checkpoint import save_atomic
 from igraphflow.flow import CHECKPOINT_KIND, _capped_steps
+from igraphflow.head import products_validate
 from igraphflow.ode import ODEBlock
 from igraphflow.separability import REFERENCE_SEPARATION
 
@@ -370,10 +372,10 @@ def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signa
     # first whole signals instead could leave out a class that only a few signals hold. The
     # drawn rows' features are computed a chunk of signals at a time: with 7 signals a chunk,
     # most rows come from a chunk that does not start at signal 0.
-    monkeypatch.setattr(igraphflow.flow, "MAX_ROWS", 100)
+    monkeypatch.setattr(igraphflow.head, "MAX_ROWS", 100)
     if signals_per_chunk is not None:
-        monkeypatch.setattr(igraphflow.flow, "chunk_size", lambda x, scalars=None: signals_per_chunk)
-    captured = _record_calls(monkeypatch, igraphflow.flow, "fit_softmax")
+        monkeypatch.setattr(igraphflow.head, "chunk_size", lambda x, scalars=None: signals_per_chunk)
+    captured = _record_calls(monkeypatch, igraphflow.head, "fit_softmax")
     X, Y = toy(256)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL).fit(X, Y, progress=False)
     # The last fit is the final one (the comparison with and without the products of the node
@@ -448,11 +450,11 @@ def test_one_validation_signal_cannot_show_that_the_products_help():
     h = model.encode(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the spread of one difference: torch warns, and it is NaN
-        assert not model._products_validate((h[:63], Y[:63]), (h[63:], Y[63:]), torch.Generator().manual_seed(0))
+        assert not products_validate(model.head, 2, (h[:63], Y[:63]), (h[63:], Y[63:]), torch.Generator().manual_seed(0))
 
 
 def test_graphs_of_many_features_get_a_head_without_products(monkeypatch):
-    monkeypatch.setattr(igraphflow.flow, "MAX_PRODUCT_FEATURES", 1)
+    monkeypatch.setattr(igraphflow.head, "MAX_PRODUCT_FEATURES", 1)
     X, Y = _ramps()
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=1)).fit(X, Y, progress=False)
     assert not model.head_products and model.head[-1].in_features == 3 * 2

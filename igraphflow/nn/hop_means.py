@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = ["HopMeans"]
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -61,6 +62,12 @@ class HopMeans(nn.Module):
             source, target = getattr(self, f"support_{i}")
             means.append(scatter(x.index_select(-2, source), target, dim=-2, dim_size=self.num_nodes, reduce="mean"))
         return torch.cat(means, dim=-1)
+
+    def with_products(self, products: bool) -> HopMeans:
+        r"""These means with (or without) the products of the features, on the same supports."""
+        other = copy.deepcopy(self)
+        other.products = as_flag(products, "products")
+        return other
 
     def plain_columns(self, in_features: int) -> Tensor:
         r"""Which of the output columns for ``in_features`` input features are means of the
