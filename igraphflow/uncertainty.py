@@ -409,7 +409,8 @@ class UncertaintyMixin:
 
         Arguments:
             X: Signals ``[N, V, C]``.
-            alpha: The miscoverage level in ``(0, 1)``.
+            alpha: The miscoverage level in ``(0, 1)`` (uncalibrated, at least that of
+                :meth:`gaussian_sets`).
 
         Returns:
             ``sets[n, v, k]`` is True when label ``k`` is in the set of node ``v`` of graph ``n``.
@@ -425,7 +426,9 @@ class UncertaintyMixin:
     def gaussian_sets(self, X: ArrayLike, alpha: float = 0.1) -> Tensor:
         r"""The Gaussian confidence-region sets of :math:`H | Y` (calibrated or not), ``bool [N, V, K]``.
 
-        A label absent from the training labels is in no set: its mean was never fitted."""
+        A label absent from the training labels is in no set: its mean was never fitted. ``alpha``
+        is at least ``1 /`` :data:`REGION_DRAWS` where the sets are sized by draws (see
+        :meth:`in_region`)."""
         alpha = as_real(alpha, "alpha", "(0, 1)")
         self._check_fitted()
         distance = self.latent.squared_distances(self.encode(X))
@@ -528,7 +531,9 @@ class UncertaintyMixin:
         Arguments:
             X: Signals ``[N, V, C]``.
             Y: Labels ``[N, V]``.
-            alpha: The miscoverage level in ``(0, 1)``.
+            alpha: The miscoverage level in ``(0, 1)``; at least ``1 /`` :data:`REGION_DRAWS`
+                where the regions are sized by draws (a mixture noise, or node-wise regions
+                without labels where the mean moves with the label pattern).
             joint: ``True``: the joint region of all ``V C`` coordinates,
                 :math:`\|H - \mu_Y - b\|^2_{\Sigma^{-1}} \le \chi^2_{VC, 1-\alpha}` (the mean
                 :math:`\mu_Y + b` moved with the label pattern where it moves with it, see
@@ -576,7 +581,9 @@ class UncertaintyMixin:
 
         Arguments:
             label: The class ``k`` of node ``node``.
-            alpha: The miscoverage level in ``(0, 1)``.
+            alpha: The miscoverage level in ``(0, 1)``; at least ``1 /`` :data:`REGION_DRAWS`
+                where the regions are sized by draws (a mixture noise, or node-wise regions
+                without labels where the mean moves with the label pattern).
             num_points: Points on the curve (the first and last coincide).
             node: The node whose region is drawn.
             labels: Labels of all nodes ``[V]`` for the other nodes; its entry at ``node`` is
