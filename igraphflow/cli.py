@@ -19,6 +19,7 @@ import math
 import sys
 import time
 import tokenize
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -29,6 +30,7 @@ import torch
 from ._checks import as_count, as_labels, check_input_file, as_output_dir, as_output_file, as_signals
 from .checkpoint import atomic_file
 from .compare import add_data_argument, add_data_option_argument, budget_seconds, load_data_arguments
+from .datasets import available
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
 
@@ -76,9 +78,10 @@ def _dataset_splits(args) -> tuple[dict, dict, dict]:
             raise ValueError(f"{args.input}: X must have shape [N >= {MIN_INPUT_SAMPLES}, num_nodes, num_features] "
                              f"(80 % to train, 20 % to test), got {list(X.shape)}")
         # In the file's own dtype: the fit casts it, and says so where the cast rounds X away.
-        X = as_signals(X, X.shape[1], X.shape[2], dtype=None)
-        num_classes = as_count(arrays["num_classes"], "num_classes") if "num_classes" in arrays else None
-        Y = as_labels(Y, X.size(1), num_classes, num_samples=len(X))
+        X = as_signals(X, X.shape[1], X.shape[2], dtype=None, name=f"{args.input}: X")
+        # [()]: a 0-d array as a NumPy scalar, so that a float 3.0 passes as 3 does (np.savez(num_classes=3.0)).
+        num_classes = as_count(arrays["num_classes"][()], f"{args.input}: num_classes") if "num_classes" in arrays else None
+        Y = as_labels(Y, X.size(1), num_classes, num_samples=len(X), name=f"{args.input}: Y")
         if num_classes is None:
             num_classes, used = int(Y.max()) + 1, Y.unique().numel()
             if num_classes > 2 * used:  # {0, 10**6} would build a model of a million classes
@@ -186,6 +189,15 @@ def _evaluate_command(args) -> int:
         nodes = "" if graph["num_nodes"] == model.num_nodes else f"{graph['num_nodes']} nodes, the model {model.num_nodes}; "
         raise ValueError(f"{source} has another graph than the model: {nodes}{len(theirs ^ ours)} edges in one "
                          f"and not the other{hint}")
+    # On the same graph, other features (e.g. --data-option lags=3) or more classes failed inside the
+    # model's input checks, with a message that named neither the model nor the data.
+    source = args.input or f"dataset {args.dataset!r}"
+    if graph["num_features"] != model.num_features:
+        raise ValueError(f"{source} has {graph['num_features']} features per node, the model {args.model} "
+                         f"{model.num_features}: evaluate on data like those it was trained on (the same --data-option)")
+    if graph["num_classes"] > model.num_classes:
+        raise ValueError(f"{source} has labels of {graph['num_classes']} classes, the model {args.model} knows "
+                         f"{model.num_classes}: evaluate on data like those it was trained on (the same --data-option)")
     exact = model.num_nodes * model.num_features <= args.exact_max_dim
     print(json.dumps(_evaluate(model, test, exact, args.seed), indent=2, allow_nan=False))
     return 0
@@ -248,7 +260,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def source(p: argparse.ArgumentParser):
         group = p.add_mutually_exclusive_group(required=True)
-        group.add_argument("--dataset", help="a name from igraphflow.datasets.available()")
+        group.add_argument("--dataset", help=f"a dataset name: {', '.join(available())}")
         group.add_argument("--input", help=".npz file with arrays X [N,V,C], Y [N,V], edge_index [2,E] (and "
                                            "num_classes, optional): train fits the first 80 %% of the signals, "
                                            "evaluate scores the last 20 %%, the test part of the same split")
@@ -312,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     r"""Runs the command line; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else ""
+    # A warning as one line that names the command, as the errors are: Python's own format adds the
+    # library's file, line and source text (``model.fit(train["X"], ...)``), which tell a user nothing.
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_: f"igraphflow {command}: warning: {message}\n"
     try:
         if command == "compare":
             return _compare(argv[1:])
@@ -326,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"igraphflow {command}: interrupted", file=sys.stderr)
         return 130  # the shell's status for a process ended by SIGINT
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ from torch import Tensor
 from . import metrics as M
 from ._checks import MAX_SEED, as_count, as_output_dir, as_seed
 from .checkpoint import atomic_file
-from .datasets import GraphDataset, load
+from .datasets import GraphDataset, available, load
 from .datasets import options as dataset_options
 
 METHODS = ("jko", "ignn", "cinn", "nsf", "cgan")
@@ -751,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
     [--max-time SECONDS] [--seed N] [--draws N] [--option [METHOD.]KEY=VALUE ...]
     [--data-option KEY=VALUE ...]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", required=True, help="dataset name, see igraphflow.datasets.available()")
+    parser.add_argument("--dataset", required=True, help=f"a dataset name: {', '.join(available())}")
     parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
     add_data_argument(parser)
     parser.add_argument("--methods", default=None,
@@ -764,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
     add_data_option_argument(parser)
     parser.add_argument("--exact-max-dim", type=int, default=EXACT_MAX_DIM,
                         help=f"exact test likelihood up to this D = V * C, estimates above (default: {EXACT_MAX_DIM})")
-    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="write metrics.json only, without samples.png, pca.png and training.png")
     args = parser.parse_args(argv)
     try:
         settings = method_settings(args.option)

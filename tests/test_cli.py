@@ -1,6 +1,7 @@
 import inspect
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import igraphflow
 from igraphflow import ConditionalGraphFlow
 from igraphflow.cli import main
 from igraphflow.datasets import load
@@ -672,3 +674,72 @@ def test_seed_seeds_a_simulated_dataset(tmp_path, capsys):
                  "--data-option", "num_test=10", "--seed", "3"]) == 0
     expected = -model.log_prob(data.X_test, data.Y_test).mean().item() / (data.num_nodes * data.num_features)
     assert json.loads(capsys.readouterr().out)["test_nll_per_dim"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_evaluate_on_other_features_or_more_classes_names_the_model_and_the_data(data_file, tmp_path, capsys):
+    # The same graph with three lags, or four classes, failed in the model's input checks
+    # ("X must have shape [N, num_nodes=3, num_features=2], got [...]"), naming neither.
+    out = tmp_path / "run"
+    assert main(["train", "--input", str(data_file), "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "1", "--quiet"]) == 0
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "lags.npz", **{**arrays, "X": np.concatenate([arrays["X"], arrays["X"][..., :1]], -1)})
+        np.savez(tmp_path / "classes.npz", **{**arrays, "Y": arrays["Y"] + (np.arange(len(arrays["Y"])) % 3 == 0)[:, None]})
+    capsys.readouterr()
+    model = str(out / "model.pt")
+    assert main(["evaluate", "--model", model, "--input", str(tmp_path / "lags.npz")]) == 2
+    assert f"lags.npz has 3 features per node, the model {model} 2" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, "--input", str(tmp_path / "classes.npz")]) == 2
+    assert f"classes.npz has labels of 3 classes, the model {model} knows 2" in capsys.readouterr().err
+
+
+def test_num_classes_saved_as_a_float_is_read_as_a_count(data_file, tmp_path, capsys):
+    # np.savez(..., num_classes=3.0) stores a 0-d float array, refused as "got array(3.)".
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "k.npz", **arrays, num_classes=np.array(3.0))
+    with pytest.warns(UserWarning, match=r"labels \[2\] never occur"):
+        assert main(["train", "--input", str(tmp_path / "k.npz"), "--out", str(tmp_path / "run"), "--num-blocks", "1",
+                     "--hidden", "4", "--max-time", "1", "--quiet"]) == 0
+    assert ConditionalGraphFlow.load(tmp_path / "run" / "model.pt").num_classes == 3
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "half.npz", **arrays, num_classes=np.array(2.5))
+    assert main(["train", "--input", str(tmp_path / "half.npz"), "--out", str(tmp_path / "run2"), "--quiet"]) == 2
+    assert "half.npz: num_classes must be an integer >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("Y", lambda a: np.where(a["Y"] == 0, np.nan, 1.0), "data.npz: Y must hold integer class labels"),
+    ("X", lambda a: np.where(np.arange(a["X"].size).reshape(a["X"].shape) == 7, np.inf, a["X"]), "data.npz: X holds 1 NaN"),
+])
+def test_bad_values_in_an_input_file_name_the_file(data_file, tmp_path, capsys, key, value, message):
+    with np.load(data_file) as arrays:
+        arrays = dict(arrays)
+    np.savez(data_file, **{**arrays, key: value(arrays)})
+    assert main(["train", "--input", str(data_file), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "compare"])
+def test_help_names_the_datasets(capsys, command):
+    # "a name from igraphflow.datasets.available()" sent a command-line user to Python.
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "solar_hope, traffic, nsrdb" in text
+    if command == "compare":
+        assert "--no-figures write metrics.json only" in text
+
+
+def test_warnings_are_one_line_naming_the_command(data_file, tmp_path):
+    # Python's format showed cli.py, a line number and the call `model.fit(train["X"], ...)`.
+    with np.load(data_file) as arrays:
+        np.savez(tmp_path / "gap.npz", **{**arrays, "Y": 2 * arrays["Y"]})
+    # The copy of igraphflow under test, not whichever one is installed.
+    root = str(Path(igraphflow.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "igraphflow", "train", "--input", str(tmp_path / "gap.npz"), "--out",
+                           str(tmp_path / "run"), "--num-blocks", "1", "--hidden", "4", "--max-time", "1", "--quiet"],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "igraphflow train: warning: labels [1] never occur in Y" in done.stderr
+    assert "cli.py" not in done.stderr and "model.fit(" not in done.stderr
