@@ -25,14 +25,15 @@ import torch
 
 import igraphflow.datasets as D
 from igraphflow import ConditionalGraphFlow
+from igraphflow.compare import add_option_argument, method_settings
 from uncertainty import ALPHA_GRID, ALPHAS, conformal_report, fit_calibration_split, fit_cheb, size_at_coverage
 
 ROOT = Path(__file__).resolve().parent
 
 
-def run_seed(data, seed: int, weights: list[float], *, max_time: float, cheb_time: float) -> dict:
+def run_seed(data, seed: int, weights: list[float], *, max_time: float, cheb_time: float, settings: dict) -> dict:
     r"""One ChebNet and one flow per weight, all with ``seed``: the ChebNet's coverage and size and
-    each flow's size at that coverage, per alpha."""
+    each flow's size at that coverage, per alpha. ``settings``: more arguments of the flows."""
     X, Y = data.X_train, data.Y_train
     X_fit, Y_fit, X_cal, Y_cal = fit_calibration_split(X, Y)
     alphas = ALPHA_GRID + ALPHAS
@@ -41,7 +42,7 @@ def run_seed(data, seed: int, weights: list[float], *, max_time: float, cheb_tim
     row = {"cheb": {a: cheb_report[a] for a in ALPHAS}, "flow": {}}
     for weight in weights:
         flow = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                                    classification_weight=weight, seed=seed, device="cpu")
+                                    classification_weight=weight, seed=seed, device="cpu", **settings)
         flow.fit(X_fit, Y_fit, max_time=max_time, progress=False)
         report = conformal_report(flow.predict_log_proba(X_cal), Y_cal, flow.predict_log_proba(data.X_test),
                                   data.Y_test, alphas)
@@ -76,18 +77,21 @@ def main():
     parser.add_argument("--max-time", type=float, default=120.0, help="seconds per flow fit")
     parser.add_argument("--cheb-time", type=float, default=30.0, help="seconds per ChebNet fit")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "uncertainty_seeds.md")
+    add_option_argument(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     weights = [float(w) for w in args.weights.split(",")]
+    settings = method_settings(args.option).get("jko", {})
     start = time.perf_counter()
     lines = []
     for name in args.datasets.split(","):
         data = D.load(name)
-        rows = {seed: run_seed(data, seed, weights, max_time=args.max_time, cheb_time=args.cheb_time) for seed in seeds}
+        rows = {seed: run_seed(data, seed, weights, max_time=args.max_time, cheb_time=args.cheb_time, settings=settings) for seed in seeds}
         lines += table(name, rows, weights)
     command = (f"python benchmarks/uncertainty_seeds.py --datasets {args.datasets} --seeds {args.seeds} "
-               f"--weights {args.weights} --max-time {args.max_time:g}")
+               f"--weights {args.weights} --max-time {args.max_time:g}"
+               + "".join(f" --option {key}={value}" for key, value in settings.items()))
     header = [
         "# Conformal set size at equal coverage, over seeds",
         "",

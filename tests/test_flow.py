@@ -1289,6 +1289,60 @@ def test_fit_noise_must_be_a_bool():
     assert ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise=np.bool_(False)).config["fit_noise"] is False
 
 
+def _shared_state(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    # Every node of a signal shares a level of -1.5 or +1.5 that the labels do not explain.
+    g = torch.Generator().manual_seed(seed)
+    Y = torch.randint(0, 2, (n, 4), generator=g)
+    level = 1.5 * (2 * torch.randint(0, 2, (n, 1, 1), generator=g) - 1)
+    return 2.0 * Y.unsqueeze(-1) + level + 0.3 * torch.randn(n, 4, 2, generator=g), Y
+
+
+def test_fit_noise_first_trains_the_blocks_towards_the_noise_fitted_to_the_standardised_signals(monkeypatch):
+    X, Y = _shared_state(400)
+    events = []
+    fit_noise, train_block = GaussianMixtureLatent.fit_noise_, igraphflow.flow.train_block
+
+    def recording_fit_noise(latent, h, *args, **kwargs):
+        events.append(("noise", h.clone()))
+        return fit_noise(latent, h, *args, **kwargs)
+
+    def recording_train_block(index, block, latent, train, *args, **kwargs):
+        events.append(("block", None if latent.scale_tril is None else latent.scale_tril.clone()))
+        return train_block(index, block, latent, train, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMixtureLatent, "fit_noise_", recording_fit_noise)
+    monkeypatch.setattr(igraphflow.flow, "train_block", recording_train_block)
+    settings = dict(SMALL, max_epochs=2)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise_first=True, **settings).fit(X, Y, progress=False)
+    assert [kind for kind, _ in events] == ["noise", "block", "block", "noise"]
+    first = events[0][1]
+    # the training signals as the first block sees them: standardised, through no block yet
+    assert first.shape == (360, 4, 2) and torch.isin(first[:, 0, 0], model.standardizer(X)[:, 0, 0]).all()
+    # both blocks train towards that fit (its covariance holds the shared level), refitted after them
+    assert events[1][1] is not None and torch.equal(events[1][1], events[2][1])
+    assert torch.isfinite(model.log_prob(X, Y)).all()
+    events.clear()
+    ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
+    assert [kind for kind, _ in events] == ["block", "block", "noise"] and events[0][1] is None
+
+
+def test_a_fit_with_the_noise_first_resumes_with_the_noise_it_had(tmp_path, monkeypatch):
+    X, Y = _shared_state(256)
+    settings = {**SMALL, "num_blocks": 3, "fit_noise_first": True}
+    reference = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
+    _interrupted_fit(monkeypatch, settings, X, Y, tmp_path, at_block=3)
+    resumed = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False, checkpoint_dir=tmp_path)
+    assert torch.equal(resumed.log_prob(X[:8], Y[:8]), reference.log_prob(X[:8], Y[:8]))
+    assert [r.val_nll_per_dim for r in resumed.history_] == [r.val_nll_per_dim for r in reference.history_]
+
+
+def test_fit_noise_first_needs_fit_noise():
+    with pytest.raises(ValueError, match="fit_noise_first=True needs fit_noise=True"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise=False, fit_noise_first=True)
+    with pytest.raises(ValueError, match="fit_noise_first must be True or False"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, fit_noise_first="yes")
+
+
 def test_fitted_noise_changes_only_the_latent_and_fits_correlated_data(tmp_path):
     g = torch.Generator().manual_seed(6)
     mixing = torch.eye(8) + 0.8 * torch.ones(8, 8) / 8  # one common mode across all nodes
