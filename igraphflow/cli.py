@@ -210,7 +210,8 @@ def _sample(args) -> int:
     X = model.sample(labels, seed=args.seed, temperature=args.temperature).cpu().numpy()
     out = as_output_file(args.out, "--out")
     with atomic_file(out, "--out") as file:  # np.savez would add ".npz" to a name without it
-        np.savez(file, X=X, Y=labels)
+        # The labels as the classes drawn for (int64), whatever the file held them as (bool, float).
+        np.savez(file, X=X, Y=as_labels(labels, model.num_nodes, model.num_classes).cpu().numpy())
     print(f"{len(X)} samples written to {out}")
     return 0
 

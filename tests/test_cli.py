@@ -387,6 +387,10 @@ def test_summary_and_samples_hold_what_the_saved_model_computes(data_file, tmp_p
     with np.load(tmp_path / "s.npz") as samples:
         assert np.array_equal(samples["Y"], pattern)
         assert np.allclose(samples["X"], model.sample(torch.from_numpy(pattern), seed=7).numpy())
+    np.save(labels, pattern.astype(np.float64))  # labels written as floats come back as the classes
+    assert main(["sample", "--model", str(out / "model.pt"), "--labels", str(labels), "--out", str(tmp_path / "f.npz")]) == 0
+    with np.load(tmp_path / "f.npz") as samples:
+        assert samples["Y"].dtype == np.int64 and np.array_equal(samples["Y"], pattern)
 
 
 def test_a_rerun_stopped_before_its_summary_leaves_no_summary_of_the_run_before(data_file, tmp_path, monkeypatch):
