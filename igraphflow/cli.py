@@ -14,6 +14,7 @@ from __future__ import annotations
 __all__ = ["main"]
 
 import argparse
+import inspect
 import json
 import math
 import sys
@@ -29,7 +30,7 @@ import torch
 
 from ._checks import as_count, as_labels, check_input_file, as_output_dir, as_output_file, as_signals
 from .checkpoint import atomic_file
-from .compare import add_data_argument, add_data_option_argument, budget_seconds, load_data_arguments
+from .compare import add_data_argument, add_data_option_argument, budget_seconds, key_value, load_data_arguments
 from .datasets import available
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
@@ -129,7 +130,13 @@ def _evaluate(model: ConditionalGraphFlow, test: dict, exact: bool, seed: int) -
 def _train(args) -> int:
     graph, train, test = _dataset_splits(args)
     settings = dict(conv=args.conv, num_blocks=args.num_blocks, hidden=args.hidden, device=args.device, seed=args.seed)
-    model = ConditionalGraphFlow(**graph, **settings)
+    options = dict(args.option)
+    if flagged := sorted(options.keys() & settings.keys()):
+        raise ValueError(f"--option {', '.join(flagged)}: give it by its own flag "
+                         f"({', '.join('--' + key.replace('_', '-') for key in flagged)})")
+    if unknown := sorted(options.keys() - (set(inspect.signature(ConditionalGraphFlow).parameters) - graph.keys())):
+        raise ValueError(f"--option {', '.join(unknown)}: not a setting of ConditionalGraphFlow")
+    model = ConditionalGraphFlow(**graph, **settings, **options)
     if args.float64:
         model.double()
     # After the input and settings are checked (no empty folder for a typo), before training.
@@ -296,6 +303,9 @@ def _parser() -> argparse.ArgumentParser:
                             "the last block written")
     train.add_argument("--float64", action="store_true",
                        help="compute in float64 (signals with a large offset and a small spread, which float32 rounds away)")
+    train.add_argument("--option", action="append", type=key_value, default=[],
+                       help="a setting KEY=VALUE of ConditionalGraphFlow without a flag of its own (e.g. "
+                            "fit_noise_first=True, lr=0.005, orders=(0,1,2,3)); repeatable")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=_train)
 

@@ -663,7 +663,13 @@ def add_budget_argument(parser: argparse.ArgumentParser, default: float) -> None
     parser.add_argument("--max-time", type=budget_seconds, default=default, help=f"training budget per method, seconds (default: {default:g})")
 
 
-def _option(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
+    r"""An argparse type: ``KEY=VALUE``, the value read as a Python literal where it is one (else the text).
+
+    Example:
+        >>> key_value("orders=(0, 1, 3)"), key_value("conv=cheb")
+        (('orders', (0, 1, 3)), ('conv', 'cheb'))
+    """
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -700,7 +706,7 @@ def add_option_argument(parser: argparse.ArgumentParser) -> None:
         >>> method_settings(parser.parse_args(["--option", "hidden=64"]).option)
         {'jko': {'hidden': 64}}
     """
-    parser.add_argument("--option", action="append", type=_option, default=[],
+    parser.add_argument("--option", action="append", type=key_value, default=[],
                         help="model setting KEY=VALUE of our flow (e.g. hidden=64, orders=(0,1,2,3)), "
                              "or METHOD.KEY=VALUE for another method (e.g. ignn.blocks=4); repeatable")
 
@@ -742,7 +748,7 @@ def add_data_option_argument(parser: argparse.ArgumentParser) -> None:
         >>> dict(parser.parse_args(["--data-option", "num_train=500"]).data_option)
         {'num_train': 500}
     """
-    parser.add_argument("--data-option", action="append", type=_option, default=[],
+    parser.add_argument("--data-option", action="append", type=key_value, default=[],
                         help="dataset option KEY=VALUE (e.g. num_train=500), repeatable")
 
 

@@ -747,3 +747,20 @@ def test_warnings_are_one_line_naming_the_command(data_file, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "igraphflow train: warning: labels [1] never occur in Y" in done.stderr
     assert "cli.py" not in done.stderr and "model.fit(" not in done.stderr
+
+
+def test_train_options_reach_the_model_and_bad_ones_are_named(data_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--input", str(data_file), "--num-blocks", "1", "--hidden", "4", "--max-time", "2", "--quiet"]
+    assert main([*base, "--out", str(out), "--option", "fit_noise_first=True", "--option", "orders=(0, 1)",
+                 "--option", "lr=0.005"]) == 0
+    config = ConditionalGraphFlow.load(out / "model.pt").config
+    assert config["fit_noise_first"] is True and config["orders"] == (0, 1) and config["lr"] == 0.005
+    for option, message in [("hidden=8", "--option hidden: give it by its own flag (--hidden)"),
+                            ("num_blocks=2", "--option num_blocks: give it by its own flag (--num-blocks)"),
+                            ("hiden=8", "--option hiden: not a setting of ConditionalGraphFlow"),
+                            ("num_nodes=3", "--option num_nodes: not a setting of ConditionalGraphFlow"),
+                            ("lr=-1", "lr must be")]:
+        capsys.readouterr()
+        assert main([*base, "--out", str(tmp_path / "other"), "--option", option]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "other").exists()
