@@ -30,7 +30,9 @@ import torch
 
 from ._checks import as_count, as_labels, check_input_file, as_output_dir, as_output_file, as_signals
 from .checkpoint import atomic_file
-from .compare import add_data_argument, add_data_option_argument, budget_seconds, key_value, load_data_arguments
+from .compare import (
+    add_data_argument, add_data_option_argument, budget_seconds, key_value, load_data_arguments, non_negative_int, positive_int,
+)
 from .datasets import available
 from .flow import ConditionalGraphFlow
 from .graph import undirected_edges
@@ -232,28 +234,9 @@ def _device(text: str) -> str:
     return text
 
 
-def _dimension(text: str) -> int:
-    r"""An argparse type: a whole number ``>= 0``, such as a largest dimension."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    r"""An argparse type: a whole number ``>= 1``, such as a count of channels."""
-    value = _dimension(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
-
-
 def _blocks(text: str) -> int | str:
     r"""An argparse type: a number of blocks ``>= 1``, or ``auto``."""
-    return text if text == "auto" else _positive(text)
+    return text if text == "auto" else positive_int(text)
 
 
 def _compare(argv: list[str]) -> int:
@@ -280,7 +263,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help=f"seeds {seeds} (default: 0)")
 
     def likelihood(p: argparse.ArgumentParser):
-        p.add_argument("--exact-max-dim", type=_dimension, default=32,
+        p.add_argument("--exact-max-dim", type=non_negative_int, default=32,
                        help="use the exact log-likelihood when V*C is at most this, else Hutchinson's estimate "
                             "(default: 32)")
 
@@ -294,7 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--num-blocks", type=_blocks, default=6,
                        help="ODE blocks of the flow, or auto: add blocks until one moves the signals too little "
                             "(default: 6)")
-    train.add_argument("--hidden", type=_positive, default=32, help="hidden channels of the velocity fields (default: 32)")
+    train.add_argument("--hidden", type=positive_int, default=32, help="hidden channels of the velocity fields (default: 32)")
     train.add_argument("--max-time", type=budget_seconds, default=None,
                        help="cap on the seconds spent training the blocks; the noise, temperature and head fits "
                             "come after (default: no cap)")

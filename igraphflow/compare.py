@@ -52,7 +52,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "budget_seconds", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "reference_signals"]
+__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "budget_seconds", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "key_value", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "non_negative_int", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "positive_int", "reference_signals"]
 
 import argparse
 import ast
@@ -640,6 +640,25 @@ def _value(text: str) -> Any:
         return text
 
 
+def non_negative_int(text: str) -> int:
+    r"""An argparse type: a whole number ``>= 0``, such as a largest dimension."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    r"""An argparse type: a whole number ``>= 1``, such as a count of channels."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
 def budget_seconds(text: str) -> float:
     r"""An argparse type: a positive number of seconds (``inf``: no budget)."""
     try:
@@ -765,10 +784,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"D = V * C = {NSF_MAX_DIM}, where its sampling takes hours)")
     add_budget_argument(parser, 60.0)
     parser.add_argument("--seed", type=int, default=0, help="seeds the training, the draws and a simulated dataset (default: 0)")
-    parser.add_argument("--draws", type=int, default=5, help="generated sets per method; statistics are their means (default: 5)")
+    parser.add_argument("--draws", type=positive_int, default=5, help="generated sets per method; statistics are their means (default: 5)")
     add_option_argument(parser)
     add_data_option_argument(parser)
-    parser.add_argument("--exact-max-dim", type=int, default=EXACT_MAX_DIM,
+    parser.add_argument("--exact-max-dim", type=non_negative_int, default=EXACT_MAX_DIM,
                         help=f"exact test likelihood up to this D = V * C, estimates above (default: {EXACT_MAX_DIM})")
     parser.add_argument("--no-figures", action="store_true",
                         help="write metrics.json only, without samples.png, pca.png and training.png")

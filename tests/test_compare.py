@@ -245,7 +245,10 @@ def test_bad_arguments(tmp_path, capsys):
     with pytest.raises(ValueError, match="names no setting"):
         method_settings([("ignn.", 3)])
     for argv, message in ((["--dataset", "nope"], "unknown dataset 'nope'; available: three_moons"),
-                          (["--dataset", "three_node", "--option", "vae.hidden=3"], "unknown method 'vae' in option 'vae.hidden'")):
+                          (["--dataset", "three_node", "--option", "vae.hidden=3"], "unknown method 'vae' in option 'vae.hidden'"),
+                          # named by their flags, not by compare's arguments
+                          (["--dataset", "three_node", "--draws", "0"], "argument --draws: must be an integer >= 1, got 0"),
+                          (["--dataset", "three_node", "--exact-max-dim", "-1"], "argument --exact-max-dim: must be an integer >= 0")):
         with pytest.raises(SystemExit) as exit:
             main([*argv, "--out", str(tmp_path)])
         error = capsys.readouterr().err
