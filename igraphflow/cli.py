@@ -163,7 +163,7 @@ def _train(args) -> int:
                "sample_temperature": float(model.latent.temperature),
                "noise_components": model.latent.noise_components, "noise_label_weights": model.latent.noise_label_weights,
                "pattern_mean": model.latent.pattern_mean,
-               "head_products": model.head_products,
+               "head_products": model.head_products, "data": _data_record(args),
                **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2, allow_nan=False).encode())
@@ -175,6 +175,33 @@ def _train(args) -> int:
 def _edges(edge_index, num_nodes: int) -> set[tuple[int, int]]:
     # Each undirected edge once, so that the count of those not in both is of edges.
     return {(i, j) for i, j in undirected_edges(edge_index, num_nodes).cpu().T.tolist() if i < j}
+
+
+def _data_record(args) -> dict:
+    r"""What ``--dataset``/``--input``, ``--data-option`` and ``--seed`` name, as summary.json keeps it."""
+    # Through JSON, so that a record read back compares equal (tuples come back as lists).
+    return json.loads(json.dumps({"dataset": args.dataset, "input": args.input, "seed": args.seed,
+                                  "data_options": dict(args.data_option)}, default=str))
+
+
+def _warn_other_data(args):
+    r"""Warns when a ``--dataset`` is evaluated with other options than its model was trained with,
+    as the summary.json beside the model records them: on the same graph the test split of other
+    options (e.g. ``num_days`` of solar_sim) can hold signals the model was trained on."""
+    if args.dataset is None:  # an --input file may well be other data on purpose
+        return
+    try:
+        trained = json.loads(Path(args.model).with_name("summary.json").read_text())["data"]
+    except (OSError, ValueError, KeyError, TypeError):  # no summary, or one written before it recorded the data
+        return
+    given = _data_record(args)
+    if not isinstance(trained, dict) or trained.get("dataset") != given["dataset"]:
+        return  # another dataset on the same graph and features: on purpose
+    # The options only: another seed draws new signals of a simulation, and does not move a real series.
+    if trained.get("data_options") != given["data_options"]:
+        warnings.warn(f"{args.model} was trained on dataset {args.dataset!r} with the options "
+                      f"{trained.get('data_options')} (its summary.json), not {given['data_options']}: the test split "
+                      "of other options can hold signals the model was trained on", stacklevel=2)
 
 
 def _load_model(args) -> ConditionalGraphFlow:
@@ -207,6 +234,7 @@ def _evaluate_command(args) -> int:
     if graph["num_classes"] > model.num_classes:
         raise ValueError(f"{source} has labels of {graph['num_classes']} classes, the model {args.model} knows "
                          f"{model.num_classes}: evaluate on data like those it was trained on (the same --data-option)")
+    _warn_other_data(args)
     exact = model.num_nodes * model.num_features <= args.exact_max_dim
     print(json.dumps(_evaluate(model, test, exact, args.seed), indent=2, allow_nan=False))
     return 0

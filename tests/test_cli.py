@@ -764,3 +764,22 @@ def test_train_options_reach_the_model_and_bad_ones_are_named(data_file, tmp_pat
         capsys.readouterr()
         assert main([*base, "--out", str(tmp_path / "other"), "--option", option]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_evaluate_warns_when_the_dataset_options_differ_from_those_of_training(tmp_path, capsys, recwarn):
+    out = tmp_path / "run"
+    options = ["--data-option", "num_train=64", "--data-option", "num_test=32"]
+    assert main(["train", "--dataset", "three_node", *options, "--out", str(out), "--num-blocks", "1", "--hidden", "4",
+                 "--max-time", "2", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data"] == {"dataset": "three_node", "input": None, "seed": 0, "data_options": {"num_train": 64, "num_test": 32}}
+    evaluate = ["evaluate", "--model", str(out / "model.pt"), "--dataset", "three_node"]
+    assert main([*evaluate, *options]) == 0 and not [w for w in recwarn if "summary.json" in str(w.message)]
+    assert main([*evaluate, *options, "--seed", "3"]) == 0 and not [w for w in recwarn if "summary.json" in str(w.message)]
+    # Its test split, signals 40 to 71 of the simulation, holds 24 that the model was trained on.
+    assert main([*evaluate, "--data-option", "num_train=40", "--data-option", "num_test=32"]) == 0
+    (warning,) = [w for w in recwarn if "summary.json" in str(w.message)]
+    assert ("trained on dataset 'three_node' with the options {'num_train': 64, 'num_test': 32} (its summary.json), "
+            "not {'num_train': 40, 'num_test': 32}") in str(warning.message)
+    (out / "summary.json").write_text("{")  # a damaged summary: nothing to compare with, no error either
+    assert main([*evaluate, "--data-option", "num_train=40", "--data-option", "num_test=32"]) == 0
