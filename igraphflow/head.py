@@ -55,7 +55,8 @@ def with_products(head: nn.Sequential, num_features: int, products: bool) -> nn.
         (True, True)
     """
     means, layer = head
-    plain = means.with_products(True).plain_columns(num_features).to(layer.weight.device)
+    wide = means.with_products(True)
+    plain = wide.plain_columns(num_features).to(layer.weight.device)
     weight = layer.weight
     if not means.products:
         weight = weight.new_zeros(layer.out_features, plain.numel())
@@ -67,7 +68,7 @@ def with_products(head: nn.Sequential, num_features: int, products: bool) -> nn.
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(layer.bias)
-    return nn.Sequential(means.with_products(products), linear)
+    return nn.Sequential(wide if products else means.with_products(False), linear)
 
 
 def head_rows(features_of: nn.Module, h: Tensor, y: Tensor, generator: torch.Generator) -> Signals:
