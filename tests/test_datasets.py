@@ -514,6 +514,14 @@ def test_nsrdb_site_positions_must_be_on_the_globe(tmp_path, lat, lon, match):
     assert D.load("nsrdb", paths=good, daylight_only=False).num_nodes == 2
 
 
+def test_nsrdb_sites_at_the_same_position_are_refused(tmp_path):
+    # Accepted before, while solar_hope refuses two stations at one position.
+    paths = [write_psm(tmp_path / "a.csv", 39.7, -105.2), write_psm(tmp_path / "b.csv", 39.8, -105.1),
+             write_psm(tmp_path / "c.csv", 39.7, -105.2)]
+    with pytest.raises(ValueError, match=r"paths\[0\] and paths\[2\] are sites at the same position \(latitude 39.7, longitude -105.2\)"):
+        D.load("nsrdb", paths=paths, daylight_only=False)
+
+
 def test_nsrdb_time_stamps_with_fractions_are_refused(tmp_path):
     # int() cut every Hour of 9.5 to 9, without a word.
     path = write_psm(tmp_path / "site.csv", 39.7, -105.2)

@@ -165,6 +165,12 @@ def nsrdb(
     )
     lat = np.array([float(m["Latitude"]) for m, _, _ in sites])
     lon = np.array([float(m["Longitude"]) for m, _, _ in sites])
+    # As solar_hope's stations: two sites at one place would be two nodes no distance can tell apart.
+    places = list(zip(lat.tolist(), lon.tolist()))
+    for i, place in enumerate(places):
+        if place in places[:i]:
+            raise ValueError(f"nsrdb: paths[{places.index(place)}] and paths[{i}] are sites at the same position "
+                             f"(latitude {place[0]}, longitude {place[1]}); give each site once")
     R = 6371.0
     pos = np.stack([R * np.radians(lon - lon.mean()) * math.cos(math.radians(lat.mean())), R * np.radians(lat - lat.mean())], 1)
     names = [str(m.get("Location ID") or p.stem) for (m, _, _), p in zip(sites, paths)]
