@@ -89,6 +89,14 @@ def read_psm_csv(path: str | os.PathLike, feature: str = "DHI") -> tuple[dict[st
     return meta, times, values[:, columns.index(feature)]
 
 
+def _first_repeat(items: list) -> tuple[int, int] | None:
+    r"""``(first, i)`` for the first item ``i`` equal to an earlier one, ``items[first]``; ``None`` when all differ."""
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            return items.index(item), i
+    return None
+
+
 @checked_options(ramp_threshold="[0, inf)", test_fraction="(0, 1)")
 def nsrdb(
     *,
@@ -140,11 +148,9 @@ def nsrdb(
     if len(paths) < 2:
         raise ValueError("nsrdb: at least 2 sites (files) are needed for a graph")
     # One file given twice would be two nodes with the same series at the same place.
-    resolved = [path.resolve() for path in paths]
-    for i, path in enumerate(resolved):
-        if path in resolved[:i]:
-            raise ValueError(f"nsrdb: paths[{resolved.index(path)}] and paths[{i}] are the same file {str(paths[i])!r}; "
-                             "give each site once")
+    if repeat := _first_repeat([path.resolve() for path in paths]):
+        first, i = repeat
+        raise ValueError(f"nsrdb: paths[{first}] and paths[{i}] are the same file {str(paths[i])!r}; give each site once")
     sites = [read_psm_csv(p, feature) for p in paths]
     common = sites[0][1]
     for _, t, _ in sites[1:]:
@@ -166,11 +172,10 @@ def nsrdb(
     lat = np.array([float(m["Latitude"]) for m, _, _ in sites])
     lon = np.array([float(m["Longitude"]) for m, _, _ in sites])
     # As solar_hope's stations: two sites at one place would be two nodes no distance can tell apart.
-    places = list(zip(lat.tolist(), lon.tolist()))
-    for i, place in enumerate(places):
-        if place in places[:i]:
-            raise ValueError(f"nsrdb: paths[{places.index(place)}] and paths[{i}] are sites at the same position "
-                             f"(latitude {place[0]}, longitude {place[1]}); give each site once")
+    if repeat := _first_repeat(list(zip(lat.tolist(), lon.tolist()))):
+        first, i = repeat
+        raise ValueError(f"nsrdb: paths[{first}] and paths[{i}] are sites at the same position "
+                         f"(latitude {lat[i]}, longitude {lon[i]}); give each site once")
     R = 6371.0
     pos = np.stack([R * np.radians(lon - lon.mean()) * math.cos(math.radians(lat.mean())), R * np.radians(lat - lat.mean())], 1)
     names = [str(m.get("Location ID") or p.stem) for (m, _, _), p in zip(sites, paths)]
