@@ -36,6 +36,16 @@ Figures (``samples.png``, ``pca.png``, ``training.png``) go next to ``metrics.js
 written once every method is done; until then ``metrics.partial.json`` holds those done so far
 and ``pending``, those to come.
 
+Each method's result (its row, first generated set and training curve) is also written to
+``methods/<method>.pt`` as soon as it is done, and kept. A run in the same folder, after an
+interruption or not, reuses those of its methods and trains only the others, if everything
+that determines a result is as recorded: the fields of the ``metrics.json`` header (dataset,
+sizes, ``max_time``, ``seed``, ``draws``, ``nll_exact``, ``nll_num_samples``), the method's
+settings and a digest of the data (signals, labels and graph: other dataset options or files
+change it). A method whose file records other arguments, or is damaged, is trained again
+(a line on stderr says why); ``restart=True`` (``--restart``) trains every method again, as
+after a change to the code, which the record does not cover.
+
 The baselines need zuko and FrEIA and the figures matplotlib: the ``baselines`` extra
 (``pip install -e ".[baselines]"``). :func:`compare` checks them, the methods, their settings
 and the test split before training anything.
@@ -56,10 +66,12 @@ __all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_bu
 
 import argparse
 import ast
+import hashlib
 import importlib
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -71,8 +83,8 @@ import torch
 from torch import Tensor
 
 from . import metrics as M
-from ._checks import MAX_SEED, as_count, as_output_dir, as_seed
-from .checkpoint import atomic_file
+from ._checks import MAX_SEED, as_count, as_flag, as_output_dir, as_seed
+from .checkpoint import atomic_file, load_checked, reading_contents, save_atomic
 from .datasets import GraphDataset, available, load
 from .datasets import options as dataset_options
 
@@ -100,6 +112,9 @@ FIGURE_PACKAGES = ("matplotlib",)
 
 #: The fewest test signals :func:`evaluate` can score: the unbiased MMD and energy need two.
 MIN_TEST_SAMPLES = 2
+
+#: The kind tag of the files that keep a finished method's result (``methods/<method>.pt``).
+FINISHED_KIND = "compare method result"
 
 
 def parse_methods(methods: Sequence[str] | str) -> list[str]:
@@ -383,6 +398,133 @@ def _block_summary(model: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _train_and_evaluate(
+    model: Any,
+    method: str,
+    data: GraphDataset,
+    max_time: float,
+    draw_seeds: Sequence[int],
+    likelihood_sets: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]],
+    exact: bool,
+) -> tuple[dict[str, Any], Tensor]:
+    r"""Fits ``model`` and scores it: its row of ``metrics.json`` (keys sorted) and its first
+    generated set. ``likelihood_sets`` are the test and training signals of the NLLs."""
+    D = data.num_nodes * data.num_features
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        train_s = fit_method(model, method, data, max_time)
+    start = time.perf_counter()
+    row, sample = evaluate_draws(data, lambda s: model.sample(data.Y_test, seed=s), draw_seeds)
+    (X_eval, Y_eval), (X_fit, Y_fit) = likelihood_sets
+    lp = method_log_prob(model, method, X_eval, Y_eval, exact)
+    row["nll"], row["nll_train"] = None, None
+    if lp is not None:  # also on training samples: the gap shows overfitting
+        row["nll"] = M.nll_per_dim(lp.detach().cpu(), D)
+        row["nll_train"] = M.nll_per_dim(method_log_prob(model, method, X_fit, Y_fit, exact).detach().cpu(), D)
+    row["acc"] = M.accuracy(model.predict(data.X_test).cpu(), data.Y_test) if hasattr(model, "predict") else None
+    row["train_s"] = train_s
+    row["eval_s"] = time.perf_counter() - start
+    row["label"] = _LABELS[method]
+    if method == "jko":
+        row["num_blocks"] = model.num_blocks
+        row["blocks"] = _block_summary(model)
+        row["sample_temperature"] = float(model.latent.temperature)
+        row["noise_components"] = model.latent.noise_components
+        row["noise_label_weights"] = model.latent.noise_label_weights
+        row["pattern_mean"] = model.latent.pattern_mean
+        row["head_products"] = model.head_products
+        row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
+            k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
+    return {k: row[k] for k in sorted(row)}, sample
+
+
+def _data_digest(data: GraphDataset) -> str:
+    r"""SHA-256 of the splits, their labels, the graph and the number of classes: the data a
+    method trains and is scored on, whatever options or files they were loaded with."""
+    hashed = hashlib.sha256(str(data.num_classes).encode())
+    for tensor in (data.X_train, data.Y_train, data.X_test, data.Y_test, data.edge_index):
+        # The bytes themselves, with shape and type: the same bytes in another shape are other signals.
+        hashed.update(f"{tuple(tensor.shape)} {tensor.dtype}".encode())
+        hashed.update(tensor.detach().cpu().contiguous().numpy())
+    return hashed.hexdigest()
+
+
+def _run_key(header: dict[str, Any], method: str, data_digest: str) -> dict[str, Any]:
+    r"""What determines ``method``'s result in a run with the ``metrics.json`` ``header``: its
+    fields, the method's settings and the :func:`_data_digest`; through JSON, as its file keeps it."""
+    # The methods' rows and the true NLL are results, not what determines them.
+    fields = {k: v for k, v in header.items() if k not in ("methods", "settings", "true_nll")}
+    return json.loads(_json_text(fields | {"settings": header["settings"].get(method, {}), "data": data_digest}))
+
+
+def _finished_path(out_dir: Path, method: str) -> Path:
+    r"""Where ``method``'s finished result is kept in ``out_dir``."""
+    return out_dir / "methods" / f"{method}.pt"
+
+
+def _write_finished(path: Path, key: dict[str, Any], row: dict[str, Any], sample: Tensor, curve: list[float]) -> None:
+    r"""Keeps a finished method's result at ``path`` (atomically), with the ``key`` of its run."""
+    # The key and row as metrics.json text: read back, they are what metrics.json would hold.
+    payload = {"run": _json_text(key), "row": _json_text(row), "sample": sample, "curve": curve}
+    save_atomic(payload, path, FINISHED_KIND)
+
+
+def _read_finished(path: Path, data: GraphDataset) -> dict[str, Any]:
+    r"""The ``run``, ``row``, ``sample`` and ``curve`` kept at ``path`` by :func:`_write_finished`.
+
+    Raises:
+        ValueError: Naming the file, where it is damaged or not such a file.
+    """
+    payload = load_checked(path, FINISHED_KIND)
+    with reading_contents(path, FINISHED_KIND):
+        run, row, sample = json.loads(payload["run"]), json.loads(payload["row"]), payload["sample"]
+        if not (isinstance(run, dict) and isinstance(row, dict) and isinstance(sample, Tensor)
+                and sample.shape == data.X_test.shape):
+            raise ValueError(f"no run, row and sample of the test split's shape {tuple(data.X_test.shape)}")
+        return {"run": run, "row": row, "sample": sample, "curve": [float(v) for v in payload["curve"]]}
+
+
+def _differences(recorded: dict[str, Any], key: dict[str, Any]) -> list[str]:
+    r"""The fields in which the run ``key`` differs from the ``recorded`` one, in words."""
+    changed = []
+    for field in dict.fromkeys([*key, *recorded]):
+        if recorded.get(field) != key.get(field):
+            changed.append("the data (signals, labels or graph: other dataset options or files)" if field == "data"
+                           else f"{field} {recorded.get(field)!r}, now {key.get(field)!r}")
+    return changed
+
+
+def _earlier_results(
+    out_dir: Path, keys: dict[str, dict[str, Any]], data: GraphDataset, restart: bool
+) -> dict[str, dict[str, Any]]:
+    r"""The results of the methods in ``keys`` that an earlier run left in ``out_dir`` with
+    the same key; with ``restart``, none: the files of every method are removed.
+
+    A file that records another key, or is damaged, is passed over (and replaced once that
+    method is trained again), with a line on stderr saying why.
+    """
+    if restart:
+        for method in METHODS:
+            _finished_path(out_dir, method).unlink(missing_ok=True)
+        return {}
+    found = {}
+    for method, key in keys.items():
+        path = _finished_path(out_dir, method)
+        if not path.exists():
+            continue
+        try:
+            earlier = _read_finished(path, data)
+        except ValueError as error:
+            print(f"compare: training {method} again: {error}", file=sys.stderr)
+            continue
+        if changed := _differences(earlier["run"], key):
+            print(f"compare: training {method} again: {path} holds a run with other arguments ({'; '.join(changed)})",
+                  file=sys.stderr)
+            continue
+        found[method] = earlier
+    return found
+
+
 def compare(
     dataset: GraphDataset,
     methods: Sequence[str] | str = METHODS,
@@ -395,6 +537,7 @@ def compare(
     max_eval: int = 1000,
     figures: bool = True,
     draws: int = 5,
+    restart: bool = False,
 ) -> dict[str, Any]:
     r"""Trains and evaluates ``methods`` on ``dataset``; writes ``metrics.json`` and figures.
 
@@ -411,6 +554,8 @@ def compare(
         figures: Whether to draw the figures.
         draws: Generated sets per method (seeds ``seed * draws + i``); the sample statistics
             are their means. The reference is averaged over as many tie-breaking seeds.
+        restart: Discard the method results an earlier run left in ``out_dir`` and train
+            every method; else those of the same arguments are reused (see below).
 
     Returns:
         ``{"dataset": name, "methods": {method: {"mmd", "energy", "nll", "acc", "train_s",
@@ -418,7 +563,12 @@ def compare(
         ``reference`` scores real training signals (:func:`reference_signals`).
         Until the last method is done, ``metrics.partial.json`` holds the methods done so far
         (and ``pending``, those still to come): a method that fails loses none before it, and
-        ``metrics.json`` is only ever a complete run.
+        ``metrics.json`` is only ever a complete run. Each method's result is also kept in
+        ``methods/<method>.pt``; a later call with the same ``out_dir`` reuses it (and says
+        so on stderr) when the header fields, the method's settings and the data are the
+        same, so an interrupted comparison goes on where it stopped. The reference and the
+        figures are computed again. A file of other arguments, or a damaged one, is trained
+        over (stderr says why).
     """
     # Everything that can fail is checked before the first method trains.
     methods = parse_methods(methods)
@@ -429,6 +579,7 @@ def compare(
     if seed * draws + draws - 1 > MAX_SEED:  # else found only when the first method draws
         raise ValueError(f"seed {seed} is too large for {draws} draws: their seeds seed * draws + i pass {MAX_SEED}")
     exact_max_dim = as_count(exact_max_dim, "exact_max_dim", minimum=0)
+    restart = as_flag(restart, "restart")
     if len(dataset.X_test) < MIN_TEST_SAMPLES:
         raise ValueError(f"the test split of {dataset.name} has {len(dataset.X_test)} signals; "
                          f"the MMD and energy need at least {MIN_TEST_SAMPLES}")
@@ -442,9 +593,6 @@ def compare(
             raise ValueError(f"settings {settings} cannot be written to metrics.json ({error}): "
                              "give numbers, strings, booleans, None, lists or tuples") from None
         out_dir = as_output_dir(out_dir, "out_dir")  # before hours of training, not after
-        # An earlier run's results would pass for this one's: figures not drawn again, or with nothing to draw.
-        for name in ("metrics.json", "metrics.partial.json", "samples.png", "pca.png", "training.png"):
-            (out_dir / name).unlink(missing_ok=True)
     draw_seeds = [seed * draws + i for i in range(draws)]
     data = dataset
     D = data.num_nodes * data.num_features
@@ -470,41 +618,34 @@ def compare(
         "nll_num_samples": n_eval,
         "settings": {m: dict(v) for m, v in settings.items()},
     }
+    finished: dict[str, dict[str, Any]] = {}
+    if out_dir is not None:
+        digest = _data_digest(data)
+        keys = {method: _run_key(result, method, digest) for method in methods}
+        finished = _earlier_results(out_dir, keys, data, restart)
+        # An earlier run's results would pass for this one's: figures not drawn again, or with nothing to draw.
+        for name in ("metrics.json", "metrics.partial.json", "samples.png", "pca.png", "training.png"):
+            (out_dir / name).unlink(missing_ok=True)
     if data.true_log_prob is not None:
         with torch.no_grad():
             result["true_nll"] = M.nll_per_dim(data.true_log_prob(X_eval, Y_eval), D)
     generated: dict[str, Tensor] = {}
     curves: dict[str, list[float]] = {}
     for method in methods:
-        model = make_model(method, data, seed, **settings.get(method, {}))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            train_s = fit_method(model, method, data, max_time)
-        start = time.perf_counter()
-        row, sample = evaluate_draws(data, lambda s: model.sample(data.Y_test, seed=s), draw_seeds)
-        lp = method_log_prob(model, method, X_eval, Y_eval, exact)
-        row["nll"], row["nll_train"] = None, None
-        if lp is not None:  # also on training samples: the gap shows overfitting
-            row["nll"] = M.nll_per_dim(lp.detach().cpu(), D)
-            row["nll_train"] = M.nll_per_dim(method_log_prob(model, method, X_fit, Y_fit, exact).detach().cpu(), D)
-        row["acc"] = M.accuracy(model.predict(data.X_test).cpu(), data.Y_test) if hasattr(model, "predict") else None
-        row["train_s"] = train_s
-        row["eval_s"] = time.perf_counter() - start
-        row["label"] = _LABELS[method]
-        if method == "jko":
-            row["num_blocks"] = model.num_blocks
-            row["blocks"] = _block_summary(model)
-            row["sample_temperature"] = float(model.latent.temperature)
-            row["noise_components"] = model.latent.noise_components
-            row["noise_label_weights"] = model.latent.noise_label_weights
-            row["pattern_mean"] = model.latent.pattern_mean
-            row["head_products"] = model.head_products
-            row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
-                k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
-        result["methods"][method] = {k: row[k] for k in sorted(row)}
+        if method in finished:
+            print(f"compare: reusing {method} from {_finished_path(out_dir, method)} (finished earlier)", file=sys.stderr)
+            row, sample, curve = finished[method]["row"], finished[method]["sample"], finished[method]["curve"]
+        else:
+            model = make_model(method, data, seed, **settings.get(method, {}))
+            likelihood_sets = ((X_eval, Y_eval), (X_fit, Y_fit))
+            row, sample = _train_and_evaluate(model, method, data, max_time, draw_seeds, likelihood_sets, exact)
+            curve = _curve(model, method)
+            if out_dir is not None:  # at once: an interruption loses nothing of this method
+                _write_finished(_finished_path(out_dir, method), keys[method], row, sample, curve)
+        result["methods"][method] = row
         generated[method] = sample
-        curves[method] = _curve(model, method)
-        if out_dir is not None:  # a later method that fails loses nothing of this one
+        curves[method] = curve
+        if out_dir is not None:
             _write_json(out_dir / "metrics.partial.json", result | {"pending": methods[len(result["methods"]):]})
 
     reference = evaluate_draws(data, lambda s: reference_signals(data, s), draw_seeds)[0]
@@ -774,10 +915,15 @@ def add_data_option_argument(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     r"""``igraphflow compare --dataset NAME --out DIR [--data PATH] [--methods ...]
     [--max-time SECONDS] [--seed N] [--draws N] [--option [METHOD.]KEY=VALUE ...]
-    [--data-option KEY=VALUE ...]``; returns the exit status."""
+    [--data-option KEY=VALUE ...] [--restart]``; returns the exit status.
+
+    The same command run again after an interruption resumes: the methods finished in ``--out``
+    with the same arguments are reused, the others trained (stderr names what differs)."""
     parser = argparse.ArgumentParser(prog="igraphflow compare", description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", required=True, help=f"a dataset name: {', '.join(available())}")
-    parser.add_argument("--out", required=True, help="output folder (metrics.json, figures)")
+    parser.add_argument("--out", required=True,
+                        help="output folder (metrics.json, figures; methods/ keeps each method's result as soon as it is "
+                             "done: the same command run again reuses them and trains only the rest)")
     add_data_argument(parser)
     parser.add_argument("--methods", default=None,
                         help=f"comma-separated, from {','.join(METHODS)} (default: all; without nsf above "
@@ -791,6 +937,11 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"exact test likelihood up to this D = V * C, estimates above (default: {EXACT_MAX_DIM})")
     parser.add_argument("--no-figures", action="store_true",
                         help="write metrics.json only, without samples.png, pca.png and training.png")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the method results an earlier run left in --out and train every method; without "
+                             "it they are reused where the dataset (its options and files), --max-time, --seed, "
+                             "--draws, whether the likelihood is exact (--exact-max-dim) and the method's --option "
+                             "are as recorded (the others are trained again, saying why)")
     args = parser.parse_args(argv)
     try:
         settings = method_settings(args.option)
@@ -798,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
         methods = default_methods(data.num_nodes * data.num_features) if args.methods is None else args.methods
         result = compare(data, methods, max_time=args.max_time, seed=args.seed, out_dir=args.out,
                          settings=settings, exact_max_dim=args.exact_max_dim, figures=not args.no_figures,
-                         draws=args.draws)
+                         draws=args.draws, restart=args.restart)
     except ARGUMENT_ERRORS as error:
         parser.exit(2, f"igraphflow compare: error: {error}\n")
     print(format_table(result))

@@ -3,6 +3,7 @@ r"""Smoke test of the comparison: every method trains briefly and metrics.json i
 import importlib.util
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from igraphflow.compare import (
     check_requirements, compare, evaluate, make_model, evaluate_draws, format_table, main, method_settings, plot_pca, plot_samples,
     reference_signals,
 )
+from igraphflow.checkpoint import load_checked, save_atomic
 from igraphflow.datasets import load
 from igraphflow.latent import MIXTURE_COMPONENTS
 from igraphflow.metrics import energy_distance, mmd
@@ -26,6 +28,11 @@ torch.set_num_threads(1)
 REQUIRED = {"mmd", "energy", "nll", "acc", "train_s"}
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+#: One epoch of one block: our flow's result is then the same in every run (but its timings).
+TINY_JKO = {"num_blocks": 1, "max_epochs": 1, "hidden": 8, "orders": (0, 1)}
+
+FIT_METHOD = compare_module.fit_method
 
 
 def _script(name):
@@ -317,10 +324,12 @@ def test_metrics_are_written_after_every_method(tmp_path, monkeypatch):
         compare(data, "cinn,nsf", max_time=1.0, out_dir=tmp_path, figures=False, draws=1)
     written = json.loads((tmp_path / "metrics.partial.json").read_text())
     assert set(written["methods"]) == {"cinn"} and written["pending"] == ["nsf"]
-    assert [f.name for f in tmp_path.iterdir()] == ["metrics.partial.json"]  # no temporary left behind
+    # no temporary left behind
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["methods", "metrics.partial.json"]
+    assert [f.name for f in (tmp_path / "methods").iterdir()] == ["cinn.pt"]
     monkeypatch.setattr(compare_module, "fit_method", fit_method)
     result = compare(data, "cinn,nsf", max_time=1.0, out_dir=tmp_path, figures=False, draws=1)
-    assert [f.name for f in tmp_path.iterdir()] == ["metrics.json"]  # a complete run, and only that
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["methods", "metrics.json"]  # a complete run, and only that
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(result))
     assert "pending" not in result and result["methods"]["nsf"]["nll_train"] is not None
 
@@ -501,3 +510,99 @@ def test_seeds_are_checked_before_training_and_before_any_folder(tmp_path, capsy
         main(["--dataset", "three_node", "--methods", "jko", "--seed", str(2**70), "--out", str(tmp_path / "new" / "run")])
     assert exit_info.value.code == 2 and "seed must be an integer <=" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()  # was left empty
+
+
+def _fits(monkeypatch, interrupt=None):
+    r"""Records the methods that start training, in the list returned; the fit of ``interrupt``
+    raises KeyboardInterrupt, as Ctrl-C would."""
+    trained = []
+
+    def fit(model, method, *args):
+        trained.append(method)
+        if method == interrupt:
+            raise KeyboardInterrupt
+        return FIT_METHOD(model, method, *args)
+
+    monkeypatch.setattr(compare_module, "fit_method", fit)
+    return trained
+
+
+def _interrupted_run(out, monkeypatch):
+    r"""``compare`` of our flow and the cGAN into ``out``, interrupted when the cGAN starts;
+    returns the data and arguments, those of the rerun."""
+    data = load("three_node", num_train=64, num_test=32)
+    run = {"max_time": 1.0, "seed": 0, "out_dir": out, "figures": False, "draws": 1, "settings": {"jko": TINY_JKO}}
+    trained = _fits(monkeypatch, interrupt="cgan")
+    with pytest.raises(KeyboardInterrupt):
+        compare(data, "jko,cgan", **run)
+    assert trained == ["jko", "cgan"]
+    return data, run
+
+
+def _untimed(row):
+    r"""A method's row without its timings, which no two runs share."""
+    blocks = [{k: v for k, v in block.items() if k != "seconds"} for block in row.get("blocks", [])]
+    return {k: v for k, v in row.items() if k not in ("train_s", "eval_s")} | {"blocks": blocks}
+
+
+def test_an_interrupted_comparison_reuses_the_methods_it_finished(tmp_path, monkeypatch, capsys):
+    data, run = _interrupted_run(tmp_path, monkeypatch)
+    assert [f.name for f in (tmp_path / "methods").iterdir()] == ["jko.pt"]  # no temporary of the cGAN's
+    recorded = json.loads((tmp_path / "metrics.partial.json").read_text())["methods"]["jko"]
+    drawn = {}
+    monkeypatch.setattr(compare_module, "plot_samples", lambda data, generated, path: drawn.update(samples=generated))
+    monkeypatch.setattr(compare_module, "plot_pca", lambda data, generated, path: None)
+    monkeypatch.setattr(compare_module, "plot_curves", lambda curves, path: drawn.update(curves=curves))
+    trained = _fits(monkeypatch)
+    result = compare(data, "jko,cgan", **run | {"figures": True})
+    assert trained == ["cgan"]
+    assert f"compare: reusing jko from {tmp_path / 'methods' / 'jko.pt'} (finished earlier)" in capsys.readouterr().err
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written == json.loads(json.dumps(result)) and set(written["methods"]) == {"jko", "cgan"}
+    assert written["methods"]["jko"] == recorded and "energy" in written["reference"]  # train_s and all
+    resumed = drawn.copy()
+    # An uninterrupted run gives the same row and figures (one method's row does not depend on the others).
+    uninterrupted = compare(data, "jko", **run | {"out_dir": tmp_path / "whole", "figures": True})
+    assert _untimed(written["methods"]["jko"]) == _untimed(json.loads(json.dumps(uninterrupted))["methods"]["jko"])
+    assert torch.equal(resumed["samples"]["jko"], drawn["samples"]["jko"])
+    assert resumed["curves"]["jko"] == drawn["curves"]["jko"] and drawn["curves"]["jko"]
+
+
+def test_a_rerun_with_other_arguments_trains_again_saying_why(tmp_path, monkeypatch, capsys):
+    other_data = load("three_node", num_train=64, num_test=32, seed=1)
+    for i, (changed, message) in enumerate((
+            ({"seed": 1}, "seed 0, now 1"), ({"max_time": 2.0}, "max_time 1.0, now 2.0"), ({"draws": 2}, "draws 1, now 2"),
+            ({"settings": {"jko": TINY_JKO | {"hidden": 4}}}, "'hidden': 8, 'orders': [0, 1]}, now {'num_blocks': 1, "
+             "'max_epochs': 1, 'hidden': 4"),
+            ({"dataset": other_data}, "the data (signals, labels or graph"))):
+        data, run = _interrupted_run(tmp_path / str(i), monkeypatch)  # a jko file of the first arguments
+        capsys.readouterr()
+        trained = _fits(monkeypatch)
+        compare(changed.pop("dataset", data), "jko", **run | changed)
+        error = capsys.readouterr().err
+        assert trained == ["jko"] and "compare: training jko again" in error and message in error, changed
+    _interrupted_run(tmp_path, monkeypatch)
+    argv = ["--dataset", "three_node", "--out", str(tmp_path), "--methods", "jko", "--max-time", "1",
+            "--draws", "1", "--data-option", "num_train=64", "--data-option", "num_test=32",
+            *[f"--option={key}={value}" for key, value in TINY_JKO.items()]]
+    trained = _fits(monkeypatch)
+    assert main([*argv, "--seed", "1"]) == 0  # a simulated dataset's seed draws other signals, too
+    assert "seed 0, now 1; the data" in capsys.readouterr().err and trained == ["jko"]
+    assert json.loads(load_checked(tmp_path / "methods" / "jko.pt", compare_module.FINISHED_KIND)["run"])["seed"] == 1
+    assert main([*argv, "--seed", "1"]) == 0 and trained == ["jko"]  # now the same arguments: reused
+    assert main([*argv, "--seed", "1", "--restart"]) == 0 and trained == ["jko", "jko"]
+
+
+def test_a_damaged_result_file_is_trained_again(tmp_path, monkeypatch, capsys):
+    data, run = _interrupted_run(tmp_path, monkeypatch)
+    path = tmp_path / "methods" / "jko.pt"
+    path.write_bytes(path.read_bytes()[:300])  # cut short
+    capsys.readouterr()
+    trained = _fits(monkeypatch)
+    compare(data, "jko", **run)
+    assert trained == ["jko"] and "sample" in load_checked(path, compare_module.FINISHED_KIND)
+    assert re.search(r"training jko again: .*jko\.pt is not a readable checkpoint \(corrupt, truncated", capsys.readouterr().err)
+    save_atomic({"row": "{}"}, path, compare_module.FINISHED_KIND)  # the right kind, not its contents
+    compare(data, "jko", **run)
+    assert trained == ["jko", "jko"] and "sample" in load_checked(path, compare_module.FINISHED_KIND)
+    assert re.search(r"jko\.pt does not hold a valid compare method result .*'run'", capsys.readouterr().err)
