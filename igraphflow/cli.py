@@ -362,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"igraphflow {command}: error: out of memory: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"igraphflow {command}: interrupted", file=sys.stderr)
+        resumes = "; run the same command again to reuse the methods it finished" if command == "compare" else ""
+        print(f"igraphflow {command}: interrupted{resumes}", file=sys.stderr)
         return 130  # the shell's status for a process ended by SIGINT
     finally:
         warnings.formatwarning = formatwarning

@@ -309,7 +309,7 @@ def test_an_interrupted_train_says_so_in_one_line_and_leaves_no_empty_folder(dat
     assert (tmp_path / "kept").is_dir() and capsys.readouterr().err == "igraphflow train: interrupted\n"
     monkeypatch.setattr("igraphflow.compare.compare", interrupted)
     assert main(["compare", "--dataset", "three_node", "--methods", "jko", "--out", str(tmp_path / "c")]) == 130
-    assert capsys.readouterr().err.splitlines() == ["igraphflow compare: interrupted"]
+    assert capsys.readouterr().err.splitlines() == ["igraphflow compare: interrupted; run the same command again to reuse the methods it finished"]
 
 
 def test_an_interrupted_train_resumes_from_its_checkpoint_folder(data_file, tmp_path, capsys, monkeypatch):
