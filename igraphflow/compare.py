@@ -41,10 +41,10 @@ Each method's result (its row, first generated set and training curve) is also w
 interruption or not, reuses those of its methods and trains only the others, if everything
 that determines a result is as recorded: the fields of the ``metrics.json`` header (dataset,
 sizes, ``max_time``, ``seed``, ``draws``, ``nll_exact``, ``nll_num_samples``), the method's
-settings and a digest of the data (signals, labels and graph: other dataset options or files
-change it). A method whose file records other arguments, or is damaged, is trained again
-(a line on stderr says why); ``restart=True`` (``--restart``) trains every method again, as
-after a change to the code, which the record does not cover.
+settings, a digest of the data (signals, labels and graph: other dataset options or files
+change it) and one of the code (igraphflow's source files and the versions of the libraries
+the methods use). A method whose file records another run, or is damaged, is trained again (a
+line on stderr says why); ``restart=True`` (``--restart``) trains every method again.
 
 The baselines need zuko and FrEIA and the figures matplotlib: the ``baselines`` extra
 (``pip install -e ".[baselines]"``). :func:`compare` checks them, the methods, their settings
@@ -66,8 +66,10 @@ __all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_bu
 
 import argparse
 import ast
+import functools
 import hashlib
 import importlib
+import importlib.metadata
 import json
 import math
 import os
@@ -449,12 +451,35 @@ def _data_digest(data: GraphDataset) -> str:
     return hashed.hexdigest()
 
 
+@functools.cache
+def _code_digest() -> str:
+    r"""SHA-256 of this package's source files and the versions of the libraries the methods
+    use: a result of other code is no result of this one."""
+    package = Path(__file__).resolve().parent
+    hashed = hashlib.sha256()
+    for name in ("torch", "torch_geometric", "torchdiffeq", "zuko", "FrEIA"):
+        hashed.update(f"{name} {_version(name)}\n".encode())
+    for path in sorted(package.rglob("*.py")):
+        hashed.update(f"{path.relative_to(package).as_posix()}\n".encode())
+        hashed.update(path.read_bytes())
+    return hashed.hexdigest()
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _run_key(header: dict[str, Any], method: str, data_digest: str) -> dict[str, Any]:
     r"""What determines ``method``'s result in a run with the ``metrics.json`` ``header``: its
-    fields, the method's settings and the :func:`_data_digest`; through JSON, as its file keeps it."""
+    fields, the method's settings, the :func:`_data_digest` and the :func:`_code_digest`;
+    through JSON, as its file keeps it."""
     # The methods' rows and the true NLL are results, not what determines them.
     fields = {k: v for k, v in header.items() if k not in ("methods", "settings", "true_nll")}
-    return json.loads(_json_text(fields | {"settings": header["settings"].get(method, {}), "data": data_digest}))
+    determined = {"settings": header["settings"].get(method, {}), "data": data_digest, "code": _code_digest()}
+    return json.loads(_json_text(fields | determined))
 
 
 def _finished_path(out_dir: Path, method: str) -> Path:
@@ -484,13 +509,18 @@ def _read_finished(path: Path, data: GraphDataset) -> dict[str, Any]:
         return {"run": run, "row": row, "sample": sample, "curve": [float(v) for v in payload["curve"]]}
 
 
+_DIGESTS = {
+    "data": "the data (signals, labels or graph: other dataset options or files)",
+    "code": "the code (igraphflow's source files, or the version of torch, PyG, torchdiffeq, zuko or FrEIA)",
+}
+
+
 def _differences(recorded: dict[str, Any], key: dict[str, Any]) -> list[str]:
     r"""The fields in which the run ``key`` differs from the ``recorded`` one, in words."""
     changed = []
     for field in dict.fromkeys([*key, *recorded]):
         if recorded.get(field) != key.get(field):
-            changed.append("the data (signals, labels or graph: other dataset options or files)" if field == "data"
-                           else f"{field} {recorded.get(field)!r}, now {key.get(field)!r}")
+            changed.append(_DIGESTS.get(field, f"{field} {recorded.get(field)!r}, now {key.get(field)!r}"))
     return changed
 
 
@@ -565,10 +595,10 @@ def compare(
         (and ``pending``, those still to come): a method that fails loses none before it, and
         ``metrics.json`` is only ever a complete run. Each method's result is also kept in
         ``methods/<method>.pt``; a later call with the same ``out_dir`` reuses it (and says
-        so on stderr) when the header fields, the method's settings and the data are the
-        same, so an interrupted comparison goes on where it stopped. The reference and the
-        figures are computed again. A file of other arguments, or a damaged one, is trained
-        over (stderr says why).
+        so on stderr) when the header fields, the method's settings, the data and the code
+        are the same, so an interrupted comparison goes on where it stopped. The reference
+        and the figures are computed again. A file of another run, or a damaged one, is
+        trained over (stderr says why).
     """
     # Everything that can fail is checked before the first method trains.
     methods = parse_methods(methods)
@@ -940,8 +970,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restart", action="store_true",
                         help="discard the method results an earlier run left in --out and train every method; without "
                              "it they are reused where the dataset (its options and files), --max-time, --seed, "
-                             "--draws, whether the likelihood is exact (--exact-max-dim) and the method's --option "
-                             "are as recorded (the others are trained again, saying why)")
+                             "--draws, whether the likelihood is exact (--exact-max-dim), the method's --option and "
+                             "the code are as recorded (the others are trained again, saying why)")
     args = parser.parse_args(argv)
     try:
         settings = method_settings(args.option)

@@ -574,9 +574,12 @@ def test_a_rerun_with_other_arguments_trains_again_saying_why(tmp_path, monkeypa
             ({"seed": 1}, "seed 0, now 1"), ({"max_time": 2.0}, "max_time 1.0, now 2.0"), ({"draws": 2}, "draws 1, now 2"),
             ({"settings": {"jko": TINY_JKO | {"hidden": 4}}}, "'hidden': 8, 'orders': [0, 1]}, now {'num_blocks': 1, "
              "'max_epochs': 1, 'hidden': 4"),
-            ({"dataset": other_data}, "the data (signals, labels or graph"))):
+            ({"dataset": other_data}, "the data (signals, labels or graph"),
+            ({"code": "other"}, "the code (igraphflow's source files"))):
         data, run = _interrupted_run(tmp_path / str(i), monkeypatch)  # a jko file of the first arguments
         capsys.readouterr()
+        if changed.pop("code", None):  # as if the library had changed since
+            monkeypatch.setattr(compare_module, "_code_digest", lambda: "other")
         trained = _fits(monkeypatch)
         compare(changed.pop("dataset", data), "jko", **run | changed)
         error = capsys.readouterr().err
