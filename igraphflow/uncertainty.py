@@ -37,7 +37,9 @@ one, and with this rank the guarantee is *marginal over nodes* (a random node of
 graph) however strongly the nodes of a graph depend on each other (the rank of one score,
 :math:`\lceil (nV+1)(1-\alpha) \rceil`, falls short of it when they do: with one calibration
 graph of identical nodes it covers half the nodes at every ``alpha`` from :math:`1 / (V + 1)`).
-The price is an excess coverage of at most about :math:`(1 - \alpha) / n`, and sets of every
+The price is an excess coverage of order :math:`1 / n` (about :math:`(1 - \alpha) / n` where the
+scores differ, up to about :math:`1 / (n + 1)` more where the nodes of a graph are near copies of
+one another, from rounding to whole graphs), and sets of every
 label below :math:`\alpha = 1 / (n + 1)` however many nodes the graphs have (``calibrate``
 warns). With ``per_node=True`` each node gets its own quantile from its own ``n`` calibration
 scores: the guarantee then holds for every node separately, at the price of coarser quantiles.
@@ -532,8 +534,7 @@ class UncertaintyMixin:
             X: Signals ``[N, V, C]``.
             Y: Labels ``[N, V]``.
             alpha: The miscoverage level in ``(0, 1)``; at least ``1 /`` :data:`REGION_DRAWS`
-                where the regions are sized by draws (a mixture noise, or node-wise regions
-                without labels where the mean moves with the label pattern).
+                where the regions are sized by draws (a mixture noise).
             joint: ``True``: the joint region of all ``V C`` coordinates,
                 :math:`\|H - \mu_Y - b\|^2_{\Sigma^{-1}} \le \chi^2_{VC, 1-\alpha}` (the mean
                 :math:`\mu_Y + b` moved with the label pattern where it moves with it, see
@@ -582,8 +583,7 @@ class UncertaintyMixin:
         Arguments:
             label: The class ``k`` of node ``node``.
             alpha: The miscoverage level in ``(0, 1)``; at least ``1 /`` :data:`REGION_DRAWS`
-                where the regions are sized by draws (a mixture noise, or node-wise regions
-                without labels where the mean moves with the label pattern).
+                where the regions are sized by draws (a mixture noise).
             num_points: Points on the curve (the first and last coincide).
             node: The node whose region is drawn.
             labels: Labels of all nodes ``[V]`` for the other nodes; its entry at ``node`` is
