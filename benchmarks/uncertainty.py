@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from torch_geometric.nn import ChebConv  # noqa: E402
 import igraphflow.datasets as D  # noqa: E402
 from igraphflow import ConditionalGraphFlow  # noqa: E402
 from igraphflow.baselines._common import batched_edge_index, train_loop  # noqa: E402
+from igraphflow.head import graph_head  # noqa: E402
 from igraphflow.separability import fit_softmax  # noqa: E402
 from igraphflow.uncertainty import (  # noqa: E402
     conformal_quantile,
@@ -217,9 +217,8 @@ def run_dataset(name: str, options: dict, *, quick: bool, max_time: float, cheb_
     cheb_latent = fit_cheb(data, H_fit, Y_fit, max_time=cheb_time)
     result["cheb_latent"] = conformal_report(cheb_latent.log_proba(H_cal), Y_cal, cheb_latent.log_proba(H_test), Y_test,
                                              ALPHA_GRID + ALPHAS)
-    # And the flow's own graph head fitted on the standardised input instead of H: the head against the representation.
-    head = copy.deepcopy(flow.head)
-    means, layer = head[:-1], head[-1]
+    # And a graph head like the flow's on the standardised input alone: the head against the representation.
+    means, layer = graph_head(data.edge_index, V, C, data.num_classes, flow.config["orders"]).to(flow.dtype)
     S_fit, S_cal, S_test = (means(flow.standardizer(x.to(flow.dtype))) for x in (X_fit, X_cal, X_test))
     fit_softmax(layer, S_fit.flatten(0, 1), Y_fit.flatten())
     result["head_input"] = conformal_report(precise_log_softmax(layer(S_cal)), Y_cal, precise_log_softmax(layer(S_test)), Y_test,

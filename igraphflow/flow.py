@@ -166,6 +166,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :data:`~igraphflow.separability.MAX_ROWS` nodes of the signals drawn at random, on
             large data); the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.
+        head_input: Whether the ``"graph"`` or ``"linear"`` head reads the standardised input
+            :math:`X` beside :math:`H`, the features of each node side by side (a function of
+            :math:`H` all the same: :math:`X = F^{-1}(H)`). The flow shapes :math:`H` for the
+            likelihood of the training signals; where later signals drift from them, as in
+            the real series, the input can carry their labels better, and where the classes
+            are curved in :math:`X`, :math:`H` does. The softmax layer weighs both
+            (``experiments/RESULTS.md``, "The head reads the input too").
         fit_noise: After the blocks are trained, replace the latent by the Gaussian fitted to
             the encoded training signals when that fits the validation samples better
             (:meth:`~igraphflow.latent.GaussianMixtureLatent.fit_noise_`):
@@ -265,6 +272,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         initial_separation: float | Literal["auto"] = "auto",
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear", "graph"] = "graph",
+        head_input: bool = True,
         fit_noise: bool = True,
         fit_noise_first: bool = False,
         sample_temperature: float | Literal["auto"] = "auto",
@@ -312,7 +320,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             sigma=reals["sigma"], orders=orders, steps=steps, first_step=reals["first_step"],
             step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
             initial_separation=initial_separation,
-            barrier_weight=reals["barrier_weight"], classifier=classifier, fit_noise=as_flag(fit_noise, "fit_noise"),
+            barrier_weight=reals["barrier_weight"], classifier=classifier, head_input=as_flag(head_input, "head_input"),
+            fit_noise=as_flag(fit_noise, "fit_noise"),
             fit_noise_first=as_flag(fit_noise_first, "fit_noise_first"),
             sample_temperature=sample_temperature,
             classification_weight=reals["classification_weight"], divergence=divergence, batch_size=batch_size,
@@ -358,10 +367,19 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
     def _make_head(self) -> nn.Module | None:
         c = self.config
         if c["classifier"] == "linear":
-            return nn.Linear(c["num_features"], c["num_classes"])
+            return nn.Linear(self._head_features, c["num_classes"])
         if c["classifier"] == "graph":
-            return graph_head(self.edge_index, c["num_nodes"], c["num_features"], c["num_classes"], c["orders"])
+            return graph_head(self.edge_index, c["num_nodes"], self._head_features, c["num_classes"], c["orders"])
         return None
+
+    @property
+    def _head_features(self) -> int:
+        r"""The node features the head reads: those of :math:`H`, and of the input with ``head_input``."""
+        return self.num_features * (2 if self.config["head_input"] else 1)
+
+    def _head_signals(self, h: Tensor, x: Tensor) -> Tensor:
+        r"""What the head reads of the latent ``h`` and the standardised input ``x``, ``[N, V, C']``."""
+        return torch.cat([h, x], dim=-1) if self.config["head_input"] else h
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config
@@ -647,11 +665,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent.temperature.fill_(self._sample_temperature(data))
             finish.update()
             if self.head is not None:
-                self.head = fit_head(self.head, self.num_features, (x, data.y), (x_val, data.y_val), data.generator)
+                train, val = (self._head_signals(x, data.x), data.y), (self._head_signals(x_val, data.x_val), data.y_val)
+                self.head = fit_head(self.head, self._head_features, train, val, data.generator)
                 self.head_uses_products.fill_(isinstance(self.head, nn.Sequential) and self.head[0].products)
             finish.update()
-        h, y = torch.cat([x, x_val]), torch.cat([data.y, data.y_val])
-        self._warn_uninformative_classifier(h, y, stacklevel=5 if retrain else 4)
+        h, inputs, y = torch.cat([x, x_val]), torch.cat([data.x, data.x_val]), torch.cat([data.y, data.y_val])
+        self._warn_uninformative_classifier(h, inputs, y, stacklevel=5 if retrain else 4)
         self.fitted.fill_(True)
 
     def _sample_temperature(self, data: _FitData) -> float:
@@ -866,12 +885,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         most :data:`~igraphflow.head.MAX_PRODUCT_FEATURES` features)."""
         return bool(self.head_uses_products)
 
-    def _warn_uninformative_classifier(self, h: Tensor, y: Tensor, stacklevel: int):
+    def _warn_uninformative_classifier(self, h: Tensor, x: Tensor, y: Tensor, stacklevel: int):
         # On its own training signals any of the classifiers can match the label frequencies;
         # one that does no better predicts nothing from X, which predictions would not show.
         # A label held out for validation alone has probability 0 (never trained on): left out.
         seen = self.classes_seen[y]
-        cross_entropy = -self._latent_log_proba(h).gather(-1, y.unsqueeze(-1)).squeeze(-1)[seen].mean().item()
+        cross_entropy = -self._log_proba(h, x).gather(-1, y.unsqueeze(-1)).squeeze(-1)[seen].mean().item()
         y = y[seen]
         frequencies = torch.bincount(y.flatten(), minlength=self.num_classes).double() / y.numel()
         frequencies = frequencies[frequencies > 0]
@@ -1055,7 +1074,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         products = state_dict.get("head_uses_products")
         if isinstance(products, Tensor) and products.numel() == 1 and isinstance(self.head, nn.Sequential):
             if bool(products) != self.head[0].products:  # the head's shape follows the fit's choice
-                self.head = with_products(self.head, self.num_features, bool(products))
+                self.head = with_products(self.head, self._head_features, bool(products))
         if strict:
             return super().load_state_dict(state_dict, strict, assign)
         own = self.state_dict()
@@ -1104,6 +1123,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             config, dims = dict(config), ("num_nodes", "num_features", "num_classes")
             if isinstance(payload.get("state_dict"), dict) and "standardizer.loc" not in payload["state_dict"]:
                 config.setdefault("standardize", False)  # saved before the flow standardised its input
+            config.setdefault("head_input", False)  # saved before the head read the input
             missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)}")

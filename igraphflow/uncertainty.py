@@ -313,14 +313,15 @@ class UncertaintyMixin:
         training labels gets :math:`-\infty` (probability 0): nothing was fitted to predict it."""
         self._check_fitted()
         X = self._signals(X)
-        log_proba = self._latent_log_proba(self.encode(X))
+        log_proba = self._log_proba(self.encode(X), self.standardizer(X))
         # Finite H far outside the training signals can still overflow the classifier.
         finite_result(log_proba[..., self.classes_seen], X, "X")
         return log_proba
 
     @torch.no_grad()
-    def _latent_log_proba(self, h: Tensor) -> Tensor:
-        r""":math:`\log P(Y_v = k | H)` from the latent ``h [N, V, C]``, ``[N, V, K]`` in float64,
+    def _log_proba(self, h: Tensor, x: Tensor) -> Tensor:
+        r""":math:`\log P(Y_v = k | X)` from the latent ``h [N, V, C]`` and the standardised input
+        ``x`` of the same signals (the head may read both), ``[N, V, K]`` in float64,
         :math:`-\infty` for the labels absent from the training labels."""
         # An unseen label's mean was placed, never fitted: the Bayes rule could give it the
         # inputs that land near it, with any probability.
@@ -328,12 +329,15 @@ class UncertaintyMixin:
         # In float64: the products of the node features of signals far out overflow float32.
         head = None if self.head is None else copy.deepcopy(self.head).double()
 
-        def log_proba(part: Tensor) -> Tensor:
-            logits = head(part.double()) if head is not None else self.latent.posterior_logits(part)
+        def log_proba(h_part: Tensor, x_part: Tensor) -> Tensor:
+            if head is None:
+                logits = self.latent.posterior_logits(h_part)
+            else:
+                logits = head(self._head_signals(h_part, x_part).double())
             return precise_log_softmax(logits.masked_fill(unseen, -math.inf))
 
         # In chunks: the graph head gathers every neighbourhood of every signal at once.
-        return in_chunks(log_proba, h)
+        return in_chunks(log_proba, h, x)
 
     @torch.no_grad()
     def calibrate(self, X_cal: ArrayLike, Y_cal: ArrayLike, alpha: float = 0.1, per_node: bool = False) -> UncertaintyMixin:

@@ -109,8 +109,9 @@ def test_the_fit_does_not_depend_on_the_units_of_the_signals(scale):
     torch.testing.assert_close(scaled.sample(Y[200:], seed=1) / scale, unit.sample(Y[200:], seed=1), atol=1e-4, rtol=1e-4)
     assert torch.equal(scaled.predict(X[200:] * scale), unit.predict(X[200:]))
     # Without the standardisation the blocks see signals of scale 1e-8 or 1e10, which they
-    # cannot carry to the unit latent.
-    raw = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, standardize=False).fit(X[:200] * scale, Y[:200], progress=False)
+    # cannot carry to the unit latent (as a head on H alone shows).
+    raw = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, standardize=False, head_input=False)
+    raw.fit(X[:200] * scale, Y[:200], progress=False)
     assert torch.equal(raw.standardizer.scale, torch.ones(4, 2))
     assert (raw.predict(X[200:] * scale) == Y[200:]).float().mean() < (unit.predict(X[200:]) == Y[200:]).float().mean() - 0.2
 
@@ -383,7 +384,7 @@ def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signa
     features, targets = captured[-1]["features"], captured[-1]["targets"]
     assert len(features) == 100
     # Each row is a node's own features with its own label, from far more than 100 / 4 signals.
-    every = model.head[:-1](model.encode(X)).flatten(0, 1).double()
+    every = model.head[:-1](torch.cat([model.encode(X), model.standardizer(X)], -1)).flatten(0, 1).double()
     distance = torch.cdist(features.double(), every)
     match = distance.argmin(1)
     assert distance.min(1).values.max() < 1e-4 and torch.equal(Y.flatten()[match], targets)
@@ -391,17 +392,21 @@ def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signa
     assert (model.predict(X) == Y).float().mean() > 0.8
 
 
-def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp_path):
+@pytest.mark.parametrize("head_input", [True, False])
+def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp_path, head_input):
     # One label per graph, weak per-node evidence: the neighbourhood means carry most of it.
     g = torch.Generator().manual_seed(1)
     Y = torch.randint(0, 3, (300, 1), generator=g).expand(300, 4)
     X = torch.randn(300, 4, 2, generator=g) + torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])[Y]
-    kwargs = dict(SMALL, num_blocks=1, max_epochs=2, orders=(0, 1, 2))
+    kwargs = dict(SMALL, num_blocks=1, max_epochs=2, orders=(0, 1, 2), head_input=head_input)
     graph = ConditionalGraphFlow(EDGES, 4, 2, 3, **kwargs, classifier="graph").fit(X, Y, progress=False)
     # The reference: scikit-learn's multinomial logistic regression with the same L2 penalty
-    # (1e-4 |W|^2 on the mean cross-entropy) on the means of H over the 0-, 1- and 2-hop balls,
-    # standardised (the head's penalty weighs every feature alike, whatever its units).
+    # (1e-4 |W|^2 on the mean cross-entropy) on the means over the 0-, 1- and 2-hop balls of H
+    # (and of the standardised input, with head_input), standardised (the head's penalty weighs
+    # every feature alike, whatever its units).
     H = graph.encode(X).double()
+    if head_input:
+        H = torch.cat([H, graph.standardizer(X).double()], -1)
     ring = torch.eye(4, dtype=torch.float64)
     ring[EDGES[0], EDGES[1]] = 1.0
     balls = [torch.eye(4, dtype=torch.float64), (ring > 0).double(), (ring @ ring > 0).double()]
@@ -441,7 +446,7 @@ def test_the_graph_head_takes_the_products_of_the_features_where_the_labels_foll
 
 def test_the_graph_head_leaves_the_products_out_where_the_means_alone_predict_as_well(fitted):
     # The toy classes differ in mean alone.
-    assert not fitted.head_products and not fitted.head[0].products and fitted.head[-1].in_features == 3 * 2
+    assert not fitted.head_products and not fitted.head[0].products and fitted.head[-1].in_features == 3 * 4
 
 
 def test_one_validation_signal_cannot_show_that_the_products_help():
@@ -457,7 +462,7 @@ def test_graphs_of_many_features_get_a_head_without_products(monkeypatch):
     monkeypatch.setattr(igraphflow.head, "MAX_PRODUCT_FEATURES", 1)
     X, Y = _ramps()
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=1)).fit(X, Y, progress=False)
-    assert not model.head_products and model.head[-1].in_features == 3 * 2
+    assert not model.head_products and model.head[-1].in_features == 3 * 4
 
 
 def test_a_head_with_products_round_trips_and_its_state_loads_into_a_new_model(ramp_model, tmp_path):
@@ -476,6 +481,18 @@ def test_a_model_saved_before_the_head_could_take_products_loads(fitted, tmp_pat
     save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
     X, _ = toy(16, seed=5)
     assert torch.equal(ConditionalGraphFlow.load(tmp_path / "old.pt").predict_proba(X), fitted.predict_proba(X))
+
+
+def test_a_model_saved_before_the_head_read_the_input_loads_with_a_head_on_the_latent(tmp_path):
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), head_input=False).fit(X, Y, progress=False)
+    model.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["config"]["head_input"]  # as written then
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    old = ConditionalGraphFlow.load(tmp_path / "old.pt")
+    assert old.config["head_input"] is False and old.head[-1].in_features == 3 * 2
+    assert torch.equal(old.predict_proba(X), model.predict_proba(X))
 
 
 def test_save_load_round_trip(fitted, tmp_path):
