@@ -162,7 +162,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             features) where they predict the validation labels better, a quadratic classifier
             for labels that follow the spread of the features rather than their level
             (:attr:`head_products`). The heads are fitted by
-            cross-entropy on the final latent (of
+            cross-entropy on the final latent, and the input with ``head_input`` (of
             :data:`~igraphflow.separability.MAX_ROWS` nodes of the signals drawn at random, on
             large data); the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.

@@ -1,7 +1,8 @@
 r"""The node classifier on the latent: a softmax layer on fixed features of :math:`H`.
 
 :class:`~igraphflow.ConditionalGraphFlow` fits it after its blocks, on the encoded training
-signals. The features are :math:`H_v` itself (``classifier="linear"``) or its means over
+signals (with ``head_input``, the standardised signals beside them, as more node features).
+The features are :math:`H_v` itself (``classifier="linear"``) or its means over
 neighbourhoods of several hop radii (:func:`graph_head`), with the pairwise products of the
 node features where they predict held-out labels better (:func:`fit_head`). Fixed features keep
 the fit convex (:func:`~igraphflow.separability.fit_softmax`).
