@@ -1,4 +1,4 @@
-r"""The node classifier on the latent: a softmax layer on fixed features of :math:`H`.
+r"""The node classifier: a softmax layer on fixed features of the latent :math:`H` (and the input).
 
 :class:`~igraphflow.ConditionalGraphFlow` fits it after its blocks, on the encoded training
 signals (with ``head_input``, the standardised signals beside them, as more node features).
