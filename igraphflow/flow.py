@@ -33,7 +33,7 @@ from .divergence import EXACT_CHUNK, rademacher
 from .graph import check_edge_index, undirected_edges
 from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
-from .head import fit_head, graph_head, with_products
+from .head import LATEST_MIN_SIGNALS, fit_head, graph_head, latest_cross_entropy, with_products
 from .nn import GraphVelocityField
 from .nn.velocity import as_convolution
 from .ode import DIVERGENCES, ODEBlock
@@ -44,6 +44,9 @@ from .uncertainty import UncertaintyMixin
 
 CHECKPOINT_KIND = "igraphflow.ConditionalGraphFlow"
 CLASSIFIERS = ("bayes", "linear", "graph")
+HEAD_INPUTS = ("auto", "both", "latent", "input")
+# What each head_input reads, (latent, input); "auto" starts as "both" until fit chooses.
+HEAD_READS = {"auto": (True, True), "both": (True, True), "latent": (True, False), "input": (False, True)}
 AUTO_SEPARATION = (2.0, REFERENCE_SEPARATION)
 r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at most the iGNN
 reference's separation."""
@@ -96,6 +99,7 @@ class _FitData:
     generator: torch.Generator
     fingerprint: str | None  # SHA-256 of X and Y
     split_seed: int
+    index: Tensor  # the rows of X that ``x`` holds, in its order
 
 
 def _listed(values: list, most: int = 10) -> str:
@@ -166,12 +170,17 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :data:`~igraphflow.separability.MAX_ROWS` nodes of the signals drawn at random, on
             large data); the graph head also sees the evidence that
             neighbours carry about :math:`Y_v` when labels are spatially correlated.
-        head_input: Whether the ``"graph"`` or ``"linear"`` head reads the standardised input
-            :math:`X` beside :math:`H`, the features of each node side by side (a function of
-            :math:`H` all the same: :math:`X = F^{-1}(H)`). The flow shapes :math:`H` for the
-            likelihood of the training signals; where later signals drift from them, as in
-            the real series, the input can carry their labels better, and where the classes
-            are curved in :math:`X`, :math:`H` does. The softmax layer weighs both
+        head_input: What the ``"graph"`` or ``"linear"`` head reads: ``"both"`` the latent
+            :math:`H` and the standardised input :math:`X`, the features of each node side by
+            side; ``"latent"`` :math:`H` alone; ``"input"`` :math:`X` alone (functions of
+            :math:`H` all the same: :math:`X = F^{-1}(H)`); ``"auto"``: ``"both"`` or
+            ``"input"``, whichever predicts the latest tenth of the training signals (the last
+            rows of ``X`` in the order given, at least
+            :data:`~igraphflow.head.LATEST_MIN_SIGNALS` signals; else ``"both"``) with the
+            lower cross-entropy when fitted on the others (:attr:`head_reads`). The flow
+            shapes :math:`H` for the likelihood of the training signals: where later signals
+            drift from them, as in the real series, the input can carry their labels better,
+            and where the classes are curved in :math:`X`, :math:`H` does
             (``experiments/RESULTS.md``, "The head reads the input too").
         fit_noise: After the blocks are trained, replace the latent by the Gaussian fitted to
             the encoded training signals when that fits the validation samples better
@@ -272,7 +281,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         initial_separation: float | Literal["auto"] = "auto",
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear", "graph"] = "graph",
-        head_input: bool = True,
+        head_input: Literal["auto", "both", "latent", "input"] = "auto",
         fit_noise: bool = True,
         fit_noise_first: bool = False,
         sample_temperature: float | Literal["auto"] = "auto",
@@ -320,7 +329,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             sigma=reals["sigma"], orders=orders, steps=steps, first_step=reals["first_step"],
             step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
             initial_separation=initial_separation,
-            barrier_weight=reals["barrier_weight"], classifier=classifier, head_input=as_flag(head_input, "head_input"),
+            barrier_weight=reals["barrier_weight"], classifier=classifier, head_input=as_choice(head_input, HEAD_INPUTS, "head_input"),
             fit_noise=as_flag(fit_noise, "fit_noise"),
             fit_noise_first=as_flag(fit_noise_first, "fit_noise_first"),
             sample_temperature=sample_temperature,
@@ -336,6 +345,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.register_buffer("classes_seen", torch.ones(num_classes, dtype=torch.bool))
         # Whether fit kept the products of the node features in the graph head: its shape follows.
         self.register_buffer("head_uses_products", torch.tensor(False))
+        # What the head reads, (latent, input): "auto" is resolved by fit, and the head's width follows.
+        self.register_buffer("head_reads", torch.tensor(HEAD_READS[self.config["head_input"]]))
         self._initialise()
         self.to(as_device(device))
 
@@ -353,6 +364,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 torch.default_generator.manual_seed(c["seed"])
             start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
             self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
+            self.head_reads.copy_(torch.tensor(HEAD_READS[c["head_input"]]))
             self.head = self._make_head()
         self.latent.to(dtype)
         self.standardizer = Standardize(self.num_nodes, self.num_features)
@@ -374,12 +386,33 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     @property
     def _head_features(self) -> int:
-        r"""The node features the head reads: those of :math:`H`, and of the input with ``head_input``."""
-        return self.num_features * (2 if self.config["head_input"] else 1)
+        r"""The node features the head reads: those of :math:`H`, of the input, or of both (:attr:`head_reads`)."""
+        return self.num_features * int(self.head_reads.sum())
 
     def _head_signals(self, h: Tensor, x: Tensor) -> Tensor:
         r"""What the head reads of the latent ``h`` and the standardised input ``x``, ``[N, V, C']``."""
-        return torch.cat([h, x], dim=-1) if self.config["head_input"] else h
+        return torch.cat([part for part, read in zip((h, x), self.head_reads.tolist()) if read], dim=-1)
+
+    def _read_by_head(self, reads: tuple[bool, bool]):
+        r"""Sets what the head reads, and gives it that width (unfitted) where it changes."""
+        if tuple(self.head_reads.tolist()) != tuple(reads):
+            self.head_reads.copy_(torch.tensor(reads))
+            with torch.random.fork_rng(devices=[]):  # the weights are fitted or loaded next
+                self.head = self._make_head().to(self.device, self.dtype)
+
+    def _choose_head_reads(self, x: Tensor, h: Tensor, data: _FitData) -> tuple[bool, bool]:
+        r"""For ``head_input="auto"``: the head on both :math:`H` and the input, or on the input
+        alone, whichever predicts the latest tenth of the training signals (in the order given)
+        with the lower cross-entropy, fitted on the others (:func:`~igraphflow.head.latest_cross_entropy`)."""
+        if data.index.numel() < LATEST_MIN_SIGNALS:  # too few for the choice to be more than chance
+            return HEAD_READS["both"]
+        order = data.index.argsort()
+        h, x, y = h[order], x[order], data.y[order]
+        losses = {}
+        for reads in (HEAD_READS["both"], HEAD_READS["input"]):
+            self._read_by_head(reads)
+            losses[reads] = latest_cross_entropy(self.head, self._head_features, self._head_signals(h, x), y, data.generator)
+        return min(losses, key=losses.get)  # "both" on a tie: it comes first
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config
@@ -554,7 +587,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             hashed = hashlib.sha256(X.cpu().numpy().tobytes())
             hashed.update(Y.cpu().numpy().tobytes())
             digest = hashed.hexdigest()
-        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest, split_seed)
+        return _FitData(X[train], Y[train], X[val], Y[val], generator, digest, split_seed, train)
 
     def _standardized(self, data: _FitData) -> _FitData:
         r"""``data`` in the coordinates the blocks see."""
@@ -665,6 +698,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent.temperature.fill_(self._sample_temperature(data))
             finish.update()
             if self.head is not None:
+                if c["head_input"] == "auto":
+                    self._read_by_head(self._choose_head_reads(data.x, x, data))
                 train, val = (self._head_signals(x, data.x), data.y), (self._head_signals(x_val, data.x_val), data.y_val)
                 self.head = fit_head(self.head, self._head_features, train, val, data.generator)
                 self.head_uses_products.fill_(isinstance(self.head, nn.Sequential) and self.head[0].products)
@@ -1050,7 +1085,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # Files written before the classes seen were recorded: all of them; before the graph head
         # could take the products of the features: without them. (The edge list stays the
         # model's own: _load_from_state_dict.)
-        defaults = {"classes_seen": torch.ones_like(self.classes_seen), "head_uses_products": torch.tensor(False)}
+        defaults = {"classes_seen": torch.ones_like(self.classes_seen), "head_uses_products": torch.tensor(False),
+                    "head_reads": self.head_reads.clone()}
         self.load_state_dict({**defaults, **payload["state_dict"]})
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
@@ -1071,6 +1107,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         With ``strict=False`` what ``state_dict`` lacks is left as it is (and listed as missing);
         with ``strict=True`` the parts older checkpoints lack (standardisation, calibration,
         temperature) take their neutral values."""
+        reads = state_dict.get("head_reads")
+        if isinstance(reads, Tensor) and reads.shape == self.head_reads.shape and self.head is not None:
+            self._read_by_head(tuple(reads.tolist()))  # the head's width follows what the fit chose
         products = state_dict.get("head_uses_products")
         if isinstance(products, Tensor) and products.numel() == 1 and isinstance(self.head, nn.Sequential):
             if bool(products) != self.head[0].products:  # the head's shape follows the fit's choice
@@ -1123,7 +1162,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             config, dims = dict(config), ("num_nodes", "num_features", "num_classes")
             if isinstance(payload.get("state_dict"), dict) and "standardizer.loc" not in payload["state_dict"]:
                 config.setdefault("standardize", False)  # saved before the flow standardised its input
-            config.setdefault("head_input", False)  # saved before the head read the input
+            config.setdefault("head_input", "latent")  # saved before the head read the input
             missing = [k for k in ("edge_index", "state_dict") if k not in payload] + [f"config[{k!r}]" for k in dims if k not in config]
             if missing:
                 raise ValueError(f"it lacks {', '.join(missing)}")

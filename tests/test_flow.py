@@ -110,7 +110,7 @@ def test_the_fit_does_not_depend_on_the_units_of_the_signals(scale):
     assert torch.equal(scaled.predict(X[200:] * scale), unit.predict(X[200:]))
     # Without the standardisation the blocks see signals of scale 1e-8 or 1e10, which they
     # cannot carry to the unit latent (as a head on H alone shows).
-    raw = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, standardize=False, head_input=False)
+    raw = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, standardize=False, head_input="latent")
     raw.fit(X[:200] * scale, Y[:200], progress=False)
     assert torch.equal(raw.standardizer.scale, torch.ones(4, 2))
     assert (raw.predict(X[200:] * scale) == Y[200:]).float().mean() < (unit.predict(X[200:]) == Y[200:]).float().mean() - 0.2
@@ -384,7 +384,7 @@ def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signa
     features, targets = captured[-1]["features"], captured[-1]["targets"]
     assert len(features) == 100
     # Each row is a node's own features with its own label, from far more than 100 / 4 signals.
-    every = model.head[:-1](torch.cat([model.encode(X), model.standardizer(X)], -1)).flatten(0, 1).double()
+    every = model.head[:-1](model._head_signals(model.encode(X), model.standardizer(X))).flatten(0, 1).double()
     distance = torch.cdist(features.double(), every)
     match = distance.argmin(1)
     assert distance.min(1).values.max() < 1e-4 and torch.equal(Y.flatten()[match], targets)
@@ -392,7 +392,7 @@ def test_the_head_is_fitted_on_max_rows_nodes_drawn_at_random(monkeypatch, signa
     assert (model.predict(X) == Y).float().mean() > 0.8
 
 
-@pytest.mark.parametrize("head_input", [True, False])
+@pytest.mark.parametrize("head_input", ["both", "latent"])
 def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp_path, head_input):
     # One label per graph, weak per-node evidence: the neighbourhood means carry most of it.
     g = torch.Generator().manual_seed(1)
@@ -405,7 +405,7 @@ def test_graph_classifier_head_is_logistic_regression_on_neighbourhood_means(tmp
     # (and of the standardised input, with head_input), standardised (the head's penalty weighs
     # every feature alike, whatever its units).
     H = graph.encode(X).double()
-    if head_input:
+    if head_input == "both":
         H = torch.cat([H, graph.standardizer(X).double()], -1)
     ring = torch.eye(4, dtype=torch.float64)
     ring[EDGES[0], EDGES[1]] = 1.0
@@ -446,7 +446,8 @@ def test_the_graph_head_takes_the_products_of_the_features_where_the_labels_foll
 
 def test_the_graph_head_leaves_the_products_out_where_the_means_alone_predict_as_well(fitted):
     # The toy classes differ in mean alone.
-    assert not fitted.head_products and not fitted.head[0].products and fitted.head[-1].in_features == 3 * 4
+    widths = 3 * 2 * int(fitted.head_reads.sum())
+    assert not fitted.head_products and not fitted.head[0].products and fitted.head[-1].in_features == widths
 
 
 def test_one_validation_signal_cannot_show_that_the_products_help():
@@ -462,7 +463,7 @@ def test_graphs_of_many_features_get_a_head_without_products(monkeypatch):
     monkeypatch.setattr(igraphflow.head, "MAX_PRODUCT_FEATURES", 1)
     X, Y = _ramps()
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=1)).fit(X, Y, progress=False)
-    assert not model.head_products and model.head[-1].in_features == 3 * 4
+    assert not model.head_products and model.head[-1].in_features == 3 * 2 * int(model.head_reads.sum())
 
 
 def test_a_head_with_products_round_trips_and_its_state_loads_into_a_new_model(ramp_model, tmp_path):
@@ -485,14 +486,49 @@ def test_a_model_saved_before_the_head_could_take_products_loads(fitted, tmp_pat
 
 def test_a_model_saved_before_the_head_read_the_input_loads_with_a_head_on_the_latent(tmp_path):
     X, Y = toy(64)
-    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), head_input=False).fit(X, Y, progress=False)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), head_input="latent").fit(X, Y, progress=False)
     model.save(tmp_path / "model.pt")
     payload = torch.load(tmp_path / "model.pt", weights_only=False)
-    del payload["config"]["head_input"]  # as written then
+    del payload["config"]["head_input"], payload["state_dict"]["head_reads"]  # as written then
     save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
     old = ConditionalGraphFlow.load(tmp_path / "old.pt")
-    assert old.config["head_input"] is False and old.head[-1].in_features == 3 * 2
+    assert old.config["head_input"] == "latent" and old.head[-1].in_features == 3 * 2
     assert torch.equal(old.predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("cheaper, reads", [("input", (False, True)), ("both", (True, True))])
+def test_the_head_reads_what_predicts_the_latest_training_signals_better(tmp_path, monkeypatch, cheaper, reads):
+    # The first feature of node 0 holds each signal's place in time: the choice must see the
+    # signals in the order given.
+    X, Y = toy(256)
+    X[:, 0, 0] = torch.arange(256.0)
+    seen = []
+
+    def latest_cross_entropy(head, num_features, h, y, generator):
+        seen.append((num_features, h))
+        return 0.1 if (num_features == 2) == (cheaper == "input") else 0.2
+
+    monkeypatch.setattr(igraphflow.flow, "latest_cross_entropy", latest_cross_entropy)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
+    assert [width for width, _ in seen] == [4, 2]  # both, then the input alone
+    time_order = seen[1][1][:, 0, 0]
+    assert len(time_order) == 256 - 26 and bool((time_order.diff() > 0).all())  # the training part, in order
+    assert tuple(model.head_reads.tolist()) == reads and model.head[-1].in_features == 3 * 2 * sum(reads)
+    expected = torch.log_softmax(model.head(model._head_signals(model.encode(X), model.standardizer(X))).double(), -1)
+    torch.testing.assert_close(model.predict_log_proba(X), expected, atol=1e-5, rtol=1e-5)
+    if reads == (False, True):  # the flow's blocks do not enter the predictions
+        torch.testing.assert_close(expected, torch.log_softmax(model.head(model.standardizer(X)).double(), -1))
+    model.save(tmp_path / "model.pt")
+    loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
+    assert tuple(loaded.head_reads.tolist()) == reads and torch.equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_a_fit_on_few_signals_keeps_the_head_on_both(monkeypatch):
+    called = []
+    monkeypatch.setattr(igraphflow.flow, "latest_cross_entropy", lambda *args: called.append(1) or 0.0)
+    X, Y = toy(21)  # 19 training signals after the validation tenth
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
+    assert not called and tuple(model.head_reads.tolist()) == (True, True)
 
 
 def test_save_load_round_trip(fitted, tmp_path):
