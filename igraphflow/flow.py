@@ -33,7 +33,7 @@ from .divergence import EXACT_CHUNK, rademacher
 from .graph import check_edge_index, undirected_edges
 from .jko import BlockRecord, any_rank_past, auto_batch_size, data_parallel_rank, train_block
 from .latent import GaussianMixtureLatent
-from .head import LATEST_MIN_SIGNALS, fit_head, graph_head, latest_cross_entropy, with_products
+from .head import LATEST_MIN_SIGNALS, fit_head, graph_head, latest_losses, with_products
 from .nn import GraphVelocityField
 from .nn.velocity import as_convolution
 from .ode import DIVERGENCES, ODEBlock
@@ -174,10 +174,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :math:`H` and the standardised input :math:`X`, the features of each node side by
             side; ``"latent"`` :math:`H` alone; ``"input"`` :math:`X` alone (functions of
             :math:`H` all the same: :math:`X = F^{-1}(H)`); ``"auto"``: ``"both"`` or
-            ``"input"``, whichever predicts the latest tenth of the training signals (the last
-            rows of ``X`` in the order given, at least
-            :data:`~igraphflow.head.LATEST_MIN_SIGNALS` signals; else ``"both"``) with the
-            lower cross-entropy when fitted on the others (:attr:`head_reads`). The flow
+            ``"input"``: ``"both"`` where it predicts the latest tenth of the training signals
+            (the last rows of ``X`` in the order given), fitted on the others, with less
+            cross-entropy than the input alone by more than two standard errors (with fewer
+            than :data:`~igraphflow.head.LATEST_MIN_SIGNALS` signals, ``"both"``), the smaller
+            head otherwise (what the fit chose: ``head_reads``, (latent, input)). The flow
             shapes :math:`H` for the likelihood of the training signals: where later signals
             drift from them, as in the real series, the input can carry their labels better,
             and where the classes are curved in :math:`X`, :math:`H` does
@@ -401,18 +402,21 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 self.head = self._make_head().to(self.device, self.dtype)
 
     def _choose_head_reads(self, x: Tensor, h: Tensor, data: _FitData) -> tuple[bool, bool]:
-        r"""For ``head_input="auto"``: the head on both :math:`H` and the input, or on the input
-        alone, whichever predicts the latest tenth of the training signals (in the order given)
-        with the lower cross-entropy, fitted on the others (:func:`~igraphflow.head.latest_cross_entropy`)."""
+        r"""For ``head_input="auto"``: the head on both :math:`H` and the input where it predicts
+        the latest tenth of the training signals (in the order given), fitted on the others,
+        better than the head on the input alone by more than two standard errors of the
+        per-signal difference in cross-entropy (:func:`~igraphflow.head.latest_losses`); else
+        the input alone, the smaller head."""
         if data.index.numel() < LATEST_MIN_SIGNALS:  # too few for the choice to be more than chance
             return HEAD_READS["both"]
         order = data.index.argsort()
         h, x, y = h[order], x[order], data.y[order]
-        losses = {}
+        losses = []
         for reads in (HEAD_READS["both"], HEAD_READS["input"]):
             self._read_by_head(reads)
-            losses[reads] = latest_cross_entropy(self.head, self._head_features, self._head_signals(h, x), y, data.generator)
-        return min(losses, key=losses.get)  # "both" on a tie: it comes first
+            losses.append(latest_losses(self.head, self._head_features, self._head_signals(h, x), y, data.generator))
+        gain = losses[1] - losses[0]
+        return HEAD_READS["both"] if gain.mean() > 2 * gain.std() / gain.numel() ** 0.5 else HEAD_READS["input"]
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config

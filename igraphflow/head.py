@@ -11,7 +11,7 @@ the fit convex (:func:`~igraphflow.separability.fit_softmax`).
 from __future__ import annotations
 
 __all__ = [
-    "LATEST_MIN_SIGNALS", "MAX_PRODUCT_FEATURES", "fit_head", "graph_head", "head_rows", "latest_cross_entropy",
+    "LATEST_MIN_SIGNALS", "MAX_PRODUCT_FEATURES", "fit_head", "graph_head", "head_rows", "latest_losses",
     "products_validate", "with_products",
 ]
 
@@ -27,7 +27,7 @@ from .nn import HopMeans
 from .separability import MAX_ROWS, fit_softmax
 
 LATEST_MIN_SIGNALS = 20
-r"""The fewest signals :func:`latest_cross_entropy` scores heads on: a tenth of fewer tells chance apart from a gain."""
+r"""The fewest signals whose latest tenth :func:`latest_losses` scores: a tenth of fewer tells no gain from chance."""
 
 MAX_PRODUCT_FEATURES = 8
 r"""The most node features whose pairwise products the graph head may add to its features
@@ -168,10 +168,11 @@ def fit_head(head: nn.Module, num_features: int, train: Signals, val: Signals, g
     return head
 
 
-def latest_cross_entropy(head: nn.Module, num_features: int, h: Tensor, y: Tensor, generator: torch.Generator) -> float:
-    r"""The mean cross-entropy per node of a copy of ``head`` on the latest tenth of the signals
-    ``h [N, V, C]`` (its last rows), fitted by :func:`fit_head` on the others (the last tenth of
-    those validating the products). ``head`` itself is not changed.
+def latest_losses(head: nn.Module, num_features: int, h: Tensor, y: Tensor, generator: torch.Generator) -> Tensor:
+    r"""The cross-entropy of a copy of ``head`` on each of the latest tenth of the signals
+    ``h [N, V, C]`` (its last rows), the mean over its nodes, ``[N // 10]`` in float64; the
+    copy fitted by :func:`fit_head` on the others (the last tenth of those validating the
+    products). ``head`` itself is not changed.
 
     Signals in time order make this a forecast of how the head carries to later signals; in
     random order, a plain held-out score.
@@ -181,14 +182,13 @@ def latest_cross_entropy(head: nn.Module, num_features: int, h: Tensor, y: Tenso
         >>> y = torch.randint(2, (200, 3), generator=g)
         >>> h = torch.randn(200, 3, 2, generator=g) + 2.0 * y.unsqueeze(-1)
         >>> head = graph_head(torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), 3, 2, 2, orders=(0, 1))
-        >>> latest_cross_entropy(head, 2, h, y, g) < 0.3
-        True
+        >>> losses = latest_losses(head, 2, h, y, g)
+        >>> losses.shape, bool(losses.mean() < 0.3)
+        (torch.Size([20]), True)
     """
     test = max(1, round(0.1 * h.size(0)))
     early = h.size(0) - test
     val = max(1, round(0.1 * early))
     train = (h[: early - val], y[: early - val])
     fitted = fit_head(copy.deepcopy(head), num_features, train, (h[early - val : early], y[early - val : early]), generator)
-    with torch.no_grad():
-        logits = fitted(h[early:].detach())
-    return torch.nn.functional.cross_entropy(logits.transpose(1, 2), y[early:]).item()
+    return _signal_cross_entropy(nn.Identity(), slice(None), fitted, h[early:].detach(), y[early:])

@@ -497,6 +497,7 @@ def test_a_model_saved_before_the_head_read_the_input_loads_with_a_head_on_the_l
 
 
 @pytest.mark.parametrize("cheaper, reads", [("input", (False, True)), ("both", (True, True))])
+# The gain of the head on both is constant over the signals here, so any gain is beyond its spread.
 def test_the_head_reads_what_predicts_the_latest_training_signals_better(tmp_path, monkeypatch, cheaper, reads):
     # The first feature of node 0 holds each signal's place in time: the choice must see the
     # signals in the order given.
@@ -504,11 +505,11 @@ def test_the_head_reads_what_predicts_the_latest_training_signals_better(tmp_pat
     X[:, 0, 0] = torch.arange(256.0)
     seen = []
 
-    def latest_cross_entropy(head, num_features, h, y, generator):
+    def latest_losses(head, num_features, h, y, generator):
         seen.append((num_features, h))
-        return 0.1 if (num_features == 2) == (cheaper == "input") else 0.2
+        return torch.full((23,), 0.1 if (num_features == 2) == (cheaper == "input") else 0.2, dtype=torch.float64)
 
-    monkeypatch.setattr(igraphflow.flow, "latest_cross_entropy", latest_cross_entropy)
+    monkeypatch.setattr(igraphflow.flow, "latest_losses", latest_losses)
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
     assert [width for width, _ in seen] == [4, 2]  # both, then the input alone
     time_order = seen[1][1][:, 0, 0]
@@ -523,9 +524,18 @@ def test_the_head_reads_what_predicts_the_latest_training_signals_better(tmp_pat
     assert tuple(loaded.head_reads.tolist()) == reads and torch.equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
+def test_the_head_on_both_needs_a_gain_beyond_two_standard_errors(monkeypatch):
+    gain = torch.tensor([0.3, -0.1, 0.2, -0.2, 0.1], dtype=torch.float64)  # mean 0.06, standard error 0.09
+    losses = iter([torch.zeros(5, dtype=torch.float64), gain])
+    monkeypatch.setattr(igraphflow.flow, "latest_losses", lambda *args: next(losses))
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
+    assert tuple(model.head_reads.tolist()) == (False, True)
+
+
 def test_a_fit_on_few_signals_keeps_the_head_on_both(monkeypatch):
     called = []
-    monkeypatch.setattr(igraphflow.flow, "latest_cross_entropy", lambda *args: called.append(1) or 0.0)
+    monkeypatch.setattr(igraphflow.flow, "latest_losses", lambda *args: called.append(1))
     X, Y = toy(21)  # 19 training signals after the validation tenth
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1)).fit(X, Y, progress=False)
     assert not called and tuple(model.head_reads.tolist()) == (True, True)
