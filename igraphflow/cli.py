@@ -163,7 +163,7 @@ def _train(args) -> int:
                "sample_temperature": float(model.latent.temperature),
                "noise_components": model.latent.noise_components, "noise_label_weights": model.latent.noise_label_weights,
                "pattern_mean": model.latent.pattern_mean,
-               "head_products": model.head_products, "data": _data_record(args),
+               "head_products": model.head_products, "head_input": model.head_input_, "data": _data_record(args),
                **_evaluate(model, test, exact, args.seed)}
     with atomic_file(out / "summary.json", "summary path") as file:
         file.write(json.dumps(summary, indent=2, allow_nan=False).encode())

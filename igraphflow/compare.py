@@ -435,6 +435,7 @@ def _train_and_evaluate(
         row["noise_label_weights"] = model.latent.noise_label_weights
         row["pattern_mean"] = model.latent.pattern_mean
         row["head_products"] = model.head_products
+        row["head_input"] = model.head_input_
         row["settings"] = {k: v for k, v in model.config.items() if not isinstance(v, tuple)} | {
             k: list(v) for k, v in model.config.items() if isinstance(v, tuple)}
     return {k: row[k] for k in sorted(row)}, sample

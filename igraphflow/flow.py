@@ -178,7 +178,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             (the last rows of ``X`` in the order given), fitted on the others, with less
             cross-entropy than the input alone by more than two standard errors (with fewer
             than :data:`~igraphflow.head.LATEST_MIN_SIGNALS` signals, ``"both"``), the smaller
-            head otherwise (what the fit chose: ``head_reads``, (latent, input)). The flow
+            head otherwise (what the fit chose: :attr:`head_input_`). The flow
             shapes :math:`H` for the likelihood of the training signals: where later signals
             drift from them, as in the real series, the input can carry their labels better,
             and where the classes are curved in :math:`X`, :math:`H` does
@@ -916,6 +916,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.history_ = []
             self._train_blocks(data, 0, max_time, progress, None, retrain=True)
         return self
+
+    @property
+    def head_input_(self) -> str:
+        r"""What the head reads: ``"both"``, ``"latent"`` or ``"input"``, as ``head_input`` gives
+        it or, for ``"auto"``, as :meth:`fit` chose it."""
+        return next(name for name, reads in HEAD_READS.items() if name != "auto" and reads == tuple(self.head_reads.tolist()))
 
     @property
     def head_products(self) -> bool:

@@ -515,6 +515,7 @@ def test_the_head_reads_what_predicts_the_latest_training_signals_better(tmp_pat
     time_order = seen[1][1][:, 0, 0]
     assert len(time_order) == 256 - 26 and bool((time_order.diff() > 0).all())  # the training part, in order
     assert tuple(model.head_reads.tolist()) == reads and model.head[-1].in_features == 3 * 2 * sum(reads)
+    assert model.head_input_ == cheaper
     expected = torch.log_softmax(model.head(model._head_signals(model.encode(X), model.standardizer(X))).double(), -1)
     torch.testing.assert_close(model.predict_log_proba(X), expected, atol=1e-5, rtol=1e-5)
     if reads == (False, True):  # the flow's blocks do not enter the predictions
