@@ -366,7 +366,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
             self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
             self.head_reads.copy_(torch.tensor(HEAD_READS[c["head_input"]]))
-            self.head = self._make_head()
+            self.head = self._make_head(HEAD_READS[c["head_input"]])
         self.latent.to(dtype)
         self.standardizer = Standardize(self.num_nodes, self.num_features)
         self.blocks = nn.ModuleList()
@@ -377,12 +377,13 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.history_: list[BlockRecord] = []
         self.to(self.device, dtype)
 
-    def _make_head(self) -> nn.Module | None:
-        c = self.config
+    def _make_head(self, reads: tuple[bool, bool]) -> nn.Module | None:
+        r"""An unfitted head of the ``classifier`` for the node features that ``reads``, (latent, input)."""
+        c, width = self.config, self.num_features * sum(reads)
         if c["classifier"] == "linear":
-            return nn.Linear(self._head_features, c["num_classes"])
+            return nn.Linear(width, c["num_classes"])
         if c["classifier"] == "graph":
-            return graph_head(self.edge_index, c["num_nodes"], self._head_features, c["num_classes"], c["orders"])
+            return graph_head(self.edge_index, c["num_nodes"], width, c["num_classes"], c["orders"])
         return None
 
     @property
@@ -390,16 +391,24 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         r"""The node features the head reads: those of :math:`H`, of the input, or of both (:attr:`head_reads`)."""
         return self.num_features * int(self.head_reads.sum())
 
-    def _head_signals(self, h: Tensor, x: Tensor) -> Tensor:
-        r"""What the head reads of the latent ``h`` and the standardised input ``x``, ``[N, V, C']``."""
-        return torch.cat([part for part, read in zip((h, x), self.head_reads.tolist()) if read], dim=-1)
+    def _head_signals(self, h: Tensor, x: Tensor, reads: tuple[bool, bool] | None = None) -> Tensor:
+        r"""What the head reads of the latent ``h`` and the standardised input ``x``, ``[N, V, C']``:
+        the parts that ``reads`` (by default :attr:`head_reads`) names."""
+        reads = self.head_reads.tolist() if reads is None else reads
+        return torch.cat([part for part, read in zip((h, x), reads) if read], dim=-1)
+
+    def _unfitted_head(self, reads: tuple[bool, bool]) -> nn.Module | None:
+        r"""A new head for ``reads``, on the model's device and dtype, without drawing from the
+        global random stream (its weights are fitted or loaded next)."""
+        with torch.random.fork_rng(devices=[]):
+            head = self._make_head(reads)
+        return None if head is None else head.to(self.device, self.dtype)
 
     def _read_by_head(self, reads: tuple[bool, bool]):
         r"""Sets what the head reads, and gives it that width (unfitted) where it changes."""
         if tuple(self.head_reads.tolist()) != tuple(reads):
             self.head_reads.copy_(torch.tensor(reads))
-            with torch.random.fork_rng(devices=[]):  # the weights are fitted or loaded next
-                self.head = self._make_head().to(self.device, self.dtype)
+            self.head = self._unfitted_head(reads)
 
     def _choose_head_reads(self, x: Tensor, h: Tensor, data: _FitData) -> tuple[bool, bool]:
         r"""For ``head_input="auto"``: the head on both :math:`H` and the input where it predicts
@@ -413,8 +422,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         h, x, y = h[order], x[order], data.y[order]
         losses = []
         for reads in (HEAD_READS["both"], HEAD_READS["input"]):
-            self._read_by_head(reads)
-            losses.append(latest_losses(self.head, self._head_features, self._head_signals(h, x), y, data.generator))
+            head, width = self._unfitted_head(reads), self.num_features * sum(reads)
+            losses.append(latest_losses(head, width, self._head_signals(h, x, reads), y, data.generator))
         gain = losses[1] - losses[0]
         return HEAD_READS["both"] if gain.mean() > 2 * gain.std() / gain.numel() ** 0.5 else HEAD_READS["input"]
 

@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -105,12 +105,12 @@ def head_rows(features_of: nn.Module, h: Tensor, y: Tensor, generator: torch.Gen
     return features, y[signal, node]
 
 
-def _signal_cross_entropy(means: HopMeans, columns: Tensor, layer: nn.Linear, h: Tensor, y: Tensor) -> Tensor:
-    r"""The mean cross-entropy over the nodes of each signal, ``[N]`` in float64, of a softmax
-    ``layer`` on the ``columns`` of the hop means of ``h``, a chunk of signals at a time."""
+def _signal_cross_entropy(logits_of: Callable[[Tensor], Tensor], h: Tensor, y: Tensor) -> Tensor:
+    r"""The mean cross-entropy over the nodes of each signal, ``[N]`` in float64, of the logits
+    ``logits_of(h) [N, V, K]``, a chunk of signals at a time."""
 
     def losses(h_chunk: Tensor, y_chunk: Tensor) -> Tensor:
-        logits = layer(means(h_chunk)[..., columns])
+        logits = logits_of(h_chunk)
         return torch.nn.functional.cross_entropy(logits.transpose(1, 2), y_chunk, reduction="none").double().mean(1)
 
     return in_chunks(losses, h, y)
@@ -131,7 +131,7 @@ def products_validate(head: nn.Sequential, num_features: int, train: Signals, va
     losses = []
     for layer, columns in ((copy.deepcopy(head[-1]), plain), (wide, torch.ones_like(plain))):
         fit_softmax(layer, features[:, columns], targets)
-        losses.append(_signal_cross_entropy(means, columns, layer, h_val.detach(), y_val))
+        losses.append(_signal_cross_entropy(lambda part: layer(means(part)[..., columns]), h_val.detach(), y_val))
     gain = losses[0] - losses[1]
     return bool(gain.mean() > 2 * gain.std() / gain.numel() ** 0.5)
 
@@ -191,4 +191,4 @@ def latest_losses(head: nn.Module, num_features: int, h: Tensor, y: Tensor, gene
     val = max(1, round(0.1 * early))
     train = (h[: early - val], y[: early - val])
     fitted = fit_head(copy.deepcopy(head), num_features, train, (h[early - val : early], y[early - val : early]), generator)
-    return _signal_cross_entropy(nn.Identity(), slice(None), fitted, h[early:].detach(), y[early:])
+    return _signal_cross_entropy(fitted, h[early:].detach(), y[early:])
