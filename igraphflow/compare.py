@@ -24,7 +24,9 @@ then generates one signal for the label pattern of every test graph. Reported (`
 - Each method generates ``draws`` (5) such sets with different seeds; ``mmd``, ``energy`` and
   the other sample statistics are their means (one set moves the energy by about as much as
   retraining with another seed does), the values of every set are kept in ``mmd_draws`` and
-  ``energy_draws``.
+  ``energy_draws``, and the standard errors of the two means over the sets in ``mmd_se`` and
+  ``energy_se`` (``None`` with one set): they say how far the means would move with other
+  draws of the same fitted model, not with another fit.
 - ``acc``: node-label accuracy of ``predict`` (our flow and iGNN), else ``None``.
 - ``train_s``: wall time of ``fit``. It may exceed the cap: our flow fits its latent noise,
   sampling temperature and head after its blocks, and the baselines check the cap between
@@ -302,8 +304,9 @@ def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Seq
 
     Returns:
         The mean of every statistic (``mmd_alpha`` key by key), with ``mmd_draws`` and
-        ``energy_draws`` listing the values of each set, ``nonfinite_draws`` the number of its
-        signals that were not finite, and the first set (for figures).
+        ``energy_draws`` listing the values of each set, ``mmd_se`` and ``energy_se`` the
+        standard errors of their means (``None`` with one seed), ``nonfinite_draws`` the number
+        of its signals that were not finite, and the first set (for figures).
 
     Example:
         >>> data = load("three_node", num_train=64, num_test=32)
@@ -330,6 +333,9 @@ def evaluate_draws(data: GraphDataset, draw: Callable[[int], Tensor], seeds: Seq
     out["mmd_alpha"] = {a: float(np.mean([r["mmd_alpha"][a] for r in rows])) for a in rows[0]["mmd_alpha"]}
     out["mmd"] = out["mmd_alpha"]["1"]
     out["mmd_draws"], out["energy_draws"] = [r["mmd"] for r in rows], [r["energy"] for r in rows]
+    for key in ("mmd", "energy"):
+        values = out[f"{key}_draws"]
+        out[f"{key}_se"] = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
     out["nonfinite_draws"] = nonfinite
     return out, first
 
@@ -988,10 +994,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(result: dict[str, Any]) -> str:
-    r"""A Markdown table of a :func:`compare` result."""
+    r"""A Markdown table of a :func:`compare` result; the MMD and the energy carry the standard
+    errors of their means over the generated sets (``± se``) where there are several."""
 
     def cell(value: Any, digits: int = 4) -> str:
         return "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+    def mean(row: dict[str, Any], key: str) -> str:
+        error = row.get(f"{key}_se")
+        return cell(row[key]) + ("" if error is None else f" ± {error:.2g}")
 
     lines = [
         "| method | MMD (a=1) | MMD a=0.1 / 5 / 10 | energy | NLL/dim | acc | train s |",
@@ -1001,7 +1012,7 @@ def format_table(result: dict[str, Any]) -> str:
     for method, row in rows:
         alphas = " / ".join(cell(row["mmd_alpha"].get(a), 3) for a in ("0.1", "5", "10"))
         lines.append(
-            f"| {row.get('label', method)} | {cell(row['mmd'])} | {alphas} | {cell(row['energy'])} | "
+            f"| {row.get('label', method)} | {mean(row, 'mmd')} | {alphas} | {mean(row, 'energy')} | "
             f"{cell(row.get('nll'))} | {cell(row.get('acc'), 3)} | {cell(row.get('train_s'), 3)} |"
         )
     return "\n".join(lines)

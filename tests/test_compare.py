@@ -4,6 +4,7 @@ import importlib.util
 import json
 import math
 import re
+import statistics
 import sys
 from pathlib import Path
 
@@ -183,8 +184,22 @@ def test_evaluate_draws_averages_the_statistics_of_each_set():
         assert row[key] == pytest.approx(sum(r[key] for r in single) / 3)
     assert row["mmd_alpha"]["0.1"] == pytest.approx(sum(r["mmd_alpha"]["0.1"] for r in single) / 3)
     assert row["mmd"] == row["mmd_alpha"]["1"]
+    # The standard error of each mean over the sets, against the textbook formula.
+    for key in ("mmd", "energy"):
+        assert row[f"{key}_se"] == pytest.approx(statistics.stdev(r[key] for r in single) / math.sqrt(3))
+    alone, _ = evaluate_draws(data, sets.__getitem__, [3])
+    assert alone["mmd_se"] is None and alone["energy_se"] is None
     with pytest.raises(ValueError, match="at least one seed"):
         evaluate_draws(data, sets.__getitem__, [])
+
+
+def test_the_table_shows_the_standard_errors_over_the_generated_sets():
+    row = {"mmd": 2.5e-6, "mmd_se": 1.04e-7, "mmd_alpha": {"0.1": 0.01, "5": 1e-12, "10": 0.0}, "energy": 0.0912,
+           "energy_se": 0.0061, "nll": 0.4, "acc": 0.87, "train_s": 60.2}
+    table = format_table({"methods": {"jko": row, "nsf": {**row, "mmd_se": None, "energy_se": None}}})
+    jko, nsf = table.splitlines()[2:]
+    assert "| 2.5e-06 ± 1e-07 |" in jko and "| 0.0912 ± 0.0061 |" in jko
+    assert "±" not in nsf and "| 2.5e-06 |" in nsf
 
 
 def test_reference_signals_are_training_signals_with_the_test_patterns():
