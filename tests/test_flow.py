@@ -257,6 +257,24 @@ def test_hutchinson_log_prob_is_close_to_exact_on_average(fitted):
     assert not torch.equal(seeded, fitted.log_prob(X[:64], Y[:64], exact=False, seed=2))
 
 
+def test_the_exact_log_prob_of_large_signals_shows_a_progress_bar(fitted, monkeypatch, capsys):
+    X, Y = toy(8, seed=4)
+    quiet = fitted.log_prob(X, Y)
+    assert "log_prob" not in capsys.readouterr().err  # D = 8: seconds at most, no bar by default
+    monkeypatch.setattr(igraphflow.flow, "QUIET_EXACT_DIM", 7)  # as if the signals were large
+    assert torch.equal(fitted.log_prob(X, Y), quiet)
+    shown = capsys.readouterr().err
+    assert "log_prob" in shown and "8/8" in shown
+    fitted.log_prob(X, Y, exact=False)
+    fitted.log_prob(X, Y, progress=False)
+    assert "log_prob" not in capsys.readouterr().err  # the estimate is fast; a bar can be declined
+    monkeypatch.undo()
+    fitted.log_prob(X, Y, progress=True)
+    assert "8/8" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="progress must be True or False"):
+        fitted.log_prob(X, Y, progress="yes")
+
+
 def test_the_log_prob_estimate_is_exact_for_a_field_with_a_diagonal_jacobian():
     # With Rademacher probes eps^T J eps = sum_i J_ii eps_i^2 = tr J when J is diagonal: Hutchinson's
     # estimate through the vector-Jacobian product is the exact trace whatever the probe. A finite
