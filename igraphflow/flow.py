@@ -27,6 +27,7 @@ from ._checks import (
     finite_result, warn_lost_resolution,
 )
 from ._chunks import chunk_size, in_chunks
+from ._evidence import beats
 from ._random import draw
 from .checkpoint import load_checked, reading_contents, save_atomic
 from .divergence import EXACT_CHUNK, rademacher
@@ -386,17 +387,21 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
 
     def _make_head(self, reads: tuple[bool, bool]) -> nn.Module | None:
         r"""An unfitted head of the ``classifier`` for the node features that ``reads``, (latent, input)."""
-        c, width = self.config, self.num_features * sum(reads)
+        c, width = self.config, self._head_width(reads)
         if c["classifier"] == "linear":
             return nn.Linear(width, c["num_classes"])
         if c["classifier"] == "graph":
             return graph_head(self.edge_index, c["num_nodes"], width, c["num_classes"], c["orders"])
         return None
 
+    def _head_width(self, reads: tuple[bool, bool]) -> int:
+        r"""The node features of a head that ``reads`` (latent, input): ``C`` for each part."""
+        return self.num_features * sum(reads)
+
     @property
     def _head_features(self) -> int:
         r"""The node features the head reads: those of :math:`H`, of the input, or of both (:attr:`head_reads`)."""
-        return self.num_features * int(self.head_reads.sum())
+        return self._head_width(self.head_reads.tolist())
 
     def _head_signals(self, h: Tensor, x: Tensor, reads: tuple[bool, bool] | None = None) -> Tensor:
         r"""What the head reads of the latent ``h`` and the standardised input ``x``, ``[N, V, C']``:
@@ -427,12 +432,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             return HEAD_READS["both"]
         order = data.index.argsort()
         h, x, y = h[order], x[order], data.y[order]
-        losses = []
-        for reads in (HEAD_READS["both"], HEAD_READS["input"]):
-            head, width = self._unfitted_head(reads), self.num_features * sum(reads)
-            losses.append(latest_losses(head, width, self._head_signals(h, x, reads), y, data.generator))
-        gain = losses[1] - losses[0]
-        return HEAD_READS["both"] if gain.mean() > 2 * gain.std() / gain.numel() ** 0.5 else HEAD_READS["input"]
+        both, alone = (
+            latest_losses(self._unfitted_head(reads), self._head_width(reads), self._head_signals(h, x, reads), y, data.generator)
+            for reads in (HEAD_READS["both"], HEAD_READS["input"])
+        )
+        return HEAD_READS["both"] if beats(-both, -alone) else HEAD_READS["input"]
 
     def _make_block(self, start: float, end: float) -> ODEBlock:
         c = self.config

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ._chunks import chunk_size, in_chunks
+from ._evidence import beats
 from ._random import draw
 from .nn import HopMeans
 from .separability import MAX_ROWS, fit_softmax
@@ -132,8 +133,7 @@ def products_validate(head: nn.Sequential, num_features: int, train: Signals, va
     for layer, columns in ((copy.deepcopy(head[-1]), plain), (wide, torch.ones_like(plain))):
         fit_softmax(layer, features[:, columns], targets)
         losses.append(_signal_cross_entropy(lambda part: layer(means(part)[..., columns]), h_val.detach(), y_val))
-    gain = losses[0] - losses[1]
-    return bool(gain.mean() > 2 * gain.std() / gain.numel() ** 0.5)
+    return beats(-losses[1], -losses[0])  # the products' cross-entropy lower beyond the noise
 
 
 def fit_head(head: nn.Module, num_features: int, train: Signals, val: Signals, generator: torch.Generator) -> nn.Module:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import _as_tensor, as_count, as_labels, as_real
+from ._evidence import beats
 from ._random import draw
 
 MAX_NOISE_DIM = 4096
@@ -113,13 +114,6 @@ def _fit_label_logits(
     with torch.enable_grad():  # fit_noise_ may run under no_grad
         optimizer.step(objective)
     return label_logits.detach()
-
-
-def _beats(scores: np.ndarray, baseline: np.ndarray) -> bool:
-    r"""Whether held-out log-likelihoods ``scores`` gain on ``baseline`` (the same signals) by more
-    than two standard errors of the mean gain."""
-    gain = scores - baseline
-    return gain.mean() > 2 * gain.std(ddof=1) / len(gain) ** 0.5
 
 
 def _additive_fit(r: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
@@ -716,7 +710,7 @@ class GaussianMixtureLatent(nn.Module):
             # by a gain too steady for its standard error to judge.
             tril = fit[2]
             scores = np.concatenate([_gaussian_scores(held_out, tril), _gaussian_scores(moved[1], tril)])
-            moved_fit = _covariance_fit(*moved) if _beats(scores, np.concatenate([_gaussian_scores(centred, tril), fit[0]])) else None
+            moved_fit = _covariance_fit(*moved) if beats(scores, np.concatenate([_gaussian_scores(centred, tril), fit[0]])) else None
             if moved_fit is None:
                 pattern = None
             else:
@@ -772,7 +766,7 @@ class GaussianMixtureLatent(nn.Module):
             candidates = [(mixture.score_samples(held_out), None), labelled]
             for scores, label_logits in filter(None, candidates):
                 # Only a gain beyond two standard errors over the held-out signals.
-                if _beats(scores, reference) and scores.mean() > best_score:
+                if beats(scores, reference) and scores.mean() > best_score:
                     best, best_score = (shared, centres, scales, label_logits), scores.mean()
         if best is not None:
             shared, centres, scales, label_logits = (None if a is None else a.to(self.means) for a in best)
@@ -810,7 +804,7 @@ class GaussianMixtureLatent(nn.Module):
                 break
             best = candidate
         scores, label_logits = best
-        return (scores, label_logits) if _beats(scores, unlabelled) else None
+        return (scores, label_logits) if beats(scores, unlabelled) else None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The noise buffers exist only once fitted: give them the saved shapes, in the model's
