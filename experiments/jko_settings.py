@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from igraphflow.compare import add_budget_argument, check_settings, compare
+from igraphflow.compare import add_budget_argument, check_settings, compare, format_mean
 from igraphflow.datasets import load
 
 
@@ -53,7 +53,7 @@ def row(name: str, result: dict) -> str:
     blocks = m["blocks"]
     by_time = sum(b["stopped_by_time"] for b in blocks)
     epochs = "/".join(str(b["epochs"]) for b in blocks)
-    return (f"| {name} | {m['mmd_alpha']['0.1']:.4g} | {m['mmd']:.4g} | {m['energy']:.4g} | {m['nll']:.4g} | "
+    return (f"| {name} | {m['mmd_alpha']['0.1']:.4g} | {format_mean(m, 'mmd')} | {format_mean(m, 'energy')} | {m['nll']:.4g} | "
             f"{m.get('nll_train', float('nan')):.4g} | {m['acc']:.3f} | {m['train_s']:.0f} | {len(blocks)} | "
             f"{epochs} | {by_time} |")
 
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     add_budget_argument(parser, 60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--exact-max-dim", type=int, default=16)
+    parser.add_argument("--draws", type=int, default=5, help="generated sets per variant (default: 5)")
     parser.add_argument("--out", default="experiments/results/jko_settings")
     args = parser.parse_args(argv)
     variants = [parse_variant(text) for text in args.variant]
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                          "| blocks | epochs per block | blocks ended by time |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
     for name, settings in variants:
         result = compare(data, ["jko"], max_time=args.max_time, seed=args.seed, out_dir=out / name,
-                         settings={"jko": settings}, exact_max_dim=args.exact_max_dim, figures=False)
+                         settings={"jko": settings}, exact_max_dim=args.exact_max_dim, figures=False,
+                         draws=args.draws)
         line = row(name, result)
         with table.open("a") as f:
             f.write(line + "\n")

@@ -64,7 +64,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "budget_seconds", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_table", "key_value", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "non_negative_int", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "positive_int", "reference_signals"]
+__all__ = ["ARGUMENT_ERRORS", "EXACT_MAX_DIM", "METHODS", "NSF_MAX_DIM", "add_budget_argument", "add_data_argument", "add_data_option_argument", "add_option_argument", "budget_seconds", "check_requirements", "check_settings", "compare", "default_methods", "evaluate", "evaluate_draws", "fit_method", "format_mean", "format_table", "key_value", "load_data_arguments", "main", "make_model", "method_log_prob", "method_settings", "non_negative_int", "parse_methods", "plot_curves", "plot_pca", "plot_samples", "positive_int", "reference_signals"]
 
 import argparse
 import ast
@@ -993,27 +993,37 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _cell(value: Any, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def format_mean(row: dict[str, Any], key: str) -> str:
+    r"""``row[key]`` of a method's row, with the standard error of the mean over the generated
+    sets (``row[key + "_se"]``) where there are several.
+
+    Example:
+        >>> format_mean({"energy": 0.1234567, "energy_se": 0.0042}, "energy")
+        '0.1235 ± 0.0042'
+        >>> format_mean({"energy": 0.1234567, "energy_se": None}, "energy")
+        '0.1235'
+    """
+    error = row.get(f"{key}_se")
+    return _cell(row[key]) + ("" if error is None else f" ± {error:.2g}")
+
+
 def format_table(result: dict[str, Any]) -> str:
     r"""A Markdown table of a :func:`compare` result; the MMD and the energy carry the standard
     errors of their means over the generated sets (``± se``) where there are several."""
-
-    def cell(value: Any, digits: int = 4) -> str:
-        return "-" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
-
-    def mean(row: dict[str, Any], key: str) -> str:
-        error = row.get(f"{key}_se")
-        return cell(row[key]) + ("" if error is None else f" ± {error:.2g}")
-
     lines = [
         "| method | MMD (a=1) | MMD a=0.1 / 5 / 10 | energy | NLL/dim | acc | train s |",
         "|---|---|---|---|---|---|---|",
     ]
     rows = list(result["methods"].items()) + ([("reference", result["reference"])] if "reference" in result else [])
     for method, row in rows:
-        alphas = " / ".join(cell(row["mmd_alpha"].get(a), 3) for a in ("0.1", "5", "10"))
+        alphas = " / ".join(_cell(row["mmd_alpha"].get(a), 3) for a in ("0.1", "5", "10"))
         lines.append(
-            f"| {row.get('label', method)} | {mean(row, 'mmd')} | {alphas} | {mean(row, 'energy')} | "
-            f"{cell(row.get('nll'))} | {cell(row.get('acc'), 3)} | {cell(row.get('train_s'), 3)} |"
+            f"| {row.get('label', method)} | {format_mean(row, 'mmd')} | {alphas} | {format_mean(row, 'energy')} | "
+            f"{_cell(row.get('nll'))} | {_cell(row.get('acc'), 3)} | {_cell(row.get('train_s'), 3)} |"
         )
     return "\n".join(lines)
 
