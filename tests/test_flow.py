@@ -97,6 +97,7 @@ def test_log_prob_of_a_linear_flow_is_the_closed_form_gaussian(standardized):
 
 @pytest.mark.parametrize("scale", [1e-8, 1e10])
 @pytest.mark.filterwarnings("ignore:the classifier")  # said of the fit without the standardisation
+@pytest.mark.filterwarnings("ignore:the trained blocks do not invert")  # likewise: at 1e-8, float32 rounding
 def test_the_fit_does_not_depend_on_the_units_of_the_signals(scale):
     # Standardised, the blocks see the same signals whatever their units: densities change by
     # the log-determinant of the scaling alone, samples scale, predictions stay.
@@ -1115,6 +1116,29 @@ def test_refine_after_a_noise_fit_that_moved_the_means_together():
     model.refine(X, Y, factor=1, progress=False)
     assert all(r.best_epoch >= 0 and math.isfinite(r.train_loss[0]) for r in model.history_)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.blocks.parameters()))
+
+
+def test_fit_warns_when_its_blocks_do_not_invert():
+    # One RK4 step across a block of length 1, trained fast, folds the discrete map; four do not.
+    from igraphflow.datasets import load
+
+    data = load("traffic")
+    X, Y = data.X_train[:300], data.Y_train[:300]
+    settings = dict(num_blocks=1, max_step=1.0, first_step=1.0, lr=1e-2, hidden=16, max_epochs=20, patience=100, seed=0)
+
+    def relative_round_trip(model):
+        return ((model.decode(model.encode(X)) - X).square().mean() / (X - X.mean(0)).square().mean()).sqrt().item()
+
+    with pytest.warns(UserWarning, match=r"the trained blocks do not invert: .* misses them by [0-9.]+ of the signals' "
+                                         r"spread .* \(steps=1\), .* lr \(0.01\)"):
+        folded = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
+                                      steps=1, **settings).fit(X, Y, progress=False)
+    assert relative_round_trip(folded) > 0.1
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="the trained blocks do not invert")
+        smooth = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
+                                      steps=4, **settings).fit(X, Y, progress=False)
+    assert relative_round_trip(smooth) < igraphflow.flow.ROUND_TRIP_TOLERANCE
 
 
 def test_solver_steps_too_long_to_invert_are_refused(tmp_path):
