@@ -979,7 +979,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             c = self.config
             warnings.warn(
                 f"the trained blocks do not invert: decoding the encoded validation signals misses them by "
-                f"{missed / spread:.2g} of the signals' spread (root mean square; more than {ROUND_TRIP_TOLERANCE:g}), "
+                f"{missed / spread:.3g} of the signals' spread (root mean square; more than {ROUND_TRIP_TOLERANCE:g}), "
                 "so encodings, samples and likelihoods are not those of one invertible map. Fit with more RK4 "
                 f"steps per block (steps={c['steps']}), shorter blocks (max_step={c['max_step']:g}, "
                 f"first_step={c['first_step']:g}) or a smaller lr ({c['lr']:g})",

@@ -18,6 +18,7 @@ import igraphflow.head
 from igraphflow import ConditionalGraphFlow, GaussianMixtureLatent
 from igraphflow._checks import as_signals, finite_result, warn_lost_resolution
 from igraphflow.checkpoint import save_atomic
+from igraphflow.datasets import load
 from igraphflow.flow import CHECKPOINT_KIND, _capped_steps
 from igraphflow.head import products_validate
 from igraphflow.ode import ODEBlock
@@ -1120,8 +1121,6 @@ def test_refine_after_a_noise_fit_that_moved_the_means_together():
 
 def test_fit_warns_when_its_blocks_do_not_invert():
     # One RK4 step across a block of length 1, trained fast, folds the discrete map; four do not.
-    from igraphflow.datasets import load
-
     data = load("traffic")
     X, Y = data.X_train[:300], data.Y_train[:300]
     settings = dict(num_blocks=1, max_step=1.0, first_step=1.0, lr=1e-2, hidden=16, max_epochs=20, patience=100, seed=0)
