@@ -81,12 +81,13 @@ def _capped_steps(steps: np.ndarray, max_step: float) -> np.ndarray:
     return steps
 
 
-def _check_solver_step(max_step: float, steps: int):
-    if max_step / steps > MAX_SOLVER_STEP:
-        raise ValueError(
-            f"max_step / steps = {max_step / steps:g}: RK4 steps longer than {MAX_SOLVER_STEP:g} "
-            "may not give an invertible map; take more steps or a smaller max_step"
-        )
+def _check_solver_step(config: dict):
+    for name in ("steps", "train_steps"):
+        if config["max_step"] / config[name] > MAX_SOLVER_STEP:
+            raise ValueError(
+                f"max_step / {name} = {config['max_step'] / config[name]:g}: RK4 steps longer than "
+                f"{MAX_SOLVER_STEP:g} may not give an invertible map; take more {name} or a smaller max_step"
+            )
 
 
 QUIET_EXACT_DIM = 128
@@ -153,9 +154,15 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         hidden: Hidden channels of the velocity fields.
         sigma: The standard deviation of the latent components.
         orders: Hop radii of the convolutions (L3Net bases; ChebNet uses the largest).
-        steps: RK4 steps per block. Fewer are cheaper but can leave a trained block that
-            integrating backwards does not undo (``fit`` warns, see
+        steps: RK4 steps per block of the fitted map: what ``encode``, ``decode``,
+            ``log_prob`` and ``sample`` integrate. Fewer are cheaper but can leave a trained
+            block that integrating backwards does not undo (``fit`` warns, see
             :data:`ROUND_TRIP_TOLERANCE`): 2 did so on both real series under a 60 s budget.
+        train_steps: RK4 steps per block while the block trains. A field trained on 2 steps and
+            integrated on ``steps`` inverts (the ODE does) and scores its likelihood as finer
+            integration does, and each training step costs half that of 4: under a time
+            budget, more steps and a better fit (``experiments/RESULTS.md``). The blocks
+            after it, the noise, temperature and head see the signals integrated on ``steps``.
         first_step: The time step :math:`h_1` of the first block.
         step_growth: The ratio :math:`h_{k+1} / h_k` of the geometric schedule; the JKO
             trajectory converges exponentially, so later blocks take longer steps.
@@ -292,6 +299,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         sigma: float = 1.0,
         orders: Sequence[int] = (0, 1, 2),
         steps: int = 4,
+        train_steps: int = 2,
         first_step: float = 0.25,
         step_growth: float = 1.5,
         max_step: float = 2.0,
@@ -318,7 +326,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # as_count returns plain ints, and refuses 2.5 (int() would truncate it) and True.
         num_nodes, num_features = as_count(num_nodes, "num_nodes"), as_count(num_features, "num_features")
         num_classes, max_blocks = as_count(num_classes, "num_classes"), as_count(max_blocks, "max_blocks")
-        hidden, steps, max_epochs = as_count(hidden, "hidden"), as_count(steps, "steps"), as_count(max_epochs, "max_epochs")
+        hidden, max_epochs = as_count(hidden, "hidden"), as_count(max_epochs, "max_epochs")
+        steps, train_steps = as_count(steps, "steps"), as_count(train_steps, "train_steps")
         patience, orders = as_count(patience, "patience", minimum=0), as_orders(orders)
         # "auto" or a number: an array compared with "auto" would give no single truth value.
         # "auto" as a plain str (a NumPy string would be saved as one), else a checked number.
@@ -340,11 +349,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             lr=(lr, positive), validation=(validation, "(0, 1)"),
         )
         reals = {name: as_real(value, name, interval) for name, (value, interval) in reals.items()}
-        _check_solver_step(reals["max_step"], steps)
         self.config = dict(
             num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
-            sigma=reals["sigma"], orders=orders, steps=steps, first_step=reals["first_step"],
+            sigma=reals["sigma"], orders=orders, steps=steps, train_steps=train_steps, first_step=reals["first_step"],
             step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
             initial_separation=initial_separation,
             barrier_weight=reals["barrier_weight"], classifier=classifier, head_input=as_choice(head_input, HEAD_INPUTS, "head_input"),
@@ -355,6 +363,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             lr=reals["lr"], max_epochs=max_epochs, patience=patience, validation=reals["validation"],
             standardize=as_flag(standardize, "standardize"), seed=seed,
         )
+        _check_solver_step(self.config)
         if self.config["fit_noise_first"] and not self.config["fit_noise"]:
             raise ValueError("fit_noise_first=True needs fit_noise=True: the noise fitted before the blocks is refitted after them")
         self.num_nodes, self.num_features, self.num_classes = num_nodes, num_features, num_classes
@@ -550,7 +559,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 them by more than :data:`ROUND_TRIP_TOLERANCE` (blocks too long for their RK4
                 steps, or trained too fast).
         """
-        _check_solver_step(self.config["max_step"], self.config["steps"])
+        _check_solver_step(self.config)
         max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
         data = self._split(X, Y, fingerprint=checkpoint_dir is not None)
         warn_lost_resolution(X, self.dtype)  # first: it says why signals can become all the same
@@ -690,7 +699,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             # Share what is left of the time budget equally among the blocks still to train.
             record = train_block(
                 index, block, self.latent, (x, data.y), (x_val, data.y_val),
-                divergence=c["divergence"], batch_size=batch_size, lr=c["lr"], max_epochs=c["max_epochs"],
+                divergence=c["divergence"], batch_size=batch_size, lr=c["lr"], max_epochs=c["max_epochs"], steps=c["train_steps"],
                 patience=c["patience"], barrier_weight=c["barrier_weight"],
                 classification_weight=c["classification_weight"],
                 deadline=now + (deadline - now) / (total - index), generator=data.generator,
@@ -879,7 +888,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
-        _check_solver_step(self.config["max_step"], self.config["steps"])
+        _check_solver_step(self.config)
         max_time, progress = as_seconds(max_time), as_flag(progress, "progress")
         data = self._standardized(self._split(X, Y))
         if not self.blocks:  # a fit given no time: the identity map has no path to divide
@@ -924,7 +933,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             progress: Show a progress bar.
         """
         self._check_fitted()
-        _check_solver_step(self.config["max_step"], self.config["steps"])
+        _check_solver_step(self.config)
         # Checked before the blocks are split: a model left refined but not retrained would
         # not match its settings.
         factor, max_time = as_count(factor, "factor"), as_seconds(max_time)
@@ -981,7 +990,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 f"the trained blocks do not invert: decoding the encoded validation signals misses them by "
                 f"{missed / spread:.3g} of the signals' spread (root mean square; more than {ROUND_TRIP_TOLERANCE:g}), "
                 "so encodings, samples and likelihoods are not those of one invertible map. Fit with more RK4 "
-                f"steps per block (steps={c['steps']}), shorter blocks (max_step={c['max_step']:g}, "
+                f"steps per block (steps={c['steps']}, train_steps={c['train_steps']}), shorter blocks (max_step={c['max_step']:g}, "
                 f"first_step={c['first_step']:g}) or a smaller lr ({c['lr']:g})",
                 stacklevel=stacklevel,
             )
@@ -1249,9 +1258,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 raise ValueError(f"it lacks {', '.join(missing)}")
             # A model saved before MAX_SOLVER_STEP existed is built under it, then keeps its own
             # setting: it loads and answers, and fit, refine and reparameterize refuse it.
+            if isinstance(config.get("steps"), int):
+                config.setdefault("train_steps", config["steps"])  # saved before training took its own steps
             max_step = config.get("max_step")
-            if isinstance(max_step, float) and isinstance(config.get("steps"), int):
-                config["max_step"] = min(max_step, MAX_SOLVER_STEP * config["steps"])
+            solver_steps = [config.get(name) for name in ("steps", "train_steps")]
+            if isinstance(max_step, float) and all(isinstance(n, int) for n in solver_steps):
+                config["max_step"] = min(max_step, MAX_SOLVER_STEP * min(solver_steps))
             model = cls(payload["edge_index"], *(config.pop(k) for k in dims), **config, device="cpu")
             if isinstance(max_step, float):
                 model.config["max_step"] = max_step

@@ -65,6 +65,7 @@ def jko_objective(
     divergence: Divergence,
     noise: Tensor | None = None,
     classification_weight: float = 0.0,
+    steps: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""The JKO objective of ``block`` per sample, divided by the dimension ``D = V * C``.
 
@@ -73,12 +74,13 @@ def jko_objective(
     added (the classification loss of the iGNN objective): it pushes each :math:`H_v` away
     from the other classes' means as well as towards its own.
 
-    ``x`` may hold no signals (a process's empty share of a batch).
+    ``x`` may hold no signals (a process's empty share of a batch); ``steps``: RK4 steps
+    across the block (by default its own).
 
     Returns:
         ``(objective [N], output [N, V, C], log-determinant [N])``.
     """
-    out, logdet = block.transform(x, divergence=divergence, noise=noise)
+    out, logdet = block.transform(x, divergence=divergence, noise=noise, steps=steps)
     transport = (out - x).square().flatten(1).sum(1) / (2 * block.step_size)
     objective = transport - latent.log_prob(out, y) - logdet
     if classification_weight:
@@ -150,6 +152,7 @@ def train_block(
     barrier_weight: float = 1e-2,
     classification_weight: float = 0.0,
     clip: float = 10.0,
+    steps: int | None = None,
     deadline: float = math.inf,
     generator: torch.Generator | None = None,
     on_epoch: Callable[[BlockRecord], None] | None = None,
@@ -172,6 +175,8 @@ def train_block(
         val: Validation ``(X, Y)``, pushed likewise.
         divergence: The estimator used in training.
         classification_weight: The weight of the classification loss, see :func:`jko_objective`.
+        steps: RK4 steps across the block in training and in its validation objective; by
+            default the block's own.
         deadline: A ``time.monotonic()`` instant after which training stops.
         generator: Random source of batches and probes.
         on_epoch: Called as ``on_epoch(record)`` after each epoch.
@@ -193,7 +198,7 @@ def train_block(
         with torch.no_grad():
             objective = in_chunks(
                 lambda x, y, noise: jko_objective(block, latent, x, y, divergence=divergence, noise=noise,
-                                        classification_weight=classification_weight)[0],
+                                        classification_weight=classification_weight, steps=steps)[0],
                 x_val, y_val, val_noise, scalars=eval_scalars,
             ).mean().item()
         # Every process evaluates all the validation samples. Their mean is one value for all
@@ -228,7 +233,7 @@ def train_block(
             # batch, with memory bounded on large graphs.
             for part, part_noise in zip(batch.split(chunk), noise.split(chunk)):
                 objective = jko_objective(block, latent, x_train[part], y_train[part], divergence=divergence, noise=part_noise,
-                                          classification_weight=classification_weight)[0]
+                                          classification_weight=classification_weight, steps=steps)[0]
                 part_loss = objective.sum() / batch_total
                 part_loss.backward()
                 loss += part_loss.item()

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from ._checks import as_choice
+from ._checks import as_choice, as_count
 from .divergence import EXACT_CHUNK, exact_divergence, finite_difference_divergence, hutchinson_divergence
 
 DIVERGENCES = ("exact", "hutchinson", "finite_difference")
@@ -94,13 +94,19 @@ class ODEBlock(nn.Module):
             raise ValueError(f"an ODE block needs end > start, got [{start}, {end}]")
         self.interval.copy_(torch.tensor([float(start), float(end)]))
 
-    def grid(self, backward: bool = False) -> Tensor:
-        r"""The solver's time points, ``[steps + 1]``, from :math:`t_0` to :math:`t_1` (reversed if ``backward``)."""
-        grid = torch.linspace(float(self.interval[0]), float(self.interval[1]), self.steps + 1)
+    def grid(self, backward: bool = False, steps: int | None = None) -> Tensor:
+        r"""The solver's time points, ``[steps + 1]``, from :math:`t_0` to :math:`t_1` (reversed if ``backward``).
+
+        Arguments:
+            backward: From :math:`t_1` to :math:`t_0`.
+            steps: RK4 steps across the interval; by default the block's own.
+        """
+        steps = self.steps if steps is None else as_count(steps, "steps")
+        grid = torch.linspace(float(self.interval[0]), float(self.interval[1]), steps + 1)
         return (grid.flip(0) if backward else grid).to(self.interval)
 
-    def _solve(self, dynamics: nn.Module, state, backward: bool = False):
-        grid = self.grid(backward)
+    def _solve(self, dynamics: nn.Module, state, backward: bool = False, steps: int | None = None):
+        grid = self.grid(backward, steps)
         if self.adjoint and torch.is_grad_enabled():
             return odeint_adjoint(dynamics, state, grid, method="rk4", adjoint_params=tuple(self.field.parameters()))
         return odeint(dynamics, state, grid, method="rk4")
@@ -139,6 +145,7 @@ class ODEBlock(nn.Module):
         divergence: Divergence = "exact",
         noise: Tensor | None = None,
         chunk_size: int = EXACT_CHUNK,
+        steps: int | None = None,
     ) -> tuple[Tensor, Tensor]:
         r"""Maps ``x`` forward and returns ``(y, log|det dy/dx|)``.
 
@@ -150,10 +157,12 @@ class ODEBlock(nn.Module):
             noise: The probe of the stochastic estimators, shaped like ``x``; Rademacher
                 probes are drawn when omitted. One probe serves the whole interval.
             chunk_size: Dimensions per backward pass of the exact trace.
+            steps: RK4 steps across the interval; by default the block's own. Training may
+                take fewer (a cheaper step) than the map the block stands for.
         """
         divergence = as_choice(divergence, DIVERGENCES, "divergence")
         if divergence != "exact" and noise is None:
             noise = 2 * torch.randint_like(x, 2) - 1
         dynamics = _AugmentedDynamics(self.field, divergence, noise, chunk_size)
-        ys, logdets = self._solve(dynamics, (x, x.new_zeros(x.size(0))))
+        ys, logdets = self._solve(dynamics, (x, x.new_zeros(x.size(0))), steps=steps)
         return ys[-1], logdets[-1]

@@ -1129,14 +1129,14 @@ def test_fit_warns_when_its_blocks_do_not_invert():
         return ((model.decode(model.encode(X)) - X).square().mean() / (X - X.mean(0)).square().mean()).sqrt().item()
 
     with pytest.warns(UserWarning, match=r"the trained blocks do not invert: .* misses them by [0-9.]+ of the signals' "
-                                         r"spread .* \(steps=1\), .* lr \(0.01\)"):
+                                         r"spread .* \(steps=1, train_steps=1\), .* lr \(0.01\)"):
         folded = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                                      steps=1, **settings).fit(X, Y, progress=False)
+                                      steps=1, train_steps=1, **settings).fit(X, Y, progress=False)
     assert relative_round_trip(folded) > 0.1
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="the trained blocks do not invert")
         smooth = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                                      steps=4, **settings).fit(X, Y, progress=False)
+                                      steps=4, train_steps=4, **settings).fit(X, Y, progress=False)
     assert relative_round_trip(smooth) < igraphflow.flow.ROUND_TRIP_TOLERANCE
 
 
@@ -1154,6 +1154,26 @@ def test_solver_steps_too_long_to_invert_are_refused(tmp_path):
     for retrain in (old.fit, old.refine, old.reparameterize):
         with pytest.raises(ValueError, match="max_step / steps = 2"):
             retrain(X, Y, progress=False)
+
+
+def test_blocks_train_on_train_steps_and_map_on_steps(tmp_path):
+    X, Y = toy(128)
+    settings = dict(SMALL, num_blocks=1, max_epochs=3)
+    fine = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, steps=4, train_steps=2).fit(X, Y, progress=False)
+    coarse = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings, steps=2, train_steps=2).fit(X, Y, progress=False)
+    # The same training; the map integrates its own steps.
+    for ours, theirs in zip(fine.blocks.parameters(), coarse.blocks.parameters()):
+        assert torch.equal(ours, theirs)
+    assert fine.blocks[0].steps == 4 and coarse.blocks[0].steps == 2
+    assert not torch.equal(fine.encode(X[:8]), coarse.encode(X[:8]))
+    with pytest.raises(ValueError, match="max_step / train_steps = 2: .* take more train_steps"):
+        ConditionalGraphFlow(EDGES, 4, 2, 2, train_steps=1)
+    # Saved before training took its own steps: it trained on the map's steps.
+    fine.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["config"]["train_steps"], payload["kind"]
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    assert ConditionalGraphFlow.load(tmp_path / "old.pt").config["train_steps"] == 4
 
 
 def test_checkpoints_without_a_block_count_load_and_resume(tmp_path):

@@ -119,6 +119,23 @@ def test_the_training_loss_is_the_mean_objective_plus_the_barrier_per_dimension(
     assert record.train_loss[0] == pytest.approx(expected.item(), rel=1e-9)
 
 
+def test_a_block_trains_on_the_steps_it_is_given(float64):
+    # Trained on 2 RK4 steps, a 4-step block takes the same path as a 2-step copy of it, and
+    # keeps its own 4 steps.
+    block, latent, X, Y = _block_and_data(4)
+    coarse, coarse_latent = copy.deepcopy(block), copy.deepcopy(latent)
+    coarse.steps = 2
+    settings = dict(batch_size=16, lr=1e-2, max_epochs=2, patience=5)
+    record = jko.train_block(0, block, latent, (X[:40], Y[:40]), (X[40:], Y[40:]), steps=2,
+                             generator=torch.Generator().manual_seed(0), **settings)
+    reference = jko.train_block(0, coarse, coarse_latent, (X[:40], Y[:40]), (X[40:], Y[40:]),
+                                generator=torch.Generator().manual_seed(0), **settings)
+    assert record.val_loss == reference.val_loss and record.best_epoch >= 0
+    for ours, theirs in zip(block.parameters(), coarse.parameters()):
+        assert torch.equal(ours, theirs)
+    assert block.steps == 4
+
+
 @pytest.mark.parametrize("divergence", ["hutchinson", "finite_difference"])
 def test_the_validation_objective_uses_one_fixed_probe(divergence, float64):
     # The state never changes (lr = 0), so a fixed probe scores every epoch the same and no

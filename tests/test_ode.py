@@ -145,6 +145,31 @@ def test_corrected_inverse_inverts_the_discrete_forward_map():
     assert (block.inverse(y) - x).abs().max() < plain / 100  # one correction by default
 
 
+def test_transform_integrates_on_the_steps_it_is_given():
+    # dx/dt = t x: one step of torchdiffeq's RK4 (the 3/8 rule) from t to t + h multiplies x
+    # by a polynomial in t and h, the reference below; two steps across [0.5, 1.5] miss the
+    # exact growth by about 1e-3.
+    def rk4_growth(start, end, steps):
+        h, growth = (end - start) / steps, 1.0
+        for i in range(steps):
+            t = start + i * h
+            k1 = t
+            k2 = (t + h / 3) * (1 + h * k1 / 3)
+            k3 = (t + 2 * h / 3) * (1 + h * (k2 - k1 / 3))
+            k4 = (t + h) * (1 + h * (k1 - k2 + k3))
+            growth *= 1 + h * (k1 + 3 * k2 + 3 * k3 + k4) / 8
+        return growth
+
+    block = ODEBlock(TimeScaledField(), 0.5, 1.5, steps=32)
+    x = torch.randn(4, 3, 2)
+    coarse, _ = block.transform(x, divergence="exact", steps=2)
+    assert torch.allclose(coarse, x * rk4_growth(0.5, 1.5, 2), rtol=1e-12, atol=0)
+    assert not torch.allclose(coarse, block(x), rtol=1e-5, atol=0)  # the block's own 32 steps
+    assert block.steps == 32
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+        block.transform(x, steps=0)
+
+
 def test_a_time_dependent_field_is_integrated_over_the_blocks_interval():
     # The field must see the times of [t0, t1], not those of [0, t1 - t0]; after set_interval, the new ones.
     block = ODEBlock(TimeScaledField(), 0.5, 1.5, steps=32)
