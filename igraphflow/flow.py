@@ -59,7 +59,7 @@ ROUND_TRIP_TOLERANCE = 1e-3
 r"""How far decoding may miss the encoded validation signals after a fit (root mean square over
 their values, as a fraction of the signals' spread around their mean) before
 :meth:`ConditionalGraphFlow.fit` warns that the blocks do not invert. The default settings miss
-by 1e-7 to 1e-5; one RK4 step across a block of length 1 trained at ``lr=1e-2`` missed by more
+by 1e-7 to 1e-4 (4e-5 on solar_sim in the README's main job); one RK4 step across a block of length 1 trained at ``lr=1e-2`` missed by more
 than the spread itself."""
 
 
