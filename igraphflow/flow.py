@@ -59,8 +59,8 @@ ROUND_TRIP_TOLERANCE = 1e-3
 r"""How far decoding may miss the encoded validation signals after a fit (root mean square over
 their values, as a fraction of the signals' spread around their mean) before
 :meth:`ConditionalGraphFlow.fit` warns that the blocks do not invert. The default settings miss
-by 1e-7 to 1e-4 (4e-5 on solar_sim in the README's main job); one RK4 step across a block of length 1 trained at ``lr=1e-2`` missed by more
-than the spread itself."""
+by 1e-7 to 1e-4 (4e-5 on solar_sim in the README's main job); one RK4 step across a block of
+length 1 trained at ``lr=1e-2`` missed by more than the spread itself."""
 
 
 def _capped_steps(steps: np.ndarray, max_step: float) -> np.ndarray:
@@ -701,8 +701,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             # Share what is left of the time budget equally among the blocks still to train.
             record = train_block(
                 index, block, self.latent, (x, data.y), (x_val, data.y_val),
-                divergence=c["divergence"], batch_size=batch_size, lr=c["lr"], max_epochs=c["max_epochs"], steps=c["train_steps"],
-                patience=c["patience"], barrier_weight=c["barrier_weight"],
+                divergence=c["divergence"], batch_size=batch_size, lr=c["lr"], max_epochs=c["max_epochs"],
+                patience=c["patience"], barrier_weight=c["barrier_weight"], steps=c["train_steps"],
                 classification_weight=c["classification_weight"],
                 deadline=now + (deadline - now) / (total - index), generator=data.generator,
                 on_epoch=lambda r: bar.set_postfix(epoch=len(r.val_loss), val=f"{r.val_loss[-1]:.4f}"),
@@ -992,8 +992,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 f"the trained blocks do not invert: decoding the encoded validation signals misses them by "
                 f"{missed / spread:.3g} of the signals' spread (root mean square; more than {ROUND_TRIP_TOLERANCE:g}), "
                 "so encodings, samples and likelihoods are not those of one invertible map. Fit with more RK4 "
-                f"steps per block (steps={c['steps']}, train_steps={c['train_steps']}), shorter blocks (max_step={c['max_step']:g}, "
-                f"first_step={c['first_step']:g}) or a smaller lr ({c['lr']:g})",
+                f"steps per block (steps={c['steps']}, train_steps={c['train_steps']}), shorter blocks "
+                f"(max_step={c['max_step']:g}, first_step={c['first_step']:g}) or a smaller lr ({c['lr']:g})",
                 stacklevel=stacklevel,
             )
 
