@@ -205,6 +205,40 @@ def test_l3net_dense_and_sparse_bases_have_the_same_derivatives(graph, monkeypat
         torch.testing.assert_close(sparse, dense)
 
 
+@pytest.mark.parametrize("in_channels, out_channels", [(3, 5), (6, 2)])  # aggregates first, mixes first
+@pytest.mark.parametrize("with_constant", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_l3net_channels_first_equals_channels_last(graph, in_channels, out_channels, with_constant, bias):
+    edge_index, n = graph
+    conv = L3NetConv(in_channels, out_channels, edge_index, n, orders=(0, 1, 2), bias=bias)
+    for parameter in conv.parameters():
+        parameter.data.normal_()
+    assert conv.dense and conv.aggregate_first == (in_channels <= out_channels)
+    x = torch.randn(2, 4, n, in_channels - with_constant, requires_grad=True)
+    t = torch.tensor(0.3, requires_grad=True) if with_constant else None
+    probe = torch.randn(2, 4, n, out_channels)
+    # The reference: the channels-last layer on the constant channel stored, then moved.
+    expected = conv(torch.cat([x, t.expand(2, 4, n, 1)], -1) if with_constant else x)
+    got = conv.forward_channels_first(x.permute(3, 0, 1, 2), constant=t).permute(1, 2, 3, 0)
+    torch.testing.assert_close(got, expected)
+    # Training takes first and second derivatives: of the input, the time and every weight.
+    inputs = [x, *conv.parameters()] + ([t] if with_constant else [])
+    for ours, theirs in zip(torch.autograd.grad(got, inputs, probe), torch.autograd.grad(expected, inputs, probe)):
+        torch.testing.assert_close(ours, theirs)
+    # A process's empty share of a batch.
+    empty = conv.forward_channels_first(torch.randn(in_channels - with_constant, 0, n), constant=t)
+    assert empty.shape == (out_channels, 0, n)
+
+
+def test_l3net_channels_first_names_the_shape_it_expects(graph):
+    edge_index, n = graph
+    conv = L3NetConv(3, 4, edge_index, n)
+    with pytest.raises(ValueError, match=rf"expects \[2, \*, {n}\], got \[3, 5, {n}\]"):
+        conv.forward_channels_first(torch.randn(3, 5, n), constant=torch.tensor(0.0))
+    with pytest.raises(ValueError, match=rf"expects \[3, \*, {n}\], got \[3, 5, {n + 1}\]"):
+        conv.forward_channels_first(torch.randn(3, 5, n + 1))
+
+
 def test_l3net_batched_equals_one_by_one(graph):
     edge_index, n = graph
     conv = L3NetConv(2, 4, edge_index, n)
@@ -313,6 +347,35 @@ def test_velocity_field_starts_small_and_takes_time(graph):
     x = torch.randn(8, n, 2)
     assert f(torch.tensor(0.0), x).abs().mean() < 0.5 * x.abs().mean()
     assert not torch.allclose(f(torch.tensor(0.0), x), f(torch.tensor(1.0), x))
+
+
+@pytest.mark.parametrize("num_nodes", [9, 300])  # dense bases, run channels first; sparse bases
+def test_velocity_field_is_its_layers_composed(num_nodes):
+    # On a small graph the field runs channels first with the time as a bias; the reference
+    # stores the time as a channel and calls each layer on [N, V, C].
+    g = nx.connected_watts_strogatz_graph(num_nodes, 4, 0.3, seed=1)
+    edges = torch.tensor(list(g.edges)).T
+    edge_index = torch.cat([edges, edges.flip(0)], dim=1)
+    torch.manual_seed(0)
+    f = GraphVelocityField(edge_index, num_nodes, 2, hidden=8)
+    assert f.channels_first == (num_nodes == 9)
+    for parameter in f.parameters():
+        parameter.data.normal_(0, 0.5)
+    x, t = torch.randn(5, num_nodes, 2, requires_grad=True), torch.tensor(0.7)
+
+    def with_time(h):
+        return torch.cat([h, t.expand(*h.shape[:-1], 1)], -1)
+
+    h = torch.nn.functional.silu(f.conv_in(with_time(x)))
+    h = torch.nn.functional.silu(f.node_hidden(with_time(h)))
+    expected = f.conv_out(with_time(h))
+    got = f(t, x)
+    torch.testing.assert_close(got, expected)
+    probe = torch.randn_like(got)
+    inputs = [x, *f.parameters()]
+    for ours, theirs in zip(torch.autograd.grad(got, inputs, probe), torch.autograd.grad(expected, inputs, probe)):
+        torch.testing.assert_close(ours, theirs)
+    assert f(t, x[:0]).shape == (0, num_nodes, 2)  # a process's empty share of a batch
 
 
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])

