@@ -12,8 +12,9 @@ Usage::
     python benchmarks/run_all.py                 # about an hour on 2 CPU cores
     python benchmarks/run_all.py --max-time 120  # a shorter training cap per method
 
-The other benchmarks (``core.py``, ``jko_tools.py``, ``uncertainty.py``, ``uncertainty_seeds.py``, ``large_steps.py``)
-write their own results under ``benchmarks/results/``; BENCHMARKS.md links them.
+The other benchmarks (``core.py``, ``jko_tools.py``, ``uncertainty.py``, ``uncertainty_seeds.py``,
+``large_steps.py``, ``step_time.py``) write their own results under ``benchmarks/results/``;
+BENCHMARKS.md links them.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ def main():
          "set sizes at equal coverage, over three seeds each."),
         ("- `results/large_steps.md` (`large_steps.py`): time and peak memory of the steps around training on large "
          "graphs (exact-trace training, the head fit, region sizes under a mixture or pattern noise)."),
+        ("- `results/step_time.md` (`step_time.py`): time per training step on the sensor graphs, the velocity "
+         "field run channels first or last."),
         "",
     ])
     OUTPUT.write_text(text)

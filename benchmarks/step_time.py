@@ -11,7 +11,8 @@ process with one thread, and the medians are reported.
 
 Usage::
 
-    python benchmarks/step_time.py    # 2 min; writes benchmarks/results/step_time.md
+    python benchmarks/step_time.py            # 1 min; writes benchmarks/results/step_time.md
+    python benchmarks/step_time.py --quick    # 2 rounds of 3 steps, printed only
 
 solar_hope is timed where ``IGRAPHFLOW_DATA`` names the data folder.
 """
@@ -70,7 +71,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=8, help="alternations of the two ways per dataset")
     parser.add_argument("--steps", type=int, default=15, help="training steps timed per round")
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 3 steps, printed only")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.steps = 2, 3
     torch.set_num_threads(1)
     names = [name for name in DATASETS if name != "solar_hope" or os.environ.get("IGRAPHFLOW_DATA")]
     rows = [time_steps(name, args.rounds, args.steps) for name in names]
@@ -88,7 +92,8 @@ def main():
           f"{r['last'] / r['first']:.2f}x |" for r in rows),
         "",
     ]
-    RESULTS.write_text("\n".join(lines))
+    if not args.quick:
+        RESULTS.write_text("\n".join(lines))
     print("\n".join(lines))
 
 

@@ -376,6 +376,9 @@ def test_velocity_field_is_its_layers_composed(num_nodes):
     for ours, theirs in zip(torch.autograd.grad(got, inputs, probe), torch.autograd.grad(expected, inputs, probe)):
         torch.testing.assert_close(ours, theirs)
     assert f(t, x[:0]).shape == (0, num_nodes, 2)  # a process's empty share of a batch
+    # Any leading dimensions, as the layers take them.
+    torch.testing.assert_close(f(t, x[0]), expected[0])
+    torch.testing.assert_close(f(t, x.view(5, 1, num_nodes, 2)), expected.view(5, 1, num_nodes, 2))
 
 
 @pytest.mark.parametrize("conv", ["cheb", "gcn"])

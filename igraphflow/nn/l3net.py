@@ -158,8 +158,9 @@ class L3NetConv(nn.Module):
         r"""The layer on channels-first signals ``[C, *, V]``, with the bases as dense matrices.
 
         Every product then has the batch in its long, output dimension, where a CPU's matrix
-        products are fast; a stack of layers that keeps this layout (:class:`GraphVelocityField`
-        on a small graph) runs 1.3x faster per training step than on ``[*, V, C]``.
+        products are fast: :class:`GraphVelocityField`, which keeps this layout between its
+        layers on a small graph, takes 1.2-1.3x less time per training step on the sensor graphs
+        than on ``[*, V, C]`` (``benchmarks/results/step_time.md``).
 
         Arguments:
             x: The input, ``[C, *, V]``.
@@ -201,7 +202,7 @@ class L3NetConv(nn.Module):
             mixed = mixed.reshape(out_channels * batch, num_bases * num_nodes)
             out = mixed @ bases.transpose(1, 2).reshape(-1, num_nodes)
         out = out.view(out_channels, batch, num_nodes)
-        shift = None if self.bias is None else self.bias.view(-1, 1)  # [out, 1] or [out, V]
+        shift = None if self.bias is None else self.bias.view(-1, 1)  # [out, 1]; [out, V] with the constant's share
         if constant is not None:
             # B_m applied to a constant channel is the constant times B_m's row sums.
             constant_share = constant.to(x) * (weight[..., -1] @ bases.sum(-1))
