@@ -120,9 +120,10 @@ def test_the_training_loss_is_the_mean_objective_plus_the_barrier_per_dimension(
 
 
 def test_a_block_trains_on_the_steps_it_is_given(float64):
-    # Trained on 2 RK4 steps, a 4-step block takes the same path as a 2-step copy of it, and
-    # keeps its own 4 steps.
+    # Trained on 2 RK4 steps, a block of the default 8 takes the same path as a 2-step copy of
+    # it, and keeps its own 8 steps.
     block, latent, X, Y = _block_and_data(4)
+    assert block.steps == 8
     coarse, coarse_latent = copy.deepcopy(block), copy.deepcopy(latent)
     coarse.steps = 2
     settings = dict(batch_size=16, lr=1e-2, max_epochs=2, patience=5)
@@ -133,7 +134,7 @@ def test_a_block_trains_on_the_steps_it_is_given(float64):
     assert record.val_loss == reference.val_loss and record.best_epoch >= 0
     for ours, theirs in zip(block.parameters(), coarse.parameters()):
         assert torch.equal(ours, theirs)
-    assert block.steps == 4
+    assert block.steps == 8
 
 
 @pytest.mark.parametrize("divergence", ["hutchinson", "finite_difference"])
