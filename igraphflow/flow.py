@@ -160,7 +160,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             :data:`ROUND_TRIP_TOLERANCE`): 2 did so on both real series under a 60 s budget.
             With fields trained on 2 steps for longer (120 s on the real series), 4 missed by
             up to 1.4 in the latent, and the model's own draws fell outside their regions;
-            8 miss by 1e-4 at most (``experiments/RESULTS.md``, "How finely the map must
+            8 miss by 1e-3 at most (``experiments/RESULTS.md``, "How finely the map must
             integrate").
         train_steps: RK4 steps per block while the block trains. A training step on 2 costs
             half that on 4, so under a time budget a block gets twice the steps, and the fit
