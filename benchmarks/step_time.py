@@ -2,8 +2,9 @@ r"""Time per JKO training step on the sensor graphs, the velocity field run chan
 
 On a graph whose L3Net bases hold at least ``DENSE_FRACTION`` of the node pairs (every sensor
 graph here), :class:`~igraphflow.nn.GraphVelocityField` runs its layers on ``[C, N, V]``
-signals with the time added as a bias (``channels_first``); otherwise on ``[N, V, C]`` with
-the time stored as a channel. Both compute the same field (``tests/test_layers.py``). This
+signals with the time added as a bias (``channels_first``); otherwise layer by layer on
+``[N, V, C]`` with the time stored as a channel (each L3Net layer with dense bases moving its
+input channels first and back). Both compute the same field (``tests/test_layers.py``). This
 times one training step of a default model's first block both ways: the finite-difference
 divergence, ``train_steps`` RK4 steps, a batch of the dataset's ``"auto"`` batch size drawn
 from its training signals, forward and backward. The two ways alternate over rounds in one

@@ -154,8 +154,8 @@ def test_l3net_applies_the_bases_as_dense_matrices_only_when_they_hold_the_dense
     assert expected == ("dense" if num_nodes == 50 else "sparse")  # the path graphs straddle the threshold
     used = []
 
-    def recorded(form):
-        apply = getattr(L3NetConv, f"_{form}")
+    def recorded(form, method):
+        apply = getattr(L3NetConv, method)
 
         def wrapper(self, x):
             used.append(form)
@@ -163,8 +163,8 @@ def test_l3net_applies_the_bases_as_dense_matrices_only_when_they_hold_the_dense
 
         return wrapper
 
-    for form in ("dense", "sparse"):
-        monkeypatch.setattr(L3NetConv, f"_{form}", recorded(form))
+    for form, method in (("dense", "forward_channels_first"), ("sparse", "_sparse")):
+        monkeypatch.setattr(L3NetConv, method, recorded(form, method))
     torch.manual_seed(0)
     L3NetConv(1, 2, path, num_nodes, orders=(0, 1, 2))(torch.randn(2, num_nodes, 1))
     assert used == [expected]
@@ -208,7 +208,7 @@ def test_l3net_dense_and_sparse_bases_have_the_same_derivatives(graph, monkeypat
 @pytest.mark.parametrize("in_channels, out_channels", [(3, 5), (6, 2)])  # aggregates first, mixes first
 @pytest.mark.parametrize("with_constant", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_l3net_channels_first_equals_channels_last(graph, in_channels, out_channels, with_constant, bias):
+def test_l3net_channels_first_equals_channels_last(graph, in_channels, out_channels, with_constant, bias, monkeypatch):
     edge_index, n = graph
     conv = L3NetConv(in_channels, out_channels, edge_index, n, orders=(0, 1, 2), bias=bias)
     for parameter in conv.parameters():
@@ -217,9 +217,11 @@ def test_l3net_channels_first_equals_channels_last(graph, in_channels, out_chann
     x = torch.randn(2, 4, n, in_channels - with_constant, requires_grad=True)
     t = torch.tensor(0.3, requires_grad=True) if with_constant else None
     probe = torch.randn(2, 4, n, out_channels)
-    # The reference: the channels-last layer on the constant channel stored, then moved.
-    expected = conv(torch.cat([x, t.expand(2, 4, n, 1)], -1) if with_constant else x)
     got = conv.forward_channels_first(x.permute(3, 0, 1, 2), constant=t).permute(1, 2, 3, 0)
+    # The reference: the layer's sparse sums (its dense bases go through forward_channels_first)
+    # on [*, V, C], the constant stored as a channel.
+    monkeypatch.setattr(l3net, "DENSE_FRACTION", 2.0)
+    expected = conv(torch.cat([x, t.expand(2, 4, n, 1)], -1) if with_constant else x)
     torch.testing.assert_close(got, expected)
     # Training takes first and second derivatives: of the input, the time and every weight.
     inputs = [x, *conv.parameters()] + ([t] if with_constant else [])
@@ -350,9 +352,9 @@ def test_velocity_field_starts_small_and_takes_time(graph):
 
 
 @pytest.mark.parametrize("num_nodes", [9, 300])  # dense bases, run channels first; sparse bases
-def test_velocity_field_is_its_layers_composed(num_nodes):
+def test_velocity_field_is_its_layers_composed(num_nodes, monkeypatch):
     # On a small graph the field runs channels first with the time as a bias; the reference
-    # stores the time as a channel and calls each layer on [N, V, C].
+    # stores the time as a channel and calls each layer on [N, V, C], with sparse sums.
     g = nx.connected_watts_strogatz_graph(num_nodes, 4, 0.3, seed=1)
     edges = torch.tensor(list(g.edges)).T
     edge_index = torch.cat([edges, edges.flip(0)], dim=1)
@@ -366,10 +368,11 @@ def test_velocity_field_is_its_layers_composed(num_nodes):
     def with_time(h):
         return torch.cat([h, t.expand(*h.shape[:-1], 1)], -1)
 
+    got = f(t, x)
+    monkeypatch.setattr(l3net, "DENSE_FRACTION", 2.0)  # the layers' sparse sums, not channels first
     h = torch.nn.functional.silu(f.conv_in(with_time(x)))
     h = torch.nn.functional.silu(f.node_hidden(with_time(h)))
     expected = f.conv_out(with_time(h))
-    got = f(t, x)
     torch.testing.assert_close(got, expected)
     probe = torch.randn_like(got)
     inputs = [x, *f.parameters()]

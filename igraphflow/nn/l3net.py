@@ -32,7 +32,8 @@ class L3NetConv(nn.Module):
     The neighbour sums run over whichever side has fewer channels (:math:`(B_m X) W_m` or
     :math:`B_m (X W_m)`). When the bases hold on average at least :data:`DENSE_FRACTION` of all
     ``V * V`` pairs (a small sensor graph), they are stacked and applied as one dense
-    ``[M V, V]`` (or ``[V, M V]``) matrix product, otherwise basis by basis with
+    ``[M V, V]`` (or ``[V, M V]``) matrix product to the signals moved channels first
+    (:meth:`forward_channels_first`), otherwise basis by basis with
     ``index_select``/``index_add``: on a CPU the dense product is the faster one from about 5 %
     of the pairs on (3x per layer on the 22- and 50-node sensor graphs), the sparse sums below
     that (1.8x on a 503-node graph whose bases hold 1 % on average).
@@ -114,19 +115,6 @@ class L3NetConv(nn.Module):
         shape = (len(self.orders), self.num_nodes, self.num_nodes)
         return weights.new_zeros(shape).index_put(tuple(self.stacked_index), weights)
 
-    def _dense(self, x: Tensor) -> Tensor:
-        bases = self._stacked_bases()
-        (num_bases, num_nodes), lead, channels = bases.shape[:2], x.shape[:-2], x.size(-1)
-        # Node-major rows [V, batch * channels], so that one matrix product serves every basis.
-        if self.aggregate_first:
-            rows = x.reshape(-1, num_nodes, channels).transpose(0, 1).reshape(num_nodes, -1)
-            summed = (bases.reshape(-1, num_nodes) @ rows).reshape(num_bases, num_nodes, -1, channels)
-            return self.lin(summed.permute(2, 1, 0, 3).reshape(*lead, num_nodes, num_bases * channels))
-        mixed = self.lin(x).reshape(-1, num_nodes, num_bases, self.out_channels)
-        rows = mixed.permute(2, 1, 0, 3).reshape(num_bases * num_nodes, -1)
-        out = bases.transpose(0, 1).reshape(num_nodes, -1) @ rows
-        return out.reshape(num_nodes, -1, self.out_channels).transpose(0, 1).reshape(*lead, num_nodes, self.out_channels)
-
     @staticmethod
     def _neighbour_sum(x: Tensor, weights: Tensor, support: Tensor) -> Tensor:
         lead, (num_nodes, channels) = x.shape[:-2], x.shape[-2:]
@@ -151,16 +139,19 @@ class L3NetConv(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_node_input(x, self.num_nodes, self.in_channels, type(self).__name__)
-        out = self._dense(x) if self.dense else self._sparse(x)
+        if self.dense:
+            return self.forward_channels_first(x.movedim(-1, 0)).movedim(0, -1)
+        out = self._sparse(x)
         return out if self.bias is None else out + self.bias
 
     def forward_channels_first(self, x: Tensor, constant: Tensor | None = None) -> Tensor:
         r"""The layer on channels-first signals ``[C, *, V]``, with the bases as dense matrices.
 
         Every product then has the batch in its long, output dimension, where a CPU's matrix
-        products are fast: :class:`GraphVelocityField`, which keeps this layout between its
-        layers on a small graph, takes 1.2-1.3x less time per training step on the sensor graphs
-        than on ``[*, V, C]`` (``benchmarks/results/step_time.md``).
+        products are fast; ``forward`` with dense bases moves its input here and back.
+        :class:`GraphVelocityField`, which keeps this layout between its layers on a small
+        graph, takes 1.2-1.3x less time per training step on the sensor graphs than on
+        ``[*, V, C]`` (``benchmarks/results/step_time.md``).
 
         Arguments:
             x: The input, ``[C, *, V]``.
