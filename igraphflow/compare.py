@@ -387,12 +387,14 @@ def _curve(model: Any, method: str) -> list[float]:
 
 
 def _block_summary(model: Any) -> list[dict[str, Any]]:
-    r"""Per JKO block: step size, epochs run, best epoch, whether the time share ended it,
-    seconds, movement W2 (per dimension) and validation NLL per dimension after the block."""
+    r"""Per JKO block: step size, RK4 steps of its map, epochs run, best epoch, whether the time
+    share ended it, seconds, movement W2 (per dimension) and validation NLL per dimension after
+    the block."""
     dims = model.num_nodes * model.num_features
     return [
         {
             "step_size": r.step_size,
+            "map_steps": r.map_steps,
             "epochs": len(r.val_loss),
             "best_epoch": r.best_epoch,
             "stopped_by_time": r.stopped_by_time,

@@ -55,6 +55,10 @@ MAX_SOLVER_STEP = 1.0
 r"""The largest RK4 step, ``max_step / steps``: over longer steps the discrete map of a trained
 field need not be invertible (decoding missed encoded signals by up to 4 at 2.0). Shorter steps
 can miss too, with a fast learning rate; :data:`ROUND_TRIP_TOLERANCE` tells after the fit."""
+MAX_MAP_STEPS = 128
+r"""The most RK4 steps ``map_tolerance`` gives a block of the fitted map."""
+MAP_CHECK_SIGNALS = 256
+r"""How many validation signals ``map_tolerance`` checks a block's map on."""
 ROUND_TRIP_TOLERANCE = 1e-3
 r"""How far decoding may miss the encoded validation signals after a fit (root mean square over
 their values, as a fraction of the signals' spread around their mean) before
@@ -154,14 +158,22 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         hidden: Hidden channels of the velocity fields.
         sigma: The standard deviation of the latent components.
         orders: Hop radii of the convolutions (L3Net bases; ChebNet uses the largest).
-        steps: RK4 steps per block of the fitted map: what ``encode``, ``decode``,
-            ``log_prob`` and ``sample`` integrate. Fewer are cheaper but can leave a trained
-            block that integrating backwards does not undo (``fit`` warns, see
+        steps: The fewest RK4 steps per block of the fitted map: what ``encode``,
+            ``decode``, ``log_prob`` and ``sample`` integrate (``map_tolerance`` doubles them
+            where a block needs more). Fewer are cheaper but can leave a trained block that
+            integrating backwards does not undo (``fit`` warns, see
             :data:`ROUND_TRIP_TOLERANCE`): 2 did so on both real series under a 60 s budget.
             With fields trained on 2 steps for longer (120 s on the real series), 4 missed by
             up to 1.4 in the latent, and the model's own draws fell outside their regions;
             8 miss by 1e-3 at most (``experiments/RESULTS.md``, "How finely the map must
             integrate").
+        map_tolerance: After a block trains, ``fit`` doubles its steps (from ``steps``, up to
+            :data:`MAX_MAP_STEPS`) until twice as many would move no validation signal by more
+            than this (root mean square over its values, in the standardised units the blocks
+            see; :meth:`~igraphflow.ode.ODEBlock.settle_steps`). ``None`` keeps ``steps`` for
+            every block. On the real series the first block, which meets the signals' bounds,
+            gets 16 (solar_hope; traffic after 120 s of training) and the others keep 8
+            (``experiments/RESULTS.md``, "Steps per block").
         train_steps: RK4 steps per block while the block trains. A training step on 2 costs
             half that on 4, so under a time budget a block gets twice the steps, and the fit
             is better (``experiments/RESULTS.md``). The map integrates the trained field on
@@ -304,6 +316,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         sigma: float = 1.0,
         orders: Sequence[int] = (0, 1, 2),
         steps: int = 8,
+        map_tolerance: float | None = 1e-3,
         train_steps: int = 2,
         first_step: float = 0.25,
         step_growth: float = 1.5,
@@ -340,6 +353,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         batch_size = "auto" if _is_auto(batch_size) else as_count(batch_size, "batch_size")
         initial_separation = "auto" if _is_auto(initial_separation) else as_real(initial_separation, "initial_separation", "(0, inf)")
         sample_temperature = "auto" if _is_auto(sample_temperature) else as_real(sample_temperature, "sample_temperature", "(0, inf)")
+        map_tolerance = None if map_tolerance is None else as_real(map_tolerance, "map_tolerance", "(0, inf)")
         if seed is not None:
             seed = as_seed(seed)
         conv = as_convolution(conv)  # here too: with num_blocks="auto" no block is built before fit
@@ -357,7 +371,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.config = dict(
             num_nodes=num_nodes, num_features=num_features, num_classes=num_classes, conv=conv,
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
-            sigma=reals["sigma"], orders=orders, steps=steps, train_steps=train_steps, first_step=reals["first_step"],
+            sigma=reals["sigma"], orders=orders, steps=steps, map_tolerance=map_tolerance, train_steps=train_steps,
+            first_step=reals["first_step"],
             step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
             initial_separation=initial_separation,
             barrier_weight=reals["barrier_weight"], classifier=classifier, head_input=as_choice(head_input, HEAD_INPUTS, "head_input"),
@@ -714,6 +729,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
                 # stacklevel: the caller of fit, or of refine / reparameterize (through _retrain).
                 warnings.warn(f"block {index}: every epoch's validation objective was NaN or infinite (is lr too "
                               "large?); the block keeps its starting state", stacklevel=4 if retrain else 3)
+            record.map_steps = self._settle_steps(block, index, x_val, stacklevel=4 if retrain else 3)
             x, x_val, val_logdet, record.w2 = self._push(block, index, x, x_val, val_logdet)
             log_likelihood = self.latent.log_prob(x_val, data.y_val) + val_logdet + self.standardizer.log_abs_det()
             record.val_nll_per_dim = -log_likelihood.mean().item() / dims
@@ -782,6 +798,19 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             return in_chunks(lambda h: self._inverse_all(h, corrections=0), self.latent.sample(Y[keep], noise, temperature))
 
         return energy_temperature(decoded, X[keep])
+
+    def _settle_steps(self, block: ODEBlock, index: int, x_val: Tensor, stacklevel: int) -> int:
+        r"""Sets the steps of a block just trained: ``steps``, doubled as ``map_tolerance`` asks."""
+        c = self.config
+        block.steps = c["steps"]
+        if c["map_tolerance"] is None:
+            return block.steps
+        change = block.settle_steps(x_val[:MAP_CHECK_SIGNALS], c["map_tolerance"], MAX_MAP_STEPS)
+        if change > c["map_tolerance"]:
+            warnings.warn(f"block {index}: on {block.steps} RK4 steps (MAX_MAP_STEPS) its map still moves a validation "
+                          f"signal by {change:.3g} from twice as many (map_tolerance={c['map_tolerance']:g}): its field "
+                          "is rough; encodings and likelihoods are those of the discrete map", stacklevel=stacklevel + 1)
+        return block.steps
 
     @torch.no_grad()
     def _push(self, block: ODEBlock, index: int, x: Tensor, x_val: Tensor, val_logdet: Tensor) -> tuple[Tensor, Tensor, Tensor, float]:
@@ -1182,6 +1211,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         # model's own: _load_from_state_dict.)
         defaults = {"classes_seen": torch.ones_like(self.classes_seen), "head_uses_products": torch.tensor(False),
                     "head_reads": self.head_reads.clone()}
+        # Before the blocks' steps were saved: the setting's, as each block was built.
+        defaults.update({key: value.clone() for key, value in self.state_dict().items() if key.endswith(".solver_steps")})
         self.load_state_dict({**defaults, **payload["state_dict"]})
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())

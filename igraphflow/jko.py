@@ -42,6 +42,7 @@ class BlockRecord:
     val_loss: list[float] = field(default_factory=list)
     best_epoch: int = -1  # -1: no epoch beat the starting state, which was kept
     w2: float = math.nan
+    map_steps: int | None = None  # RK4 steps of the block's fitted map (None: recorded before they were)
     val_nll_per_dim: float = math.nan
     seconds: float = 0.0
     stopped_by_time: bool = False

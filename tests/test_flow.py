@@ -571,14 +571,32 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert [r.w2 for r in loaded.history_] == [r.w2 for r in fitted.history_]
 
 
-def test_moved_block_intervals_survive_save_and_load(tmp_path):
-    # refine and reparameterize move the blocks off the schedule that the settings give: the file keeps where they are.
+def test_moved_block_intervals_and_settled_steps_survive_save_and_load(tmp_path):
+    # refine and reparameterize move the blocks off the schedule that the settings give, and
+    # map_tolerance gives each block its steps: the file keeps both.
     model = ConditionalGraphFlow(EDGES, 4, 2, 2, **SMALL)
     model.blocks[0].set_interval(0.0, 0.3)
     model.blocks[1].set_interval(0.3, 1.1)
+    model.blocks[1].steps = 32
     model.save(tmp_path / "model.pt")
     loaded = ConditionalGraphFlow.load(tmp_path / "model.pt")
     assert [b.interval.tolist() for b in loaded.blocks] == [b.interval.tolist() for b in model.blocks]
+    assert [b.steps for b in loaded.blocks] == [8, 32]
+
+
+def test_a_model_saved_before_the_blocks_steps_were_saved_loads_with_its_setting(fitted, tmp_path):
+    fitted.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["kind"]
+    for index in range(len(fitted.blocks)):  # as written then
+        del payload["state_dict"][f"blocks.{index}.solver_steps"]
+    del payload["config"]["map_tolerance"]
+    payload["config"]["steps"] = 4
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    old = ConditionalGraphFlow.load(tmp_path / "old.pt")
+    assert [b.steps for b in old.blocks] == [4] * len(fitted.blocks)
+    X, Y = toy(16, seed=5)
+    assert torch.isfinite(old.log_prob(X, Y)).all()
 
 
 def test_calling_the_model_says_which_methods_answer(fitted):
@@ -1120,7 +1138,8 @@ def test_refine_after_a_noise_fit_that_moved_the_means_together():
 
 
 def test_fit_warns_when_its_blocks_do_not_invert():
-    # One RK4 step across a block of length 1, trained fast, folds the discrete map; four do not.
+    # One RK4 step across a block of length 1, trained fast, folds the discrete map; four do
+    # not, and neither do the steps map_tolerance settles on from one.
     data = load("traffic")
     X, Y = data.X_train[:300], data.Y_train[:300]
     settings = dict(num_blocks=1, max_step=1.0, first_step=1.0, lr=1e-2, hidden=16, max_epochs=20, patience=100, seed=0)
@@ -1131,13 +1150,18 @@ def test_fit_warns_when_its_blocks_do_not_invert():
     with pytest.warns(UserWarning, match=r"the trained blocks do not invert: .* misses them by [0-9.]+ of the signals' "
                                          r"spread .* \(steps=1, train_steps=1\), .* lr \(0.01\)"):
         folded = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                                      steps=1, train_steps=1, **settings).fit(X, Y, progress=False)
+                                      steps=1, train_steps=1, map_tolerance=None, **settings).fit(X, Y, progress=False)
     assert relative_round_trip(folded) > 0.1
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="the trained blocks do not invert")
         smooth = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
-                                      steps=4, train_steps=4, **settings).fit(X, Y, progress=False)
+                                      steps=4, train_steps=4, map_tolerance=None, **settings).fit(X, Y, progress=False)
+        settled = ConditionalGraphFlow(data.edge_index, data.num_nodes, data.num_features, data.num_classes,
+                                       steps=1, train_steps=1, **settings).fit(X, Y, progress=False)
     assert relative_round_trip(smooth) < igraphflow.flow.ROUND_TRIP_TOLERANCE
+    assert relative_round_trip(settled) < igraphflow.flow.ROUND_TRIP_TOLERANCE
+    assert settled.blocks[0].steps > 4 and settled.history_[0].map_steps == settled.blocks[0].steps
+    assert smooth.blocks[0].steps == 4 and smooth.history_[0].map_steps == 4
 
 
 def test_solver_steps_too_long_to_invert_are_refused(tmp_path):
@@ -1602,7 +1626,8 @@ def test_seeds_beyond_what_torch_takes_raise_clear_errors(fitted):
      ("w2_tolerance", math.nan), ("separation", math.nan), ("barrier_weight", -1.0), ("barrier_weight", math.nan),
      ("first_step", math.inf), ("step_growth", math.nan), ("validation", "0.1"), ("classification_weight", math.inf),
      ("initial_separation", 0.0), ("initial_separation", math.nan), ("initial_separation", "far"),
-     ("sample_temperature", 0.0), ("sample_temperature", math.inf), ("sample_temperature", "hot")],
+     ("sample_temperature", 0.0), ("sample_temperature", math.inf), ("sample_temperature", "hot"),
+     ("map_tolerance", 0.0), ("map_tolerance", math.nan), ("map_tolerance", "1e-3")],
 )
 def test_real_settings_outside_their_range_raise_clear_errors(name, value):
     # NaN and negative rates were kept and trained (or silently stopped) nothing useful.

@@ -32,6 +32,20 @@ class BatchRecordingField(LinearField):
         return super().forward(t, x)
 
 
+def rk4_growth(start, end, steps):
+    r"""The factor by which ``steps`` steps of torchdiffeq's RK4 (the 3/8 rule) integrate
+    dx/dt = t x across ``[start, end]``: a polynomial in t and h per step."""
+    h, growth = (end - start) / steps, 1.0
+    for i in range(steps):
+        t = start + i * h
+        k1 = t
+        k2 = (t + h / 3) * (1 + h * k1 / 3)
+        k3 = (t + 2 * h / 3) * (1 + h * (k2 - k1 / 3))
+        k4 = (t + h) * (1 + h * (k1 - k2 + k3))
+        growth *= 1 + h * (k1 + 3 * k2 + 3 * k3 + k4) / 8
+    return growth
+
+
 class TimeScaledField(nn.Module):
     r"""dx/dt = t x: :math:`x(t_1) = x(t_0) e^{(t_1^2 - t_0^2) / 2}`, log-determinant :math:`D (t_1^2 - t_0^2) / 2`."""
 
@@ -124,7 +138,7 @@ def test_block_rejects_bad_intervals():
         ODEBlock(LinearField(torch.eye(2)), 1.0, 1.0)
     with pytest.raises(ValueError, match="end > start"):
         ODEBlock(LinearField(torch.eye(2)), 0.0, 1.0).set_interval(1.0, 0.5)
-    with pytest.raises(ValueError, match="steps must be at least 1, got 0"):
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         ODEBlock(LinearField(torch.eye(2)), 0.0, 1.0, steps=0)
     with pytest.raises(ValueError, match="divergence must be one of"):
         ODEBlock(LinearField(torch.eye(2)), 0.0, 1.0).transform(torch.randn(1, 1, 2), divergence="trace")
@@ -146,20 +160,7 @@ def test_corrected_inverse_inverts_the_discrete_forward_map():
 
 
 def test_transform_integrates_on_the_steps_it_is_given():
-    # dx/dt = t x: one step of torchdiffeq's RK4 (the 3/8 rule) from t to t + h multiplies x
-    # by a polynomial in t and h, the reference below; two steps across [0.5, 1.5] miss the
-    # exact growth by about 1e-3.
-    def rk4_growth(start, end, steps):
-        h, growth = (end - start) / steps, 1.0
-        for i in range(steps):
-            t = start + i * h
-            k1 = t
-            k2 = (t + h / 3) * (1 + h * k1 / 3)
-            k3 = (t + 2 * h / 3) * (1 + h * (k2 - k1 / 3))
-            k4 = (t + h) * (1 + h * (k1 - k2 + k3))
-            growth *= 1 + h * (k1 + 3 * k2 + 3 * k3 + k4) / 8
-        return growth
-
+    # Two steps across [0.5, 1.5] miss the exact growth by about 1e-3.
     block = ODEBlock(TimeScaledField(), 0.5, 1.5, steps=32)
     x = torch.randn(4, 3, 2)
     coarse, _ = block.transform(x, divergence="exact", steps=2)
@@ -168,6 +169,51 @@ def test_transform_integrates_on_the_steps_it_is_given():
     assert block.steps == 32
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         block.transform(x, steps=0)
+
+
+@pytest.mark.parametrize("start_steps", [1, 3])
+@pytest.mark.parametrize("tolerance", [1e-2, 1e-5, 1e-9])
+def test_settle_steps_keeps_the_fewest_doublings_within_the_tolerance(start_steps, tolerance):
+    # On dx/dt = t x the change of a signal from s steps to 2s is |g(s) - g(2s)| times its
+    # root mean square, g the growth of rk4_growth: the reference for the steps kept.
+    start, end, max_steps = 0.0, 1.0, 48  # kept: 2, 8, 32 from 1 step; 3, 12, 48 (the cap) from 3
+    x = torch.randn(5, 3, 2) * torch.tensor([0.1, 1.0, 3.0, 0.5, 2.0]).view(5, 1, 1)
+    largest = x.flatten(1).square().mean(1).sqrt().max().item()
+
+    def change(steps):
+        return abs(rk4_growth(start, end, steps) - rk4_growth(start, end, 2 * steps)) * largest
+
+    expected = start_steps
+    while change(expected) > tolerance and 2 * expected <= max_steps:
+        expected *= 2
+    block = ODEBlock(TimeScaledField(), start, end, steps=start_steps)
+    found = block.settle_steps(x, tolerance, max_steps=max_steps)
+    assert block.steps == expected
+    assert found == pytest.approx(change(expected), rel=1e-6)
+    assert (found <= tolerance) == (change(expected) <= tolerance)
+    assert block.state_dict()["solver_steps"] == expected  # saved with the weights
+
+
+def test_settle_steps_stops_at_max_steps_and_never_lowers_the_steps():
+    x = torch.randn(4, 3, 2)
+    block = ODEBlock(TimeScaledField(), 0.0, 3.0, steps=2)
+    found = block.settle_steps(x, 1e-12, max_steps=8)
+    assert block.steps == 8 and found > 1e-12  # 16 would pass max_steps
+    smooth = ODEBlock(TimeScaledField(), 0.0, 0.01, steps=16)
+    assert smooth.settle_steps(x, 1e-3, max_steps=64) < 1e-3 and smooth.steps == 16
+    assert smooth.settle_steps(x[:0], 1e-3, max_steps=64) == 0.0 and smooth.steps == 16
+    with pytest.raises(ValueError, match="tolerance must be"):
+        smooth.settle_steps(x, float("nan"), max_steps=64)
+
+
+def test_steps_are_loaded_with_the_weights():
+    block = ODEBlock(TimeScaledField(), 0.0, 1.0, steps=4)
+    block.steps = 32
+    copy = ODEBlock(TimeScaledField(), 0.0, 1.0, steps=4)
+    copy.load_state_dict(block.state_dict())
+    assert copy.steps == 32 and len(copy.grid()) == 33
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 2.5"):
+        copy.steps = 2.5
 
 
 def test_a_time_dependent_field_is_integrated_over_the_blocks_interval():
