@@ -1212,7 +1212,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         defaults = {"classes_seen": torch.ones_like(self.classes_seen), "head_uses_products": torch.tensor(False),
                     "head_reads": self.head_reads.clone()}
         # Before the blocks' steps were saved: the setting's, as each block was built.
-        defaults.update({key: value.clone() for key, value in self.state_dict().items() if key.endswith(".solver_steps")})
+        defaults.update({f"blocks.{index}.solver_steps": block.solver_steps.clone() for index, block in enumerate(self.blocks)})
         self.load_state_dict({**defaults, **payload["state_dict"]})
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
