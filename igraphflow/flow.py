@@ -51,6 +51,9 @@ HEAD_READS = {"auto": (True, True), "both": (True, True), "latent": (True, False
 AUTO_SEPARATION = (2.0, REFERENCE_SEPARATION)
 r"""The range of ``initial_separation="auto"``: 2 where the classes overlap, at most the iGNN
 reference's separation."""
+AUTO_SEPARATION_SHARE = 0.9
+r"""``separation="auto"``: the share of the start of ``initial_separation="auto"`` that the means
+keep while the blocks train, where the data start them further apart than 2."""
 MAX_SOLVER_STEP = 1.0
 r"""The largest RK4 step, ``max_step / steps``: over longer steps the discrete map of a trained
 field need not be invertible (decoding missed encoded signals by up to 4 at 2.0). Shorter steps
@@ -188,15 +191,29 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             ``max_step / steps`` must not exceed :data:`MAX_SOLVER_STEP` (models saved before
             this rule load, but neither fit nor retrain).
         separation: The minimum distance of the latent means in units of ``sigma`` while the
-            blocks train, see :class:`~igraphflow.latent.GaussianMixtureLatent`. The noise fit
-            after training (``fit_noise``) moves the means to the encoded class centres, which
-            may lie closer.
+            blocks train, see :class:`~igraphflow.latent.GaussianMixtureLatent`, or ``"auto"``:
+            :data:`AUTO_SEPARATION_SHARE` of where ``initial_separation="auto"`` starts them, where
+            that is further apart than 2 (the classes of the signals are that separable), else 0:
+            the means may move apart, not back together. Trained with the first blocks, they
+            follow the barely transformed signals, and the longer those blocks train, the closer
+            they settle where the classes separate only once the mixing is undone; the later
+            blocks then stall (``experiments/RESULTS.md``, "Longer blocks and the means they
+            pull together"). What the fit chose: :attr:`separation_`. The noise fit after
+            training (``fit_noise``) moves the means to the encoded class centres, which may lie
+            closer.
         initial_separation: How far apart the latent means start, in units of ``sigma``, or
             ``"auto"``: as far apart as a linear classifier finds the classes of the training
             signals (:func:`~igraphflow.separability.linear_separability`), between 2 and the
-            iGNN reference's :math:`2\Phi^{-1}(0.9999) \approx 7.4`. The means are trained with
-            the blocks and follow the encoded classes, so means that start too close stay
-            close and the flow never separates well-separated classes.
+            iGNN reference's :math:`2\Phi^{-1}(0.9999) \approx 7.4`. Trained with the blocks,
+            the means follow the encoded classes, so means that start too close stay close and
+            the flow never separates well-separated classes.
+        train_means: Train the latent means with every block, as the iGNN does. ``False``: they
+            stay where they start while the blocks train, a fixed target for every JKO step (the
+            proximal step of the gradient flow of :math:`\mathrm{KL}(\rho \| p_H)` for a fixed
+            :math:`p_H`), and the noise fit (``fit_noise``) moves them to the encoded class
+            centres afterwards. Held, they cost likelihood where the classes overlap or curve
+            (three_moons, solar_hope; ``experiments/RESULTS.md``, "Longer blocks and the means
+            they pull together").
         barrier_weight: The weight of the log-barrier on the means.
         classifier: What :meth:`predict_proba` uses: ``"graph"`` (a softmax layer on the means
             of :math:`H` over the ``orders``-hop neighbourhoods of ``v``,
@@ -272,7 +289,10 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         lr: The Adam learning rate. ``5e-3`` fits the real series faster under a time budget
             but stalls the later blocks on small mixing graphs such as three_node
             (``experiments/RESULTS.md``, "Learning rate").
-        max_epochs: The most epochs per block.
+        max_epochs: The most epochs per block, a cap for blocks whose validation objective
+            still falls (``patience`` ends the others). At 40 the first blocks of the real series
+            were cut while still improving (``experiments/RESULTS.md``, "Longer blocks and the
+            means they pull together").
         patience: Epochs without validation improvement before a block stops (0: after its
             first epoch).
         validation: The fraction of the training samples held out for early stopping (at
@@ -321,8 +341,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         first_step: float = 0.25,
         step_growth: float = 1.5,
         max_step: float = 2.0,
-        separation: float = 0.0,
+        separation: float | Literal["auto"] = "auto",
         initial_separation: float | Literal["auto"] = "auto",
+        train_means: bool = True,
         barrier_weight: float = 1e-2,
         classifier: Literal["bayes", "linear", "graph"] = "graph",
         head_input: Literal["auto", "both", "latent", "input"] = "auto",
@@ -333,7 +354,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         divergence: Literal["hutchinson", "finite_difference", "exact"] = "finite_difference",
         batch_size: int | Literal["auto"] = "auto",
         lr: float = 2e-3,
-        max_epochs: int = 40,
+        max_epochs: int = 100,
         patience: int = 5,
         validation: float = 0.1,
         standardize: bool = True,
@@ -352,6 +373,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         num_blocks = "auto" if _is_auto(num_blocks) else as_count(num_blocks, "num_blocks")
         batch_size = "auto" if _is_auto(batch_size) else as_count(batch_size, "batch_size")
         initial_separation = "auto" if _is_auto(initial_separation) else as_real(initial_separation, "initial_separation", "(0, inf)")
+        separation = "auto" if _is_auto(separation) else as_real(separation, "separation", "[0, inf)")
         sample_temperature = "auto" if _is_auto(sample_temperature) else as_real(sample_temperature, "sample_temperature", "(0, inf)")
         map_tolerance = None if map_tolerance is None else as_real(map_tolerance, "map_tolerance", "(0, inf)")
         if seed is not None:
@@ -363,7 +385,7 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         positive, non_negative = "(0, inf)", "[0, inf)"
         reals = dict(
             w2_tolerance=(w2_tolerance, non_negative), sigma=(sigma, positive), first_step=(first_step, positive),
-            step_growth=(step_growth, positive), max_step=(max_step, positive), separation=(separation, non_negative),
+            step_growth=(step_growth, positive), max_step=(max_step, positive),
             barrier_weight=(barrier_weight, non_negative), classification_weight=(classification_weight, non_negative),
             lr=(lr, positive), validation=(validation, "(0, 1)"),
         )
@@ -373,8 +395,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             num_blocks=num_blocks, max_blocks=max_blocks, w2_tolerance=reals["w2_tolerance"], hidden=hidden,
             sigma=reals["sigma"], orders=orders, steps=steps, map_tolerance=map_tolerance, train_steps=train_steps,
             first_step=reals["first_step"],
-            step_growth=reals["step_growth"], max_step=reals["max_step"], separation=reals["separation"],
-            initial_separation=initial_separation,
+            step_growth=reals["step_growth"], max_step=reals["max_step"], separation=separation,
+            initial_separation=initial_separation, train_means=as_flag(train_means, "train_means"),
             barrier_weight=reals["barrier_weight"], classifier=classifier, head_input=as_choice(head_input, HEAD_INPUTS, "head_input"),
             fit_noise=as_flag(fit_noise, "fit_noise"),
             fit_noise_first=as_flag(fit_noise_first, "fit_noise_first"),
@@ -392,6 +414,8 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self.register_buffer("classes_seen", torch.ones(num_classes, dtype=torch.bool))
         # Whether fit kept the products of the node features in the graph head: its shape follows.
         self.register_buffer("head_uses_products", torch.tensor(False))
+        # The minimum distance of the means (units of sigma) while the blocks train: "auto" is resolved by fit.
+        self.register_buffer("means_separation", torch.tensor(0.0))
         # What the head reads, (latent, input): "auto" is resolved by fit, and the head's width follows.
         self.register_buffer("head_reads", torch.tensor(HEAD_READS[self.config["head_input"]]))
         self._initialise()
@@ -410,7 +434,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if c["seed"] is not None:
                 torch.default_generator.manual_seed(c["seed"])
             start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
-            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], c["separation"], start)
+            self.means_separation.fill_(0.0 if c["separation"] == "auto" else c["separation"])
+            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], float(self.means_separation), start)
+            self.latent.means.requires_grad_(c["train_means"])  # the blocks train what requires gradients
             self.head_reads.copy_(torch.tensor(HEAD_READS[c["head_input"]]))
             self.head = self._make_head(HEAD_READS[c["head_input"]])
         self.latent.to(dtype)
@@ -422,6 +448,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         self._forget_calibration()
         self.history_: list[BlockRecord] = []
         self.to(self.device, dtype)
+
+    def _set_means_separation(self):
+        self.latent.min_distance = float(self.means_separation) * self.latent.sigma
 
     def _make_head(self, reads: tuple[bool, bool]) -> nn.Module | None:
         r"""An unfitted head of the ``classifier`` for the node features that ``reads``, (latent, input)."""
@@ -613,7 +642,11 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             self.latent.set_prior(data.y)
             if self.config["initial_separation"] == "auto":
                 separation = linear_separability(data.x, data.y, self.edge_index, self.num_classes, self.config["orders"])
-                self.latent.place_means_(min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1]))
+                spacing = min(max(separation, AUTO_SEPARATION[0]), AUTO_SEPARATION[1])
+                self.latent.place_means_(spacing)
+                if self.config["separation"] == "auto" and spacing > AUTO_SEPARATION[0]:
+                    self.means_separation.fill_(AUTO_SEPARATION_SHARE * spacing)
+                    self._set_means_separation()
             start, settled = 0, False
             if checkpoint is not None:
                 start, settled = self._resume(path, checkpoint, data)
@@ -1000,6 +1033,12 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         return next(name for name, reads in HEAD_READS.items() if name != "auto" and reads == tuple(self.head_reads.tolist()))
 
     @property
+    def separation_(self) -> float:
+        r"""The minimum distance of the latent means in units of ``sigma`` while the blocks train
+        (``separation``; under ``"auto"`` what :meth:`fit` chose)."""
+        return float(self.means_separation)
+
+    @property
     def head_products(self) -> bool:
         r"""Whether the graph head uses the products of the node features: :meth:`fit` takes
         them where they predict the validation labels better (``classifier="graph"`` with at
@@ -1207,13 +1246,14 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
         if isinstance(means, Tensor) and means.is_floating_point():
             self.to(dtype=means.dtype)
         # Files written before the classes seen were recorded: all of them; before the graph head
-        # could take the products of the features: without them. (The edge list stays the
-        # model's own: _load_from_state_dict.)
+        # could take the products of the features: without them; before the means' separation
+        # was recorded: the setting's. (The edge list stays the model's own: _load_from_state_dict.)
         defaults = {"classes_seen": torch.ones_like(self.classes_seen), "head_uses_products": torch.tensor(False),
-                    "head_reads": self.head_reads.clone()}
+                    "head_reads": self.head_reads.clone(), "means_separation": self.means_separation.clone()}
         # Before the blocks' steps were saved: the setting's, as each block was built.
         defaults.update({f"blocks.{index}.solver_steps": block.solver_steps.clone() for index, block in enumerate(self.blocks)})
         self.load_state_dict({**defaults, **payload["state_dict"]})
+        self._set_means_separation()
         # Weights or noise of a diverged or damaged fit would answer every call with NaN.
         tensors = itertools.chain(self.named_parameters(), self.named_buffers())
         broken = [name for name, value in tensors if value.is_floating_point() and not torch.isfinite(value).all()]

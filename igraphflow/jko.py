@@ -158,7 +158,8 @@ def train_block(
     generator: torch.Generator | None = None,
     on_epoch: Callable[[BlockRecord], None] | None = None,
 ) -> BlockRecord:
-    r"""Trains one block (with the latent means) on samples pushed through the blocks before it.
+    r"""Trains one block (and the latent means, where they require gradients) on samples pushed through
+    the blocks before it.
 
     Early stopping watches the objective on the validation samples, evaluated with one fixed
     probe per sample; the best state of the block and the means is restored. Under
@@ -171,7 +172,7 @@ def train_block(
     Arguments:
         index: The block's position, for the record.
         block: The block to train.
-        latent: The latent; its means are trained jointly.
+        latent: The latent; its means are trained jointly where they require gradients.
         train: ``(X, Y)`` pushed through the blocks before this one.
         val: Validation ``(X, Y)``, pushed likewise.
         divergence: The estimator used in training.

@@ -309,8 +309,9 @@ class GaussianMixtureLatent(nn.Module):
         r"""Puts the means back at their evenly spaced start, neighbours ``separation * sigma`` apart
         (at least ``1.5 c``).
 
-        Means trained by the blocks follow the encoded classes, so where they start decides how
-        far apart the flow learns to put the classes (see :mod:`igraphflow.separability`).
+        Where they start decides how far apart the flow learns to put the classes (see
+        :mod:`igraphflow.separability`), whether the blocks train them (they follow the
+        encoded classes from there) or not.
 
         Example:
             >>> latent = GaussianMixtureLatent(num_classes=2, num_features=2)

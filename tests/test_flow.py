@@ -1749,6 +1749,43 @@ def test_auto_initial_separation_places_the_means_from_the_data(monkeypatch, est
     assert len(seen) == 1 and model.latent.pairwise_distances().item() == pytest.approx(3.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("train_means", [False, True])
+def test_the_blocks_train_the_means_only_with_train_means(train_means):
+    X, Y = toy(128)
+    X = X + 3.0 * Y.unsqueeze(-1)  # classes that pull trained means away from their start
+    settings = dict(SMALL, num_blocks=2, max_epochs=3, initial_separation=3.0, fit_noise=False, train_means=train_means)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **settings).fit(X, Y, progress=False)
+    assert model.latent.means.requires_grad == train_means
+    assert torch.equal(model.latent.means.detach(), GaussianMixtureLatent(2, 2, initial_separation=3.0).means) != train_means
+    assert all(r.w2 > 0 for r in model.history_)  # the blocks moved all the same
+
+
+@pytest.mark.parametrize("estimate, separation", [(4.5, 0.9 * 4.5), (0.5, 0.0), (2.0, 0.0)])
+def test_auto_separation_keeps_most_of_where_the_data_start_the_means(monkeypatch, tmp_path, estimate, separation):
+    monkeypatch.setattr(igraphflow.flow, "linear_separability", lambda *args: estimate)
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, num_blocks=1, max_epochs=1, fit_noise=False))
+    model.fit(X, Y, progress=False)
+    assert model.separation_ == pytest.approx(separation) and model.latent.min_distance == pytest.approx(separation)
+    assert (model.latent.pairwise_distances() > model.latent.min_distance).all()
+    model.save(tmp_path / "model.pt")
+    assert ConditionalGraphFlow.load(tmp_path / "model.pt").latent.min_distance == pytest.approx(separation)
+    model.config["initial_separation"] = 3.0  # a start not taken from the data sets no minimum
+    assert model.fit(X, Y, progress=False).separation_ == 0.0
+
+
+def test_a_model_saved_before_the_means_could_be_held_or_kept_apart_by_the_data_loads_as_it_was(tmp_path):
+    X, Y = toy(64)
+    model = ConditionalGraphFlow(EDGES, 4, 2, 2, **dict(SMALL, max_epochs=1), separation=0.5).fit(X, Y, progress=False)
+    model.save(tmp_path / "model.pt")
+    payload = torch.load(tmp_path / "model.pt", weights_only=False)
+    del payload["config"]["train_means"], payload["state_dict"]["means_separation"]  # as written then
+    save_atomic(payload, tmp_path / "old.pt", CHECKPOINT_KIND)
+    old = ConditionalGraphFlow.load(tmp_path / "old.pt")
+    assert old.latent.means.requires_grad and old.separation_ == old.latent.min_distance == 0.5
+    assert torch.equal(old.log_prob(X, Y), model.log_prob(X, Y))
+
+
 @pytest.mark.parametrize("conv", ["l3net", "cheb", "gcn"])
 def test_a_double_model_computes_and_saves_in_double(conv, tmp_path):
     X, Y = toy(64)
