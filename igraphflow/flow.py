@@ -434,8 +434,9 @@ class ConditionalGraphFlow(UncertaintyMixin, nn.Module):
             if c["seed"] is not None:
                 torch.default_generator.manual_seed(c["seed"])
             start = AUTO_SEPARATION[0] if c["initial_separation"] == "auto" else c["initial_separation"]
-            self.means_separation.fill_(0.0 if c["separation"] == "auto" else c["separation"])
-            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], float(self.means_separation), start)
+            separation = 0.0 if c["separation"] == "auto" else c["separation"]  # "auto": fit sets it
+            self.means_separation.fill_(separation)
+            self.latent = GaussianMixtureLatent(self.num_classes, self.num_features, c["sigma"], separation, start)
             self.latent.means.requires_grad_(c["train_means"])  # the blocks train what requires gradients
             self.head_reads.copy_(torch.tensor(HEAD_READS[c["head_input"]]))
             self.head = self._make_head(HEAD_READS[c["head_input"]])
